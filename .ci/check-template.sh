@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# Validates template.yaml offline (no AWS credentials, no Docker):
+#   1. cfn-lint from the project venv (errors and warnings fail; informational notes pass);
+#   2. what cfn-lint does not check inside SAM resources (it accepted a typo such as
+#      `ReportBatchFailures` or `Binry:` without a word): partial batch responses on every SQS
+#      event, build metadata, env var names, routes, and the FIFO/visibility invariants;
+#   3. that no literal secret is in the template: secret env vars must come from NoEcho
+#      parameters (without defaults) or Secrets Manager dynamic references;
+#   4. that the signed sample webhook event still carries a correct signature.
+# Usage: .ci/check-template.sh [template.yaml]   (PARLEY_VENV overrides the venv, default .venv)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+TEMPLATE="${1:-template.yaml}"
+VENV="${PARLEY_VENV:-.venv}"
+
+if [[ ! -x "$VENV/bin/cfn-lint" ]]; then
+    echo "check-template: $VENV/bin/cfn-lint not found; install it with" >&2
+    echo "  $VENV/bin/pip install -r local/requirements.txt" >&2
+    exit 1
+fi
+
+# cfn-lint needs a region, never credentials.
+export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-eu-central-1}"
+
+echo "== cfn-lint $("$VENV/bin/cfn-lint" --version | awk '{print $2}') $TEMPLATE"
+rc=0
+"$VENV/bin/cfn-lint" -- "$TEMPLATE" || rc=$?
+# Exit code is a bit mask: 1 = failure to run, 2 = error, 4 = warning, 8 = informational.
+if (( rc & 7 )); then
+    echo "check-template: cfn-lint reported errors or warnings (exit $rc)" >&2
+    exit 1
+fi
+
+echo "== template invariants"
+"$VENV/bin/python" - "$TEMPLATE" <<'PY'
+import hashlib
+import hmac
+import json
+import pathlib
+import re
+import sys
+
+from cfnlint.decode import decode
+
+template_path = pathlib.Path(sys.argv[1])
+raw = template_path.read_text(encoding="utf-8")
+tpl, matches = decode(str(template_path))
+if tpl is None:
+    sys.exit(f"cannot parse {template_path}: {matches}")
+
+errors: list[str] = []
+
+
+def fail(msg: str) -> None:
+    errors.append(msg)
+
+
+resources = tpl.get("Resources", {})
+params = tpl.get("Parameters", {})
+glob_fn = tpl.get("Globals", {}).get("Function", {})
+functions = {k: v for k, v in resources.items() if v.get("Type") == "AWS::Serverless::Function"}
+
+
+def is_intrinsic(v) -> bool:
+    return isinstance(v, dict) and len(v) == 1 and (next(iter(v)) == "Ref" or next(iter(v)).startswith("Fn::"))
+
+
+def ref_target(v):
+    if isinstance(v, dict) and set(v) == {"Ref"}:
+        return v["Ref"]
+    if isinstance(v, dict) and set(v) == {"Fn::GetAtt"}:
+        g = v["Fn::GetAtt"]
+        return g[0] if isinstance(g, list) else str(g).split(".")[0]
+    return None
+
+
+def literal_only(v, where: str) -> None:
+    """The local provisioner reads these blocks verbatim: no intrinsics, no conditions."""
+    if is_intrinsic(v):
+        fail(f"{where}: must be literal (the local provisioner reads it), found {v}")
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            literal_only(x, f"{where}.{k}")
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            literal_only(x, f"{where}[{i}]")
+
+
+# --- 1. resources the local provisioner creates -------------------------------------------
+table = resources.get("Table", {})
+if table.get("Type") != "AWS::DynamoDB::Table":
+    fail("Resources.Table must be an AWS::DynamoDB::Table")
+else:
+    tp = table.get("Properties", {})
+    for key in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "TimeToLiveSpecification", "BillingMode"):
+        if key not in tp:
+            fail(f"Table.{key} missing")
+        literal_only(tp.get(key), f"Table.{key}")
+    if tp.get("KeySchema") != [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]:
+        fail("Table.KeySchema must be pk HASH / sk RANGE")
+    if [g.get("IndexName") for g in tp.get("GlobalSecondaryIndexes", [])] != ["gsi1"]:
+        fail("Table must have exactly one GSI named gsi1")
+    if tp.get("TimeToLiveSpecification") != {"AttributeName": "ttl", "Enabled": True}:
+        fail("Table.TimeToLiveSpecification must be {AttributeName: ttl, Enabled: true}")
+    if table.get("DeletionPolicy") != "Retain" or table.get("UpdateReplacePolicy") != "Retain":
+        fail("Table must have DeletionPolicy and UpdateReplacePolicy Retain")
+
+for qid in ("OutboundQueue", "OutboundDLQ"):
+    q = resources.get(qid, {})
+    if q.get("Type") != "AWS::SQS::Queue":
+        fail(f"Resources.{qid} must be an AWS::SQS::Queue")
+        continue
+    qp = q.get("Properties", {})
+    if qp.get("FifoQueue") is not True:
+        fail(f"{qid}.FifoQueue must be literally true")
+    for key in ("FifoQueue", "ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit",
+                "VisibilityTimeout", "MessageRetentionPeriod"):
+        if key in qp:
+            literal_only(qp[key], f"{qid}.{key}")
+    name = qp.get("QueueName")
+    if isinstance(name, str) and not name.endswith(".fifo"):
+        fail(f"{qid}.QueueName must end in .fifo")
+oq = resources.get("OutboundQueue", {}).get("Properties", {})
+if ref_target(oq.get("RedrivePolicy", {}).get("deadLetterTargetArn")) != "OutboundDLQ":
+    fail("OutboundQueue.RedrivePolicy.deadLetterTargetArn must be !GetAtt OutboundDLQ.Arn")
+
+# --- 2. functions: build metadata, env var names, events ----------------------------------
+config_names = set()
+for rs in pathlib.Path("shared/src").rglob("*.rs"):
+    config_names.update(re.findall(r'"([A-Z][A-Z0-9_]{2,})"', rs.read_text(encoding="utf-8")))
+
+workspace_bins = set()
+for cargo in pathlib.Path("functions").glob("*/Cargo.toml"):
+    text = cargo.read_text(encoding="utf-8")
+    workspace_bins.update(re.findall(r'^\s*name\s*=\s*"([^"]+)"', text, re.M))
+
+SQS_EVENT_KEYS = {"Queue", "BatchSize", "Enabled", "FilterCriteria", "FunctionResponseTypes", "KmsKeyArn",
+                  "MaximumBatchingWindowInSeconds", "MetricsConfig", "ProvisionedPollerConfig", "ScalingConfig"}
+HTTPAPI_EVENT_KEYS = {"ApiId", "Auth", "Method", "Path", "PayloadFormatVersion", "RouteSettings", "TimeoutInMillis"}
+CONTRACT_ROUTES = {
+    ("GET", "/health"), ("GET", "/webhooks/meta"), ("POST", "/webhooks/meta"),
+    ("POST", "/webhooks/shopify"), ("POST", "/webhooks/woocommerce"),
+    ("POST", "/consent/optin"), ("GET", "/consent/{channel}/{address}"),
+    ("DELETE", "/contacts/{channel}/{address}"),
+}
+REQUIRED_ROUTES = {"ChannelWebhookFunction": {("GET", "/webhooks/meta"), ("POST", "/webhooks/meta"), ("GET", "/health")}}
+
+for key, want in (("Runtime", "provided.al2023"), ("Handler", "bootstrap"), ("Architectures", ["arm64"])):
+    if glob_fn.get(key) != want:
+        fail(f"Globals.Function.{key} must be {want!r}")
+
+routes_seen = set()
+sqs_consumers: dict[str, list[str]] = {}
+for fid, fn in functions.items():
+    props = fn.get("Properties", {})
+    meta = fn.get("Metadata", {})
+    if meta.get("BuildMethod") != "rust-cargolambda":
+        fail(f"{fid}: Metadata.BuildMethod must be rust-cargolambda")
+    binary = (meta.get("BuildProperties") or {}).get("Binary")
+    if binary not in workspace_bins:
+        fail(f"{fid}: Metadata.BuildProperties.Binary {binary!r} is not a package under functions/ "
+             f"(found {sorted(workspace_bins)})")
+    if props.get("CodeUri") != ".":
+        fail(f"{fid}: CodeUri must be '.' (the workspace root)")
+
+    env = dict(glob_fn.get("Environment", {}).get("Variables", {}))
+    env.update(props.get("Environment", {}).get("Variables", {}))
+    for name in env:
+        if name not in config_names:
+            fail(f"{fid}: env var {name} is not read anywhere in shared/src (typo?)")
+
+    for eid, ev in (props.get("Events") or {}).items():
+        etype, ep = ev.get("Type"), ev.get("Properties", {})
+        where = f"{fid}.Events.{eid}"
+        if etype == "SQS":
+            unknown = set(ep) - SQS_EVENT_KEYS
+            if unknown:
+                fail(f"{where}: unknown SQS event properties {sorted(unknown)}")
+            if "ReportBatchItemFailures" not in (ep.get("FunctionResponseTypes") or []):
+                fail(f"{where}: FunctionResponseTypes must contain ReportBatchItemFailures")
+            queue = ref_target(ep.get("Queue"))
+            sqs_consumers.setdefault(queue, []).append(fid)
+            qprops = resources.get(queue, {}).get("Properties", {})
+            if qprops.get("FifoQueue") is True:
+                if "MaximumBatchingWindowInSeconds" in ep:
+                    fail(f"{where}: MaximumBatchingWindowInSeconds is not supported for FIFO queues")
+                if isinstance(ep.get("BatchSize"), int) and ep["BatchSize"] > 10:
+                    fail(f"{where}: BatchSize must be <= 10 for FIFO queues")
+        elif etype == "HttpApi":
+            unknown = set(ep) - HTTPAPI_EVENT_KEYS
+            if unknown:
+                fail(f"{where}: unknown HttpApi event properties {sorted(unknown)}")
+            if ref_target(ep.get("ApiId")) != "HttpApi":
+                fail(f"{where}: ApiId must be !Ref HttpApi")
+            if str(ep.get("PayloadFormatVersion", "2.0")) != "2.0":
+                fail(f"{where}: PayloadFormatVersion must be 2.0")
+            route = (str(ep.get("Method", "")).upper(), ep.get("Path"))
+            if route not in CONTRACT_ROUTES:
+                fail(f"{where}: route {route} is not in CONTRACT.md")
+            if route in routes_seen:
+                fail(f"{where}: route {route} is defined twice")
+            routes_seen.add(route)
+    missing = REQUIRED_ROUTES.get(fid, set()) - routes_seen
+    if missing:
+        fail(f"{fid}: missing routes {sorted(missing)}")
+
+sender_events = (functions.get("OutboundSenderFunction", {}).get("Properties", {}).get("Events") or {})
+if not any(e.get("Type") == "SQS" and ref_target(e.get("Properties", {}).get("Queue")) == "OutboundQueue"
+           and "ReportBatchItemFailures" in (e.get("Properties", {}).get("FunctionResponseTypes") or [])
+           for e in sender_events.values()):
+    fail("OutboundSenderFunction needs an SQS event on OutboundQueue with ReportBatchItemFailures")
+
+# Visibility timeout >= 6x the timeout of every consumer (AWS guidance for SQS event sources).
+for queue, consumers in sqs_consumers.items():
+    vt = resources.get(queue, {}).get("Properties", {}).get("VisibilityTimeout", 30)
+    for fid in consumers:
+        timeout = functions[fid].get("Properties", {}).get("Timeout", glob_fn.get("Timeout", 3))
+        if isinstance(vt, int) and isinstance(timeout, int) and vt < 6 * timeout:
+            fail(f"{queue}.VisibilityTimeout {vt} < 6 x {fid} Timeout {timeout}")
+
+# --- 3. no literal secrets -------------------------------------------------------------------
+SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|API_KEY|ADMIN_KEY|PRIVATE_KEY)(_PREVIOUS)?$")
+for pid, p in params.items():
+    if str(p.get("NoEcho", "")).lower() == "true" and p.get("Default", "") != "":
+        fail(f"Parameters.{pid}: NoEcho parameter must not have a non-empty Default")
+
+env_blocks = [("Globals", glob_fn.get("Environment", {}).get("Variables", {}))]
+env_blocks += [(fid, fn.get("Properties", {}).get("Environment", {}).get("Variables", {})) for fid, fn in functions.items()]
+env_blocks += [(rid, r.get("Properties", {}).get("Environment", {}).get("Variables", {}))
+               for rid, r in resources.items() if r.get("Type") == "AWS::Lambda::Function"]
+for owner, variables in env_blocks:
+    for name, value in (variables or {}).items():
+        if not SECRET_NAME.search(name):
+            continue
+        target = ref_target(value)
+        if target is not None:
+            p = params.get(target)
+            if p is None or str(p.get("NoEcho", "")).lower() != "true":
+                fail(f"{owner}: {name} must reference a NoEcho parameter, not {target}")
+        elif isinstance(value, str) and value.startswith("{{resolve:secretsmanager:"):
+            pass
+        else:
+            fail(f"{owner}: {name} has a literal value; use a NoEcho parameter or a "
+                 "Secrets Manager dynamic reference")
+
+# The local development secrets (CONTRACT.md) and the shapes of real credentials.
+LOCAL_SECRETS = ["local-meta-app-secret", "local-verify-token", "local-shopify-secret",
+                 "local-woocommerce-secret", "local-admin-key"]
+for s in LOCAL_SECRETS:
+    if s in raw:
+        fail(f"template contains the local development secret {s!r}")
+CREDENTIAL_SHAPES = {
+    "Meta access token": r"\bEAA[A-Za-z0-9]{30,}",
+    "32-hex app secret": r"(?<![0-9a-fA-F])[0-9a-f]{32}(?![0-9a-fA-F])",
+    "Shopify token/secret": r"\bshp(at|ss|ca|pa)_[0-9a-fA-F]{16,}",
+    "WooCommerce key": r"\b(ck|cs)_[0-9a-f]{40}\b",
+    "AWS access key id": r"\b(AKIA|ASIA)[0-9A-Z]{16}\b",
+}
+for label, rx in CREDENTIAL_SHAPES.items():
+    m = re.search(rx, raw)
+    if m:
+        line = raw.count("\n", 0, m.start()) + 1
+        fail(f"template line {line}: looks like a literal {label}")
+
+# --- 4. sample events ------------------------------------------------------------------------
+def signature(body: str) -> str:
+    return "sha256=" + hmac.new(b"local-meta-app-secret", body.encode(), hashlib.sha256).hexdigest()
+
+for name, should_match in (("meta_post_whatsapp_text.json", True), ("meta_post_bad_signature.json", False)):
+    path = pathlib.Path("events/apigw") / name
+    if not path.exists():
+        fail(f"{path} missing")
+        continue
+    ev = json.loads(path.read_text(encoding="utf-8"))
+    ok = hmac.compare_digest(signature(ev["body"]), ev["headers"].get("x-hub-signature-256", ""))
+    if ok != should_match:
+        fail(f"{path}: x-hub-signature-256 {'does not match' if should_match else 'unexpectedly matches'} "
+             "the body (re-sign it with local-meta-app-secret after editing the body)")
+for path in sorted(pathlib.Path("events").rglob("*.json")):
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        fail(f"{path}: invalid JSON: {e}")
+
+if errors:
+    for e in errors:
+        print(f"  FAIL {e}", file=sys.stderr)
+    sys.exit(f"check-template: {len(errors)} problem(s) in {template_path}")
+print(f"  ok: {len(functions)} functions, {len(routes_seen)} routes, "
+      f"{sum(len(v) for v in sqs_consumers.values())} SQS event source(s), no literal secrets")
+PY
+echo "check-template: OK"

@@ -1,0 +1,18 @@
+//! Lambda entry point for the outbound SQS queue (`ReportBatchItemFailures`): wiring only; the
+//! handler is `parley::sender::Sender`, which the local runtime drives too.
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    parley::observability::init_logging();
+    let (ddb, sqs) = parley::api::aws_clients().await;
+    let sender = Arc::new(parley::sender::Sender::with_clients(ddb, sqs)?);
+    sender.store().warm_up().await;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let sender = Arc::clone(&sender);
+        async move { Ok::<SqsBatchResponse, Error>(sender.handle(event.payload).await) }
+    }))
+    .await
+}

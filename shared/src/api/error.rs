@@ -1,0 +1,119 @@
+//! The HTTP boundary's errors, mapped to a status in exactly one place. Internal details are
+//! logged, never sent: a 5xx body carries only a reference to the log line.
+use crate::channels::signature::SignatureError;
+use http::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("unauthorized: {0}")]
+    BadSignature(#[from] SignatureError),
+    #[error("missing or wrong API key")]
+    BadApiKey,
+    #[error("verify token does not match")]
+    Forbidden,
+    #[error("body of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    /// A dependency (DynamoDB, SQS) failed: the caller should retry.
+    #[error("temporarily unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadSignature(_) | ApiError::BadApiKey => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadSignature(_) => "bad_signature",
+            ApiError::BadApiKey => "bad_api_key",
+            ApiError::Forbidden => "forbidden",
+            ApiError::TooLarge { .. } => "payload_too_large",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn into_response(self) -> http::Response<String> {
+        let status = self.status();
+        let message = if status.is_server_error() {
+            let reference = uuid::Uuid::new_v4().to_string();
+            tracing::error!(error = %self, reference = %reference, "request failed");
+            format!("the request could not be processed right now; reference {reference}")
+        } else {
+            tracing::info!(error = %self, status = status.as_u16(), "request rejected");
+            self.to_string()
+        };
+        let body = serde_json::json!({ "error": self.code(), "message": message }).to_string();
+        let mut builder = http::Response::builder().status(status).header("content-type", "application/json");
+        if let ApiError::MethodNotAllowed { allow } = self {
+            builder = builder.header("allow", allow);
+        }
+        builder.body(body).expect("valid response")
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Unavailable(d) => ApiError::Unavailable(d),
+            crate::store::StoreError::Corrupt(d) => ApiError::Internal(d),
+        }
+    }
+}
+
+impl From<crate::queue::QueueError> for ApiError {
+    fn from(e: crate::queue::QueueError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_do_not_leak_details() {
+        let r = ApiError::Internal("dynamodb table parley-prod arn:aws:... exploded".into()).into_response();
+        assert_eq!(r.status(), 500);
+        assert!(!r.body().contains("arn:aws"), "{}", r.body());
+        let r = ApiError::Unavailable("secret detail".into()).into_response();
+        assert_eq!(r.status(), 503);
+        assert!(!r.body().contains("secret detail"));
+    }
+
+    #[test]
+    fn client_errors_say_what_is_wrong() {
+        let r = ApiError::TooLarge { size: 10, limit: 5 }.into_response();
+        assert_eq!(r.status(), 413);
+        assert!(r.body().contains("exceeds the limit of 5 bytes"));
+        let r = ApiError::BadSignature(SignatureError::Missing).into_response();
+        assert_eq!(r.status(), 401);
+        let r = ApiError::MethodNotAllowed { allow: "GET, POST" }.into_response();
+        assert_eq!(r.headers()["allow"], "GET, POST");
+    }
+}

@@ -1,0 +1,331 @@
+//! `GET/POST /webhooks/meta`: verify, dedupe, persist, enqueue — and answer fast.
+//!
+//! Per inbound message the hot path makes two sequential AWS round trips: (1) the dedupe claim
+//! and the contact touch, concurrently; (2) one batched SQS send for the whole delivery,
+//! concurrently with any state write the conversation decided on.
+use super::{query_param, text_response, ApiError, App};
+use crate::channels::meta::inbound::{parse_delivery, InboundParseError};
+use crate::config::Account;
+use crate::domain::conversation::{self, ContactView, Decision};
+use crate::domain::{
+    Address, Channel, ContactId, InboundEvent, InboundMessage, OutboundBody, OutboundId, Purpose, StatusUpdate,
+    TemplateRef,
+};
+use crate::observability::count;
+use crate::queue::Envelope;
+use crate::store::inbound::Claim;
+use crate::store::outbound::StatusOutcome;
+use bytes::Bytes;
+use futures::future::join_all;
+use http::{Request, Response, StatusCode};
+use sha2::{Digest, Sha256};
+
+/// Meta's subscription handshake: echo `hub.challenge` when the token matches.
+pub fn verify(app: &App, req: &Request<Bytes>) -> Result<Response<String>, ApiError> {
+    let mode = query_param(req, "hub.mode");
+    let token = query_param(req, "hub.verify_token").unwrap_or_default();
+    let challenge = query_param(req, "hub.challenge").unwrap_or_default();
+    if mode.as_deref() != Some("subscribe") {
+        return Err(ApiError::BadRequest("hub.mode must be 'subscribe'".into()));
+    }
+    if !super::constant_time_eq(token.as_bytes(), app.meta.verify_token.expose().as_bytes()) {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(text_response(StatusCode::OK, challenge))
+}
+
+/// What one delivery amounted to (logged once per delivery).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Summary {
+    pub messages: usize,
+    pub duplicates: usize,
+    pub statuses: usize,
+    pub unknown_account: usize,
+    pub skipped: usize,
+    pub enqueued: usize,
+}
+
+pub async fn receive(app: &App, req: Request<Bytes>) -> Result<Response<String>, ApiError> {
+    let body = req.body();
+    if body.len() > app.meta.max_body_bytes {
+        return Err(ApiError::TooLarge { size: body.len(), limit: app.meta.max_body_bytes });
+    }
+    let signature = req.headers().get("x-hub-signature-256").and_then(|v| v.to_str().ok());
+    app.meta_verifier.verify(body, signature)?;
+    let parsed = parse_delivery(body).map_err(|e| match e {
+        InboundParseError::NotJson(_) => ApiError::BadRequest("body is not valid JSON".into()),
+        other => ApiError::BadRequest(other.to_string()),
+    })?;
+    for s in &parsed.skipped {
+        tracing::info!(what = %s.what, reason = %s.reason, "skipped part of a delivery");
+    }
+    let summary = process(app, parsed.events, parsed.skipped.len()).await?;
+    tracing::info!(summary = ?summary, "meta delivery accepted");
+    Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "status": "accepted" })))
+}
+
+/// A claimed inbound message and what the conversation engine decided for it.
+struct Handled {
+    msg: InboundMessage,
+    decision: Decision,
+    envelopes: Vec<Envelope>,
+}
+
+pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Result<Summary, ApiError> {
+    let mut summary = Summary { skipped, ..Default::default() };
+    let mut messages = Vec::new();
+    let mut statuses = Vec::new();
+    let mut releases = Vec::new();
+    for event in events {
+        match event {
+            InboundEvent::Message(m) => match app.accounts.get(m.contact.channel, m.account.as_str()) {
+                Some(acc) => messages.push((m, acc)),
+                None => {
+                    summary.unknown_account += 1;
+                    tracing::warn!(channel = %m.contact.channel, account = %m.account, "message for an unknown account ignored");
+                }
+            },
+            // Statuses are WhatsApp's (Messenger/Instagram delivery receipts are skipped by the parser).
+            InboundEvent::Status(s) => match app.accounts.get(Channel::WhatsApp, s.account.as_str()) {
+                Some(_) => statuses.push(s),
+                None => summary.unknown_account += 1,
+            },
+            InboundEvent::AgentRelease { account, contact } => match app.accounts.get(contact.channel, account.as_str()) {
+                Some(acc) => releases.push((contact, acc)),
+                None => summary.unknown_account += 1,
+            },
+            InboundEvent::Preference(p) => {
+                // Consent handling (marketing stop/resume) belongs to the consent module.
+                tracing::info!(contact = %p.contact.redacted(), stop = p.stop, "user preference change received");
+                summary.skipped += 1;
+            }
+        }
+    }
+    // Meta batches in no guaranteed order: handle a contact's messages in the order they were written.
+    messages.sort_by_key(|(m, _)| m.timestamp);
+    summary.messages = messages.len();
+    summary.statuses = statuses.len();
+    count("InboundMessages", messages.len() as u64);
+    count("InboundUnknownAccount", summary.unknown_account as u64);
+    count("InboundSkipped", summary.skipped as u64);
+
+    // Round trip 1: claims + contact touches (all messages concurrently) and statuses.
+    let now = crate::time_util::now_unix();
+    let handled = join_all(messages.iter().map(|(m, acc)| handle_message(app, m, acc, now)));
+    let status_results = join_all(statuses.iter().map(|s| handle_status(app, s)));
+    let (handled, status_results) = futures::join!(handled, status_results);
+
+    let mut envelopes = Vec::new();
+    let mut claimed = Vec::new();
+    let mut first_error = None;
+    for h in handled {
+        match h {
+            Ok(Some(h)) => {
+                envelopes.extend(h.envelopes.iter().cloned());
+                claimed.push(h);
+            }
+            Ok(None) => summary.duplicates += 1,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    for r in status_results {
+        match r {
+            Ok(Some(fallback)) => envelopes.push(fallback),
+            Ok(None) => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    count("InboundDuplicates", summary.duplicates as u64);
+    for (contact, acc) in &releases {
+        let flows = app.flows.for_locale("default", &acc.locale);
+        let decision = conversation::release(flows);
+        envelopes.extend(build_envelopes(app, acc, contact, None, &decision.replies, &acc.locale, now));
+    }
+
+    // Round trip 2: one batched enqueue, with the state writes alongside.
+    let enqueue = async {
+        if envelopes.is_empty() {
+            Ok(())
+        } else {
+            app.producer.send(&envelopes).await
+        }
+    };
+    let handovers = join_all(
+        claimed
+            .iter()
+            .filter_map(|h| h.decision.set_handover.map(|on| app.store.set_handover(&h.msg.contact, on))),
+    );
+    let releases_done = join_all(releases.iter().map(|(c, _)| app.store.set_handover(c, false)));
+    // Claims without replies are finished now; those with replies are finished by the sender.
+    let finished = join_all(
+        claimed
+            .iter()
+            .filter(|h| h.envelopes.is_empty())
+            .map(|h| app.store.finish_inbound(h.msg.contact.channel, &h.msg.id)),
+    );
+    let (enqueued, handovers, releases_done, finished) = futures::join!(enqueue, handovers, releases_done, finished);
+    let state_error = handovers
+        .into_iter()
+        .chain(releases_done)
+        .filter_map(Result::err)
+        .map(ApiError::from)
+        .chain(finished.into_iter().filter_map(Result::err).map(ApiError::from))
+        .next();
+    let failure = first_error.or(enqueued.err().map(ApiError::from)).or(state_error);
+    if let Some(err) = failure {
+        // Give the claims back so Meta's retry of this delivery is processed again.
+        join_all(claimed.iter().map(|h| app.store.release_inbound(h.msg.contact.channel, &h.msg.id))).await;
+        return Err(err);
+    }
+    summary.enqueued = envelopes.len();
+    Ok(summary)
+}
+
+async fn handle_message(
+    app: &App,
+    msg: &InboundMessage,
+    account: &Account,
+    now: i64,
+) -> Result<Option<Handled>, ApiError> {
+    let claim = app.store.claim_inbound(
+        msg.contact.channel,
+        &msg.id,
+        now,
+        app.settings.claim_lease,
+        app.settings.dedupe_ttl,
+    );
+    let touch = app.store.touch_contact(msg, &account.locale);
+    let (claim, contact) = futures::join!(claim, touch);
+    if claim? == Claim::Duplicate {
+        tracing::info!(contact = %msg.contact.redacted(), id = %msg.id, "duplicate inbound message ignored");
+        return Ok(None);
+    }
+    let contact = contact?;
+    let locale = contact.locale.clone().unwrap_or_else(|| account.locale.clone());
+    let flows = app.flows.for_locale("default", &locale);
+    let decision = conversation::decide(flows, &ContactView { locale: locale.clone(), handover: contact.handover }, &msg.content);
+    tracing::info!(
+        contact = %msg.contact.redacted(),
+        kind = msg.content.kind_name(),
+        outcome = decision.outcome.as_str(),
+        replies = decision.replies.len(),
+        "inbound message handled"
+    );
+    let envelopes = build_envelopes(app, account, &msg.contact, Some(msg), &decision.replies, &locale, now);
+    Ok(Some(Handled { msg: msg.clone(), decision, envelopes }))
+}
+
+/// Our ids for replies are derived from the inbound message id, so re-processing the same
+/// message yields the same ids and the sender sends each reply once.
+pub fn reply_id(channel: Channel, inbound: &str, index: usize) -> OutboundId {
+    let digest = Sha256::digest(format!("{channel}|{inbound}|{index}").as_bytes());
+    OutboundId::parse(format!("r-{}", &hex::encode(digest)[..32])).expect("hex id is valid")
+}
+
+fn build_envelopes(
+    app: &App,
+    account: &Account,
+    contact: &ContactId,
+    inbound: Option<&InboundMessage>,
+    replies: &[OutboundBody],
+    locale: &str,
+    now: i64,
+) -> Vec<Envelope> {
+    let fallback = fallback_template(app, account, locale);
+    let seed = match inbound {
+        Some(m) => m.id.as_str().to_string(),
+        // Releases have no inbound id: one release reply per contact and minute.
+        None => format!("release|{}|{}", contact.key(), now / 60),
+    };
+    replies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| Envelope {
+            v: crate::queue::ENVELOPE_VERSION,
+            id: reply_id(contact.channel, &seed, i),
+            account: account.id.clone(),
+            contact: contact.clone(),
+            purpose: Purpose::Reply,
+            body: body.clone(),
+            fallback: fallback.clone(),
+            in_reply_to: inbound.map(|m| m.id.clone()),
+            created_at: now,
+        })
+        .collect()
+}
+
+/// The account's template for a closed window, in the contact's language (WhatsApp only).
+fn fallback_template(app: &App, account: &Account, locale: &str) -> Option<TemplateRef> {
+    if account.channel != Channel::WhatsApp {
+        return None;
+    }
+    let name = account.fallback_template.as_deref()?;
+    match app.templates.body(name, locale, &[]) {
+        Some(OutboundBody::Template { template }) => Some(template),
+        _ => {
+            tracing::warn!(template = name, locale, "fallback template is not in the templates catalog");
+            None
+        }
+    }
+}
+
+/// Applies a delivery status; a late "window closed" failure re-queues the message once as its
+/// template fallback (returned for the batched enqueue).
+async fn handle_status(app: &App, st: &StatusUpdate) -> Result<Option<Envelope>, ApiError> {
+    let outcome = app.store.record_status(st).await?;
+    count("InboundStatuses", 1);
+    let StatusOutcome::Applied { envelope } = outcome else {
+        count("InboundStatusesStale", 1);
+        return Ok(None);
+    };
+    let window_closed = st.errors.iter().any(|e| e.code == 131047);
+    if !window_closed {
+        if let Some(err) = st.errors.first() {
+            tracing::warn!(provider_id = %st.provider_id, code = err.code, "message failed after sending");
+            count("DeliveryFailed", 1);
+        }
+        return Ok(None);
+    }
+    let Some(fallback) = envelope.as_ref().and_then(Envelope::as_template_fallback) else {
+        count("DeliveryFailed", 1);
+        return Ok(None);
+    };
+    if app.store.claim_fallback(&st.provider_id).await? {
+        count("TemplateFallbackRequeued", 1);
+        Ok(Some(fallback))
+    } else {
+        Ok(None)
+    }
+}
+
+/// `POST /contacts/{channel}/{address}/release-to-bot` (x-api-key): the agent is done; the bot
+/// answers this contact again.
+pub async fn release_to_bot(app: &App, req: &Request<Bytes>, path: &str) -> Result<Response<String>, ApiError> {
+    app.check_admin(req)?;
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let [_, channel, address, _] = parts.as_slice() else {
+        return Err(ApiError::NotFound);
+    };
+    let channel: Channel = channel.parse().map_err(|e: crate::domain::IdError| ApiError::BadRequest(e.to_string()))?;
+    let address = Address::parse(*address).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let contact = ContactId::new(channel, address);
+    let Some(record) = app.store.get_contact(&contact).await? else {
+        return Err(ApiError::NotFound);
+    };
+    let was_on = record.handover;
+    app.store.set_handover(&contact, false).await?;
+    if was_on {
+        if let Some(acc) = record.account.as_deref().and_then(|a| app.accounts.get(channel, a)) {
+            let locale = record.locale.clone().unwrap_or_else(|| acc.locale.clone());
+            let decision = conversation::release(app.flows.for_locale("default", &locale));
+            let now = crate::time_util::now_unix();
+            let envelopes = build_envelopes(app, acc, &contact, None, &decision.replies, &locale, now);
+            app.producer.send(&envelopes).await?;
+        }
+    }
+    Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "handover": false, "was_handover": was_on })))
+}

@@ -1,0 +1,220 @@
+//! HTTP handlers shared by the Lambda functions and the local runtime. They take and return
+//! plain `http` types, so the same code runs behind API Gateway and behind `make dev`.
+pub mod error;
+pub mod meta_webhook;
+
+pub use error::ApiError;
+
+use crate::channels::signature::{Encoding, Verifier};
+use crate::config::{Accounts, AwsSettings, ConfigError, LoopSettings, MetaSettings, Secret};
+use crate::domain::flows::Flows;
+use crate::domain::templates::Templates;
+use crate::queue::Producer;
+use crate::store::Store;
+use bytes::Bytes;
+use http::{Method, Request, Response};
+
+/// Everything a request handler needs, built once per container (cold start), never per request.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub store: Store,
+    pub producer: Producer,
+    pub meta: MetaSettings,
+    pub meta_verifier: Verifier,
+    pub accounts: Accounts,
+    pub flows: Flows,
+    pub templates: Templates,
+    pub settings: LoopSettings,
+    /// `PARLEY_ADMIN_KEY` — the `x-api-key` for the admin routes; unset disables them.
+    pub admin_key: Option<Secret>,
+}
+
+/// Clients for the local emulator or AWS, from the standard environment
+/// (`AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SQS` point them at local endpoints).
+pub async fn aws_clients() -> (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client) {
+    let config = aws_config::load_from_env().await;
+    (aws_sdk_dynamodb::Client::new(&config), aws_sdk_sqs::Client::new(&config))
+}
+
+/// Brand-editable content: flows and templates from `PARLEY_FLOWS_DIR` when set, else the
+/// files compiled in from `config/`.
+pub fn load_content() -> Result<(Flows, Templates), ConfigError> {
+    let flows = match crate::config::env_opt("PARLEY_FLOWS_DIR") {
+        Some(dir) => Flows::load_dir(dir)?,
+        None => Flows::embedded()?,
+    };
+    Ok((flows, Templates::embedded()?))
+}
+
+impl App {
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let (ddb, sqs) = aws_clients().await;
+        Self::with_clients(ddb, sqs)
+    }
+
+    pub fn with_clients(ddb: aws_sdk_dynamodb::Client, sqs: aws_sdk_sqs::Client) -> Result<Self, ConfigError> {
+        let aws = AwsSettings::from_env()?;
+        let meta = MetaSettings::from_env()?;
+        meta.require_webhook_secrets()?;
+        let (flows, templates) = load_content()?;
+        Ok(Self {
+            store: Store::new(ddb, aws.table),
+            producer: Producer::new(sqs, aws.outbound_queue_url),
+            meta_verifier: Verifier::new(
+                Encoding::PrefixedHex,
+                meta.app_secret.clone(),
+                meta.app_secret_previous.clone(),
+            ),
+            meta,
+            accounts: Accounts::from_env()?,
+            flows,
+            templates,
+            settings: LoopSettings::from_env()?,
+            admin_key: crate::config::env_opt("PARLEY_ADMIN_KEY").map(Secret::new),
+        })
+    }
+
+    /// Checks the admin `x-api-key` in constant time.
+    pub fn check_admin(&self, req: &Request<Bytes>) -> Result<(), ApiError> {
+        let given = req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("");
+        match &self.admin_key {
+            Some(key) if constant_time_eq(given.as_bytes(), key.expose().as_bytes()) => Ok(()),
+            _ => Err(ApiError::BadApiKey),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    // Comparing digests keeps the time independent of where (or whether) the inputs differ.
+    let (da, db) = (Sha256::digest(a), Sha256::digest(b));
+    da.iter().zip(db.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 && !b.is_empty()
+}
+
+pub(crate) fn json_response(status: http::StatusCode, body: &serde_json::Value) -> Response<String> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .expect("valid response")
+}
+
+pub(crate) fn text_response(status: http::StatusCode, body: impl Into<String>) -> Response<String> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(body.into())
+        .expect("valid response")
+}
+
+/// Query parameters, percent-decoded.
+pub(crate) fn query_param(req: &Request<Bytes>, name: &str) -> Option<String> {
+    let q = req.uri().query()?;
+    q.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET /health`: 200 when the table and the queue answer, 503 otherwise.
+pub async fn health(app: &App) -> Response<String> {
+    let table = app.store.client().describe_table().table_name(app.store.table()).send();
+    let queue = app
+        .producer
+        .client()
+        .get_queue_attributes()
+        .queue_url(app.producer.queue_url())
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send();
+    let (t, q) = futures::join!(table, queue);
+    let ok = t.is_ok() && q.is_ok();
+    let status = if ok { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
+    let backlog = q
+        .ok()
+        .and_then(|o| {
+            o.attributes()
+                .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages).cloned())
+        })
+        .and_then(|v| v.parse::<u64>().ok());
+    json_response(
+        status,
+        &serde_json::json!({
+            "status": if ok { "ok" } else { "degraded" },
+            "table": if t.is_ok() { "ok" } else { "unreachable" },
+            "outbound_queue": if backlog.is_some() { "ok" } else { "unreachable" },
+            "outbound_backlog": backlog,
+        }),
+    )
+}
+
+/// The channel-webhook function's routes: `/health`, `/webhooks/meta`, and the agent
+/// release route `POST /contacts/{channel}/{address}/release-to-bot`.
+pub async fn channel_webhook(app: &App, req: Request<Bytes>) -> Response<String> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let result = match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/health") => return health(app).await,
+        (_, "/health") => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        (Method::GET, "/webhooks/meta") => meta_webhook::verify(app, &req),
+        (Method::POST, "/webhooks/meta") => meta_webhook::receive(app, req).await,
+        (_, "/webhooks/meta") => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
+        (method, p) if p.starts_with("/contacts/") && p.ends_with("/release-to-bot") => {
+            if method == Method::POST {
+                meta_webhook::release_to_bot(app, &req, p).await
+            } else {
+                Err(ApiError::MethodNotAllowed { allow: "POST" })
+            }
+        }
+        _ => Err(ApiError::NotFound),
+    };
+    let response = result.unwrap_or_else(ApiError::into_response);
+    crate::observability::flush("channel-webhook");
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_decoded() {
+        let req = Request::builder()
+            .uri("/webhooks/meta?hub.mode=subscribe&hub.verify_token=a%20b+c&hub.challenge=1158201444&x=%zz")
+            .body(Bytes::new())
+            .unwrap();
+        assert_eq!(query_param(&req, "hub.mode").as_deref(), Some("subscribe"));
+        assert_eq!(query_param(&req, "hub.verify_token").as_deref(), Some("a b c"));
+        assert_eq!(query_param(&req, "hub.challenge").as_deref(), Some("1158201444"));
+        assert_eq!(query_param(&req, "x").as_deref(), Some("%zz"));
+        assert_eq!(query_param(&req, "missing"), None);
+    }
+
+    #[test]
+    fn constant_time_eq_works() {
+        assert!(constant_time_eq(b"local-admin-key", b"local-admin-key"));
+        assert!(!constant_time_eq(b"local-admin-kez", b"local-admin-key"));
+        assert!(!constant_time_eq(b"", b""));
+    }
+}

@@ -1,0 +1,208 @@
+//! Settings, read once per container from the environment. Every setting has a documented
+//! default (README "Configuration"); secrets have none outside `make dev`.
+use crate::domain::{AccountId, Channel};
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("missing required setting {0}")]
+    Missing(&'static str),
+    #[error("setting {name} has an invalid value: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("accounts file: {0}")]
+    Accounts(String),
+    #[error("flows file {file}: {reason}")]
+    Flows { file: String, reason: String },
+}
+
+/// A secret string whose Debug/Display never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+pub(crate) fn env_opt(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+pub(crate) fn env_or(name: &'static str, default: &str) -> String {
+    env_opt(name).unwrap_or_else(|| default.to_string())
+}
+
+pub(crate) fn env_parse<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match env_opt(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|e: T::Err| ConfigError::Invalid { name, reason: e.to_string() }),
+    }
+}
+
+pub(crate) fn env_required(name: &'static str) -> Result<String, ConfigError> {
+    env_opt(name).ok_or(ConfigError::Missing(name))
+}
+
+/// Where state lives: the DynamoDB table and the outbound FIFO queue.
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    /// `PARLEY_TABLE` — the single DynamoDB table.
+    pub table: String,
+    /// `PARLEY_OUTBOUND_QUEUE_URL` — the outbound FIFO queue.
+    pub outbound_queue_url: String,
+}
+
+impl AwsSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: env_required("PARLEY_TABLE")?,
+            outbound_queue_url: env_required("PARLEY_OUTBOUND_QUEUE_URL")?,
+        })
+    }
+}
+
+/// Meta (WhatsApp Cloud API, Messenger, Instagram) settings.
+#[derive(Debug, Clone)]
+pub struct MetaSettings {
+    /// `META_APP_SECRET` — signs `X-Hub-Signature-256`.
+    pub app_secret: Secret,
+    /// `META_APP_SECRET_PREVIOUS` — still accepted while a rotation is under way.
+    pub app_secret_previous: Option<Secret>,
+    /// `META_VERIFY_TOKEN` — the GET handshake token.
+    pub verify_token: Secret,
+    /// `META_ACCESS_TOKEN` — Graph API bearer token (system-user or page token).
+    pub access_token: Secret,
+    /// `GRAPH_API_BASE` — default `https://graph.facebook.com`.
+    pub graph_api_base: String,
+    /// `GRAPH_API_VERSION` — default `v25.0`.
+    pub graph_api_version: String,
+    /// `GRAPH_TIMEOUT_MS` — default 10 000.
+    pub graph_timeout: Duration,
+    /// `MAX_WEBHOOK_BODY_BYTES` — default 6 MiB (Lambda's synchronous payload limit).
+    pub max_body_bytes: usize,
+}
+
+impl MetaSettings {
+    /// The webhook cannot verify anything without these; the sender does not need them.
+    pub fn require_webhook_secrets(&self) -> Result<(), ConfigError> {
+        if self.app_secret.expose().is_empty() {
+            return Err(ConfigError::Missing("META_APP_SECRET"));
+        }
+        if self.verify_token.expose().is_empty() {
+            return Err(ConfigError::Missing("META_VERIFY_TOKEN"));
+        }
+        Ok(())
+    }
+}
+
+pub const DEFAULT_GRAPH_API_VERSION: &str = "v25.0";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+impl MetaSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            app_secret: Secret::new(env_or("META_APP_SECRET", "")),
+            app_secret_previous: env_opt("META_APP_SECRET_PREVIOUS").map(Secret::new),
+            verify_token: Secret::new(env_or("META_VERIFY_TOKEN", "")),
+            access_token: Secret::new(env_or("META_ACCESS_TOKEN", "")),
+            graph_api_base: env_or("GRAPH_API_BASE", "https://graph.facebook.com").trim_end_matches('/').to_string(),
+            graph_api_version: env_or("GRAPH_API_VERSION", DEFAULT_GRAPH_API_VERSION),
+            graph_timeout: Duration::from_millis(env_parse("GRAPH_TIMEOUT_MS", 10_000u64)?),
+            max_body_bytes: env_parse("MAX_WEBHOOK_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?,
+        })
+    }
+}
+
+/// Behaviour knobs of the message loop.
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    /// `INBOUND_DEDUPE_TTL_DAYS` — default 7 (Meta retries deliveries for up to 7 days).
+    pub dedupe_ttl: Duration,
+    /// `INBOUND_CLAIM_LEASE_SECONDS` — default 30: how long an unfinished claim blocks a re-delivery.
+    pub claim_lease: Duration,
+    /// `SERVICE_WINDOW_HOURS` — default 24 (customer-service window).
+    pub service_window: Duration,
+    /// `SEND_RETRY_BASE_SECONDS` — default 4 (backoff 4^n seconds, capped at 15 minutes).
+    pub retry_base_seconds: u64,
+}
+
+impl LoopSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            dedupe_ttl: Duration::from_secs(env_parse("INBOUND_DEDUPE_TTL_DAYS", 7u64)? * 86_400),
+            claim_lease: Duration::from_secs(env_parse("INBOUND_CLAIM_LEASE_SECONDS", 30u64)?),
+            service_window: Duration::from_secs(env_parse("SERVICE_WINDOW_HOURS", 24u64)? * 3600),
+            retry_base_seconds: env_parse("SEND_RETRY_BASE_SECONDS", 4u64)?,
+        })
+    }
+}
+
+/// A business account Parley answers for, with its settings.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub channel: Channel,
+    pub id: AccountId,
+    /// Default locale for new contacts of this account (`de` or `en`).
+    pub locale: String,
+    /// Template sent instead of a free-form reply when the service window is closed.
+    pub fallback_template: Option<String>,
+}
+
+/// The accounts of this deployment, keyed by the id Meta routes on.
+#[derive(Debug, Clone, Default)]
+pub struct Accounts {
+    by_id: HashMap<(Channel, String), Account>,
+}
+
+impl Accounts {
+    pub fn new(list: Vec<Account>) -> Self {
+        Self { by_id: list.into_iter().map(|a| ((a.channel, a.id.as_str().to_string()), a)).collect() }
+    }
+    pub fn get(&self, channel: Channel, id: &str) -> Option<&Account> {
+        self.by_id.get(&(channel, id.to_string()))
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Account> {
+        self.by_id.values()
+    }
+    /// Accounts from the environment: comma-separated ids in `WHATSAPP_PHONE_NUMBER_ID`,
+    /// `MESSENGER_PAGE_ID`, `INSTAGRAM_ACCOUNT_ID`; per-id settings as
+    /// `ACCOUNT_<ID>_LOCALE` / `ACCOUNT_<ID>_FALLBACK_TEMPLATE`, else `DEFAULT_LOCALE` (default `de`)
+    /// and `FALLBACK_TEMPLATE` (default `service_followup`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let default_locale = env_or("DEFAULT_LOCALE", "de");
+        let default_template = env_opt("FALLBACK_TEMPLATE").or_else(|| Some("service_followup".to_string()));
+        let mut list = Vec::new();
+        for (var, channel) in [
+            ("WHATSAPP_PHONE_NUMBER_ID", Channel::WhatsApp),
+            ("MESSENGER_PAGE_ID", Channel::Messenger),
+            ("INSTAGRAM_ACCOUNT_ID", Channel::Instagram),
+        ] {
+            let Some(raw) = env_opt(var) else { continue };
+            for id in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let account_id =
+                    AccountId::parse(id).map_err(|e| ConfigError::Accounts(format!("{var}: '{id}': {e}")))?;
+                let locale = env_opt(&format!("ACCOUNT_{id}_LOCALE")).unwrap_or_else(|| default_locale.clone());
+                if !matches!(locale.as_str(), "de" | "en") {
+                    return Err(ConfigError::Accounts(format!("locale '{locale}' for {id}: expected de or en")));
+                }
+                let fallback_template =
+                    env_opt(&format!("ACCOUNT_{id}_FALLBACK_TEMPLATE")).or_else(|| default_template.clone());
+                list.push(Account { channel, id: account_id, locale, fallback_template });
+            }
+        }
+        Ok(Self::new(list))
+    }
+}

@@ -1,0 +1,13 @@
+//! The pure domain: no AWS, no Lambda, no HTTP. State and an event in, a decision out.
+pub mod conversation;
+pub mod flows;
+pub mod ids;
+pub mod inbound;
+pub mod message;
+pub mod money;
+pub mod templates;
+
+pub use ids::*;
+pub use inbound::*;
+pub use message::*;
+pub use money::*;

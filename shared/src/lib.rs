@@ -1,0 +1,16 @@
+//! Parley's shared core: the pure domain and the adapters around it.
+//!
+//! - [`domain`]: contacts, conversation engine, messages, money — pure, no AWS/Lambda types.
+//! - [`channels`]: per channel webhook signature, inbound parsing, outbound send client.
+//! - [`store`]: DynamoDB repositories (one table).
+//! - [`queue`]: the versioned SQS envelope, producer and batch consumer.
+//! - [`api`]: the HTTP handlers the Lambda functions and the local runtime both serve.
+pub mod api;
+pub mod channels;
+pub mod config;
+pub mod domain;
+pub mod observability;
+pub mod queue;
+pub mod sender;
+pub mod store;
+pub mod time_util;

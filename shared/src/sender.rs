@@ -1,0 +1,320 @@
+//! The outbound sender: consumes SQS batches, sends through the Graph API, and reports partial
+//! batch failures. FIFO order holds per contact: once a message of a group fails, the later
+//! messages of that group in the batch are reported failed too, untried.
+use crate::channels::meta::outbound::{GraphClient, SendError, SendRequest};
+use crate::config::{AwsSettings, ConfigError, LoopSettings, MetaSettings};
+use crate::domain::{Channel, OutboundBody};
+use crate::observability::count;
+use crate::queue::Envelope;
+use crate::store::contacts::ContactRecord;
+use crate::store::outbound::SendClaim;
+use crate::store::Store;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
+use std::time::Duration;
+
+/// How long a claimed send blocks a concurrent re-delivery (longer than one Graph call).
+const SEND_LEASE: Duration = Duration::from_secs(60);
+/// Paused sends (token expired, number restricted) come back after this long.
+const PAUSE_DELAY_SECS: u64 = 300;
+const MAX_DELAY_SECS: u64 = 900;
+
+pub struct Sender {
+    store: Store,
+    graph: GraphClient,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    dlq_url: Option<String>,
+    settings: LoopSettings,
+}
+
+/// What happened to one SQS record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done (sent, or finished on purpose): delete from the queue.
+    Done,
+    /// Try again after `delay` seconds.
+    Retry { delay: u64 },
+    /// Stop sending for a while (credentials or number restriction): alarm.
+    Pause,
+}
+
+impl Sender {
+    pub fn new(
+        store: Store,
+        graph: GraphClient,
+        sqs: aws_sdk_sqs::Client,
+        queue_url: String,
+        dlq_url: Option<String>,
+        settings: LoopSettings,
+    ) -> Self {
+        Self { store, graph, sqs, queue_url, dlq_url, settings }
+    }
+
+    pub fn with_clients(ddb: aws_sdk_dynamodb::Client, sqs: aws_sdk_sqs::Client) -> Result<Self, ConfigError> {
+        let aws = AwsSettings::from_env()?;
+        let meta = MetaSettings::from_env()?;
+        let graph = GraphClient::new(&meta)
+            .map_err(|e| ConfigError::Invalid { name: "GRAPH_API_BASE", reason: e.to_string() })?;
+        Ok(Self::new(
+            Store::new(ddb, aws.table),
+            graph,
+            sqs,
+            aws.outbound_queue_url,
+            crate::config::env_opt("PARLEY_OUTBOUND_DLQ_URL"),
+            LoopSettings::from_env()?,
+        ))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Handles one SQS batch. Groups are worked on concurrently, each in order.
+    pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut groups: Vec<(String, Vec<&SqsMessage>)> = Vec::new();
+        for rec in &event.records {
+            let group = rec.attributes.get("MessageGroupId").cloned().unwrap_or_default();
+            match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, list)) => list.push(rec),
+                None => groups.push((group, vec![rec])),
+            }
+        }
+        let results = futures::future::join_all(groups.iter().map(|(_, recs)| self.handle_group(recs))).await;
+        let paused = results.iter().flatten().any(|(_, o)| *o == Outcome::Pause);
+        let mut response = SqsBatchResponse::default();
+        let mut delays = Vec::new();
+        for (rec, outcome) in results.into_iter().flatten() {
+            let delay = match outcome {
+                Outcome::Done => continue,
+                Outcome::Retry { delay } if paused => delay.max(PAUSE_DELAY_SECS),
+                Outcome::Retry { delay } => delay,
+                Outcome::Pause => PAUSE_DELAY_SECS,
+            };
+            if let Some(id) = &rec.message_id {
+                response.add_failure(id.clone());
+                if let Some(handle) = &rec.receipt_handle {
+                    delays.push((id.clone(), handle.clone(), delay));
+                }
+            }
+        }
+        self.set_visibility(delays).await;
+        crate::observability::flush("outbound-sender");
+        response
+    }
+
+    async fn handle_group<'a>(&self, recs: &[&'a SqsMessage]) -> Vec<(&'a SqsMessage, Outcome)> {
+        let mut out = Vec::with_capacity(recs.len());
+        let mut blocked: Option<Outcome> = None;
+        for rec in recs {
+            if let Some(b) = blocked {
+                // FIFO: a later message must not overtake the failed one.
+                out.push((*rec, b));
+                continue;
+            }
+            let outcome = self.handle_record(rec).await;
+            if outcome != Outcome::Done {
+                blocked = Some(outcome);
+            }
+            out.push((*rec, outcome));
+        }
+        out
+    }
+
+    /// Backoff via SQS visibility: `base^(n-1)` seconds for the n-th receive, capped.
+    fn backoff(&self, rec: &SqsMessage) -> u64 {
+        let n: u32 = rec.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
+        self.settings.retry_base_seconds.max(1).saturating_pow(n.saturating_sub(1)).min(MAX_DELAY_SECS)
+    }
+
+    pub async fn handle_record(&self, rec: &SqsMessage) -> Outcome {
+        let body = rec.body.as_deref().unwrap_or_default();
+        let env = match Envelope::parse(body) {
+            Ok(e) => e,
+            Err(e) => return self.reject(rec, &e.to_string()).await,
+        };
+        let now = crate::time_util::now_unix();
+        let claim = self.store.claim_send(&env, now, SEND_LEASE);
+        let contact = self.store.get_contact(&env.contact);
+        let finish_inbound = async {
+            match &env.in_reply_to {
+                Some(id) => self.store.finish_inbound(env.contact.channel, id).await,
+                None => Ok(()),
+            }
+        };
+        let (claim, contact, finished) = futures::join!(claim, contact, finish_inbound);
+        if let Err(e) = finished {
+            tracing::warn!(error = %e, "could not mark the inbound message done");
+        }
+        let claim = match claim {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, id = %env.id, "store unavailable, will retry");
+                return Outcome::Retry { delay: self.backoff(rec) };
+            }
+        };
+        let attempt = match claim {
+            SendClaim::Go { attempt } => attempt,
+            SendClaim::Finished { status } => {
+                tracing::info!(id = %env.id, status, "already handled, not sent again");
+                count("SendDuplicateSkipped", 1);
+                return Outcome::Done;
+            }
+            SendClaim::InFlight => return Outcome::Retry { delay: SEND_LEASE.as_secs() },
+        };
+        let contact = match contact {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "store unavailable, will retry");
+                let _ = self.store.mark_retry(&env.id, None, "store unavailable").await;
+                return Outcome::Retry { delay: self.backoff(rec) };
+            }
+        };
+        let Some((body, via_template)) = self.choose_body(&env, contact.as_ref(), now) else {
+            tracing::info!(id = %env.id, contact = %env.contact.redacted(), "window closed and no template: not sent");
+            count("SendSkippedWindowClosed", 1);
+            self.record(self.store.mark_dropped(&env.id, "customer-service window closed, no template")).await;
+            return Outcome::Done;
+        };
+        tracing::debug!(id = %env.id, attempt, "sending");
+        self.send(rec, &env, &body, via_template).await
+    }
+
+    /// What may be sent now: the message itself inside the customer-service window, else its
+    /// approved template (WhatsApp), else nothing.
+    fn choose_body(&self, env: &Envelope, contact: Option<&ContactRecord>, now: i64) -> Option<(OutboundBody, bool)> {
+        if env.body.is_template() {
+            return (env.contact.channel == Channel::WhatsApp).then(|| (env.body.clone(), true));
+        }
+        let window = self.settings.service_window.as_secs() as i64;
+        if contact.is_some_and(|c| c.window_open(now, window)) {
+            return Some((env.body.clone(), false));
+        }
+        let template = env.fallback.clone().filter(|_| env.contact.channel == Channel::WhatsApp)?;
+        Some((OutboundBody::Template { template }, true))
+    }
+
+    async fn send(&self, rec: &SqsMessage, env: &Envelope, body: &OutboundBody, via_template: bool) -> Outcome {
+        let req = SendRequest {
+            account: &env.account,
+            contact: &env.contact,
+            body,
+            purpose: env.purpose,
+            reference: Some(env.id.as_str()),
+        };
+        match self.graph.send(&req).await {
+            Ok(provider_id) => {
+                count("Sent", 1);
+                if via_template {
+                    count("SentAsTemplate", 1);
+                }
+                tracing::info!(id = %env.id, provider_id = %provider_id, contact = %env.contact.redacted(), via_template, "sent");
+                // The message is out: a failed record must not make it go out again.
+                for attempt in 0..3 {
+                    match self.store.mark_sent(env, &provider_id, via_template).await {
+                        Ok(()) => break,
+                        Err(e) if attempt == 2 => {
+                            tracing::error!(error = %e, id = %env.id, "sent, but the record could not be written");
+                            count("RecordFailed", 1);
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100 << attempt)).await,
+                    }
+                }
+                Outcome::Done
+            }
+            Err(SendError::WindowClosed { code, detail }) if !via_template && env.fallback.is_some() => {
+                tracing::info!(id = %env.id, code, detail, "window closed at Meta: sending the template instead");
+                let template = OutboundBody::Template { template: env.fallback.clone().expect("checked") };
+                Box::pin(self.send(rec, env, &template, true)).await
+            }
+            Err(e) => self.failed(rec, env, e).await,
+        }
+    }
+
+    async fn failed(&self, rec: &SqsMessage, env: &Envelope, e: SendError) -> Outcome {
+        let code = e.code();
+        let detail = e.to_string();
+        match e {
+            SendError::Retryable { .. } => {
+                count("SendRetried", 1);
+                let delay = self.backoff(rec);
+                tracing::warn!(id = %env.id, code, delay, "send failed, will retry");
+                self.record(self.store.mark_retry(&env.id, code, &detail)).await;
+                Outcome::Retry { delay }
+            }
+            SendError::Pause { .. } => {
+                count("SendPaused", 1);
+                tracing::error!(id = %env.id, code, "sending paused: check the access token and the number's status");
+                self.record(self.store.mark_retry(&env.id, code, &detail)).await;
+                Outcome::Pause
+            }
+            SendError::WindowClosed { .. } | SendError::Permanent { .. } | SendError::Config(_) => {
+                count("SendFailedPermanent", 1);
+                tracing::warn!(id = %env.id, code, detail, contact = %env.contact.redacted(), "send failed for good");
+                self.record(self.store.mark_failed(&env.id, code, &detail)).await;
+                Outcome::Done
+            }
+        }
+    }
+
+    async fn record(&self, write: impl std::future::Future<Output = Result<(), crate::store::StoreError>>) {
+        if let Err(e) = write.await {
+            tracing::warn!(error = %e, "could not record the send outcome");
+        }
+    }
+
+    /// An envelope nobody can read goes straight to the DLQ for ops to inspect, instead of
+    /// blocking its group through every retry.
+    async fn reject(&self, rec: &SqsMessage, reason: &str) -> Outcome {
+        count("EnvelopeRejected", 1);
+        tracing::error!(message_id = ?rec.message_id, reason, "unreadable envelope");
+        let Some(dlq) = &self.dlq_url else {
+            return Outcome::Retry { delay: 0 };
+        };
+        let group = rec.attributes.get("MessageGroupId").cloned().unwrap_or_else(|| "rejected".into());
+        let sent = self
+            .sqs
+            .send_message()
+            .queue_url(dlq)
+            .message_body(rec.body.clone().unwrap_or_default())
+            .message_group_id(group)
+            .message_deduplication_id(rec.message_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Outcome::Done,
+            Err(e) => {
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "could not move to the DLQ");
+                Outcome::Retry { delay: 0 }
+            }
+        }
+    }
+
+    async fn set_visibility(&self, delays: Vec<(String, String, u64)>) {
+        for chunk in delays.chunks(10) {
+            let entries: Vec<_> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, handle, delay))| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(format!("v{i}"))
+                        .receipt_handle(handle)
+                        .visibility_timeout(*delay as i32)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            if let Err(e) = self
+                .sqs
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                // The queue's own visibility timeout still brings the messages back.
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "could not set retry delays");
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Contact profiles: who wrote, when last (the 24-hour window), and bot/human handover.
+use super::{b, keys, n, s, Store, StoreError};
+use crate::domain::{Address, Channel, ContactId, InboundMessage};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContactRecord {
+    pub channel: Channel,
+    pub address: Address,
+    #[serde(default)]
+    pub account: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// Unix seconds of the newest inbound message: opens the customer-service window.
+    #[serde(default)]
+    pub last_inbound_at: Option<i64>,
+    /// A human agent has the conversation; the bot stays silent.
+    #[serde(default)]
+    pub handover: bool,
+    #[serde(default)]
+    pub created_at: Option<i64>,
+}
+
+impl ContactRecord {
+    pub fn contact_id(&self) -> ContactId {
+        ContactId::new(self.channel, self.address.clone())
+    }
+
+    /// Whether a free-form message may be sent now (the customer wrote within `window_secs`).
+    pub fn window_open(&self, now: i64, window_secs: i64) -> bool {
+        self.last_inbound_at.is_some_and(|t| now - t < window_secs)
+    }
+}
+
+fn from_item(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> Result<ContactRecord, StoreError> {
+    serde_dynamo::from_item(item.clone()).map_err(|e| StoreError::Corrupt(format!("contact: {e}")))
+}
+
+impl Store {
+    /// Records an inbound message on the contact (creating it on first contact) and returns the
+    /// contact as it now stands. Only moves `last_inbound_at` forward, so a late re-delivery
+    /// never shortens the service window; either way the current record comes back in the same
+    /// round trip.
+    pub async fn touch_contact(&self, msg: &InboundMessage, default_locale: &str) -> Result<ContactRecord, StoreError> {
+        let mut expr = String::from(
+            "SET #ch = :ch, #addr = :addr, #acc = :acc, #last = :ts, #loc = if_not_exists(#loc, :loc), \
+             #created = if_not_exists(#created, :now), #upd = :now",
+        );
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::contact_pk(&msg.contact)))
+            .key("sk", s(keys::PROFILE))
+            .expression_attribute_names("#ch", "channel")
+            .expression_attribute_names("#addr", "address")
+            .expression_attribute_names("#acc", "account")
+            .expression_attribute_names("#last", "last_inbound_at")
+            .expression_attribute_names("#loc", "locale")
+            .expression_attribute_names("#created", "created_at")
+            .expression_attribute_names("#upd", "updated_at")
+            .expression_attribute_values(":ch", s(msg.contact.channel.as_str()))
+            .expression_attribute_values(":addr", s(msg.contact.address.as_str()))
+            .expression_attribute_values(":acc", s(msg.account.as_str()))
+            .expression_attribute_values(":ts", n(msg.timestamp))
+            .expression_attribute_values(":loc", s(default_locale))
+            .expression_attribute_values(":now", n(crate::time_util::now_unix()));
+        if let Some(name) = &msg.profile_name {
+            expr.push_str(", #name = :name");
+            req = req.expression_attribute_names("#name", "name").expression_attribute_values(":name", s(name));
+        }
+        if let Some(phone) = &msg.phone {
+            expr.push_str(", #phone = :phone");
+            req = req
+                .expression_attribute_names("#phone", "phone")
+                .expression_attribute_values(":phone", s(phone.as_str()));
+        }
+        let out = req
+            .update_expression(expr)
+            .condition_expression("attribute_not_exists(#last) OR #last <= :ts")
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match out {
+            Ok(o) => from_item(o.attributes().ok_or_else(|| StoreError::Corrupt("no attributes returned".into()))?),
+            Err(e) => match e.as_service_error() {
+                // A newer message is already recorded: keep it, use the record as it is.
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    from_item(c.item().ok_or_else(|| StoreError::Corrupt("no old item returned".into()))?)
+                }
+                _ => Err(StoreError::sdk(e)),
+            },
+        }
+    }
+
+    pub async fn get_contact(&self, contact: &ContactId) -> Result<Option<ContactRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::contact_pk(contact)))
+            .key("sk", s(keys::PROFILE))
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        out.item().map(from_item).transpose()
+    }
+
+    /// Hands the conversation to a human (`true`) or back to the bot (`false`).
+    /// Returns whether the contact exists.
+    pub async fn set_handover(&self, contact: &ContactId, on: bool) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::contact_pk(contact)))
+            .key("sk", s(keys::PROFILE))
+            .update_expression("SET handover = :h, updated_at = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":h", b(on))
+            .expression_attribute_values(":now", n(crate::time_util::now_unix()))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::sdk(e)),
+        }
+    }
+}

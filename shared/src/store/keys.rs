@@ -1,0 +1,20 @@
+//! Key builders: the only place that knows how items are addressed.
+use crate::domain::{Channel, ContactId, InboundMessageId, OutboundId, ProviderMessageId};
+
+pub const PROFILE: &str = "PROFILE";
+
+pub fn contact_pk(c: &ContactId) -> String {
+    format!("C#{}", c.key())
+}
+
+pub fn inbound_pk(channel: Channel, id: &InboundMessageId) -> String {
+    format!("IN#{channel}#{id}")
+}
+
+pub fn outbound_pk(id: &OutboundId) -> String {
+    format!("OUT#{id}")
+}
+
+pub fn provider_pk(id: &ProviderMessageId) -> String {
+    format!("PM#{id}")
+}

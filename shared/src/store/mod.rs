@@ -1,0 +1,74 @@
+//! DynamoDB repositories over one table (`pk`/`sk` strings, `ttl`, one GSI `gsi1`).
+//!
+//! Access patterns and their keys (see README "Data model"):
+//!
+//! | item | pk | sk | notes |
+//! |---|---|---|---|
+//! | contact profile | `C#{channel}#{address}` | `PROFILE` | last inbound time, name, phone, locale, handover |
+//! | inbound claim (dedupe) | `IN#{channel}#{message id}` | `IN` | `ttl` ≥ 7 days; `claimed` with a lease, then `done` |
+//! | outbound message | `OUT#{our id}` | `OUT` | status, attempts, envelope; `ttl` 30 days |
+//! | provider message | `PM#{provider id}` | `PM` | our id + envelope, delivery status (only moves forward) |
+pub mod contacts;
+pub mod inbound;
+pub mod keys;
+pub mod outbound;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// DynamoDB could not be reached, throttled or failed: retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// An item could not be read back into its record type: a bug or a manual edit.
+    #[error("stored item is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    pub(crate) fn sdk<E, R>(e: SdkError<E, R>) -> Self
+    where
+        E: std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        StoreError::Unavailable(DisplayErrorContext(&e).to_string())
+    }
+}
+
+/// The table and the client, built once per container.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) client: aws_sdk_dynamodb::Client,
+    pub(crate) table: String,
+}
+
+impl Store {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Opens the HTTP connection (TLS) during init rather than on the first event.
+    pub async fn warm_up(&self) {
+        let _ = self.client.describe_table().table_name(&self.table).send().await;
+    }
+}
+
+pub(crate) fn s(v: impl Into<String>) -> aws_sdk_dynamodb::types::AttributeValue {
+    aws_sdk_dynamodb::types::AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: impl ToString) -> aws_sdk_dynamodb::types::AttributeValue {
+    aws_sdk_dynamodb::types::AttributeValue::N(v.to_string())
+}
+
+pub(crate) fn b(v: bool) -> aws_sdk_dynamodb::types::AttributeValue {
+    aws_sdk_dynamodb::types::AttributeValue::Bool(v)
+}

@@ -1,0 +1,270 @@
+//! Outbound message records: a conditional claim before every send makes a re-send a no-op,
+//! and delivery statuses only ever move forward.
+use super::{keys, n, s, Store, StoreError};
+use crate::domain::{DeliveryState, OutboundId, ProviderMessageId, StatusUpdate};
+use crate::queue::Envelope;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long message records are kept (status webhooks and re-delivered envelopes arrive late).
+pub const OUTBOUND_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendClaim {
+    /// Ours to send; `attempt` counts from 1.
+    Go { attempt: u32 },
+    /// Already finished (sent, failed or dropped): nothing to do.
+    Finished { status: String },
+    /// Another invocation is sending it right now.
+    InFlight,
+}
+
+/// The stored state of one outbound message (for ops and tests).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct OutboundRecord {
+    pub status: String,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub provider_id: Option<String>,
+    #[serde(default)]
+    pub error_code: Option<i64>,
+    #[serde(default)]
+    pub detail: Option<String>,
+    #[serde(default)]
+    pub via_template: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatusOutcome {
+    /// The status moved the message forward; `envelope` is what was sent, when known.
+    Applied { envelope: Option<Envelope> },
+    /// Older than (or equal to) what is already recorded: ignored.
+    Stale,
+}
+
+fn attr_str(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
+    item.get(k).and_then(|v| v.as_s().ok()).cloned()
+}
+
+impl Store {
+    pub async fn claim_send(&self, env: &Envelope, now: i64, lease: Duration) -> Result<SendClaim, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::outbound_pk(&env.id)))
+            .key("sk", s("OUT"))
+            .update_expression(
+                "SET #st = :sending, lease_until = :lease, attempts = if_not_exists(attempts, :zero) + :one, \
+                 contact = :contact, created_at = if_not_exists(created_at, :now), updated_at = :now, #ttl = :ttl",
+            )
+            .condition_expression(
+                "attribute_not_exists(pk) OR #st = :retry OR (#st = :sending AND lease_until < :now)",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":sending", s("sending"))
+            .expression_attribute_values(":retry", s("retry"))
+            .expression_attribute_values(":lease", n(now + lease.as_secs() as i64))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":contact", s(env.contact.key()))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":ttl", n(now + OUTBOUND_TTL.as_secs() as i64))
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match out {
+            Ok(o) => {
+                let attempt = o
+                    .attributes()
+                    .and_then(|a| a.get("attempts"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1);
+                Ok(SendClaim::Go { attempt })
+            }
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    let status = c.item().and_then(|i| attr_str(i, "status")).unwrap_or_default();
+                    if status == "sending" {
+                        Ok(SendClaim::InFlight)
+                    } else {
+                        Ok(SendClaim::Finished { status })
+                    }
+                }
+                _ => Err(StoreError::sdk(e)),
+            },
+        }
+    }
+
+    async fn set_outbound_status(
+        &self,
+        id: &OutboundId,
+        status: &str,
+        extra: &[(&str, AttributeValue)],
+    ) -> Result<(), StoreError> {
+        let mut expr = String::from("SET #st = :st, updated_at = :now");
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::outbound_pk(id)))
+            .key("sk", s("OUT"))
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":st", s(status))
+            .expression_attribute_values(":now", n(crate::time_util::now_unix()));
+        for (i, (name, value)) in extra.iter().enumerate() {
+            expr.push_str(&format!(", #x{i} = :x{i}"));
+            req = req
+                .expression_attribute_names(format!("#x{i}"), *name)
+                .expression_attribute_values(format!(":x{i}"), value.clone());
+        }
+        req.update_expression(expr).send().await.map_err(StoreError::sdk)?;
+        Ok(())
+    }
+
+    /// Records a successful send under both our id and the provider's id (status webhooks
+    /// carry only the latter). Both writes go out concurrently.
+    pub async fn mark_sent(
+        &self,
+        env: &Envelope,
+        provider_id: &ProviderMessageId,
+        via_template: bool,
+    ) -> Result<(), StoreError> {
+        let now = crate::time_util::now_unix();
+        let extra = [("provider_id", s(provider_id.as_str())), ("via_template", AttributeValue::Bool(via_template))];
+        let outbound = self.set_outbound_status(&env.id, "sent", &extra);
+        let provider = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::provider_pk(provider_id)))
+            .key("sk", s("PM"))
+            // A status webhook may have arrived first: never move its status backwards.
+            .update_expression(
+                "SET out_id = :out, envelope = :env, contact = :contact, \
+                 #st = if_not_exists(#st, :sent), #rank = if_not_exists(#rank, :one), #ttl = :ttl",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#rank", "rank")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":out", s(env.id.as_str()))
+            .expression_attribute_values(":env", s(env.to_json()))
+            .expression_attribute_values(":contact", s(env.contact.key()))
+            .expression_attribute_values(":sent", s(DeliveryState::Sent.as_str()))
+            .expression_attribute_values(":one", n(DeliveryState::Sent.rank()))
+            .expression_attribute_values(":ttl", n(now + OUTBOUND_TTL.as_secs() as i64))
+            .send();
+        let (a, b) = futures::join!(outbound, provider);
+        a?;
+        b.map_err(StoreError::sdk)?;
+        Ok(())
+    }
+
+    pub async fn mark_retry(&self, id: &OutboundId, code: Option<i64>, detail: &str) -> Result<(), StoreError> {
+        let mut extra = vec![("detail", s(detail))];
+        if let Some(c) = code {
+            extra.push(("error_code", n(c)));
+        }
+        self.set_outbound_status(id, "retry", &extra).await
+    }
+
+    pub async fn mark_failed(&self, id: &OutboundId, code: Option<i64>, detail: &str) -> Result<(), StoreError> {
+        let mut extra = vec![("detail", s(detail))];
+        if let Some(c) = code {
+            extra.push(("error_code", n(c)));
+        }
+        self.set_outbound_status(id, "failed", &extra).await
+    }
+
+    /// Not sent on purpose (e.g. window closed and no template); final.
+    pub async fn mark_dropped(&self, id: &OutboundId, reason: &str) -> Result<(), StoreError> {
+        self.set_outbound_status(id, "dropped", &[("detail", s(reason))]).await
+    }
+
+    pub async fn get_outbound(&self, id: &OutboundId) -> Result<Option<OutboundRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::outbound_pk(id)))
+            .key("sk", s("OUT"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        out.item()
+            .map(|i| serde_dynamo::from_item(i.clone()).map_err(|e| StoreError::Corrupt(format!("outbound: {e}"))))
+            .transpose()
+    }
+
+    /// Applies a delivery status. Out-of-order statuses never go backwards (`read` then a late
+    /// `delivered` keeps `read`); `failed` wins over everything.
+    pub async fn record_status(&self, st: &StatusUpdate) -> Result<StatusOutcome, StoreError> {
+        let now = crate::time_util::now_unix();
+        let mut expr = String::from("SET #st = :st, #rank = :rank, status_at = :ts, #ttl = if_not_exists(#ttl, :ttl)");
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::provider_pk(&st.provider_id)))
+            .key("sk", s("PM"))
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#rank", "rank")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":st", s(st.state.as_str()))
+            .expression_attribute_values(":rank", n(st.state.rank()))
+            .expression_attribute_values(":ts", n(st.timestamp))
+            .expression_attribute_values(":ttl", n(now + OUTBOUND_TTL.as_secs() as i64));
+        if let Some(err) = st.errors.first() {
+            expr.push_str(", error_code = :code");
+            req = req.expression_attribute_values(":code", n(err.code));
+        }
+        let out = req
+            .update_expression(expr)
+            .condition_expression("attribute_not_exists(#rank) OR #rank < :rank")
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(o) => {
+                let envelope = o
+                    .attributes()
+                    .and_then(|a| attr_str(a, "envelope"))
+                    .and_then(|j| Envelope::parse(&j).ok());
+                Ok(StatusOutcome::Applied { envelope })
+            }
+            Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
+                Ok(StatusOutcome::Stale)
+            }
+            Err(e) => Err(StoreError::sdk(e)),
+        }
+    }
+
+    /// Claims the one-time re-queue of a message as its template fallback.
+    pub async fn claim_fallback(&self, provider_id: &ProviderMessageId) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::provider_pk(provider_id)))
+            .key("sk", s("PM"))
+            .update_expression("SET requeued = :t")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(requeued)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::sdk(e)),
+        }
+    }
+}

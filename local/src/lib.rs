@@ -1,1 +1,214 @@
-pub fn x(){}
+//! Parley's local runtime: every function in one process, served over HTTP exactly as API
+//! Gateway and the SQS event source would drive them, plus the channel sandbox.
+//!
+//! The same handlers run here and under Lambda: `parley::api::*` for HTTP routes and
+//! `parley::sender::Sender` for SQS batches (polled here like Lambda's event source mapping).
+pub mod poller;
+pub mod provision;
+pub mod sandbox;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use axum::Router;
+use parley::api::App;
+use parley::config::{AwsSettings, MetaSettings};
+use parley::sender::Sender;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Provision(#[from] provision::ProvisionError),
+    #[error("configuration: {0}")]
+    Config(#[from] parley::config::ConfigError),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("template.yaml has no {0}")]
+    Missing(&'static str),
+}
+
+/// How to run the local system.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where to listen; port 0 picks a free one (tests).
+    pub addr: SocketAddr,
+    /// Prefix of the local table and queue names; a fresh prefix is a fresh system.
+    pub prefix: String,
+    /// The SAM template the table and queues are created from.
+    pub template: PathBuf,
+    /// Where the sender sends; `None` = this process's sandbox Graph API.
+    pub graph_api_base: Option<String>,
+    /// The sandbox posts `sent`/`delivered` statuses back like Meta does.
+    pub status_webhooks: bool,
+}
+
+impl Options {
+    /// `PARLEY_PORT` (default 3000) on 127.0.0.1, prefix `PARLEY_LOCAL_PREFIX` (default
+    /// `parley-local`), template `PARLEY_TEMPLATE` (default `template.yaml`).
+    pub fn from_env() -> Self {
+        let port = std::env::var("PARLEY_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(3000u16);
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            prefix: std::env::var("PARLEY_LOCAL_PREFIX").unwrap_or_else(|_| "parley-local".into()),
+            template: std::env::var("PARLEY_TEMPLATE").unwrap_or_else(|_| "template.yaml".into()).into(),
+            graph_api_base: std::env::var("GRAPH_API_BASE").ok().filter(|s| !s.is_empty()),
+            status_webhooks: std::env::var("SANDBOX_STATUS_WEBHOOKS").map(|v| v != "false").unwrap_or(true),
+        }
+    }
+}
+
+/// A running local system.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub resources: provision::Provisioned,
+    pub sandbox: sandbox::Sandbox,
+    pub app: Arc<App>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops the server and the queue poller and waits for them.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, then stops.
+    pub async fn run_until_signal(self) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("stopping");
+        self.stop().await;
+    }
+}
+
+#[derive(Clone)]
+struct Shared {
+    app: Arc<App>,
+    sender: Arc<Sender>,
+    poller_alive: Arc<std::sync::atomic::AtomicBool>,
+    queue_url: String,
+}
+
+/// Provisions the local resources from the template and starts everything.
+pub async fn start(opts: Options) -> Result<Running, LocalError> {
+    let (ddb, sqs) = parley::api::aws_clients().await;
+    let resources = provision::provision(&opts.template, &opts.prefix, &ddb, &sqs).await?;
+    let table = resources.table("Table").ok_or(LocalError::Missing("Table"))?.to_string();
+    let queue_url = resources.queue("OutboundQueue").ok_or(LocalError::Missing("OutboundQueue"))?.to_string();
+    let dlq_url = resources.queue("OutboundDLQ").map(str::to_string);
+
+    let listener = tokio::net::TcpListener::bind(opts.addr).await.map_err(|e| LocalError::Bind(opts.addr, e))?;
+    let addr = listener.local_addr().map_err(|e| LocalError::Bind(opts.addr, e))?;
+    let base_url = format!("http://{addr}");
+
+    let aws = AwsSettings { table, outbound_queue_url: queue_url.clone(), outbound_dlq_url: dlq_url };
+    let mut meta = MetaSettings::from_env()?;
+    meta.graph_api_base = opts.graph_api_base.clone().unwrap_or_else(|| format!("{base_url}/sandbox/graph"));
+    let app = Arc::new(App::new(ddb.clone(), sqs.clone(), aws.clone(), meta.clone())?);
+    let sender = Arc::new(Sender::from_settings(ddb, sqs.clone(), aws, &meta)?);
+
+    let env = |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.to_string());
+    let sandbox = sandbox::Sandbox::new(sandbox::SandboxConfig {
+        app_secret: meta.app_secret.clone(),
+        webhook_url: format!("{base_url}/webhooks/meta"),
+        whatsapp_phone_number_id: first(&env("WHATSAPP_PHONE_NUMBER_ID", "100000000000001")),
+        messenger_page_id: first(&env("MESSENGER_PAGE_ID", "200000000000001")),
+        instagram_account_id: first(&env("INSTAGRAM_ACCOUNT_ID", "300000000000001")),
+        templates: app.templates.clone(),
+        status_webhooks: opts.status_webhooks,
+    });
+
+    let (shutdown, rx) = watch::channel(false);
+    let poller_alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shared = Shared { app: Arc::clone(&app), sender: Arc::clone(&sender), poller_alive: Arc::clone(&poller_alive), queue_url: queue_url.clone() };
+
+    let router = Router::new()
+        .route("/sandbox/run/{function}", post(run_function))
+        .fallback(any(functions))
+        .with_state(shared)
+        .nest("/sandbox", sandbox.router());
+
+    let mut server_rx = rx.clone();
+    let server = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = server_rx.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "local server failed");
+        }
+    });
+    let poll = tokio::spawn(poller::run(sender, sqs, queue_url, rx, poller_alive));
+    tracing::info!(%base_url, "parley local system is up");
+    Ok(Running { addr, base_url, resources, sandbox, app, shutdown, tasks: vec![server, poll] })
+}
+
+fn first(list: &str) -> String {
+    list.split(',').next().unwrap_or_default().trim().to_string()
+}
+
+/// Every function's HTTP routes, as API Gateway routes them.
+async fn functions(State(shared): State<Shared>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    // Lambda's synchronous payload limit is 6 MB; read a little more so the handler's own
+    // limit (413) is what the caller sees.
+    let limit = shared.app.meta.max_body_bytes + 1024;
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return parley::api::ApiError::TooLarge { size: limit, limit: shared.app.meta.max_body_bytes }
+                .into_response()
+                .map(Body::from)
+        }
+    };
+    let req = http::Request::from_parts(parts, bytes);
+    let path = req.uri().path().to_string();
+    let mut response = parley::api::channel_webhook(&shared.app, req).await;
+    if path == "/health" && response.status().is_success() && !shared.poller_alive.load(std::sync::atomic::Ordering::Relaxed) {
+        *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    response.map(Body::from)
+}
+
+/// `POST /sandbox/run/{function}`: runs a function now instead of waiting for its trigger.
+async fn run_function(
+    State(shared): State<Shared>,
+    axum::extract::Path(function): axum::extract::Path<String>,
+) -> Response {
+    match function.as_str() {
+        "outbound-sender" => {
+            let handled = poller::poll_once(&shared.sender, shared.app.producer.client(), &shared.queue_url, 0).await;
+            axum::Json(serde_json::json!({ "function": function, "records": handled })).into_response()
+        }
+        _ => (
+            http::StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({
+                "error": "unknown_function",
+                "message": format!("no function '{function}' to run"),
+                "functions": ["outbound-sender"],
+            })),
+        )
+            .into_response(),
+    }
+}

@@ -63,6 +63,8 @@ pub struct AwsSettings {
     pub table: String,
     /// `PARLEY_OUTBOUND_QUEUE_URL` — the outbound FIFO queue.
     pub outbound_queue_url: String,
+    /// `PARLEY_OUTBOUND_DLQ_URL` — its dead-letter queue (unreadable envelopes go straight there).
+    pub outbound_dlq_url: Option<String>,
 }
 
 impl AwsSettings {
@@ -70,6 +72,7 @@ impl AwsSettings {
         Ok(Self {
             table: env_required("PARLEY_TABLE")?,
             outbound_queue_url: env_required("PARLEY_OUTBOUND_QUEUE_URL")?,
+            outbound_dlq_url: env_opt("PARLEY_OUTBOUND_DLQ_URL"),
         })
     }
 }

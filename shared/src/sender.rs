@@ -51,17 +51,25 @@ impl Sender {
         Self { store, graph, sqs, queue_url, dlq_url, settings }
     }
 
-    pub fn with_clients(ddb: aws_sdk_dynamodb::Client, sqs: aws_sdk_sqs::Client) -> Result<Self, ConfigError> {
-        let aws = AwsSettings::from_env()?;
-        let meta = MetaSettings::from_env()?;
-        let graph = GraphClient::new(&meta)
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let (ddb, sqs) = crate::api::aws_clients().await;
+        Self::from_settings(ddb, sqs, AwsSettings::from_env()?, &MetaSettings::from_env()?)
+    }
+
+    pub fn from_settings(
+        ddb: aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
+        aws: AwsSettings,
+        meta: &MetaSettings,
+    ) -> Result<Self, ConfigError> {
+        let graph = GraphClient::new(meta)
             .map_err(|e| ConfigError::Invalid { name: "GRAPH_API_BASE", reason: e.to_string() })?;
         Ok(Self::new(
             Store::new(ddb, aws.table),
             graph,
             sqs,
             aws.outbound_queue_url,
-            crate::config::env_opt("PARLEY_OUTBOUND_DLQ_URL"),
+            aws.outbound_dlq_url,
             LoopSettings::from_env()?,
         ))
     }

@@ -49,12 +49,17 @@ pub fn load_content() -> Result<(Flows, Templates), ConfigError> {
 impl App {
     pub async fn from_env() -> Result<Self, ConfigError> {
         let (ddb, sqs) = aws_clients().await;
-        Self::with_clients(ddb, sqs)
+        Self::new(ddb, sqs, AwsSettings::from_env()?, MetaSettings::from_env()?)
     }
 
-    pub fn with_clients(ddb: aws_sdk_dynamodb::Client, sqs: aws_sdk_sqs::Client) -> Result<Self, ConfigError> {
-        let aws = AwsSettings::from_env()?;
-        let meta = MetaSettings::from_env()?;
+    /// Table, queue and Meta settings are explicit so the local runtime and the tests can run
+    /// several systems side by side; the rest comes from the environment.
+    pub fn new(
+        ddb: aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
+        aws: AwsSettings,
+        meta: MetaSettings,
+    ) -> Result<Self, ConfigError> {
         meta.require_webhook_secrets()?;
         let (flows, templates) = load_content()?;
         Ok(Self {

@@ -215,8 +215,44 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_button_and_list_row_leads_somewhere() {
+        for set in flows().sets() {
+            let mut bodies: Vec<&OutboundBody> = set.flows().iter().map(|f| &f.reply).collect();
+            bodies.extend([set.fallback(), set.location(), set.media(), set.unsupported(), set.order_received()]);
+            for body in bodies {
+                let taps: Vec<InboundContent> = match body {
+                    OutboundBody::Buttons { buttons, .. } => buttons
+                        .iter()
+                        .map(|b| InboundContent::Button { payload: b.id.clone(), title: b.title.clone() })
+                        .collect(),
+                    OutboundBody::List { sections, .. } => sections
+                        .iter()
+                        .flat_map(|s| &s.rows)
+                        .map(|r| InboundContent::ListReply {
+                            id: r.id.clone(),
+                            title: r.title.clone(),
+                            description: None,
+                        })
+                        .collect(),
+                    _ => vec![],
+                };
+                for tap in taps {
+                    let d = decide(set, &bot(set.locale()), &tap);
+                    assert!(
+                        matches!(d.outcome, Outcome::Flow(_) | Outcome::HandoverStarted),
+                        "{}: {tap:?} → {:?}",
+                        set.locale(),
+                        d.outcome
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn unknown_payload_falls_back_to_the_title() {
-        let d = decide(de(), &bot("de"), &InboundContent::Button { payload: "old-id".into(), title: "Rückgabe".into() });
+        let d =
+            decide(de(), &bot("de"), &InboundContent::Button { payload: "old-id".into(), title: "Rückgabe".into() });
         assert_eq!(flow_of(&d), "returns");
         let d = decide(de(), &bot("de"), &InboundContent::Button { payload: "old-id".into(), title: "Hilfe".into() });
         assert_eq!(d.outcome, Outcome::HandoverStarted);

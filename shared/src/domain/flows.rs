@@ -10,8 +10,22 @@ use std::path::Path;
 /// Words other parts of Parley answer before any flow: the consent flow and the cart commands.
 /// A flow or handover keyword equal to one of them would shadow or be shadowed by them.
 pub const RESERVED_KEYWORDS: &[&str] = &[
-    "start", "anmelden", "stop", "stopp", "abmelden", "yes", "no", "ja", "nein", "add", "cart", "warenkorb",
-    "remove", "clear", "checkout", "kasse",
+    "start",
+    "anmelden",
+    "stop",
+    "stopp",
+    "abmelden",
+    "yes",
+    "no",
+    "ja",
+    "nein",
+    "add",
+    "cart",
+    "warenkorb",
+    "remove",
+    "clear",
+    "checkout",
+    "kasse",
 ];
 
 /// Used when a file has no `handover.keywords`.
@@ -146,9 +160,8 @@ impl FlowSet {
         let file = format!("{set}.{locale}.toml");
         let err = |reason: String| ConfigError::Flows { file: file.clone(), reason };
         let set = check_name(set).map_err(|r| err(format!("set name {r}")))?;
-        let locale = canonical_locale(locale).ok_or_else(|| {
-            err(format!("locale '{locale}' is not a language code like 'de', 'en' or 'pt_br'"))
-        })?;
+        let locale = canonical_locale(locale)
+            .ok_or_else(|| err(format!("locale '{locale}' is not a language code like 'de', 'en' or 'pt_br'")))?;
         let raw: RawFile = toml::from_str(src).map_err(|e| err(e.to_string().trim_end().to_string()))?;
         let mut v = Validator::default();
         let flows_set = v.build(set, locale, raw);
@@ -259,9 +272,7 @@ impl Flows {
             };
             let src = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
             sets.push(FlowSet::parse(set, locale, &src).map_err(|e| match e {
-                ConfigError::Flows { reason, .. } => {
-                    ConfigError::Flows { file: path.display().to_string(), reason }
-                }
+                ConfigError::Flows { reason, .. } => ConfigError::Flows { file: path.display().to_string(), reason },
                 other => other,
             })?);
         }
@@ -310,9 +321,8 @@ fn canonical_locale(s: &str) -> Option<String> {
         Some((l, r)) => (l, Some(r)),
         None => (s.as_str(), None),
     };
-    let letters = |p: &str, n: std::ops::RangeInclusive<usize>| {
-        n.contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase())
-    };
+    let letters =
+        |p: &str, n: std::ops::RangeInclusive<usize>| n.contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase());
     let ok = letters(lang, 2..=3) && region.is_none_or(|r| letters(r, 2..=2));
     ok.then_some(s)
 }
@@ -557,10 +567,7 @@ impl Validator {
     fn list(&mut self, ctx: &str, text: String, raw: RawList) -> OutboundBody {
         self.max_len(ctx, "list button", &raw.button, MAX_LIST_BUTTON);
         if raw.sections.is_empty() || raw.sections.len() > MAX_LIST_SECTIONS {
-            self.fail(format!(
-                "{ctx}: list has {} sections, 1 to {MAX_LIST_SECTIONS} are allowed",
-                raw.sections.len()
-            ));
+            self.fail(format!("{ctx}: list has {} sections, 1 to {MAX_LIST_SECTIONS} are allowed", raw.sections.len()));
         }
         let total: usize = raw.sections.iter().map(|s| s.rows.len()).sum();
         if total > MAX_LIST_ROWS {
@@ -739,7 +746,10 @@ list = { button = "Open", sections = [{ title = "S", rows = [{ id = "menu", titl
     #[test]
     fn rejects_list_limits() {
         let row = r#"{ id = "menu", title = "Row" }"#;
-        assert_rejects(&list_flow("A much too long list label", "S", row), &["flow 'menu'", "list button", "at most 20"]);
+        assert_rejects(
+            &list_flow("A much too long list label", "S", row),
+            &["flow 'menu'", "list button", "at most 20"],
+        );
         assert_rejects(
             &list_flow("Open", "A section title over 24 chars", row),
             &["flow 'menu'", "section title", "at most 24"],
@@ -794,9 +804,15 @@ text = "b""#;
 
     #[test]
     fn rejects_reserved_and_empty_keywords() {
-        assert_rejects("[[flow]]\nid = \"x\"\nkeywords = [\"Stopp\"]\ntext = \"a\"", &["flow 'x'", "'Stopp'", "reserved"]);
+        assert_rejects(
+            "[[flow]]\nid = \"x\"\nkeywords = [\"Stopp\"]\ntext = \"a\"",
+            &["flow 'x'", "'Stopp'", "reserved"],
+        );
         assert_rejects("[[flow]]\nid = \"x\"\nkeywords = [\"Warenkorb\"]\ntext = \"a\"", &["reserved"]);
-        assert_rejects("[[flow]]\nid = \"x\"\nkeywords = [\"🚚\"]\ntext = \"a\"", &["flow 'x'", "no letters or digits"]);
+        assert_rejects(
+            "[[flow]]\nid = \"x\"\nkeywords = [\"🚚\"]\ntext = \"a\"",
+            &["flow 'x'", "no letters or digits"],
+        );
         let h = BASE.replace("keywords = [\"agent\"]", "keywords = [\"ja\"]");
         let Err(ConfigError::Flows { reason, .. }) = Flows::from_toml("default", "en", &h) else { panic!() };
         assert!(reason.contains("handover") && reason.contains("reserved"), "{reason}");
@@ -830,21 +846,24 @@ text = "b""#;
 
     #[test]
     fn reports_every_problem_at_once() {
-        let r = reason(
-            "[[flow]]\nid = \"x\"\nkeywords = [\"stop\"]\ntext = \"\"\n[[flow]]\nid = \"y\"\ntext = \"b\"",
-        );
+        let r = reason("[[flow]]\nid = \"x\"\nkeywords = [\"stop\"]\ntext = \"\"\n[[flow]]\nid = \"y\"\ntext = \"b\"");
         assert!(r.contains("reserved") && r.contains("text is empty") && r.contains("flow 'y'"), "{r}");
     }
 
     #[test]
     fn rejects_bad_set_and_locale_names() {
-        assert!(matches!(Flows::from_toml("default", "german", BASE), Err(ConfigError::Flows { reason, .. }) if reason.contains("locale")));
-        assert!(matches!(Flows::from_toml("De Fault", "de", BASE), Err(ConfigError::Flows { reason, .. }) if reason.contains("set name")));
+        assert!(
+            matches!(Flows::from_toml("default", "german", BASE), Err(ConfigError::Flows { reason, .. }) if reason.contains("locale"))
+        );
+        assert!(
+            matches!(Flows::from_toml("De Fault", "de", BASE), Err(ConfigError::Flows { reason, .. }) if reason.contains("set name"))
+        );
     }
 
     #[test]
     fn load_dir_reads_set_and_locale_from_file_names() {
-        let dir = std::env::temp_dir().join(format!("parley-flows-{}-{:?}", std::process::id(), std::thread::current().id()));
+        let dir =
+            std::env::temp_dir().join(format!("parley-flows-{}-{:?}", std::process::id(), std::thread::current().id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("shop.en.toml"), BASE).unwrap();
         std::fs::write(dir.join("shop.de.toml"), BASE).unwrap();
@@ -863,7 +882,9 @@ text = "b""#;
         }
         std::fs::remove_file(dir.join("broken.en.toml")).unwrap();
         std::fs::write(dir.join("nolocale.toml"), BASE).unwrap();
-        assert!(matches!(Flows::load_dir(&dir), Err(ConfigError::Flows { reason, .. }) if reason.contains("<set>.<locale>.toml")));
+        assert!(
+            matches!(Flows::load_dir(&dir), Err(ConfigError::Flows { reason, .. }) if reason.contains("<set>.<locale>.toml"))
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(Flows::load_dir(&dir).is_err());
     }

@@ -183,7 +183,12 @@ fn validate(t: &TemplateDef) -> Result<(), String> {
         return Err("name must be lowercase letters, digits and '_' (Meta's rule)".into());
     }
     let lang_ok = match t.language.split_once('_') {
-        Some((l, r)) => l.len() == 2 && l.bytes().all(|b| b.is_ascii_lowercase()) && r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()),
+        Some((l, r)) => {
+            l.len() == 2
+                && l.bytes().all(|b| b.is_ascii_lowercase())
+                && r.len() == 2
+                && r.bytes().all(|b| b.is_ascii_uppercase())
+        }
         None => t.language.len() == 2 && t.language.bytes().all(|b| b.is_ascii_lowercase()),
     };
     if !lang_ok {

@@ -1,0 +1,44 @@
+# Parley — the two commands: `make dev` and `make test`. Everything they need is installed
+# here, project-locally (the Python venv in .venv holds the local AWS endpoints and cfn-lint).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PYTHON ?= python3
+CARGO ?= cargo
+ENV_FILE := $(if $(wildcard .env),.env,.env.example)
+
+.PHONY: help dev test venv build-dev unit check-template lint fmt sam-build clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: local/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r local/requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed ## install the local endpoints (moto) and cfn-lint into .venv
+
+build-dev:
+	$(CARGO) build --locked -p parley-local
+
+dev: venv build-dev ## run the whole system on 127.0.0.1:3000 (PARLEY_PORT) with local AWS endpoints
+	@set -a; source $(ENV_FILE); set +a; exec local/with-endpoints.sh target/debug/parley-local
+
+test: venv ## run every test (starts and stops its own local endpoints)
+	.ci/check-template.sh
+	@set -a; source .env.example; set +a; local/with-endpoints.sh $(CARGO) test --locked --workspace
+
+lint: ## clippy and rustfmt check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	$(CARGO) fmt --all -- --check
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+sam-build: ## size-tuned release build of every function for deployment (needs cargo-lambda, zig)
+	sam build
+
+clean: ## remove build output and the venv
+	$(CARGO) clean
+	rm -rf $(VENV) .aws-sam

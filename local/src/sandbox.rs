@@ -1,0 +1,964 @@
+//! The channel sandbox (only in `make dev` and tests, never deployed).
+//!
+//! It plays both sides of Meta for a local run:
+//! - the Graph API send endpoints the sender posts to (`GRAPH_API_BASE` points here): same
+//!   request and response shapes, Graph-style validation errors, injectable faults, and a log
+//!   of every accepted message (`GET /messages?to=`);
+//! - the customer: `POST /chat` turns a chat line into a realistic, signed webhook delivery to
+//!   the real webhook handler, `POST /status` does the same for WhatsApp status updates.
+//!
+//! Routes carry no `/sandbox` prefix; the local runtime nests [`Sandbox::router`] under it.
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use parley::channels::signature::{self, Encoding};
+use parley::config::Secret;
+use parley::domain::templates::Templates;
+use parley::domain::{Address, Channel};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+const PAGE: &str = include_str!("../sandbox/index.html");
+
+/// Cosmetic ids in generated webhooks (Parley routes on `phone_number_id`, not these).
+const DISPLAY_PHONE_NUMBER: &str = "15550001234";
+const WABA_ID: &str = "900000000000001";
+/// Delay before each automatic status webhook, so the sender has stored the provider id first.
+const STATUS_DELAY: Duration = Duration::from_millis(150);
+
+// Graph's limits (meta-channels.md §5).
+const WA_TEXT_MAX: usize = 4096;
+const WA_BUTTON_BODY_MAX: usize = 1024;
+const WA_LIST_BODY_MAX: usize = 4096;
+const WA_MAX_BUTTONS: usize = 3;
+const WA_BUTTON_TITLE_MAX: usize = 20;
+const WA_BUTTON_ID_MAX: usize = 256;
+const WA_LIST_BUTTON_MAX: usize = 20;
+const WA_LIST_MAX_SECTIONS: usize = 10;
+const WA_LIST_MAX_ROWS: usize = 10;
+const WA_ROW_TITLE_MAX: usize = 24;
+const WA_ROW_ID_MAX: usize = 200;
+const WA_ROW_DESCRIPTION_MAX: usize = 72;
+const WA_CALLBACK_DATA_MAX: usize = 512;
+const FB_TEXT_MAX: usize = 2000;
+const FB_MAX_QUICK_REPLIES: usize = 13;
+const FB_QUICK_REPLY_TITLE_MAX: usize = 20;
+const FB_PAYLOAD_MAX: usize = 1000;
+
+pub struct SandboxConfig {
+    /// Signs the webhook deliveries the sandbox posts (`X-Hub-Signature-256`).
+    pub app_secret: Secret,
+    /// Where deliveries go, e.g. `http://127.0.0.1:3000/webhooks/meta`.
+    pub webhook_url: String,
+    pub whatsapp_phone_number_id: String,
+    pub messenger_page_id: String,
+    pub instagram_account_id: String,
+    /// Renders template sends into the text a customer would see.
+    pub templates: Templates,
+    /// Post `sent` and `delivered` statuses after every accepted WhatsApp send.
+    pub status_webhooks: bool,
+}
+
+/// How a tap on one of a message's buttons comes back in a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyKind {
+    None,
+    /// WhatsApp `interactive.button_reply`.
+    ButtonReply,
+    /// WhatsApp `interactive.list_reply`.
+    ListReply,
+    /// WhatsApp template quick reply: `type: button`.
+    TemplateButton,
+    /// Messenger/Instagram `message.quick_reply`.
+    QuickReply,
+}
+
+/// One message the system sent, as `GET /messages` lists it.
+#[derive(Debug, Clone, Serialize)]
+struct SentMessage {
+    id: String,
+    channel: Channel,
+    to: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: String,
+    template: Option<String>,
+    buttons: Vec<String>,
+    button_ids: Vec<String>,
+    sent_at: String,
+    #[serde(skip)]
+    account: String,
+    #[serde(skip)]
+    reply_kind: ReplyKind,
+    #[serde(skip)]
+    reference: Option<String>,
+}
+
+/// One customer message the sandbox delivered to the webhook (for the web page).
+#[derive(Debug, Clone, Serialize)]
+struct ChatLine {
+    id: String,
+    channel: Channel,
+    from: String,
+    text: String,
+    payload: Option<String>,
+    webhook_status: u16,
+    sent_at: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Fault {
+    status: u16,
+    code: i64,
+    remaining: u32,
+}
+
+#[derive(Default)]
+struct Log {
+    sent: Vec<SentMessage>,
+    chat: Vec<ChatLine>,
+    fault: Option<Fault>,
+}
+
+struct Inner {
+    cfg: SandboxConfig,
+    http: reqwest::Client,
+    log: Mutex<Log>,
+}
+
+/// The sandbox's shared state; clones share it.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+impl Sandbox {
+    pub fn new(cfg: SandboxConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self { inner: Arc::new(Inner { cfg, http, log: Mutex::new(Log::default()) }) }
+    }
+
+    /// The sandbox routes, without the `/sandbox` prefix.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/", get(page))
+            // `me` (Messenger) matches `{id}` too.
+            .route("/graph/{version}/{id}/messages", post(graph_send))
+            .route("/messages", get(list_messages))
+            .route("/faults", get(get_fault).post(set_fault).delete(clear_fault))
+            .route("/chat", get(list_chat).post(chat))
+            .route("/status", post(post_status))
+            .with_state(self.clone())
+    }
+
+    /// Every message sent to `address` (a leading `+` is ignored), oldest first.
+    pub fn messages_to(&self, address: &str) -> Vec<Value> {
+        let address = normalize_address(address);
+        self.log().sent.iter().filter(|m| m.to == address).map(to_json).collect()
+    }
+
+    fn log(&self) -> MutexGuard<'_, Log> {
+        // A panic elsewhere must not take the sandbox down with it.
+        self.inner.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cfg(&self) -> &SandboxConfig {
+        &self.inner.cfg
+    }
+
+    /// Consumes one pending fault, if any.
+    fn take_fault(&self) -> Option<Fault> {
+        let mut log = self.log();
+        let fault = log.fault.as_mut()?;
+        fault.remaining = fault.remaining.saturating_sub(1);
+        let taken = *fault;
+        if taken.remaining == 0 {
+            log.fault = None;
+        }
+        Some(taken)
+    }
+
+    fn channel_of(&self, body: &Value, id: &str) -> Channel {
+        if body.get("messaging_product").and_then(Value::as_str) == Some("whatsapp") {
+            Channel::WhatsApp
+        } else if id == self.cfg().instagram_account_id {
+            Channel::Instagram
+        } else {
+            Channel::Messenger
+        }
+    }
+
+    /// Signs and posts a webhook delivery; returns the handler's HTTP status.
+    async fn deliver(&self, payload: &Value) -> Result<u16, String> {
+        let body = serde_json::to_vec(payload).map_err(|e| e.to_string())?;
+        let sig = signature::sign(Encoding::PrefixedHex, self.cfg().app_secret.expose(), &body);
+        let resp = self
+            .inner
+            .http
+            .post(&self.cfg().webhook_url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("X-Hub-Signature-256", sig)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the webhook at {}: {}", self.cfg().webhook_url, error_chain(&e)))?;
+        Ok(resp.status().as_u16())
+    }
+
+    /// Posts a WhatsApp status webhook for a message the sandbox accepted.
+    async fn deliver_status(&self, msg: &SentMessage, status: &str, code: Option<i64>) -> Result<u16, String> {
+        let mut st = json!({
+            "id": msg.id,
+            "status": status,
+            "timestamp": now_secs().to_string(),
+            "recipient_id": msg.to,
+        });
+        if let Some(r) = &msg.reference {
+            st["biz_opaque_callback_data"] = json!(r);
+        }
+        if status == "failed" {
+            let code = code.unwrap_or(131000);
+            let (title, details) = describe_code(code);
+            st["errors"] = json!([{
+                "code": code,
+                "title": title,
+                "message": title,
+                "error_data": { "details": details },
+                "href": "https://developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes",
+            }]);
+        } else {
+            let (category, kind, billable) =
+                if msg.template.is_some() { ("utility", "regular", true) } else { ("service", "free_customer_service", false) };
+            st["pricing"] = json!({ "billable": billable, "pricing_model": "PMP", "category": category, "type": kind });
+        }
+        let payload = whatsapp_envelope(&msg.account, json!({ "statuses": [st] }));
+        self.deliver(&payload).await
+    }
+}
+
+fn to_json(m: &SentMessage) -> Value {
+    serde_json::to_value(m).unwrap_or(Value::Null)
+}
+
+fn normalize_address(s: &str) -> String {
+    let s = s.trim();
+    s.strip_prefix('+').unwrap_or(s).to_string()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default()
+}
+
+fn now_secs() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn now_millis() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    for chunk in out.chunks_mut(16) {
+        let r = uuid::Uuid::new_v4().into_bytes();
+        chunk.copy_from_slice(&r[..chunk.len()]);
+    }
+    out
+}
+
+/// A WhatsApp message id in Meta's shape (`wamid.` + base64).
+fn new_wamid() -> String {
+    format!("wamid.HBgL{}", base64::engine::general_purpose::STANDARD.encode(random_bytes::<30>()))
+}
+
+/// A Messenger/Instagram message id in Meta's shape (`m_` + URL-safe base64).
+fn new_mid() -> String {
+    format!("m_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<36>()))
+}
+
+fn new_fbtrace_id() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<9>())
+}
+
+fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// A Graph-style error answer.
+fn graph_error(status: StatusCode, code: i64, message: &str, details: Option<&str>) -> Response {
+    let mut error = json!({
+        "message": message,
+        "type": "OAuthException",
+        "code": code,
+        "fbtrace_id": new_fbtrace_id(),
+    });
+    if let Some(d) = details {
+        error["error_data"] = json!({ "details": d });
+    }
+    (status, Json(json!({ "error": error }))).into_response()
+}
+
+/// Graph's message and details for the codes faults and failed statuses use.
+fn describe_code(code: i64) -> (String, String) {
+    let (title, details) = match code {
+        0 => ("(#0) AuthException", "We were unable to authenticate the app user."),
+        1 => ("An unknown error has occurred.", "Invalid request or possible server error."),
+        2 => ("An unexpected error has occurred. Please retry your request later.", "Temporary due to downtime or due to being overloaded."),
+        4 => ("(#4) Application request limit reached", "The app has reached its API call rate limit."),
+        10 => ("(#10) Application does not have permission for this action", "Permission is either not granted or has been removed."),
+        100 => ("(#100) Invalid parameter", "The request included one or more unsupported or misspelled parameters."),
+        190 => ("Error validating access token: Session has expired.", "Your access token has expired."),
+        130429 => ("(#130429) Rate limit hit", "Cloud API message throughput has been reached."),
+        131000 => ("(#131000) Something went wrong", "Message failed to send due to an unknown error."),
+        131026 => ("(#131026) Message undeliverable", "Unable to deliver message."),
+        131047 => (
+            "(#131047) Re-engagement message",
+            "More than 24 hours have passed since the recipient last replied to the sender number.",
+        ),
+        131048 => ("(#131048) Spam rate limit hit", "Message failed to send because there are restrictions on how many messages can be sent from this phone number."),
+        131049 => ("(#131049) This message was not delivered to maintain healthy ecosystem engagement.", "In order to maintain a healthy ecosystem engagement, the message failed to be delivered."),
+        131050 => ("(#131050) Unable to deliver the message.", "The recipient has chosen to stop receiving marketing messages on WhatsApp from your business."),
+        131056 => ("(#131056) (Business Account, Consumer Account) pair rate limit hit", "Too many messages sent from the sender phone number to the same recipient phone number in a short period of time."),
+        _ => return (format!("(#{code}) Sandbox fault"), "Injected by the local channel sandbox.".to_string()),
+    };
+    (title.to_string(), details.to_string())
+}
+
+/// The default Graph code for a fault's HTTP status.
+fn default_fault_code(status: u16) -> i64 {
+    match status {
+        429 => 130429,
+        400 => 100,
+        401 => 190,
+        403 => 10,
+        500 => 131000,
+        503 => 2,
+        _ => 1,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graph send endpoint
+
+/// A send Graph would refuse with code `code`.
+#[derive(Debug)]
+struct Reject {
+    code: i64,
+    message: String,
+}
+
+fn reject<T>(message: impl Into<String>) -> Result<T, Reject> {
+    Err(Reject { code: 100, message: message.into() })
+}
+
+/// What an accepted send is recorded as.
+struct Accepted {
+    /// The recipient exactly as sent (for WhatsApp's `contacts[].input`).
+    to_raw: String,
+    kind: &'static str,
+    text: String,
+    template: Option<String>,
+    buttons: Vec<String>,
+    button_ids: Vec<String>,
+    reply_kind: ReplyKind,
+    reference: Option<String>,
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+/// A required, non-empty string of at most `max` characters.
+fn required<'a>(v: &'a Value, pointer: &str, name: &str, max: usize) -> Result<&'a str, Reject> {
+    match v.pointer(pointer) {
+        None | Some(Value::Null) => reject(format!("(#100) The parameter {name} is required.")),
+        Some(Value::String(s)) if s.trim().is_empty() => reject(format!("(#100) Param {name} must be non-empty.")),
+        Some(Value::String(s)) => {
+            let len = s.chars().count();
+            if len > max {
+                reject(format!("(#100) Param {name} must be at most {max} characters long (got {len})."))
+            } else {
+                Ok(s)
+            }
+        }
+        Some(_) => reject(format!("(#100) Param {name} must be a string.")),
+    }
+}
+
+fn optional_max(v: &Value, pointer: &str, name: &str, max: usize) -> Result<Option<String>, Reject> {
+    match v.pointer(pointer) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => required(v, pointer, name, max).map(|s| Some(s.to_string())),
+    }
+}
+
+fn array<'a>(v: &'a Value, pointer: &str, name: &str) -> Result<&'a Vec<Value>, Reject> {
+    match v.pointer(pointer) {
+        Some(Value::Array(a)) => Ok(a),
+        None | Some(Value::Null) => reject(format!("(#100) The parameter {name} is required.")),
+        Some(_) => reject(format!("(#100) Param {name} must be an array.")),
+    }
+}
+
+impl Sandbox {
+    fn accept_whatsapp(&self, v: &Value) -> Result<Accepted, Reject> {
+        let to_raw = match (str_at(v, "/to"), str_at(v, "/recipient")) {
+            (Some(t), _) if !t.trim().is_empty() => t,
+            (_, Some(r)) if !r.trim().is_empty() => r,
+            _ => return reject("(#100) The parameter to is required."),
+        };
+        if let Some(rt) = v.get("recipient_type") {
+            if rt != "individual" {
+                return reject("(#100) Param recipient_type must be one of {INDIVIDUAL}.");
+            }
+        }
+        let reference = optional_max(v, "/biz_opaque_callback_data", "biz_opaque_callback_data", WA_CALLBACK_DATA_MAX)?;
+        let mut out = Accepted {
+            to_raw: to_raw.to_string(),
+            kind: "text",
+            text: String::new(),
+            template: None,
+            buttons: Vec::new(),
+            button_ids: Vec::new(),
+            reply_kind: ReplyKind::None,
+            reference,
+        };
+        // Graph defaults a missing type to text.
+        match v.get("type").and_then(Value::as_str).unwrap_or("text") {
+            "text" => out.text = required(v, "/text/body", "text['body']", WA_TEXT_MAX)?.to_string(),
+            "interactive" => {
+                out.kind = "interactive";
+                match str_at(v, "/interactive/type") {
+                    Some("button") => {
+                        out.text = required(v, "/interactive/body/text", "interactive['body']['text']", WA_BUTTON_BODY_MAX)?.to_string();
+                        let buttons = array(v, "/interactive/action/buttons", "interactive['action']['buttons']")?;
+                        if buttons.is_empty() || buttons.len() > WA_MAX_BUTTONS {
+                            return reject(format!(
+                                "(#100) Param interactive['action']['buttons'] must have between 1 and {WA_MAX_BUTTONS} items (got {}).",
+                                buttons.len()
+                            ));
+                        }
+                        for (i, b) in buttons.iter().enumerate() {
+                            if b.get("type").and_then(Value::as_str) != Some("reply") {
+                                return reject(format!("(#100) Param interactive['action']['buttons'][{i}]['type'] must be reply."));
+                            }
+                            let id = required(b, "/reply/id", &format!("interactive['action']['buttons'][{i}]['reply']['id']"), WA_BUTTON_ID_MAX)?;
+                            let title = required(b, "/reply/title", &format!("interactive['action']['buttons'][{i}]['reply']['title']"), WA_BUTTON_TITLE_MAX)?;
+                            if out.buttons.iter().any(|t| t == title) {
+                                return reject(format!("(#100) Button titles must be unique: '{title}' appears twice."));
+                            }
+                            out.buttons.push(title.to_string());
+                            out.button_ids.push(id.to_string());
+                        }
+                        out.reply_kind = ReplyKind::ButtonReply;
+                    }
+                    Some("list") => {
+                        out.text = required(v, "/interactive/body/text", "interactive['body']['text']", WA_LIST_BODY_MAX)?.to_string();
+                        required(v, "/interactive/action/button", "interactive['action']['button']", WA_LIST_BUTTON_MAX)?;
+                        let sections = array(v, "/interactive/action/sections", "interactive['action']['sections']")?;
+                        if sections.is_empty() || sections.len() > WA_LIST_MAX_SECTIONS {
+                            return reject(format!(
+                                "(#100) Param interactive['action']['sections'] must have between 1 and {WA_LIST_MAX_SECTIONS} items."
+                            ));
+                        }
+                        for (s, section) in sections.iter().enumerate() {
+                            if sections.len() > 1 {
+                                required(section, "/title", &format!("sections[{s}]['title']"), WA_ROW_TITLE_MAX)?;
+                            }
+                            let rows = array(section, "/rows", &format!("sections[{s}]['rows']"))?;
+                            if rows.is_empty() {
+                                return reject(format!("(#100) Param sections[{s}]['rows'] must be non-empty."));
+                            }
+                            for (r, row) in rows.iter().enumerate() {
+                                let id = required(row, "/id", &format!("sections[{s}]['rows'][{r}]['id']"), WA_ROW_ID_MAX)?;
+                                let title = required(row, "/title", &format!("sections[{s}]['rows'][{r}]['title']"), WA_ROW_TITLE_MAX)?;
+                                optional_max(row, "/description", &format!("sections[{s}]['rows'][{r}]['description']"), WA_ROW_DESCRIPTION_MAX)?;
+                                if out.button_ids.iter().any(|x| x == id) {
+                                    return reject(format!("(#100) Row ids must be unique: '{id}' appears twice."));
+                                }
+                                out.buttons.push(title.to_string());
+                                out.button_ids.push(id.to_string());
+                            }
+                        }
+                        if out.buttons.len() > WA_LIST_MAX_ROWS {
+                            return reject(format!(
+                                "(#100) A list message may have at most {WA_LIST_MAX_ROWS} rows across all sections (got {}).",
+                                out.buttons.len()
+                            ));
+                        }
+                        out.reply_kind = ReplyKind::ListReply;
+                    }
+                    Some(other) => return reject(format!("(#100) Param interactive['type'] '{other}' is not supported by the sandbox.")),
+                    None => return reject("(#100) The parameter interactive['type'] is required."),
+                }
+            }
+            "template" => {
+                out.kind = "template";
+                let name = required(v, "/template/name", "template['name']", 512)?;
+                let language = required(v, "/template/language/code", "template['language']['code']", 32)?;
+                let params = template_params(v)?;
+                match self.cfg().templates.get(name, language) {
+                    None => out.text = format!("[template {name}]"),
+                    Some(def) => {
+                        let Some(text) = def.render(&params) else {
+                            return Err(Reject {
+                                code: 132000,
+                                message: format!(
+                                    "(#132000) Number of parameters does not match the expected number of params: \
+                                     body has {} parameter(s), template '{name}' ({language}) expects {}.",
+                                    params.len(),
+                                    def.param_count()
+                                ),
+                            });
+                        };
+                        out.text = text;
+                        // A tap without a payload parameter comes back with the button text.
+                        out.buttons = def.buttons.clone();
+                        out.button_ids = def.buttons.clone();
+                        out.reply_kind = ReplyKind::TemplateButton;
+                    }
+                }
+                out.template = Some(name.to_string());
+            }
+            other => return reject(format!("(#100) Param type '{other}' is not supported by the sandbox (text, interactive, template).")),
+        }
+        Ok(out)
+    }
+
+    fn accept_messenger(&self, v: &Value) -> Result<Accepted, Reject> {
+        let to = required(v, "/recipient/id", "recipient['id']", 128)?;
+        match v.get("messaging_type").and_then(Value::as_str) {
+            Some("RESPONSE" | "UPDATE") => {}
+            Some("MESSAGE_TAG") => {
+                required(v, "/tag", "tag", 64)?;
+            }
+            Some(other) => return reject(format!("(#100) Param messaging_type must be one of {{RESPONSE, UPDATE, MESSAGE_TAG}}, got '{other}'.")),
+            None => return reject("(#100) The parameter messaging_type is required."),
+        }
+        let Some(message) = v.get("message").filter(|m| m.is_object()) else {
+            return reject("(#100) The parameter message is required.");
+        };
+        let text = optional_max(message, "/text", "message[text]", FB_TEXT_MAX)?;
+        let text = match (text, message.pointer("/attachment/type").and_then(Value::as_str)) {
+            (Some(t), _) => t,
+            (None, Some(kind)) => format!("[attachment {kind}]"),
+            (None, None) => return reject("(#100) Message cannot be empty, must provide valid attachment or text."),
+        };
+        let reference = optional_max(message, "/metadata", "message[metadata]", FB_PAYLOAD_MAX)?;
+        let mut out = Accepted {
+            to_raw: to.to_string(),
+            kind: "text",
+            text,
+            template: None,
+            buttons: Vec::new(),
+            button_ids: Vec::new(),
+            reply_kind: ReplyKind::None,
+            reference,
+        };
+        if message.get("quick_replies").is_some_and(|q| !q.is_null()) {
+            let replies = array(message, "/quick_replies", "message[quick_replies]")?;
+            if replies.len() > FB_MAX_QUICK_REPLIES {
+                return reject(format!("(#100) param message[quick_replies] must have at most {FB_MAX_QUICK_REPLIES} items."));
+            }
+            for (i, q) in replies.iter().enumerate() {
+                match q.get("content_type").and_then(Value::as_str) {
+                    Some("text") => {
+                        let title = required(q, "/title", &format!("message[quick_replies][{i}][title]"), FB_QUICK_REPLY_TITLE_MAX)?;
+                        let payload = required(q, "/payload", &format!("message[quick_replies][{i}][payload]"), FB_PAYLOAD_MAX)?;
+                        out.buttons.push(title.to_string());
+                        out.button_ids.push(payload.to_string());
+                    }
+                    Some(kind @ ("user_phone_number" | "user_email")) => {
+                        out.buttons.push(kind.to_string());
+                        out.button_ids.push(kind.to_string());
+                    }
+                    _ => return reject(format!("(#100) param message[quick_replies][{i}][content_type] must be one of {{text, user_phone_number, user_email}}.")),
+                }
+            }
+            if !out.buttons.is_empty() {
+                out.kind = "interactive";
+                out.reply_kind = ReplyKind::QuickReply;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Body parameters of a template send, as the customer would read them.
+fn template_params(v: &Value) -> Result<Vec<String>, Reject> {
+    let mut params = Vec::new();
+    let Some(components) = v.pointer("/template/components") else { return Ok(params) };
+    let Some(components) = components.as_array() else {
+        return reject("(#100) Param template['components'] must be an array.");
+    };
+    for c in components.iter().filter(|c| c.get("type").and_then(Value::as_str) == Some("body")) {
+        for (i, p) in c.get("parameters").and_then(Value::as_array).into_iter().flatten().enumerate() {
+            let text = match p.get("type").and_then(Value::as_str) {
+                Some("text") => p.get("text"),
+                Some("currency") => p.pointer("/currency/fallback_value"),
+                Some("date_time") => p.pointer("/date_time/fallback_value"),
+                _ => None,
+            };
+            match text.and_then(Value::as_str) {
+                Some(t) => params.push(t.to_string()),
+                None => return reject(format!("(#100) Invalid parameter: body parameter {i} has no text.")),
+            }
+        }
+    }
+    Ok(params)
+}
+
+async fn page() -> Response {
+    ([(header::CACHE_CONTROL, "no-store")], Html(PAGE)).into_response()
+}
+
+async fn graph_send(
+    State(sb): State<Sandbox>,
+    Path((_version, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(f) = sb.take_fault() {
+        let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let (message, details) = describe_code(f.code);
+        return graph_error(status, f.code, &message, Some(&details));
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    if token.is_none() {
+        return graph_error(StatusCode::UNAUTHORIZED, 190, "Invalid OAuth access token - Cannot parse access token", None);
+    }
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return graph_error(StatusCode::BAD_REQUEST, 100, "(#100) The request body must be a JSON object.", None),
+    };
+    let channel = sb.channel_of(&v, &id);
+    let accepted = match channel {
+        Channel::WhatsApp => sb.accept_whatsapp(&v),
+        Channel::Messenger | Channel::Instagram => sb.accept_messenger(&v),
+    };
+    let a = match accepted {
+        Ok(a) => a,
+        Err(r) => return graph_error(StatusCode::BAD_REQUEST, r.code, &r.message, None),
+    };
+    let to = normalize_address(&a.to_raw);
+    let msg = SentMessage {
+        id: if channel == Channel::WhatsApp { new_wamid() } else { new_mid() },
+        channel,
+        to: to.clone(),
+        kind: a.kind,
+        text: a.text,
+        template: a.template,
+        buttons: a.buttons,
+        button_ids: a.button_ids,
+        sent_at: now_rfc3339(),
+        account: id,
+        reply_kind: a.reply_kind,
+        reference: a.reference,
+    };
+    sb.log().sent.push(msg.clone());
+    if channel == Channel::WhatsApp && sb.cfg().status_webhooks {
+        let sb = sb.clone();
+        let msg = msg.clone();
+        tokio::spawn(async move {
+            for status in ["sent", "delivered"] {
+                tokio::time::sleep(STATUS_DELAY).await;
+                if let Err(e) = sb.deliver_status(&msg, status, None).await {
+                    tracing::warn!(error = %e, "sandbox: status webhook not delivered");
+                }
+            }
+        });
+    }
+    let answer = match channel {
+        Channel::WhatsApp => json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{ "input": a.to_raw, "wa_id": to }],
+            "messages": [{ "id": msg.id }],
+        }),
+        Channel::Messenger | Channel::Instagram => json!({ "recipient_id": to, "message_id": msg.id }),
+    };
+    Json(answer).into_response()
+}
+
+#[derive(Deserialize)]
+struct MessagesQuery {
+    to: Option<String>,
+}
+
+async fn list_messages(State(sb): State<Sandbox>, Query(q): Query<MessagesQuery>) -> Json<Vec<Value>> {
+    Json(match q.to {
+        Some(to) => sb.messages_to(&to),
+        None => sb.log().sent.iter().map(to_json).collect(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults
+
+#[derive(Deserialize)]
+struct FaultRequest {
+    status: u16,
+    #[serde(default = "one")]
+    count: u32,
+    code: Option<i64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+async fn get_fault(State(sb): State<Sandbox>) -> Json<Option<Fault>> {
+    Json(sb.log().fault)
+}
+
+async fn set_fault(State(sb): State<Sandbox>, body: Bytes) -> Response {
+    let req: FaultRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("expected {{\"status\":429,\"count\":3}}: {e}")),
+    };
+    if !(400..=599).contains(&req.status) {
+        return json_error(StatusCode::BAD_REQUEST, "status must be an HTTP error status (400-599)");
+    }
+    let fault = (req.count > 0)
+        .then(|| Fault { status: req.status, code: req.code.unwrap_or_else(|| default_fault_code(req.status)), remaining: req.count });
+    sb.log().fault = fault;
+    Json(json!({ "fault": fault })).into_response()
+}
+
+async fn clear_fault(State(sb): State<Sandbox>) -> StatusCode {
+    sb.log().fault = None;
+    StatusCode::NO_CONTENT
+}
+
+// ---------------------------------------------------------------------------------------------
+// The customer side: inbound messages and statuses as webhook deliveries
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    channel: String,
+    from: String,
+    name: Option<String>,
+    text: Option<String>,
+    payload: Option<String>,
+    title: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChatQuery {
+    channel: Option<String>,
+    from: Option<String>,
+}
+
+async fn list_chat(State(sb): State<Sandbox>, Query(q): Query<ChatQuery>) -> Json<Vec<ChatLine>> {
+    let channel = q.channel.and_then(|c| c.parse::<Channel>().ok());
+    let from = q.from.map(|f| normalize_address(&f));
+    let log = sb.log();
+    Json(
+        log.chat
+            .iter()
+            .filter(|l| channel.is_none_or(|c| l.channel == c) && from.as_deref().is_none_or(|f| l.from == f))
+            .cloned()
+            .collect(),
+    )
+}
+
+fn whatsapp_envelope(phone_number_id: &str, value_extra: Value) -> Value {
+    let mut value = json!({
+        "messaging_product": "whatsapp",
+        "metadata": { "display_phone_number": DISPLAY_PHONE_NUMBER, "phone_number_id": phone_number_id },
+    });
+    if let (Some(obj), Value::Object(extra)) = (value.as_object_mut(), value_extra) {
+        obj.extend(extra);
+    }
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": WABA_ID, "changes": [{ "value": value, "field": "messages" }] }],
+    })
+}
+
+fn messaging_envelope(channel: Channel, account: &str, event: Value) -> Value {
+    let object = if channel == Channel::Instagram { "instagram" } else { "page" };
+    json!({ "object": object, "entry": [{ "id": account, "time": now_millis(), "messaging": [event] }] })
+}
+
+impl Sandbox {
+    /// The latest message to this contact that offered `payload` as a button.
+    fn offered(&self, channel: Channel, to: &str, payload: &str) -> Option<SentMessage> {
+        self.log()
+            .sent
+            .iter()
+            .rev()
+            .find(|m| m.channel == channel && m.to == to && m.button_ids.iter().any(|b| b == payload))
+            .cloned()
+    }
+
+    /// Builds the webhook delivery for a customer's chat line; returns it and the message id.
+    fn inbound_payload(&self, channel: Channel, from: &str, name: &str, content: &Content) -> (Value, String) {
+        let cfg = self.cfg();
+        match channel {
+            Channel::WhatsApp => {
+                let id = new_wamid();
+                let mut msg = json!({ "from": from, "id": id, "timestamp": now_secs().to_string() });
+                match content {
+                    Content::Text(text) => {
+                        msg["type"] = json!("text");
+                        msg["text"] = json!({ "body": text });
+                    }
+                    Content::Button { payload, title } => {
+                        let offered = self.offered(channel, from, payload);
+                        let title = title.clone().or_else(|| {
+                            let m = offered.as_ref()?;
+                            let i = m.button_ids.iter().position(|b| b == payload)?;
+                            m.buttons.get(i).cloned()
+                        });
+                        let title = title.unwrap_or_else(|| payload.clone());
+                        if let Some(m) = &offered {
+                            msg["context"] = json!({ "from": DISPLAY_PHONE_NUMBER, "id": m.id });
+                        }
+                        match offered.map(|m| m.reply_kind) {
+                            Some(ReplyKind::TemplateButton) => {
+                                msg["type"] = json!("button");
+                                msg["button"] = json!({ "payload": payload, "text": title });
+                            }
+                            Some(ReplyKind::ListReply) => {
+                                msg["type"] = json!("interactive");
+                                msg["interactive"] =
+                                    json!({ "type": "list_reply", "list_reply": { "id": payload, "title": title } });
+                            }
+                            _ => {
+                                msg["type"] = json!("interactive");
+                                msg["interactive"] =
+                                    json!({ "type": "button_reply", "button_reply": { "id": payload, "title": title } });
+                            }
+                        }
+                    }
+                }
+                let value = json!({
+                    "contacts": [{ "profile": { "name": name }, "wa_id": from }],
+                    "messages": [msg],
+                });
+                (whatsapp_envelope(&cfg.whatsapp_phone_number_id, value), id)
+            }
+            Channel::Messenger | Channel::Instagram => {
+                let account = if channel == Channel::Instagram { &cfg.instagram_account_id } else { &cfg.messenger_page_id };
+                let id = new_mid();
+                let message = match content {
+                    Content::Text(text) => json!({ "mid": id, "text": text }),
+                    Content::Button { payload, title } => {
+                        let title = title.clone().unwrap_or_else(|| payload.clone());
+                        json!({ "mid": id, "text": title, "quick_reply": { "payload": payload } })
+                    }
+                };
+                let ts = now_millis();
+                let event = json!({
+                    "sender": { "id": from },
+                    "recipient": { "id": account },
+                    "timestamp": ts,
+                    "message": message,
+                });
+                (messaging_envelope(channel, account, event), id)
+            }
+        }
+    }
+}
+
+enum Content {
+    Text(String),
+    Button { payload: String, title: Option<String> },
+}
+
+async fn chat(State(sb): State<Sandbox>, body: Bytes) -> Response {
+    let req: ChatRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("expected {{\"channel\",\"from\",\"text\"}}: {e}")),
+    };
+    let channel: Channel = match req.channel.parse() {
+        Ok(c) => c,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let from = match Address::parse(req.from.as_str()) {
+        Ok(a) => a.as_str().to_string(),
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("from: {e}")),
+    };
+    let non_empty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+    let title = non_empty(req.title);
+    let content = match (non_empty(req.payload), non_empty(req.text)) {
+        (Some(payload), _) => Content::Button { payload, title },
+        (None, Some(text)) => Content::Text(text),
+        (None, None) => return json_error(StatusCode::BAD_REQUEST, "text or payload is required"),
+    };
+    let name = non_empty(req.name).unwrap_or_else(|| "Sandbox Customer".to_string());
+    let (payload, id) = sb.inbound_payload(channel, &from, &name, &content);
+    let status = match sb.deliver(&payload).await {
+        Ok(s) => s,
+        Err(e) => return json_error(StatusCode::BAD_GATEWAY, e),
+    };
+    let (text, button) = match content {
+        Content::Text(t) => (t, None),
+        Content::Button { payload, title } => (title.unwrap_or_else(|| payload.clone()), Some(payload)),
+    };
+    sb.log().chat.push(ChatLine {
+        id: id.clone(),
+        channel,
+        from,
+        text,
+        payload: button,
+        webhook_status: status,
+        sent_at: now_rfc3339(),
+    });
+    Json(json!({ "status": status, "message_id": id })).into_response()
+}
+
+#[derive(Deserialize)]
+struct StatusRequest {
+    id: String,
+    status: String,
+    code: Option<i64>,
+}
+
+async fn post_status(State(sb): State<Sandbox>, body: Bytes) -> Response {
+    let req: StatusRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("expected {{\"id\",\"status\"}}: {e}")),
+    };
+    if !matches!(req.status.as_str(), "sent" | "delivered" | "read" | "failed") {
+        return json_error(StatusCode::BAD_REQUEST, "status must be sent, delivered, read or failed");
+    }
+    let Some(msg) = sb.log().sent.iter().find(|m| m.id == req.id).cloned() else {
+        return json_error(StatusCode::NOT_FOUND, format!("no message with id '{}' was sent through the sandbox", req.id));
+    };
+    if msg.channel != Channel::WhatsApp {
+        return json_error(StatusCode::BAD_REQUEST, "status webhooks are simulated for WhatsApp messages only");
+    }
+    match sb.deliver_status(&msg, &req.status, req.code).await {
+        Ok(status) => Json(json!({ "status": status })).into_response(),
+        Err(e) => json_error(StatusCode::BAD_GATEWAY, e),
+    }
+}
+

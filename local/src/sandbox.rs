@@ -238,8 +238,11 @@ impl Sandbox {
                 "href": "https://developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes",
             }]);
         } else {
-            let (category, kind, billable) =
-                if msg.template.is_some() { ("utility", "regular", true) } else { ("service", "free_customer_service", false) };
+            let (category, kind, billable) = if msg.template.is_some() {
+                ("utility", "regular", true)
+            } else {
+                ("service", "free_customer_service", false)
+            };
             st["pricing"] = json!({ "billable": billable, "pricing_model": "PMP", "category": category, "type": kind });
         }
         let payload = whatsapp_envelope(&msg.account, json!({ "statuses": [st] }));
@@ -322,28 +325,55 @@ fn graph_error(status: StatusCode, code: i64, message: &str, details: Option<&st
 
 /// Graph's message and details for the codes faults and failed statuses use.
 fn describe_code(code: i64) -> (String, String) {
-    let (title, details) = match code {
-        0 => ("(#0) AuthException", "We were unable to authenticate the app user."),
-        1 => ("An unknown error has occurred.", "Invalid request or possible server error."),
-        2 => ("An unexpected error has occurred. Please retry your request later.", "Temporary due to downtime or due to being overloaded."),
-        4 => ("(#4) Application request limit reached", "The app has reached its API call rate limit."),
-        10 => ("(#10) Application does not have permission for this action", "Permission is either not granted or has been removed."),
-        100 => ("(#100) Invalid parameter", "The request included one or more unsupported or misspelled parameters."),
-        190 => ("Error validating access token: Session has expired.", "Your access token has expired."),
-        130429 => ("(#130429) Rate limit hit", "Cloud API message throughput has been reached."),
-        131000 => ("(#131000) Something went wrong", "Message failed to send due to an unknown error."),
-        131026 => ("(#131026) Message undeliverable", "Unable to deliver message."),
-        131047 => (
+    const KNOWN: &[(i64, &str, &str)] = &[
+        (0, "(#0) AuthException", "We were unable to authenticate the app user."),
+        (1, "An unknown error has occurred.", "Invalid request or possible server error."),
+        (
+            2,
+            "An unexpected error has occurred. Please retry your request later.",
+            "Temporary due to downtime or due to being overloaded.",
+        ),
+        (4, "(#4) Application request limit reached", "The app has reached its API call rate limit."),
+        (
+            10,
+            "(#10) Application does not have permission for this action",
+            "Permission is either not granted or has been removed.",
+        ),
+        (100, "(#100) Invalid parameter", "The request included one or more unsupported or misspelled parameters."),
+        (190, "Error validating access token: Session has expired.", "Your access token has expired."),
+        (130429, "(#130429) Rate limit hit", "Cloud API message throughput has been reached."),
+        (131000, "(#131000) Something went wrong", "Message failed to send due to an unknown error."),
+        (131026, "(#131026) Message undeliverable", "Unable to deliver message."),
+        (
+            131047,
             "(#131047) Re-engagement message",
             "More than 24 hours have passed since the recipient last replied to the sender number.",
         ),
-        131048 => ("(#131048) Spam rate limit hit", "Message failed to send because there are restrictions on how many messages can be sent from this phone number."),
-        131049 => ("(#131049) This message was not delivered to maintain healthy ecosystem engagement.", "In order to maintain a healthy ecosystem engagement, the message failed to be delivered."),
-        131050 => ("(#131050) Unable to deliver the message.", "The recipient has chosen to stop receiving marketing messages on WhatsApp from your business."),
-        131056 => ("(#131056) (Business Account, Consumer Account) pair rate limit hit", "Too many messages sent from the sender phone number to the same recipient phone number in a short period of time."),
-        _ => return (format!("(#{code}) Sandbox fault"), "Injected by the local channel sandbox.".to_string()),
-    };
-    (title.to_string(), details.to_string())
+        (
+            131048,
+            "(#131048) Spam rate limit hit",
+            "There are restrictions on how many messages can be sent from this phone number.",
+        ),
+        (
+            131049,
+            "(#131049) This message was not delivered to maintain healthy ecosystem engagement.",
+            "In order to maintain a healthy ecosystem engagement, the message failed to be delivered.",
+        ),
+        (
+            131050,
+            "(#131050) Unable to deliver the message.",
+            "The recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
+        ),
+        (
+            131056,
+            "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+            "Too many messages sent from the sender phone number to the same recipient in a short period of time.",
+        ),
+    ];
+    match KNOWN.iter().find(|(c, _, _)| *c == code) {
+        Some((_, message, details)) => (message.to_string(), details.to_string()),
+        None => (format!("(#{code}) Sandbox fault"), "Injected by the local channel sandbox.".to_string()),
+    }
 }
 
 /// The default Graph code for a fault's HTTP status.
@@ -373,17 +403,19 @@ fn reject<T>(message: impl Into<String>) -> Result<T, Reject> {
     Err(Reject { code: 100, message: message.into() })
 }
 
-/// What an accepted send is recorded as.
+/// An accepted send.
 struct Accepted {
     /// The recipient exactly as sent (for WhatsApp's `contacts[].input`).
     to_raw: String,
-    kind: &'static str,
-    text: String,
-    template: Option<String>,
-    buttons: Vec<String>,
-    button_ids: Vec<String>,
-    reply_kind: ReplyKind,
+    /// Our outbound id the sender attached (`biz_opaque_callback_data` / `metadata`).
     reference: Option<String>,
+    shown: Shown,
+}
+
+impl Accepted {
+    fn new(to_raw: &str, reference: Option<String>, shown: Shown) -> Self {
+        Self { to_raw: to_raw.to_string(), reference, shown }
+    }
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
@@ -422,129 +454,151 @@ fn array<'a>(v: &'a Value, pointer: &str, name: &str) -> Result<&'a Vec<Value>, 
     }
 }
 
+/// What the customer sees of a WhatsApp message.
+struct Shown {
+    kind: &'static str,
+    text: String,
+    template: Option<String>,
+    /// (title, id or payload) of each button or list row.
+    buttons: Vec<(String, String)>,
+    reply_kind: ReplyKind,
+}
+
+impl Shown {
+    fn text(text: &str) -> Self {
+        Shown { kind: "text", text: text.to_string(), template: None, buttons: Vec::new(), reply_kind: ReplyKind::None }
+    }
+}
+
+fn wa_buttons(v: &Value) -> Result<Shown, Reject> {
+    let text = required(v, "/interactive/body/text", "interactive['body']['text']", WA_BUTTON_BODY_MAX)?;
+    let list = array(v, "/interactive/action/buttons", "interactive['action']['buttons']")?;
+    if list.is_empty() || list.len() > WA_MAX_BUTTONS {
+        let n = list.len();
+        return reject(format!(
+            "(#100) Param interactive['action']['buttons'] must have 1 to {WA_MAX_BUTTONS} items, not {n}."
+        ));
+    }
+    let mut buttons: Vec<(String, String)> = Vec::new();
+    for (i, b) in list.iter().enumerate() {
+        let name = |field: &str| format!("interactive['action']['buttons'][{i}]{field}");
+        if b.get("type").and_then(Value::as_str) != Some("reply") {
+            return reject(format!("(#100) Param {} must be reply.", name("['type']")));
+        }
+        let id = required(b, "/reply/id", &name("['reply']['id']"), WA_BUTTON_ID_MAX)?;
+        let title = required(b, "/reply/title", &name("['reply']['title']"), WA_BUTTON_TITLE_MAX)?;
+        if buttons.iter().any(|(t, _)| t == title) {
+            return reject(format!("(#100) Button titles must be unique: '{title}' appears twice."));
+        }
+        buttons.push((title.to_string(), id.to_string()));
+    }
+    Ok(Shown {
+        kind: "interactive",
+        text: text.to_string(),
+        template: None,
+        buttons,
+        reply_kind: ReplyKind::ButtonReply,
+    })
+}
+
+fn wa_list(v: &Value) -> Result<Shown, Reject> {
+    let text = required(v, "/interactive/body/text", "interactive['body']['text']", WA_LIST_BODY_MAX)?;
+    required(v, "/interactive/action/button", "interactive['action']['button']", WA_LIST_BUTTON_MAX)?;
+    let sections = array(v, "/interactive/action/sections", "interactive['action']['sections']")?;
+    if sections.is_empty() || sections.len() > WA_LIST_MAX_SECTIONS {
+        return reject(format!(
+            "(#100) Param interactive['action']['sections'] must have 1 to {WA_LIST_MAX_SECTIONS} items."
+        ));
+    }
+    let mut rows_seen: Vec<(String, String)> = Vec::new();
+    for (s, section) in sections.iter().enumerate() {
+        if sections.len() > 1 {
+            required(section, "/title", &format!("sections[{s}]['title']"), WA_ROW_TITLE_MAX)?;
+        }
+        let rows = array(section, "/rows", &format!("sections[{s}]['rows']"))?;
+        if rows.is_empty() {
+            return reject(format!("(#100) Param sections[{s}]['rows'] must be non-empty."));
+        }
+        for (r, row) in rows.iter().enumerate() {
+            let name = |field: &str| format!("sections[{s}]['rows'][{r}]['{field}']");
+            let id = required(row, "/id", &name("id"), WA_ROW_ID_MAX)?;
+            let title = required(row, "/title", &name("title"), WA_ROW_TITLE_MAX)?;
+            optional_max(row, "/description", &name("description"), WA_ROW_DESCRIPTION_MAX)?;
+            if rows_seen.iter().any(|(_, x)| x == id) {
+                return reject(format!("(#100) Row ids must be unique: '{id}' appears twice."));
+            }
+            rows_seen.push((title.to_string(), id.to_string()));
+        }
+    }
+    if rows_seen.len() > WA_LIST_MAX_ROWS {
+        let n = rows_seen.len();
+        return reject(format!("(#100) A list may have at most {WA_LIST_MAX_ROWS} rows over all sections, not {n}."));
+    }
+    Ok(Shown {
+        kind: "interactive",
+        text: text.to_string(),
+        template: None,
+        buttons: rows_seen,
+        reply_kind: ReplyKind::ListReply,
+    })
+}
+
 impl Sandbox {
+    fn wa_template(&self, v: &Value) -> Result<Shown, Reject> {
+        let name = required(v, "/template/name", "template['name']", 512)?;
+        let language = required(v, "/template/language/code", "template['language']['code']", 32)?;
+        let params = template_params(v)?;
+        let mut shown = Shown {
+            kind: "template",
+            text: format!("[template {name}]"),
+            template: Some(name.to_string()),
+            buttons: Vec::new(),
+            reply_kind: ReplyKind::None,
+        };
+        if let Some(def) = self.cfg().templates.get(name, language) {
+            let Some(text) = def.render(&params) else {
+                let (got, want) = (params.len(), def.param_count());
+                return Err(Reject {
+                    code: 132000,
+                    message: format!(
+                        "(#132000) Number of parameters does not match the expected number of params: \
+                         got {got}, template '{name}' ({language}) expects {want}."
+                    ),
+                });
+            };
+            shown.text = text;
+            // A tap on a quick reply without a payload parameter comes back with the button text.
+            shown.buttons = def.buttons.iter().map(|b| (b.clone(), b.clone())).collect();
+            shown.reply_kind = ReplyKind::TemplateButton;
+        }
+        Ok(shown)
+    }
+
     fn accept_whatsapp(&self, v: &Value) -> Result<Accepted, Reject> {
         let to_raw = match (str_at(v, "/to"), str_at(v, "/recipient")) {
             (Some(t), _) if !t.trim().is_empty() => t,
             (_, Some(r)) if !r.trim().is_empty() => r,
             _ => return reject("(#100) The parameter to is required."),
         };
-        if let Some(rt) = v.get("recipient_type") {
-            if rt != "individual" {
-                return reject("(#100) Param recipient_type must be one of {INDIVIDUAL}.");
-            }
+        if v.get("recipient_type").is_some_and(|rt| rt != "individual") {
+            return reject("(#100) Param recipient_type must be one of {INDIVIDUAL}.");
         }
         let reference = optional_max(v, "/biz_opaque_callback_data", "biz_opaque_callback_data", WA_CALLBACK_DATA_MAX)?;
-        let mut out = Accepted {
-            to_raw: to_raw.to_string(),
-            kind: "text",
-            text: String::new(),
-            template: None,
-            buttons: Vec::new(),
-            button_ids: Vec::new(),
-            reply_kind: ReplyKind::None,
-            reference,
-        };
         // Graph defaults a missing type to text.
-        match v.get("type").and_then(Value::as_str).unwrap_or("text") {
-            "text" => out.text = required(v, "/text/body", "text['body']", WA_TEXT_MAX)?.to_string(),
-            "interactive" => {
-                out.kind = "interactive";
-                match str_at(v, "/interactive/type") {
-                    Some("button") => {
-                        out.text = required(v, "/interactive/body/text", "interactive['body']['text']", WA_BUTTON_BODY_MAX)?.to_string();
-                        let buttons = array(v, "/interactive/action/buttons", "interactive['action']['buttons']")?;
-                        if buttons.is_empty() || buttons.len() > WA_MAX_BUTTONS {
-                            return reject(format!(
-                                "(#100) Param interactive['action']['buttons'] must have between 1 and {WA_MAX_BUTTONS} items (got {}).",
-                                buttons.len()
-                            ));
-                        }
-                        for (i, b) in buttons.iter().enumerate() {
-                            if b.get("type").and_then(Value::as_str) != Some("reply") {
-                                return reject(format!("(#100) Param interactive['action']['buttons'][{i}]['type'] must be reply."));
-                            }
-                            let id = required(b, "/reply/id", &format!("interactive['action']['buttons'][{i}]['reply']['id']"), WA_BUTTON_ID_MAX)?;
-                            let title = required(b, "/reply/title", &format!("interactive['action']['buttons'][{i}]['reply']['title']"), WA_BUTTON_TITLE_MAX)?;
-                            if out.buttons.iter().any(|t| t == title) {
-                                return reject(format!("(#100) Button titles must be unique: '{title}' appears twice."));
-                            }
-                            out.buttons.push(title.to_string());
-                            out.button_ids.push(id.to_string());
-                        }
-                        out.reply_kind = ReplyKind::ButtonReply;
-                    }
-                    Some("list") => {
-                        out.text = required(v, "/interactive/body/text", "interactive['body']['text']", WA_LIST_BODY_MAX)?.to_string();
-                        required(v, "/interactive/action/button", "interactive['action']['button']", WA_LIST_BUTTON_MAX)?;
-                        let sections = array(v, "/interactive/action/sections", "interactive['action']['sections']")?;
-                        if sections.is_empty() || sections.len() > WA_LIST_MAX_SECTIONS {
-                            return reject(format!(
-                                "(#100) Param interactive['action']['sections'] must have between 1 and {WA_LIST_MAX_SECTIONS} items."
-                            ));
-                        }
-                        for (s, section) in sections.iter().enumerate() {
-                            if sections.len() > 1 {
-                                required(section, "/title", &format!("sections[{s}]['title']"), WA_ROW_TITLE_MAX)?;
-                            }
-                            let rows = array(section, "/rows", &format!("sections[{s}]['rows']"))?;
-                            if rows.is_empty() {
-                                return reject(format!("(#100) Param sections[{s}]['rows'] must be non-empty."));
-                            }
-                            for (r, row) in rows.iter().enumerate() {
-                                let id = required(row, "/id", &format!("sections[{s}]['rows'][{r}]['id']"), WA_ROW_ID_MAX)?;
-                                let title = required(row, "/title", &format!("sections[{s}]['rows'][{r}]['title']"), WA_ROW_TITLE_MAX)?;
-                                optional_max(row, "/description", &format!("sections[{s}]['rows'][{r}]['description']"), WA_ROW_DESCRIPTION_MAX)?;
-                                if out.button_ids.iter().any(|x| x == id) {
-                                    return reject(format!("(#100) Row ids must be unique: '{id}' appears twice."));
-                                }
-                                out.buttons.push(title.to_string());
-                                out.button_ids.push(id.to_string());
-                            }
-                        }
-                        if out.buttons.len() > WA_LIST_MAX_ROWS {
-                            return reject(format!(
-                                "(#100) A list message may have at most {WA_LIST_MAX_ROWS} rows across all sections (got {}).",
-                                out.buttons.len()
-                            ));
-                        }
-                        out.reply_kind = ReplyKind::ListReply;
-                    }
-                    Some(other) => return reject(format!("(#100) Param interactive['type'] '{other}' is not supported by the sandbox.")),
-                    None => return reject("(#100) The parameter interactive['type'] is required."),
+        let shown = match v.get("type").and_then(Value::as_str).unwrap_or("text") {
+            "text" => Shown::text(required(v, "/text/body", "text['body']", WA_TEXT_MAX)?),
+            "interactive" => match str_at(v, "/interactive/type") {
+                Some("button") => wa_buttons(v)?,
+                Some("list") => wa_list(v)?,
+                Some(other) => {
+                    return reject(format!("(#100) Interactive type '{other}' is not supported by the sandbox."))
                 }
-            }
-            "template" => {
-                out.kind = "template";
-                let name = required(v, "/template/name", "template['name']", 512)?;
-                let language = required(v, "/template/language/code", "template['language']['code']", 32)?;
-                let params = template_params(v)?;
-                match self.cfg().templates.get(name, language) {
-                    None => out.text = format!("[template {name}]"),
-                    Some(def) => {
-                        let Some(text) = def.render(&params) else {
-                            return Err(Reject {
-                                code: 132000,
-                                message: format!(
-                                    "(#132000) Number of parameters does not match the expected number of params: \
-                                     body has {} parameter(s), template '{name}' ({language}) expects {}.",
-                                    params.len(),
-                                    def.param_count()
-                                ),
-                            });
-                        };
-                        out.text = text;
-                        // A tap without a payload parameter comes back with the button text.
-                        out.buttons = def.buttons.clone();
-                        out.button_ids = def.buttons.clone();
-                        out.reply_kind = ReplyKind::TemplateButton;
-                    }
-                }
-                out.template = Some(name.to_string());
-            }
-            other => return reject(format!("(#100) Param type '{other}' is not supported by the sandbox (text, interactive, template).")),
-        }
-        Ok(out)
+                None => return reject("(#100) The parameter interactive['type'] is required."),
+            },
+            "template" => self.wa_template(v)?,
+            other => return reject(format!("(#100) Message type '{other}' is not supported by the sandbox.")),
+        };
+        Ok(Accepted::new(to_raw, reference, shown))
     }
 
     fn accept_messenger(&self, v: &Value) -> Result<Accepted, Reject> {
@@ -554,7 +608,11 @@ impl Sandbox {
             Some("MESSAGE_TAG") => {
                 required(v, "/tag", "tag", 64)?;
             }
-            Some(other) => return reject(format!("(#100) Param messaging_type must be one of {{RESPONSE, UPDATE, MESSAGE_TAG}}, got '{other}'.")),
+            Some(other) => {
+                return reject(format!(
+                    "(#100) Param messaging_type must be one of {{RESPONSE, UPDATE, MESSAGE_TAG}}, not '{other}'."
+                ))
+            }
             None => return reject("(#100) The parameter messaging_type is required."),
         }
         let Some(message) = v.get("message").filter(|m| m.is_object()) else {
@@ -567,42 +625,40 @@ impl Sandbox {
             (None, None) => return reject("(#100) Message cannot be empty, must provide valid attachment or text."),
         };
         let reference = optional_max(message, "/metadata", "message[metadata]", FB_PAYLOAD_MAX)?;
-        let mut out = Accepted {
-            to_raw: to.to_string(),
-            kind: "text",
-            text,
-            template: None,
-            buttons: Vec::new(),
-            button_ids: Vec::new(),
-            reply_kind: ReplyKind::None,
-            reference,
-        };
+        let mut shown = Shown::text(&text);
         if message.get("quick_replies").is_some_and(|q| !q.is_null()) {
             let replies = array(message, "/quick_replies", "message[quick_replies]")?;
             if replies.len() > FB_MAX_QUICK_REPLIES {
-                return reject(format!("(#100) param message[quick_replies] must have at most {FB_MAX_QUICK_REPLIES} items."));
+                return reject(format!(
+                    "(#100) Param message[quick_replies] must have at most {FB_MAX_QUICK_REPLIES} items."
+                ));
             }
             for (i, q) in replies.iter().enumerate() {
+                let name = |field: &str| format!("message[quick_replies][{i}][{field}]");
                 match q.get("content_type").and_then(Value::as_str) {
                     Some("text") => {
-                        let title = required(q, "/title", &format!("message[quick_replies][{i}][title]"), FB_QUICK_REPLY_TITLE_MAX)?;
-                        let payload = required(q, "/payload", &format!("message[quick_replies][{i}][payload]"), FB_PAYLOAD_MAX)?;
-                        out.buttons.push(title.to_string());
-                        out.button_ids.push(payload.to_string());
+                        let title = required(q, "/title", &name("title"), FB_QUICK_REPLY_TITLE_MAX)?;
+                        let payload = required(q, "/payload", &name("payload"), FB_PAYLOAD_MAX)?;
+                        shown.buttons.push((title.to_string(), payload.to_string()));
                     }
+                    // Messenger fills these in from the user's profile.
                     Some(kind @ ("user_phone_number" | "user_email")) => {
-                        out.buttons.push(kind.to_string());
-                        out.button_ids.push(kind.to_string());
+                        shown.buttons.push((kind.to_string(), kind.to_string()))
                     }
-                    _ => return reject(format!("(#100) param message[quick_replies][{i}][content_type] must be one of {{text, user_phone_number, user_email}}.")),
+                    _ => {
+                        return reject(format!(
+                            "(#100) Param {} must be one of {{text, user_phone_number, user_email}}.",
+                            name("content_type")
+                        ))
+                    }
                 }
             }
-            if !out.buttons.is_empty() {
-                out.kind = "interactive";
-                out.reply_kind = ReplyKind::QuickReply;
+            if !shown.buttons.is_empty() {
+                shown.kind = "interactive";
+                shown.reply_kind = ReplyKind::QuickReply;
             }
         }
-        Ok(out)
+        Ok(Accepted::new(to, reference, shown))
     }
 }
 
@@ -630,7 +686,9 @@ fn template_params(v: &Value) -> Result<Vec<String>, Reject> {
     Ok(params)
 }
 
-async fn page() -> Response {
+/// The web page. Public so the runtime can also serve it at `/sandbox/`: a router nested at
+/// `/sandbox` answers `/sandbox` but not `/sandbox/`.
+pub async fn page() -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Html(PAGE)).into_response()
 }
 
@@ -652,7 +710,12 @@ async fn graph_send(
         .map(str::trim)
         .filter(|t| !t.is_empty());
     if token.is_none() {
-        return graph_error(StatusCode::UNAUTHORIZED, 190, "Invalid OAuth access token - Cannot parse access token", None);
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            190,
+            "Invalid OAuth access token - Cannot parse access token",
+            None,
+        );
     }
     let v: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
@@ -668,18 +731,19 @@ async fn graph_send(
         Err(r) => return graph_error(StatusCode::BAD_REQUEST, r.code, &r.message, None),
     };
     let to = normalize_address(&a.to_raw);
+    let (buttons, button_ids) = a.shown.buttons.into_iter().unzip();
     let msg = SentMessage {
         id: if channel == Channel::WhatsApp { new_wamid() } else { new_mid() },
         channel,
         to: to.clone(),
-        kind: a.kind,
-        text: a.text,
-        template: a.template,
-        buttons: a.buttons,
-        button_ids: a.button_ids,
+        kind: a.shown.kind,
+        text: a.shown.text,
+        template: a.shown.template,
+        buttons,
+        button_ids,
         sent_at: now_rfc3339(),
         account: id,
-        reply_kind: a.reply_kind,
+        reply_kind: a.shown.reply_kind,
         reference: a.reference,
     };
     sb.log().sent.push(msg.clone());
@@ -745,8 +809,11 @@ async fn set_fault(State(sb): State<Sandbox>, body: Bytes) -> Response {
     if !(400..=599).contains(&req.status) {
         return json_error(StatusCode::BAD_REQUEST, "status must be an HTTP error status (400-599)");
     }
-    let fault = (req.count > 0)
-        .then(|| Fault { status: req.status, code: req.code.unwrap_or_else(|| default_fault_code(req.status)), remaining: req.count });
+    let fault = (req.count > 0).then(|| Fault {
+        status: req.status,
+        code: req.code.unwrap_or_else(|| default_fault_code(req.status)),
+        remaining: req.count,
+    });
     sb.log().fault = fault;
     Json(json!({ "fault": fault })).into_response()
 }
@@ -853,8 +920,7 @@ impl Sandbox {
                             }
                             _ => {
                                 msg["type"] = json!("interactive");
-                                msg["interactive"] =
-                                    json!({ "type": "button_reply", "button_reply": { "id": payload, "title": title } });
+                                msg["interactive"] = json!({ "type": "button_reply", "button_reply": { "id": payload, "title": title } });
                             }
                         }
                     }
@@ -866,7 +932,8 @@ impl Sandbox {
                 (whatsapp_envelope(&cfg.whatsapp_phone_number_id, value), id)
             }
             Channel::Messenger | Channel::Instagram => {
-                let account = if channel == Channel::Instagram { &cfg.instagram_account_id } else { &cfg.messenger_page_id };
+                let account =
+                    if channel == Channel::Instagram { &cfg.instagram_account_id } else { &cfg.messenger_page_id };
                 let id = new_mid();
                 let message = match content {
                     Content::Text(text) => json!({ "mid": id, "text": text }),
@@ -896,7 +963,9 @@ enum Content {
 async fn chat(State(sb): State<Sandbox>, body: Bytes) -> Response {
     let req: ChatRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("expected {{\"channel\",\"from\",\"text\"}}: {e}")),
+        Err(e) => {
+            return json_error(StatusCode::BAD_REQUEST, format!("expected {{\"channel\",\"from\",\"text\"}}: {e}"))
+        }
     };
     let channel: Channel = match req.channel.parse() {
         Ok(c) => c,
@@ -951,7 +1020,10 @@ async fn post_status(State(sb): State<Sandbox>, body: Bytes) -> Response {
         return json_error(StatusCode::BAD_REQUEST, "status must be sent, delivered, read or failed");
     }
     let Some(msg) = sb.log().sent.iter().find(|m| m.id == req.id).cloned() else {
-        return json_error(StatusCode::NOT_FOUND, format!("no message with id '{}' was sent through the sandbox", req.id));
+        return json_error(
+            StatusCode::NOT_FOUND,
+            format!("no message with id '{}' was sent through the sandbox", req.id),
+        );
     };
     if msg.channel != Channel::WhatsApp {
         return json_error(StatusCode::BAD_REQUEST, "status webhooks are simulated for WhatsApp messages only");
@@ -961,4 +1033,3 @@ async fn post_status(State(sb): State<Sandbox>, body: Bytes) -> Response {
         Err(e) => json_error(StatusCode::BAD_GATEWAY, e),
     }
 }
-

@@ -140,6 +140,9 @@ pub struct LoopSettings {
     pub service_window: Duration,
     /// `SEND_RETRY_BASE_SECONDS` — default 4 (backoff 4^n seconds, capped at 15 minutes).
     pub retry_base_seconds: u64,
+    /// `SEND_PAUSE_SECONDS` — default 300: how long sending pauses after a token or
+    /// number-restriction error (an alarm fires on the `SendPaused` metric).
+    pub pause_seconds: u64,
 }
 
 impl LoopSettings {
@@ -149,6 +152,7 @@ impl LoopSettings {
             claim_lease: Duration::from_secs(env_parse("INBOUND_CLAIM_LEASE_SECONDS", 30u64)?),
             service_window: Duration::from_secs(env_parse("SERVICE_WINDOW_HOURS", 24u64)? * 3600),
             retry_base_seconds: env_parse("SEND_RETRY_BASE_SECONDS", 4u64)?,
+            pause_seconds: env_parse("SEND_PAUSE_SECONDS", 300u64)?,
         })
     }
 }

@@ -15,8 +15,6 @@ use std::time::Duration;
 
 /// How long a claimed send blocks a concurrent re-delivery (longer than one Graph call).
 const SEND_LEASE: Duration = Duration::from_secs(60);
-/// Paused sends (token expired, number restricted) come back after this long.
-const PAUSE_DELAY_SECS: u64 = 300;
 const MAX_DELAY_SECS: u64 = 900;
 
 pub struct Sender {
@@ -95,9 +93,10 @@ impl Sender {
         for (rec, outcome) in results.into_iter().flatten() {
             let delay = match outcome {
                 Outcome::Done => continue,
-                Outcome::Retry { delay } if paused => delay.max(PAUSE_DELAY_SECS),
+                // A pause holds back the whole batch: the next call would fail the same way.
+                Outcome::Retry { delay } if paused => delay.max(self.settings.pause_seconds),
                 Outcome::Retry { delay } => delay,
-                Outcome::Pause => PAUSE_DELAY_SECS,
+                Outcome::Pause => self.settings.pause_seconds,
             };
             if let Some(id) = &rec.message_id {
                 response.add_failure(id.clone());

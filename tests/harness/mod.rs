@@ -1,1 +1,262 @@
-pub fn x(){}
+//! Test harness: starts a fresh local Parley system (own table and queues, own port) against the
+//! local AWS endpoints that `make test` starts, and talks to it over HTTP only.
+use parley::channels::signature::{sign, Encoding};
+use serde_json::{json, Value};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub const APP_SECRET: &str = "local-meta-app-secret";
+pub const PREVIOUS_APP_SECRET: &str = "previous-meta-app-secret";
+pub const VERIFY_TOKEN: &str = "local-verify-token";
+pub const ADMIN_KEY: &str = "local-admin-key";
+pub const WA_PHONE_NUMBER_ID: &str = "100000000000001";
+pub const PAGE_ID: &str = "200000000000001";
+pub const IG_ACCOUNT_ID: &str = "300000000000001";
+
+static ENV: Once = Once::new();
+
+fn init_env() {
+    ENV.call_once(|| {
+        assert!(
+            std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some(),
+            "no local AWS endpoints: run the tests with `make test` (it starts them)"
+        );
+        // Set once, before any system reads them; every test system shares these settings.
+        for (k, v) in [
+            ("META_APP_SECRET", APP_SECRET),
+            ("META_APP_SECRET_PREVIOUS", PREVIOUS_APP_SECRET),
+            ("META_VERIFY_TOKEN", VERIFY_TOKEN),
+            ("META_ACCESS_TOKEN", "local-access-token"),
+            ("PARLEY_ADMIN_KEY", ADMIN_KEY),
+            ("WHATSAPP_PHONE_NUMBER_ID", WA_PHONE_NUMBER_ID),
+            ("MESSENGER_PAGE_ID", PAGE_ID),
+            ("INSTAGRAM_ACCOUNT_ID", IG_ACCOUNT_ID),
+            ("DEFAULT_LOCALE", "de"),
+            ("FALLBACK_TEMPLATE", "service_followup"),
+            // Retries after 1 s each instead of 4^n s, so fault tests stay quick.
+            ("SEND_RETRY_BASE_SECONDS", "1"),
+            ("SEND_PAUSE_SECONDS", "2"),
+        ] {
+            std::env::set_var(k, v);
+        }
+        std::env::remove_var("PARLEY_FLOWS_DIR");
+        std::env::remove_var("GRAPH_API_BASE");
+    });
+}
+
+/// A running system with its own fresh state.
+pub struct System {
+    pub running: parley_local::Running,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl System {
+    pub async fn start() -> Self {
+        init_env();
+        let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let opts = parley_local::Options {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            prefix,
+            template: concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml").into(),
+            graph_api_base: None,
+            status_webhooks: false,
+        };
+        let running = parley_local::start(opts).await.expect("local system starts");
+        let base = running.base_url.clone();
+        Self { running, base, http: reqwest::Client::new() }
+    }
+
+    pub async fn stop(self) {
+        self.running.stop().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn store(&self) -> &parley::store::Store {
+        &self.running.app.store
+    }
+
+    /// Posts a Meta delivery signed with the current app secret.
+    pub async fn post_meta(&self, body: &str) -> reqwest::Response {
+        let sig = sign(Encoding::PrefixedHex, APP_SECRET, body.as_bytes());
+        self.post_meta_with(body, Some(&sig)).await
+    }
+
+    pub async fn post_meta_with(&self, body: &str, signature: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.post(self.url("/webhooks/meta")).header("content-type", "application/json");
+        if let Some(sig) = signature {
+            req = req.header("X-Hub-Signature-256", sig);
+        }
+        req.body(body.to_string()).send().await.expect("request sent")
+    }
+
+    pub async fn messages_to(&self, address: &str) -> Vec<Value> {
+        let r = self.http.get(self.url("/sandbox/messages")).query(&[("to", address)]).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Vec<Value>>().await.unwrap()
+    }
+
+    /// Waits until `address` has at least `n` messages, then returns them all.
+    pub async fn wait_for_messages(&self, address: &str, n: usize) -> Vec<Value> {
+        self.wait_for_messages_within(address, n, Duration::from_secs(20)).await
+    }
+
+    pub async fn wait_for_messages_within(&self, address: &str, n: usize, limit: Duration) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let msgs = self.messages_to(address).await;
+            if msgs.len() >= n {
+                return msgs;
+            }
+            if start.elapsed() > limit {
+                panic!("expected {n} message(s) to {address} within {limit:?}, got {}: {msgs:#?}", msgs.len());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Asserts that `address` has exactly `n` messages and still has after `quiet` more time
+    /// (no late duplicate arrives).
+    pub async fn assert_settles_at(&self, address: &str, n: usize, quiet: Duration) -> Vec<Value> {
+        let msgs = if n > 0 { self.wait_for_messages(address, n).await } else { vec![] };
+        tokio::time::sleep(quiet).await;
+        let after = self.messages_to(address).await;
+        assert_eq!(after.len(), n, "messages to {address}: {after:#?}");
+        if n > 0 {
+            assert_eq!(after[..n], msgs[..n]);
+        }
+        after
+    }
+
+    pub async fn set_fault(&self, status: u16, count: u32) {
+        let r = self
+            .http
+            .post(self.url("/sandbox/faults"))
+            .json(&json!({"status": status, "count": count}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "fault set: {}", r.status());
+    }
+
+    /// How many injected faults are still to come.
+    pub async fn faults_left(&self) -> u64 {
+        let v: Value = self.http.get(self.url("/sandbox/faults")).send().await.unwrap().json().await.unwrap();
+        v["remaining"].as_u64().unwrap_or(0)
+    }
+}
+
+/// A fresh inbound message id.
+pub fn wamid() -> String {
+    format!("wamid.T{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A fresh, unique WhatsApp customer number (so tests never share a conversation).
+pub fn customer() -> String {
+    let n = uuid::Uuid::new_v4().as_u128() % 10_000_000_000;
+    format!("49151{n:010}")
+}
+
+pub fn now() -> i64 {
+    parley::time_util::now_unix()
+}
+
+/// A WhatsApp delivery for one message object (`msg` without `from`/`id`/`timestamp`).
+pub fn wa_delivery(from: &str, id: &str, timestamp: i64, msg: Value) -> String {
+    let mut m = msg;
+    m["from"] = json!(from);
+    m["id"] = json!(id);
+    m["timestamp"] = json!(timestamp.to_string());
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{
+            "id": "900000000000001",
+            "changes": [{
+                "field": "messages",
+                "value": {
+                    "messaging_product": "whatsapp",
+                    "metadata": {"display_phone_number": "15550000001", "phone_number_id": WA_PHONE_NUMBER_ID},
+                    "contacts": [{"profile": {"name": "Erika Muster"}, "wa_id": from}],
+                    "messages": [m]
+                }
+            }]
+        }]
+    })
+    .to_string()
+}
+
+pub fn wa_text(from: &str, id: &str, text: &str) -> String {
+    wa_delivery(from, id, now(), json!({"type": "text", "text": {"body": text}}))
+}
+
+/// A WhatsApp status delivery.
+pub fn wa_status(provider_id: &str, recipient: &str, status: &str, error_code: Option<i64>) -> String {
+    let mut st = json!({"id": provider_id, "status": status, "timestamp": now().to_string(), "recipient_id": recipient});
+    if let Some(code) = error_code {
+        st["errors"] = json!([{"code": code, "title": "error"}]);
+    }
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "900000000000001", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550000001", "phone_number_id": WA_PHONE_NUMBER_ID},
+            "statuses": [st]
+        }}]}]
+    })
+    .to_string()
+}
+
+/// A Messenger (`page`) or Instagram (`instagram`) delivery with one messaging event.
+pub fn fb_delivery(object: &str, account: &str, event: Value) -> String {
+    json!({"object": object, "entry": [{"id": account, "time": now() * 1000, "messaging": [event]}]}).to_string()
+}
+
+pub fn fb_text(object: &str, account: &str, sender: &str, mid: &str, text: &str) -> String {
+    fb_delivery(
+        object,
+        account,
+        json!({"sender": {"id": sender}, "recipient": {"id": account}, "timestamp": now() * 1000,
+               "message": {"mid": mid, "text": text}}),
+    )
+}
+
+/// A fresh Messenger/Instagram scoped user id.
+pub fn psid() -> String {
+    format!("71{:014}", uuid::Uuid::new_v4().as_u128() % 100_000_000_000_000)
+}
+
+/// What the configured flows answer to `content` for a contact in `locale` (the oracle for
+/// reply assertions, so brand edits to the flow files don't break the tests).
+pub fn expected_reply(content: &parley::domain::InboundContent, locale: &str) -> Vec<String> {
+    use parley::domain::conversation::{decide, ContactView};
+    let flows = parley::domain::flows::Flows::embedded().unwrap();
+    let decision = decide(
+        flows.for_locale("default", locale),
+        &ContactView { locale: locale.to_string(), handover: false },
+        content,
+    );
+    decision.replies.iter().map(body_text).collect()
+}
+
+/// The text the sandbox shows for a body.
+pub fn body_text(body: &parley::domain::OutboundBody) -> String {
+    use parley::domain::OutboundBody;
+    match body {
+        OutboundBody::Text { text } | OutboundBody::Buttons { text, .. } | OutboundBody::List { text, .. } => {
+            text.clone()
+        }
+        OutboundBody::Template { template } => template.name.clone(),
+    }
+}
+
+pub fn text_content(s: &str) -> parley::domain::InboundContent {
+    parley::domain::InboundContent::Text { body: s.to_string() }
+}
+
+pub fn release_reply(locale: &str) -> Vec<String> {
+    let flows = parley::domain::flows::Flows::embedded().unwrap();
+    parley::domain::conversation::release(flows.for_locale("default", locale)).replies.iter().map(body_text).collect()
+}

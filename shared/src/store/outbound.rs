@@ -268,3 +268,20 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// The recorded delivery status of a provider message id (ops and tests).
+    pub async fn get_provider_status(&self, id: &ProviderMessageId) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::provider_pk(id)))
+            .key("sk", s("PM"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(out.item().and_then(|i| attr_str(i, "status")))
+    }
+}

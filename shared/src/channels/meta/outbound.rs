@@ -184,12 +184,16 @@ impl GraphClient {
         let result = interpret_response(channel, status, &bytes);
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {
-            Ok(id) => tracing::debug!(%channel, contact = %req.contact.redacted(), status, elapsed_ms, provider_id = %id, "graph send accepted"),
+            Ok(id) => {
+                tracing::debug!(%channel, contact = %req.contact.redacted(), status, elapsed_ms, provider_id = %id, "graph send accepted")
+            }
             Err(e @ SendError::Permanent { code: None, .. }) if (200..300).contains(&status) => {
                 // Graph may have accepted the message; a resend could duplicate it, so say so loudly.
                 tracing::warn!(%channel, contact = %req.contact.redacted(), status, elapsed_ms, error = %e, "graph answered success without a message id")
             }
-            Err(e) => tracing::debug!(%channel, contact = %req.contact.redacted(), status, elapsed_ms, kind = e.kind(), code = ?e.code(), "graph send failed"),
+            Err(e) => {
+                tracing::debug!(%channel, contact = %req.contact.redacted(), status, elapsed_ms, kind = e.kind(), code = ?e.code(), "graph send failed")
+            }
         }
         result
     }
@@ -252,10 +256,8 @@ pub fn whatsapp_body(address: &Address, body: &OutboundBody, reference: Option<&
             msg.insert("text".into(), json!({ "body": text, "preview_url": false }));
         }
         OutboundBody::Buttons { text, buttons } => {
-            let buttons: Vec<Value> = buttons
-                .iter()
-                .map(|b| json!({ "type": "reply", "reply": { "id": b.id, "title": b.title } }))
-                .collect();
+            let buttons: Vec<Value> =
+                buttons.iter().map(|b| json!({ "type": "reply", "reply": { "id": b.id, "title": b.title } })).collect();
             msg.insert("type".into(), json!("interactive"));
             msg.insert(
                 "interactive".into(),
@@ -300,13 +302,11 @@ pub fn messenger_body(
     purpose: Purpose,
     reference: Option<&str>,
 ) -> Result<Value, SendError> {
-    let quick_reply =
-        |title: &str, payload: &str| json!({ "content_type": "text", "title": truncate_chars(title, MAX_QUICK_REPLY_TITLE), "payload": payload });
+    let quick_reply = |title: &str, payload: &str| json!({ "content_type": "text", "title": truncate_chars(title, MAX_QUICK_REPLY_TITLE), "payload": payload });
     let mut message = match body {
         OutboundBody::Text { text } => json!({ "text": text }),
         OutboundBody::Buttons { text, buttons } => {
-            let qr: Vec<Value> =
-                buttons.iter().take(MAX_QUICK_REPLIES).map(|b| quick_reply(&b.title, &b.id)).collect();
+            let qr: Vec<Value> = buttons.iter().take(MAX_QUICK_REPLIES).map(|b| quick_reply(&b.title, &b.id)).collect();
             json!({ "text": text, "quick_replies": qr })
         }
         OutboundBody::List { text, sections, .. } => {
@@ -420,7 +420,9 @@ pub fn interpret_response(channel: Channel, status: u16, body: &[u8]) -> Result<
             Some(Ok(id)) => Ok(id),
             Some(Err(e)) => Err(SendError::Permanent {
                 code: None,
-                detail: format!("HTTP {status}: Graph returned an unusable message id ({e}); the message may have been sent"),
+                detail: format!(
+                    "HTTP {status}: Graph returned an unusable message id ({e}); the message may have been sent"
+                ),
             }),
             None => Err(SendError::Permanent {
                 code: None,
@@ -495,7 +497,13 @@ mod tests {
         }
     }
 
-    fn body_for(channel: Channel, addr: &str, body: &OutboundBody, purpose: Purpose, reference: Option<&str>) -> Result<Value, SendError> {
+    fn body_for(
+        channel: Channel,
+        addr: &str,
+        body: &OutboundBody,
+        purpose: Purpose,
+        reference: Option<&str>,
+    ) -> Result<Value, SendError> {
         let account = AccountId::parse("100000000000001").unwrap();
         let contact = contact(channel, addr);
         request_body(&SendRequest { account: &account, contact: &contact, body, purpose, reference })
@@ -503,7 +511,9 @@ mod tests {
 
     #[test]
     fn whatsapp_text_body() {
-        let v = body_for(Channel::WhatsApp, "4915123456789", &OutboundBody::text("Hallo!"), Purpose::Reply, Some("out-1")).unwrap();
+        let v =
+            body_for(Channel::WhatsApp, "4915123456789", &OutboundBody::text("Hallo!"), Purpose::Reply, Some("out-1"))
+                .unwrap();
         assert_eq!(
             v,
             json!({
@@ -516,7 +526,8 @@ mod tests {
 
     #[test]
     fn whatsapp_business_scoped_user_id_goes_to_recipient() {
-        let v = body_for(Channel::WhatsApp, "DE.1234567890abcdef", &OutboundBody::text("Hi"), Purpose::Reply, None).unwrap();
+        let v = body_for(Channel::WhatsApp, "DE.1234567890abcdef", &OutboundBody::text("Hi"), Purpose::Reply, None)
+            .unwrap();
         assert_eq!(
             v,
             json!({
@@ -568,7 +579,14 @@ mod tests {
 
     #[test]
     fn whatsapp_template_body_with_and_without_params() {
-        let v = body_for(Channel::WhatsApp, "4915123456789", &template(&["#1001", "Erika"]), Purpose::OrderUpdate, Some("o-1")).unwrap();
+        let v = body_for(
+            Channel::WhatsApp,
+            "4915123456789",
+            &template(&["#1001", "Erika"]),
+            Purpose::OrderUpdate,
+            Some("o-1"),
+        )
+        .unwrap();
         assert_eq!(
             v,
             json!({
@@ -594,7 +612,8 @@ mod tests {
     #[test]
     fn messenger_and_instagram_text_bodies() {
         for channel in [Channel::Messenger, Channel::Instagram] {
-            let v = body_for(channel, "24000000000000001", &OutboundBody::text("Hi"), Purpose::Reply, Some("out-9")).unwrap();
+            let v = body_for(channel, "24000000000000001", &OutboundBody::text("Hi"), Purpose::Reply, Some("out-9"))
+                .unwrap();
             assert_eq!(
                 v,
                 json!({
@@ -604,7 +623,8 @@ mod tests {
                 })
             );
         }
-        let v = body_for(Channel::Messenger, "240001", &OutboundBody::text("Shipped"), Purpose::OrderUpdate, None).unwrap();
+        let v =
+            body_for(Channel::Messenger, "240001", &OutboundBody::text("Shipped"), Purpose::OrderUpdate, None).unwrap();
         assert_eq!(v["messaging_type"], "UPDATE");
     }
 
@@ -646,7 +666,10 @@ mod tests {
         let big = OutboundBody::List {
             text: "t".into(),
             button: "b".into(),
-            sections: vec![ListSection { title: "a".into(), rows: rows[..8].to_vec() }, ListSection { title: "b".into(), rows: rows[8..].to_vec() }],
+            sections: vec![
+                ListSection { title: "a".into(), rows: rows[..8].to_vec() },
+                ListSection { title: "b".into(), rows: rows[8..].to_vec() },
+            ],
         };
         let v = body_for(Channel::Messenger, "240001", &big, Purpose::Reply, None).unwrap();
         let qr = v["message"]["quick_replies"].as_array().unwrap();
@@ -669,15 +692,43 @@ mod tests {
     fn classification_table() {
         use ErrorClass::*;
         let table: &[(i64, ErrorClass)] = &[
-            (130429, Retryable), (131056, Retryable), (4, Retryable), (80007, Retryable), (131000, Retryable),
-            (131016, Retryable), (2, Retryable), (1, Retryable), (131057, Retryable), (2494100, Retryable),
+            (130429, Retryable),
+            (131056, Retryable),
+            (4, Retryable),
+            (80007, Retryable),
+            (131000, Retryable),
+            (131016, Retryable),
+            (2, Retryable),
+            (1, Retryable),
+            (131057, Retryable),
+            (2494100, Retryable),
             (131047, WindowClosed),
-            (131026, Permanent), (130403, Permanent), (368, Permanent), (131031, Permanent), (100, Permanent),
-            (132000, Permanent), (132001, Permanent), (132015, Permanent), (131049, Permanent), (131050, Permanent),
-            (131008, Permanent), (131009, Permanent), (131021, Permanent), (131051, Permanent), (130472, Permanent),
-            (131064, Permanent), (130497, Permanent), (3, Permanent), (10, Permanent), (200, Permanent),
-            (250, Permanent), (299, Permanent), (987654, Permanent),
-            (131048, Pause), (190, Pause), (0, Pause),
+            (131026, Permanent),
+            (130403, Permanent),
+            (368, Permanent),
+            (131031, Permanent),
+            (100, Permanent),
+            (132000, Permanent),
+            (132001, Permanent),
+            (132015, Permanent),
+            (131049, Permanent),
+            (131050, Permanent),
+            (131008, Permanent),
+            (131009, Permanent),
+            (131021, Permanent),
+            (131051, Permanent),
+            (130472, Permanent),
+            (131064, Permanent),
+            (130497, Permanent),
+            (3, Permanent),
+            (10, Permanent),
+            (200, Permanent),
+            (250, Permanent),
+            (299, Permanent),
+            (987654, Permanent),
+            (131048, Pause),
+            (190, Pause),
+            (0, Pause),
         ];
         for &(code, class) in table {
             assert_eq!(classify(code), class, "code {code}");
@@ -729,7 +780,10 @@ mod tests {
         let html = b"<html><body><h1>502 Bad Gateway</h1></body></html>";
         assert!(GraphError::parse(html).is_none());
         let err = interpret_response(Channel::WhatsApp, 502, html).unwrap_err();
-        assert!(matches!(&err, SendError::Retryable { code: None, detail } if detail.contains("502 Bad Gateway")), "{err:?}");
+        assert!(
+            matches!(&err, SendError::Retryable { code: None, detail } if detail.contains("502 Bad Gateway")),
+            "{err:?}"
+        );
         for status in [408, 429, 500, 503] {
             assert_eq!(interpret_response(Channel::Messenger, status, b"").unwrap_err().kind(), "retryable");
         }
@@ -748,7 +802,10 @@ mod tests {
 
         // Accepted but no id: permanent (a retry could double-send), with a clear detail.
         let err = interpret_response(Channel::WhatsApp, 200, br#"{"messaging_product":"whatsapp"}"#).unwrap_err();
-        assert!(matches!(&err, SendError::Permanent { code: None, detail } if detail.contains("without a message id")), "{err:?}");
+        assert!(
+            matches!(&err, SendError::Permanent { code: None, detail } if detail.contains("without a message id")),
+            "{err:?}"
+        );
         // The wrong channel's shape has no id either.
         assert_eq!(interpret_response(Channel::Messenger, 200, wa).unwrap_err().kind(), "permanent");
         assert_eq!(interpret_response(Channel::WhatsApp, 200, b"not json").unwrap_err().kind(), "permanent");
@@ -838,7 +895,13 @@ mod tests {
         let contact = contact(Channel::WhatsApp, "4915123456789");
         let body = OutboundBody::text("Hallo");
         let id = client
-            .send(&SendRequest { account: &account, contact: &contact, body: &body, purpose: Purpose::Reply, reference: Some("r1") })
+            .send(&SendRequest {
+                account: &account,
+                contact: &contact,
+                body: &body,
+                purpose: Purpose::Reply,
+                reference: Some("r1"),
+            })
             .await
             .unwrap();
         assert_eq!(id.as_str(), "wamid.TEST1");
@@ -852,14 +915,22 @@ mod tests {
 
     #[tokio::test]
     async fn messenger_uses_me_and_instagram_its_account() {
-        for (channel, path) in [(Channel::Messenger, "/v25.0/me/messages"), (Channel::Instagram, "/v25.0/17841400000000001/messages")] {
+        for (channel, path) in
+            [(Channel::Messenger, "/v25.0/me/messages"), (Channel::Instagram, "/v25.0/17841400000000001/messages")]
+        {
             let (base, server) = serve_once(200, r#"{"recipient_id":"240001","message_id":"m_abc"}"#).await;
             let client = GraphClient::new(&settings(&base, 2000)).unwrap();
             let account = AccountId::parse("17841400000000001").unwrap();
             let contact = contact(channel, "240001");
             let body = OutboundBody::text("Hi");
             let id = client
-                .send(&SendRequest { account: &account, contact: &contact, body: &body, purpose: Purpose::Reply, reference: None })
+                .send(&SendRequest {
+                    account: &account,
+                    contact: &contact,
+                    body: &body,
+                    purpose: Purpose::Reply,
+                    reference: None,
+                })
                 .await
                 .unwrap();
             assert_eq!(id.as_str(), "m_abc");
@@ -881,7 +952,13 @@ mod tests {
         let contact = contact(Channel::WhatsApp, "4915123456789");
         let body = OutboundBody::text("Hallo");
         let err = client
-            .send(&SendRequest { account: &account, contact: &contact, body: &body, purpose: Purpose::Reply, reference: None })
+            .send(&SendRequest {
+                account: &account,
+                contact: &contact,
+                body: &body,
+                purpose: Purpose::Reply,
+                reference: None,
+            })
             .await
             .unwrap_err();
         assert!(matches!(err, SendError::Retryable { code: Some(131056), .. }), "{err:?}");
@@ -902,7 +979,8 @@ mod tests {
         let account = AccountId::parse("100000000000001").unwrap();
         let contact = contact(Channel::WhatsApp, "4915123456789");
         let body = OutboundBody::text("Hallo");
-        let req = SendRequest { account: &account, contact: &contact, body: &body, purpose: Purpose::Reply, reference: None };
+        let req =
+            SendRequest { account: &account, contact: &contact, body: &body, purpose: Purpose::Reply, reference: None };
         let err = client.send(&req).await.unwrap_err();
         assert!(matches!(&err, SendError::Retryable { code: None, detail } if detail.contains("200 ms")), "{err:?}");
         hold.abort();

@@ -1,0 +1,625 @@
+//! The channel sandbox over HTTP: the Graph stand-in (validation, faults, the message log),
+//! the GraphClient against it end to end, and the customer side (signed webhook deliveries).
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use parley::channels::meta::outbound::{GraphClient, SendError, SendRequest};
+use parley::channels::signature::{Encoding, Verifier};
+use parley::config::{MetaSettings, Secret};
+use parley::domain::templates::Templates;
+use parley::domain::{
+    AccountId, Address, Button, Channel, ContactId, ListRow, ListSection, OutboundBody, Purpose, TemplateRef,
+};
+use parley_local::sandbox::{Sandbox, SandboxConfig};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const APP_SECRET: &str = "local-meta-app-secret";
+const PHONE_ID: &str = "100000000000001";
+const PAGE_ID: &str = "200000000000001";
+const IG_ID: &str = "300000000000001";
+const WA: &str = "4915123456789";
+
+struct Harness {
+    base: String,
+    sandbox: Sandbox,
+    /// Webhook deliveries the sandbox posted, each checked against the app secret.
+    hooks: Arc<Mutex<Vec<Value>>>,
+    hook_url: String,
+    http: reqwest::Client,
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+async fn start(status_webhooks: bool) -> Harness {
+    let hooks = Arc::new(Mutex::new(Vec::new()));
+    let verifier = Verifier::new(Encoding::PrefixedHex, Secret::new(APP_SECRET), None);
+    let sink = Arc::clone(&hooks);
+    let webhook = Router::new().route(
+        "/webhooks/meta",
+        post(move |headers: HeaderMap, body: Bytes| async move {
+            let sig = headers.get("x-hub-signature-256").and_then(|h| h.to_str().ok());
+            if verifier.verify(&body, sig).is_err() {
+                return StatusCode::UNAUTHORIZED;
+            }
+            sink.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+            StatusCode::OK
+        }),
+    );
+    let hook_base = serve(webhook).await;
+    let sandbox = Sandbox::new(SandboxConfig {
+        app_secret: Secret::new(APP_SECRET),
+        webhook_url: format!("{hook_base}/webhooks/meta"),
+        whatsapp_phone_number_id: PHONE_ID.into(),
+        messenger_page_id: PAGE_ID.into(),
+        instagram_account_id: IG_ID.into(),
+        templates: Templates::embedded().unwrap(),
+        status_webhooks,
+    });
+    let base = serve(Router::new().nest("/sandbox", sandbox.router())).await;
+    Harness { base, sandbox, hooks, hook_url: format!("{hook_base}/webhooks/meta"), http: reqwest::Client::new() }
+}
+
+impl Harness {
+    fn url(&self, path: &str) -> String {
+        format!("{}/sandbox{path}", self.base)
+    }
+
+    async fn graph(&self, path: &str, auth: Option<&str>, body: &str) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path)).header("content-type", "application/json").body(body.to_string());
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn wa_send(&self, body: Value) -> (u16, Value) {
+        self.graph(&format!("/graph/v25.0/{PHONE_ID}/messages"), Some("Bearer t0k3n"), &body.to_string()).await
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http.get(self.url(path)).send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self.http.post(self.url(path)).json(&body).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    fn client(&self) -> GraphClient {
+        GraphClient::new(&MetaSettings {
+            app_secret: Secret::new(APP_SECRET),
+            app_secret_previous: None,
+            verify_token: Secret::new("local-verify-token"),
+            access_token: Secret::new("local-access-token"),
+            graph_api_base: format!("{}/sandbox/graph", self.base),
+            graph_api_version: "v25.0".into(),
+            graph_timeout: Duration::from_secs(5),
+            max_body_bytes: 1 << 20,
+        })
+        .unwrap()
+    }
+
+    fn hooks(&self) -> Vec<Value> {
+        self.hooks.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` webhook deliveries arrived (status webhooks are posted asynchronously).
+    async fn wait_hooks(&self, n: usize) -> Vec<Value> {
+        for _ in 0..100 {
+            let hooks = self.hooks();
+            if hooks.len() >= n {
+                return hooks;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("expected {n} webhook deliveries, got {:?}", self.hooks());
+    }
+}
+
+async fn send(
+    client: &GraphClient,
+    channel: Channel,
+    account: &str,
+    to: &str,
+    body: OutboundBody,
+) -> Result<String, SendError> {
+    let account = AccountId::parse(account).unwrap();
+    let contact = ContactId::new(channel, Address::parse(to).unwrap());
+    client
+        .send(&SendRequest {
+            account: &account,
+            contact: &contact,
+            body: &body,
+            purpose: Purpose::Reply,
+            reference: Some("out-1"),
+        })
+        .await
+        .map(|id| id.as_str().to_string())
+}
+
+#[tokio::test]
+async fn records_whatsapp_sends_and_lists_them_per_address() {
+    let h = start(false).await;
+    let (status, answer) = h
+        .wa_send(json!({"messaging_product":"whatsapp","recipient_type":"individual","to":"+4915123456789",
+                        "type":"text","text":{"body":"Hallo Erika","preview_url":false}}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["messages"][0]["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("wamid."), "{id}");
+    assert_eq!(answer["messaging_product"], "whatsapp");
+    assert_eq!(answer["contacts"], json!([{ "input": "+4915123456789", "wa_id": WA }]));
+
+    let (status, _) = h
+        .wa_send(json!({"messaging_product":"whatsapp","to":"4915000000001","type":"text","text":{"body":"other"}}))
+        .await;
+    assert_eq!(status, 200);
+
+    let listed = h.get("/messages?to=4915123456789").await;
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    let m = &listed[0];
+    assert_eq!(m["id"], id.as_str());
+    assert_eq!(m["channel"], "whatsapp");
+    assert_eq!(m["to"], WA);
+    assert_eq!(m["type"], "text");
+    assert_eq!(m["text"], "Hallo Erika");
+    assert_eq!(m["template"], Value::Null);
+    assert_eq!(m["buttons"], json!([]));
+    assert_eq!(m["button_ids"], json!([]));
+    assert!(time::OffsetDateTime::parse(
+        m["sent_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339
+    )
+    .is_ok());
+    // `+` in the query is ignored; the Rust API agrees with the HTTP one.
+    assert_eq!(h.get("/messages?to=%2B4915123456789").await.as_array().unwrap().len(), 1);
+    assert_eq!(h.sandbox.messages_to("+4915123456789"), listed.to_vec());
+    // Without `to`: everything, oldest first.
+    let all = h.get("/messages").await;
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    assert_eq!(all[0]["id"], id.as_str());
+    assert_eq!(all[1]["to"], "4915000000001");
+}
+
+#[tokio::test]
+async fn missing_or_empty_bearer_token_is_a_190() {
+    let h = start(false).await;
+    let body = json!({"messaging_product":"whatsapp","to":WA,"type":"text","text":{"body":"x"}}).to_string();
+    let path = format!("/graph/v25.0/{PHONE_ID}/messages");
+    for auth in [None, Some("Bearer "), Some("Basic dXNlcjpwYXNz")] {
+        let (status, answer) = h.graph(&path, auth, &body).await;
+        assert_eq!(status, 401, "{auth:?}");
+        assert_eq!(answer["error"]["code"], 190);
+        assert_eq!(answer["error"]["type"], "OAuthException");
+        assert!(answer["error"]["message"].as_str().unwrap().contains("access token"));
+    }
+    assert!(h.get("/messages").await.as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn invalid_sends_are_refused_like_graph() {
+    let h = start(false).await;
+    let wa = |extra: Value| {
+        let mut v = json!({"messaging_product":"whatsapp","recipient_type":"individual","to":WA});
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v
+    };
+    let button = |i: usize, title: &str| json!({"type":"reply","reply":{"id":format!("b{i}"),"title":title}});
+    let cases = vec![
+        ("missing to", json!({"messaging_product":"whatsapp","type":"text","text":{"body":"x"}})),
+        ("unknown type", wa(json!({"type":"sticker","sticker":{"id":"1"}}))),
+        ("empty text", wa(json!({"type":"text","text":{"body":""}}))),
+        ("text too long", wa(json!({"type":"text","text":{"body":"x".repeat(4097)}}))),
+        (
+            "four buttons",
+            wa(json!({"type":"interactive","interactive":{"type":"button","body":{"text":"?"},
+                "action":{"buttons":[button(1,"a"),button(2,"b"),button(3,"c"),button(4,"d")]}}})),
+        ),
+        (
+            "title over 20",
+            wa(json!({"type":"interactive","interactive":{"type":"button","body":{"text":"?"},
+                "action":{"buttons":[button(1,"This title is too long")]}}})),
+        ),
+        (
+            "duplicate titles",
+            wa(json!({"type":"interactive","interactive":{"type":"button","body":{"text":"?"},
+                "action":{"buttons":[button(1,"Yes"),button(2,"Yes")]}}})),
+        ),
+        (
+            "list without rows",
+            wa(json!({"type":"interactive","interactive":{"type":"list","body":{"text":"?"},
+                "action":{"button":"Pick","sections":[{"title":"s","rows":[]}]}}})),
+        ),
+        ("template without language", wa(json!({"type":"template","template":{"name":"service_followup"}}))),
+    ];
+    for (what, body) in cases {
+        let (status, answer) = h.wa_send(body).await;
+        assert_eq!(status, 400, "{what}: {answer}");
+        assert_eq!(answer["error"]["code"], 100, "{what}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().starts_with("(#100)"), "{what}: {answer}");
+    }
+    let (status, answer) = h.graph(&format!("/graph/v25.0/{PHONE_ID}/messages"), Some("Bearer t"), "{not json").await;
+    assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(100)));
+
+    // A known template with the wrong number of parameters: Graph's 132000.
+    let (status, answer) = h
+        .wa_send(wa(json!({"type":"template","template":{"name":"order_confirmation","language":{"code":"de"},
+            "components":[{"type":"body","parameters":[{"type":"text","text":"#1001"}]}]}})))
+        .await;
+    assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(132000)), "{answer}");
+
+    let fb_cases = vec![
+        ("missing recipient", json!({"messaging_type":"RESPONSE","message":{"text":"x"}})),
+        ("missing messaging_type", json!({"recipient":{"id":"240001"},"message":{"text":"x"}})),
+        ("empty message", json!({"recipient":{"id":"240001"},"messaging_type":"RESPONSE","message":{}})),
+        (
+            "text too long",
+            json!({"recipient":{"id":"240001"},"messaging_type":"RESPONSE","message":{"text":"x".repeat(2001)}}),
+        ),
+        (
+            "quick reply title over 20",
+            json!({"recipient":{"id":"240001"},"messaging_type":"RESPONSE","message":{"text":"x",
+                "quick_replies":[{"content_type":"text","title":"This title is too long","payload":"p"}]}}),
+        ),
+    ];
+    for (what, body) in fb_cases {
+        let (status, answer) = h.graph("/graph/v25.0/me/messages", Some("Bearer t"), &body.to_string()).await;
+        assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(100)), "{what}: {answer}");
+    }
+    assert!(h.get("/messages").await.as_array().unwrap().is_empty(), "refused sends are not recorded");
+}
+
+#[tokio::test]
+async fn faults_count_down_then_clear() {
+    let h = start(false).await;
+    let ok = json!({"messaging_product":"whatsapp","to":WA,"type":"text","text":{"body":"x"}});
+    let (status, armed) = h.post("/faults", json!({"status":429,"count":2})).await;
+    assert_eq!(status, 200);
+    assert_eq!(armed["fault"], json!({"status":429,"code":130429,"remaining":2}));
+    assert_eq!(h.get("/faults").await["remaining"], 2);
+    for left in [1, 0] {
+        let (status, answer) = h.wa_send(ok.clone()).await;
+        assert_eq!(status, 429);
+        assert_eq!(answer["error"]["code"], 130429);
+        assert_eq!(answer["error"]["message"], "(#130429) Rate limit hit");
+        assert!(answer["error"]["fbtrace_id"].is_string());
+        assert_eq!(
+            h.get("/faults").await,
+            if left == 0 { Value::Null } else { json!({"status":429,"code":130429,"remaining":left}) }
+        );
+    }
+    assert_eq!(h.wa_send(ok.clone()).await.0, 200);
+    assert_eq!(h.get("/messages").await.as_array().unwrap().len(), 1, "faulted calls are not recorded");
+
+    for (status, code) in [(400, 100), (401, 190), (403, 10), (500, 131000), (503, 2), (418, 1)] {
+        h.post("/faults", json!({"status":status,"count":1})).await;
+        let (got, answer) = h.wa_send(ok.clone()).await;
+        assert_eq!((got, answer["error"]["code"].as_i64()), (status, Some(code)));
+    }
+    // An explicit code wins; DELETE clears.
+    h.post("/faults", json!({"status":400,"count":5,"code":131047})).await;
+    assert_eq!(h.wa_send(ok.clone()).await.1["error"]["code"], 131047);
+    let resp = h.http.delete(h.url("/faults")).send().await.unwrap();
+    assert_eq!(resp.status(), 204);
+    assert_eq!(h.wa_send(ok.clone()).await.0, 200);
+    // Nonsense is refused.
+    assert_eq!(h.post("/faults", json!({"status":200})).await.0, 400);
+    assert_eq!(h.post("/faults", json!({"count":2})).await.0, 400);
+}
+
+#[tokio::test]
+async fn graph_client_sends_every_whatsapp_body_kind() {
+    let h = start(false).await;
+    let client = h.client();
+    let send_wa = |body| send(&client, Channel::WhatsApp, PHONE_ID, WA, body);
+
+    let id = send_wa(OutboundBody::text("Hallo!")).await.unwrap();
+    assert!(id.starts_with("wamid."));
+    send_wa(OutboundBody::Buttons {
+        text: "In den Warenkorb?".into(),
+        buttons: vec![
+            Button { id: "add:SKU1".into(), title: "Ja".into() },
+            Button { id: "no".into(), title: "Nein".into() },
+        ],
+    })
+    .await
+    .unwrap();
+    send_wa(OutboundBody::List {
+        text: "Welche Größe?".into(),
+        button: "Größen".into(),
+        sections: vec![ListSection {
+            title: "Shirts".into(),
+            rows: vec![
+                ListRow { id: "size:s".into(), title: "S".into(), description: None },
+                ListRow { id: "size:m".into(), title: "M".into(), description: Some("beliebt".into()) },
+            ],
+        }],
+    })
+    .await
+    .unwrap();
+    let template = |name: &str, params: &[&str]| OutboundBody::Template {
+        template: TemplateRef {
+            name: name.into(),
+            language: "de".into(),
+            params: params.iter().map(|p| p.to_string()).collect(),
+        },
+    };
+    send_wa(template("order_confirmation", &["#1001", "49,90 €"])).await.unwrap();
+    send_wa(template("service_followup", &[])).await.unwrap();
+    send_wa(template("not_in_catalog", &["x"])).await.unwrap();
+
+    let m = h.sandbox.messages_to(WA);
+    assert_eq!(m.len(), 6);
+    assert_eq!(m[0]["id"], id.as_str());
+    assert_eq!((m[0]["type"].as_str(), m[0]["text"].as_str()), (Some("text"), Some("Hallo!")));
+    assert_eq!(m[1]["type"], "interactive");
+    assert_eq!(m[1]["text"], "In den Warenkorb?");
+    assert_eq!(m[1]["buttons"], json!(["Ja", "Nein"]));
+    assert_eq!(m[1]["button_ids"], json!(["add:SKU1", "no"]));
+    assert_eq!(m[2]["buttons"], json!(["S", "M"]));
+    assert_eq!(m[2]["button_ids"], json!(["size:s", "size:m"]));
+    assert_eq!(m[3]["type"], "template");
+    assert_eq!(m[3]["template"], "order_confirmation");
+    assert_eq!(
+        m[3]["text"],
+        "Danke für deine Bestellung #1001! 🎉 Gesamtbetrag: 49,90 €. Wir melden uns hier, sobald dein Paket unterwegs ist."
+    );
+    assert_eq!(m[4]["template"], "service_followup");
+    assert_eq!(m[4]["buttons"], json!(["Weiter"]));
+    assert_eq!(m[5]["text"], "[template not_in_catalog]");
+    assert!(m.iter().all(|m| m["channel"] == "whatsapp" && m["to"] == WA));
+}
+
+#[tokio::test]
+async fn graph_client_sends_messenger_and_instagram() {
+    let h = start(false).await;
+    let client = h.client();
+    let id = send(&client, Channel::Messenger, PAGE_ID, "24000000000000001", OutboundBody::text("Hi from the page"))
+        .await
+        .unwrap();
+    assert!(id.starts_with("m_"), "{id}");
+    send(
+        &client,
+        Channel::Instagram,
+        IG_ID,
+        "17800000000000001",
+        OutboundBody::Buttons {
+            text: "Größe?".into(),
+            buttons: vec![Button { id: "size:m".into(), title: "M".into() }],
+        },
+    )
+    .await
+    .unwrap();
+
+    let fb = h.sandbox.messages_to("24000000000000001");
+    assert_eq!(fb.len(), 1);
+    assert_eq!((fb[0]["channel"].as_str(), fb[0]["type"].as_str()), (Some("messenger"), Some("text")));
+    assert_eq!(fb[0]["id"], id.as_str());
+    let ig = h.sandbox.messages_to("17800000000000001");
+    assert_eq!(ig[0]["channel"], "instagram");
+    assert_eq!(ig[0]["type"], "interactive");
+    assert_eq!(ig[0]["buttons"], json!(["M"]));
+    assert_eq!(ig[0]["button_ids"], json!(["size:m"]));
+
+    // Messenger cannot carry a WhatsApp template; nothing reaches the stand-in.
+    let t = OutboundBody::Template {
+        template: TemplateRef { name: "service_followup".into(), language: "de".into(), params: vec![] },
+    };
+    assert!(matches!(send(&client, Channel::Messenger, PAGE_ID, "240001", t).await, Err(SendError::Config(_))));
+}
+
+#[tokio::test]
+async fn graph_client_classifies_injected_faults() {
+    let h = start(false).await;
+    let client = h.client();
+    let text = || OutboundBody::text("x");
+    let cases = [
+        (json!({"status":429,"count":1}), "retryable", 130429),
+        (json!({"status":400,"count":1}), "permanent", 100),
+        (json!({"status":401,"count":1}), "pause", 190),
+        (json!({"status":400,"count":1,"code":131047}), "window_closed", 131047),
+    ];
+    for (fault, kind, code) in cases {
+        h.post("/faults", fault.clone()).await;
+        let err = send(&client, Channel::WhatsApp, PHONE_ID, WA, text()).await.unwrap_err();
+        assert_eq!((err.kind(), err.code()), (kind, Some(code)), "{fault}: {err:?}");
+    }
+    // 5xx faults are retryable on Messenger too.
+    h.post("/faults", json!({"status":503,"count":1})).await;
+    let err = send(&client, Channel::Messenger, PAGE_ID, "240001", text()).await.unwrap_err();
+    assert!(matches!(err, SendError::Retryable { code: Some(2), .. }), "{err:?}");
+    assert!(h.sandbox.messages_to(WA).is_empty());
+}
+
+#[tokio::test]
+async fn chat_posts_signed_webhooks_like_meta() {
+    let h = start(false).await;
+    let (status, answer) =
+        h.post("/chat", json!({"channel":"whatsapp","from":"+4915123456789","name":"Erika","text":"hi"})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], 200);
+    let mid = answer["message_id"].as_str().unwrap().to_string();
+    let hook = &h.hooks()[0];
+    assert_eq!(hook["object"], "whatsapp_business_account");
+    let value = &hook["entry"][0]["changes"][0]["value"];
+    assert_eq!(hook["entry"][0]["changes"][0]["field"], "messages");
+    assert_eq!(value["metadata"]["phone_number_id"], PHONE_ID);
+    assert_eq!(value["contacts"][0], json!({"profile":{"name":"Erika"},"wa_id":WA}));
+    let msg = &value["messages"][0];
+    assert_eq!(
+        (msg["from"].as_str(), msg["id"].as_str(), msg["type"].as_str()),
+        (Some(WA), Some(mid.as_str()), Some("text"))
+    );
+    assert_eq!(msg["text"]["body"], "hi");
+    assert!(msg["timestamp"].as_str().unwrap().parse::<i64>().is_ok());
+
+    // A tap on a reply button of the last interactive message carries its context.
+    let client = h.client();
+    send(
+        &client,
+        Channel::WhatsApp,
+        PHONE_ID,
+        WA,
+        OutboundBody::Buttons { text: "?".into(), buttons: vec![Button { id: "add:SKU1".into(), title: "Ja".into() }] },
+    )
+    .await
+    .unwrap();
+    let offered = h.sandbox.messages_to(WA)[0]["id"].clone();
+    h.post("/chat", json!({"channel":"whatsapp","from":WA,"payload":"add:SKU1","title":"Ja"})).await;
+    let msg = h.hooks()[1]["entry"][0]["changes"][0]["value"]["messages"][0].clone();
+    assert_eq!(msg["type"], "interactive");
+    assert_eq!(msg["interactive"], json!({"type":"button_reply","button_reply":{"id":"add:SKU1","title":"Ja"}}));
+    assert_eq!(msg["context"]["id"], offered);
+
+    // A template quick reply arrives as `type: button`, its payload the button text.
+    let t = OutboundBody::Template {
+        template: TemplateRef { name: "service_followup".into(), language: "de".into(), params: vec![] },
+    };
+    send(&client, Channel::WhatsApp, PHONE_ID, WA, t).await.unwrap();
+    h.post("/chat", json!({"channel":"whatsapp","from":WA,"payload":"Weiter"})).await;
+    let msg = h.hooks()[2]["entry"][0]["changes"][0]["value"]["messages"][0].clone();
+    assert_eq!(msg["type"], "button");
+    assert_eq!(msg["button"], json!({"payload":"Weiter","text":"Weiter"}));
+
+    // Messenger and Instagram: `messaging[]` events addressed to the configured ids.
+    h.post("/chat", json!({"channel":"messenger","from":"240001","text":"hallo"})).await;
+    h.post("/chat", json!({"channel":"instagram","from":"178001","payload":"size:m","title":"M"})).await;
+    let hooks = h.hooks();
+    assert_eq!(hooks[3]["object"], "page");
+    assert_eq!(hooks[3]["entry"][0]["id"], PAGE_ID);
+    let ev = &hooks[3]["entry"][0]["messaging"][0];
+    assert_eq!((ev["sender"]["id"].as_str(), ev["recipient"]["id"].as_str()), (Some("240001"), Some(PAGE_ID)));
+    assert_eq!(ev["message"]["text"], "hallo");
+    assert!(ev["message"]["mid"].as_str().unwrap().starts_with("m_"));
+    assert!(ev["timestamp"].is_i64());
+    assert_eq!(hooks[4]["object"], "instagram");
+    assert_eq!(hooks[4]["entry"][0]["id"], IG_ID);
+    let ev = &hooks[4]["entry"][0]["messaging"][0];
+    assert_eq!(ev["message"]["quick_reply"], json!({"payload":"size:m"}));
+    assert_eq!(ev["message"]["text"], "M");
+
+    // The page's transcript of what the customer sent.
+    let lines = h.get("/chat?channel=whatsapp&from=4915123456789").await;
+    assert_eq!(lines.as_array().unwrap().len(), 3);
+    assert_eq!(lines[0]["text"], "hi");
+    assert_eq!(lines[1]["payload"], "add:SKU1");
+
+    assert_eq!(h.post("/chat", json!({"channel":"sms","from":WA,"text":"x"})).await.0, 400);
+    assert_eq!(h.post("/chat", json!({"channel":"whatsapp","from":WA})).await.0, 400);
+    assert_eq!(h.post("/chat", json!({"channel":"whatsapp","from":"a#b","text":"x"})).await.0, 400);
+}
+
+#[tokio::test]
+async fn chat_reports_the_webhook_status_and_unreachable_webhooks() {
+    // A sandbox whose secret differs from the handler's: the handler says 401 and the sandbox passes it on.
+    let h = start(false).await;
+    let wrong = Sandbox::new(SandboxConfig {
+        app_secret: Secret::new("not-the-secret"),
+        webhook_url: h.hook_url.clone(),
+        whatsapp_phone_number_id: PHONE_ID.into(),
+        messenger_page_id: PAGE_ID.into(),
+        instagram_account_id: IG_ID.into(),
+        templates: Templates::embedded().unwrap(),
+        status_webhooks: false,
+    });
+    let base = serve(Router::new().nest("/sandbox", wrong.router())).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/sandbox/chat"))
+        .json(&json!({"channel":"whatsapp","from":WA,"text":"hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<Value>().await.unwrap()["status"], 401);
+
+    let port = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let nowhere = Sandbox::new(SandboxConfig {
+        app_secret: Secret::new(APP_SECRET),
+        webhook_url: format!("http://127.0.0.1:{port}/webhooks/meta"),
+        whatsapp_phone_number_id: PHONE_ID.into(),
+        messenger_page_id: PAGE_ID.into(),
+        instagram_account_id: IG_ID.into(),
+        templates: Templates::embedded().unwrap(),
+        status_webhooks: false,
+    });
+    let base = serve(Router::new().nest("/sandbox", nowhere.router())).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/sandbox/chat"))
+        .json(&json!({"channel":"whatsapp","from":WA,"text":"hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+}
+
+#[tokio::test]
+async fn status_posts_whatsapp_status_webhooks() {
+    let h = start(false).await;
+    let client = h.client();
+    let id =
+        send(&client, Channel::WhatsApp, PHONE_ID, WA, OutboundBody::text("Dein Paket ist unterwegs")).await.unwrap();
+
+    let (status, answer) = h.post("/status", json!({"id": id, "status": "read"})).await;
+    assert_eq!((status, answer["status"].as_i64()), (200, Some(200)), "{answer}");
+    let value = h.hooks()[0]["entry"][0]["changes"][0]["value"].clone();
+    assert_eq!(value["metadata"]["phone_number_id"], PHONE_ID);
+    let st = &value["statuses"][0];
+    assert_eq!(
+        (st["id"].as_str(), st["status"].as_str(), st["recipient_id"].as_str()),
+        (Some(id.as_str()), Some("read"), Some(WA))
+    );
+    assert_eq!(st["biz_opaque_callback_data"], "out-1");
+
+    h.post("/status", json!({"id": id, "status": "failed", "code": 131047})).await;
+    let st = h.hooks()[1]["entry"][0]["changes"][0]["value"]["statuses"][0].clone();
+    assert_eq!(st["status"], "failed");
+    assert_eq!(st["errors"][0]["code"], 131047);
+    assert!(st["errors"][0]["error_data"]["details"].as_str().unwrap().contains("24 hours"));
+
+    assert_eq!(h.post("/status", json!({"id": "wamid.unknown", "status": "read"})).await.0, 404);
+    assert_eq!(h.post("/status", json!({"id": id, "status": "lost"})).await.0, 400);
+}
+
+#[tokio::test]
+async fn status_webhooks_follow_every_whatsapp_send_when_enabled() {
+    let h = start(true).await;
+    let client = h.client();
+    let id = send(&client, Channel::WhatsApp, PHONE_ID, WA, OutboundBody::text("Hallo")).await.unwrap();
+    let hooks = h.wait_hooks(2).await;
+    let statuses: Vec<(String, String)> = hooks
+        .iter()
+        .map(|hk| {
+            let st = &hk["entry"][0]["changes"][0]["value"]["statuses"][0];
+            (st["id"].as_str().unwrap().to_string(), st["status"].as_str().unwrap().to_string())
+        })
+        .collect();
+    assert_eq!(statuses, vec![(id.clone(), "sent".to_string()), (id, "delivered".to_string())]);
+    // Messenger sends get none.
+    send(&client, Channel::Messenger, PAGE_ID, "240001", OutboundBody::text("Hi")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.hooks().len(), 2);
+}
+
+#[tokio::test]
+async fn serves_the_web_page() {
+    let h = start(false).await;
+    let resp = h.http.get(format!("{}/sandbox", h.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("Parley sandbox"));
+    assert!(html.contains("/sandbox/messages?to="));
+    assert!(!html.contains("<script src") && !html.contains("<link"), "no external assets");
+}

@@ -27,7 +27,10 @@ dev: venv build-dev ## run the whole system on 127.0.0.1:3000 (PARLEY_PORT) with
 
 test: venv ## run every test (starts and stops its own local endpoints)
 	.ci/check-template.sh
-	@set -a; source .env.example; set +a; local/with-endpoints.sh $(CARGO) test --locked --workspace
+	@mkdir -p target
+	@set -a; source .env.example; set +a; set -o pipefail; \
+	  local/with-endpoints.sh $(CARGO) test --locked --workspace 2>&1 | tee target/test-output.log
+	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.log
 
 lint: ## clippy and rustfmt check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings

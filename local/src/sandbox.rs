@@ -698,6 +698,7 @@ async fn graph_send(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Faults come first: "the next N send calls fail", whatever those calls carry.
     if let Some(f) = sb.take_fault() {
         let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let (message, details) = describe_code(f.code);
@@ -915,12 +916,13 @@ impl Sandbox {
                             }
                             Some(ReplyKind::ListReply) => {
                                 msg["type"] = json!("interactive");
-                                msg["interactive"] =
-                                    json!({ "type": "list_reply", "list_reply": { "id": payload, "title": title } });
+                                let reply = json!({ "id": payload, "title": title });
+                                msg["interactive"] = json!({ "type": "list_reply", "list_reply": reply });
                             }
                             _ => {
                                 msg["type"] = json!("interactive");
-                                msg["interactive"] = json!({ "type": "button_reply", "button_reply": { "id": payload, "title": title } });
+                                let reply = json!({ "id": payload, "title": title });
+                                msg["interactive"] = json!({ "type": "button_reply", "button_reply": reply });
                             }
                         }
                     }

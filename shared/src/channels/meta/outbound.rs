@@ -116,7 +116,8 @@ pub fn classify_with_subcode(code: i64, subcode: Option<i64>) -> ErrorClass {
     }
 }
 
-/// The Graph API client. Cheap to share; holds a connection pool.
+/// The Graph API client. Cheap to clone; clones share one connection pool.
+#[derive(Clone)]
 pub struct GraphClient {
     http: reqwest::Client,
     base: String,
@@ -183,16 +184,16 @@ impl GraphClient {
         let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
         let result = interpret_response(channel, status, &bytes);
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        let contact = req.contact.redacted();
         match &result {
-            Ok(id) => {
-                tracing::debug!(%channel, contact = %req.contact.redacted(), status, elapsed_ms, provider_id = %id, "graph send accepted")
-            }
+            Ok(id) => tracing::debug!(%channel, %contact, status, elapsed_ms, provider_id = %id, "graph send accepted"),
             Err(e @ SendError::Permanent { code: None, .. }) if (200..300).contains(&status) => {
                 // Graph may have accepted the message; a resend could duplicate it, so say so loudly.
-                tracing::warn!(%channel, contact = %req.contact.redacted(), status, elapsed_ms, error = %e, "graph answered success without a message id")
+                tracing::warn!(%channel, %contact, status, elapsed_ms, error = %e, "graph success without a message id")
             }
             Err(e) => {
-                tracing::debug!(%channel, contact = %req.contact.redacted(), status, elapsed_ms, kind = e.kind(), code = ?e.code(), "graph send failed")
+                let (kind, code) = (e.kind(), e.code());
+                tracing::debug!(%channel, %contact, status, elapsed_ms, kind, ?code, "graph send failed")
             }
         }
         result
@@ -302,7 +303,6 @@ pub fn messenger_body(
     purpose: Purpose,
     reference: Option<&str>,
 ) -> Result<Value, SendError> {
-    let quick_reply = |title: &str, payload: &str| json!({ "content_type": "text", "title": truncate_chars(title, MAX_QUICK_REPLY_TITLE), "payload": payload });
     let mut message = match body {
         OutboundBody::Text { text } => json!({ "text": text }),
         OutboundBody::Buttons { text, buttons } => {
@@ -335,6 +335,11 @@ pub fn messenger_body(
         "messaging_type": messaging_type,
         "message": message,
     }))
+}
+
+fn quick_reply(title: &str, payload: &str) -> Value {
+    let title = truncate_chars(title, MAX_QUICK_REPLY_TITLE);
+    json!({ "content_type": "text", "title": title, "payload": payload })
 }
 
 fn truncate_chars(s: &str, max: usize) -> String {

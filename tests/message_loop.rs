@@ -17,7 +17,11 @@ async fn every_whatsapp_message_type_gets_the_right_reply() {
         ),
         (
             json!({"type": "interactive", "interactive": {"type": "list_reply", "list_reply": {"id": "size_shoes", "title": "Schuhe", "description": "EU"}}}),
-            InboundContent::ListReply { id: "size_shoes".into(), title: "Schuhe".into(), description: Some("EU".into()) },
+            InboundContent::ListReply {
+                id: "size_shoes".into(),
+                title: "Schuhe".into(),
+                description: Some("EU".into()),
+            },
         ),
         (
             json!({"type": "button", "button": {"payload": "hours", "text": "Öffnungszeiten"}, "context": {"from": "15550000001", "id": "wamid.ctx"}}),
@@ -36,7 +40,10 @@ async fn every_whatsapp_message_type_gets_the_right_reply() {
             json!({"type": "image", "image": {"id": "1234", "mime_type": "image/jpeg", "sha256": "abc"}}),
             InboundContent::Media { media_kind: "image".into() },
         ),
-        (json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "X"}}]}), InboundContent::Unsupported { type_name: "contacts".into() }),
+        (
+            json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "X"}}]}),
+            InboundContent::Unsupported { type_name: "contacts".into() },
+        ),
     ];
     let mut customers = Vec::new();
     for (msg, content) in &cases {
@@ -106,9 +113,7 @@ async fn a_batch_with_several_contacts_answers_each_in_order() {
     let sys = System::start().await;
     let (a, b) = (customer(), customer());
     let t = now();
-    let msg = |from: &str, id: &str, ts: i64, text: &str| {
-        json!({"from": from, "id": id, "timestamp": ts.to_string(), "type": "text", "text": {"body": text}})
-    };
+    let msg = |from: &str, id: &str, ts: i64, text: &str| json!({"from": from, "id": id, "timestamp": ts.to_string(), "type": "text", "text": {"body": text}});
     // Out of order inside the delivery: a's second message is listed first.
     let body = json!({"object": "whatsapp_business_account", "entry": [
         {"id": "900000000000001", "changes": [{"field": "messages", "value": {
@@ -137,12 +142,25 @@ async fn a_batch_with_several_contacts_answers_each_in_order() {
 async fn messenger_and_instagram_text_quick_replies_and_postbacks() {
     let sys = System::start().await;
     let m = psid();
-    assert_eq!(sys.post_meta(&fb_text("page", PAGE_ID, &m, &format!("m_{}", uuid::Uuid::new_v4().simple()), "Lieferzeit")).await.status(), 200);
-    let qr = fb_delivery("page", PAGE_ID, json!({"sender": {"id": m}, "recipient": {"id": PAGE_ID}, "timestamp": now() * 1000,
-        "message": {"mid": format!("m_{}", uuid::Uuid::new_v4().simple()), "text": "Rückgabe", "quick_reply": {"payload": "returns"}}}));
+    assert_eq!(
+        sys.post_meta(&fb_text("page", PAGE_ID, &m, &format!("m_{}", uuid::Uuid::new_v4().simple()), "Lieferzeit"))
+            .await
+            .status(),
+        200
+    );
+    let qr = fb_delivery(
+        "page",
+        PAGE_ID,
+        json!({"sender": {"id": m}, "recipient": {"id": PAGE_ID}, "timestamp": now() * 1000,
+        "message": {"mid": format!("m_{}", uuid::Uuid::new_v4().simple()), "text": "Rückgabe", "quick_reply": {"payload": "returns"}}}),
+    );
     assert_eq!(sys.post_meta(&qr).await.status(), 200);
-    let pb = fb_delivery("page", PAGE_ID, json!({"sender": {"id": m}, "recipient": {"id": PAGE_ID}, "timestamp": now() * 1000,
-        "postback": {"mid": format!("m_{}", uuid::Uuid::new_v4().simple()), "title": "Öffnungszeiten", "payload": "hours"}}));
+    let pb = fb_delivery(
+        "page",
+        PAGE_ID,
+        json!({"sender": {"id": m}, "recipient": {"id": PAGE_ID}, "timestamp": now() * 1000,
+        "postback": {"mid": format!("m_{}", uuid::Uuid::new_v4().simple()), "title": "Öffnungszeiten", "payload": "hours"}}),
+    );
     assert_eq!(sys.post_meta(&pb).await.status(), 200);
     let got = sys.assert_settles_at(&m, 3, QUIET).await;
     assert!(got.iter().all(|g| g["channel"] == "messenger"));
@@ -168,8 +186,12 @@ async fn messenger_and_instagram_text_quick_replies_and_postbacks() {
 async fn echoes_of_our_own_messages_are_ignored() {
     let sys = System::start().await;
     let m = psid();
-    let echo = fb_delivery("page", PAGE_ID, json!({"sender": {"id": PAGE_ID}, "recipient": {"id": m}, "timestamp": now() * 1000,
-        "message": {"mid": format!("m_{}", uuid::Uuid::new_v4().simple()), "is_echo": true, "app_id": 1517776481860111u64, "text": "Hallo!"}}));
+    let echo = fb_delivery(
+        "page",
+        PAGE_ID,
+        json!({"sender": {"id": PAGE_ID}, "recipient": {"id": m}, "timestamp": now() * 1000,
+        "message": {"mid": format!("m_{}", uuid::Uuid::new_v4().simple()), "is_echo": true, "app_id": 1517776481860111u64, "text": "Hallo!"}}),
+    );
     assert_eq!(sys.post_meta(&echo).await.status(), 200);
     sys.assert_settles_at(&m, 0, QUIET).await;
     sys.stop().await;
@@ -214,8 +236,12 @@ async fn an_agent_writing_hash_bot_hands_a_messenger_chat_back() {
     sys.wait_for_messages(&m, 1).await;
     assert_eq!(sys.post_meta(&fb_text("page", PAGE_ID, &m, &mid(), "Lieferzeit")).await.status(), 200);
     sys.assert_settles_at(&m, 1, QUIET).await;
-    let echo = fb_delivery("page", PAGE_ID, json!({"sender": {"id": PAGE_ID}, "recipient": {"id": m}, "timestamp": now() * 1000,
-        "message": {"mid": mid(), "is_echo": true, "text": " #BOT "}}));
+    let echo = fb_delivery(
+        "page",
+        PAGE_ID,
+        json!({"sender": {"id": PAGE_ID}, "recipient": {"id": m}, "timestamp": now() * 1000,
+        "message": {"mid": mid(), "is_echo": true, "text": " #BOT "}}),
+    );
     assert_eq!(sys.post_meta(&echo).await.status(), 200);
     sys.wait_for_messages(&m, 2).await;
     assert_eq!(sys.post_meta(&fb_text("page", PAGE_ID, &m, &mid(), "Lieferzeit")).await.status(), 200);
@@ -234,5 +260,25 @@ async fn outside_the_service_window_the_reply_is_the_template() {
     let got = sys.assert_settles_at(&to, 1, QUIET).await;
     assert_eq!(got[0]["type"], "template");
     assert_eq!(got[0]["template"], "service_followup");
+    assert_eq!(got[0]["button_ids"][0], parley::domain::CONTINUE_PAYLOAD);
+
+    // The customer taps the template's button: the held-back reply arrives, nothing else.
+    let tap = sys
+        .http
+        .post(sys.url("/sandbox/chat"))
+        .json(
+            &json!({"channel": "whatsapp", "from": to, "payload": parley::domain::CONTINUE_PAYLOAD, "title": "Weiter"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tap.status(), 200);
+    let got = sys.assert_settles_at(&to, 2, QUIET).await;
+    assert_eq!(got[1]["text"], expected_reply(&text_content("Lieferzeit"), "de")[0]);
+
+    // Delivered once: the next message gets only its own answer.
+    assert_eq!(sys.post_meta(&wa_text(&to, &wamid(), "Rückgabe")).await.status(), 200);
+    let got = sys.assert_settles_at(&to, 3, QUIET).await;
+    assert_eq!(got[2]["text"], expected_reply(&text_content("Rückgabe"), "de")[0]);
     sys.stop().await;
 }

@@ -84,13 +84,16 @@ async fn fifo_order_holds_per_contact_across_retries() {
     let to = customer();
     let t = now();
     for (i, text) in ["Lieferzeit", "Rückgabe", "Öffnungszeiten"].iter().enumerate() {
-        let body = wa_delivery(&to, &wamid(), t + i as i64, serde_json::json!({"type": "text", "text": {"body": text}}));
+        let body =
+            wa_delivery(&to, &wamid(), t + i as i64, serde_json::json!({"type": "text", "text": {"body": text}}));
         assert_eq!(sys.post_meta(&body).await.status(), 200);
     }
     let got = sys.wait_for_messages_within(&to, 3, Duration::from_secs(30)).await;
     let texts: Vec<&str> = got.iter().map(|g| g["text"].as_str().unwrap()).collect();
-    let expected: Vec<String> =
-        ["Lieferzeit", "Rückgabe", "Öffnungszeiten"].iter().map(|t| expected_reply(&text_content(t), "de")[0].clone()).collect();
+    let expected: Vec<String> = ["Lieferzeit", "Rückgabe", "Öffnungszeiten"]
+        .iter()
+        .map(|t| expected_reply(&text_content(t), "de")[0].clone())
+        .collect();
     assert_eq!(texts, expected);
     sys.stop().await;
 }
@@ -105,11 +108,19 @@ async fn statuses_only_move_forward() {
     for status in ["read", "delivered", "sent"] {
         assert_eq!(sys.post_meta(&wa_status(&pid, &to, status, None)).await.status(), 200);
     }
-    let status = sys.store().get_provider_status(&parley::domain::ProviderMessageId::parse(pid.as_str()).unwrap()).await.unwrap();
+    let status = sys
+        .store()
+        .get_provider_status(&parley::domain::ProviderMessageId::parse(pid.as_str()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(status.as_deref(), Some("read"));
     // `failed` is terminal and wins.
     assert_eq!(sys.post_meta(&wa_status(&pid, &to, "failed", Some(131026))).await.status(), 200);
-    let status = sys.store().get_provider_status(&parley::domain::ProviderMessageId::parse(pid.as_str()).unwrap()).await.unwrap();
+    let status = sys
+        .store()
+        .get_provider_status(&parley::domain::ProviderMessageId::parse(pid.as_str()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(status.as_deref(), Some("failed"));
     sys.assert_settles_at(&to, 1, QUIET).await;
     sys.stop().await;

@@ -87,8 +87,8 @@ impl Running {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! {
                 _ = ctrl_c => {},
                 _ = term.recv() => {},
@@ -140,10 +140,17 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
 
     let (shutdown, rx) = watch::channel(false);
     let poller_alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let shared = Shared { app: Arc::clone(&app), sender: Arc::clone(&sender), poller_alive: Arc::clone(&poller_alive), queue_url: queue_url.clone() };
+    let shared = Shared {
+        app: Arc::clone(&app),
+        sender: Arc::clone(&sender),
+        poller_alive: Arc::clone(&poller_alive),
+        queue_url: queue_url.clone(),
+    };
 
     let router = Router::new()
         .route("/sandbox/run/{function}", post(run_function))
+        // A nested router answers `/sandbox` but not `/sandbox/`, the page's documented address.
+        .route("/sandbox/", axum::routing::get(sandbox::page))
         .fallback(any(functions))
         .with_state(shared)
         .nest("/sandbox", sandbox.router());
@@ -185,7 +192,10 @@ async fn functions(State(shared): State<Shared>, req: Request) -> Response {
     let req = http::Request::from_parts(parts, bytes);
     let path = req.uri().path().to_string();
     let mut response = parley::api::channel_webhook(&shared.app, req).await;
-    if path == "/health" && response.status().is_success() && !shared.poller_alive.load(std::sync::atomic::Ordering::Relaxed) {
+    if path == "/health"
+        && response.status().is_success()
+        && !shared.poller_alive.load(std::sync::atomic::Ordering::Relaxed)
+    {
         *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
     }
     response.map(Body::from)

@@ -124,11 +124,7 @@ fn key_schema(v: &Value) -> Result<Vec<KeySchemaElement>, ProvisionError> {
                 Some("RANGE") => KeyType::Range,
                 other => return Err(tpl_err(format!("KeyType {other:?}"))),
             };
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(ty)
-                .build()
-                .map_err(|e| tpl_err(e.to_string()))
+            KeySchemaElement::builder().attribute_name(name).key_type(ty).build().map_err(|e| tpl_err(e.to_string()))
         })
         .collect()
 }
@@ -191,7 +187,12 @@ pub async fn provision(
             .set_attributes(Some(attrs))
             .send()
             .await
-            .map_err(|e| ProvisionError::Endpoint(format!("CreateQueue {name}"), aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()))?
+            .map_err(|e| {
+                ProvisionError::Endpoint(
+                    format!("CreateQueue {name}"),
+                    aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
+                )
+            })?
             .queue_url
             .ok_or_else(|| ProvisionError::Endpoint(format!("CreateQueue {name}"), "no URL".into()))?;
         let arn = sqs
@@ -200,7 +201,12 @@ pub async fn provision(
             .attribute_names(QueueAttributeName::QueueArn)
             .send()
             .await
-            .map_err(|e| ProvisionError::Endpoint(format!("GetQueueAttributes {name}"), aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()))?
+            .map_err(|e| {
+                ProvisionError::Endpoint(
+                    format!("GetQueueAttributes {name}"),
+                    aws_sdk_sqs::error::DisplayErrorContext(&e).to_string(),
+                )
+            })?
             .attributes
             .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
             .ok_or_else(|| ProvisionError::Endpoint(format!("GetQueueAttributes {name}"), "no ARN".into()))?;
@@ -220,7 +226,11 @@ async fn create_table(name: &str, props: &Value, ddb: &aws_sdk_dynamodb::Client)
                 Some("B") => ScalarAttributeType::B,
                 other => return Err(tpl_err(format!("AttributeType {other:?}"))),
             };
-            AttributeDefinition::builder().attribute_name(n).attribute_type(t).build().map_err(|e| tpl_err(e.to_string()))
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(t)
+                .build()
+                .map_err(|e| tpl_err(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let gsis = list(props, "GlobalSecondaryIndexes")
@@ -281,7 +291,10 @@ async fn create_table(name: &str, props: &Value, ddb: &aws_sdk_dynamodb::Client)
             .send()
             .await
             .map_err(|e| {
-                ProvisionError::Endpoint(format!("UpdateTimeToLive {name}"), aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
+                ProvisionError::Endpoint(
+                    format!("UpdateTimeToLive {name}"),
+                    aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
+                )
             })?;
     }
     Ok(())

@@ -567,8 +567,14 @@ impl Sandbox {
                 });
             };
             shown.text = text;
-            // A tap on a quick reply without a payload parameter comes back with the button text.
-            shown.buttons = def.buttons.iter().map(|b| (b.clone(), b.clone())).collect();
+            // A tap on a quick reply comes back with its payload parameter, else the button text.
+            let payloads = template_button_payloads(v);
+            shown.buttons = def
+                .buttons
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (b.clone(), payloads.get(&i).cloned().unwrap_or_else(|| b.clone())))
+                .collect();
             shown.reply_kind = ReplyKind::TemplateButton;
         }
         Ok(shown)
@@ -663,6 +669,21 @@ impl Sandbox {
 }
 
 /// Body parameters of a template send, as the customer would read them.
+/// Quick-reply payloads by button index from a template send's `button` components.
+fn template_button_payloads(v: &Value) -> std::collections::HashMap<usize, String> {
+    let components = v.pointer("/template/components").and_then(Value::as_array).into_iter().flatten();
+    components
+        .filter(|c| c.get("type").and_then(Value::as_str) == Some("button"))
+        .filter_map(|c| {
+            let index = c
+                .get("index")
+                .and_then(|i| i.as_str().and_then(|s| s.parse().ok()).or(i.as_u64().map(|n| n as usize)))?;
+            let payload = c.pointer("/parameters/0/payload").and_then(Value::as_str)?;
+            Some((index, payload.to_string()))
+        })
+        .collect()
+}
+
 fn template_params(v: &Value) -> Result<Vec<String>, Reject> {
     let mut params = Vec::new();
     let Some(components) = v.pointer("/template/components") else { return Ok(params) };

@@ -354,6 +354,7 @@ async fn graph_client_sends_every_whatsapp_body_kind() {
             name: name.into(),
             language: "de".into(),
             params: params.iter().map(|p| p.to_string()).collect(),
+            payloads: vec![],
         },
     };
     send_wa(template("order_confirmation", &["#1001", "49,90 €"])).await.unwrap();
@@ -415,7 +416,12 @@ async fn graph_client_sends_messenger_and_instagram() {
 
     // Messenger cannot carry a WhatsApp template; nothing reaches the stand-in.
     let t = OutboundBody::Template {
-        template: TemplateRef { name: "service_followup".into(), language: "de".into(), params: vec![] },
+        template: TemplateRef {
+            name: "service_followup".into(),
+            language: "de".into(),
+            params: vec![],
+            payloads: vec![],
+        },
     };
     assert!(matches!(send(&client, Channel::Messenger, PAGE_ID, "240001", t).await, Err(SendError::Config(_))));
 }
@@ -485,7 +491,12 @@ async fn chat_posts_signed_webhooks_like_meta() {
 
     // A template quick reply arrives as `type: button`, its payload the button text.
     let t = OutboundBody::Template {
-        template: TemplateRef { name: "service_followup".into(), language: "de".into(), params: vec![] },
+        template: TemplateRef {
+            name: "service_followup".into(),
+            language: "de".into(),
+            params: vec![],
+            payloads: vec![],
+        },
     };
     send(&client, Channel::WhatsApp, PHONE_ID, WA, t).await.unwrap();
     h.post("/chat", json!({"channel":"whatsapp","from":WA,"payload":"Weiter"})).await;

@@ -55,16 +55,12 @@ fn emf_line(service: &str, metrics: &BTreeMap<&'static str, u64>, ts_ms: i64) ->
 pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| l.to_lowercase());
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(level.as_deref().unwrap_or("info")));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_deref().unwrap_or("info")));
     let json = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
         || std::env::var("PARLEY_LOG_FORMAT").map(|f| f == "json").unwrap_or(false);
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    let _ = if json {
-        builder.json().with_current_span(true).without_time().try_init()
-    } else {
-        builder.try_init()
-    };
+    let _ = if json { builder.json().with_current_span(true).without_time().try_init() } else { builder.try_init() };
 }
 
 #[cfg(test)]

@@ -212,6 +212,14 @@ impl Sender {
         match self.graph.send(&req).await {
             Ok(provider_id) => {
                 count("Sent", 1);
+                // A template that stands in for a reply: keep the reply for the customer's answer.
+                let withheld =
+                    if via_template && !env.body.is_template() { Some(&env.body) } else { env.withheld.as_ref() };
+                if let Some(reply) = withheld {
+                    if let Err(e) = self.store.add_pending_reply(&env.contact, reply).await {
+                        tracing::warn!(error = %e, id = %env.id, "could not keep the held-back reply");
+                    }
+                }
                 if via_template {
                     count("SentAsTemplate", 1);
                 }

@@ -194,7 +194,8 @@ pub fn wa_text(from: &str, id: &str, text: &str) -> String {
 
 /// A WhatsApp status delivery.
 pub fn wa_status(provider_id: &str, recipient: &str, status: &str, error_code: Option<i64>) -> String {
-    let mut st = json!({"id": provider_id, "status": status, "timestamp": now().to_string(), "recipient_id": recipient});
+    let mut st =
+        json!({"id": provider_id, "status": status, "timestamp": now().to_string(), "recipient_id": recipient});
     if let Some(code) = error_code {
         st["errors"] = json!([{"code": code, "title": "error"}]);
     }
@@ -233,11 +234,7 @@ pub fn psid() -> String {
 pub fn expected_reply(content: &parley::domain::InboundContent, locale: &str) -> Vec<String> {
     use parley::domain::conversation::{decide, ContactView};
     let flows = parley::domain::flows::Flows::embedded().unwrap();
-    let decision = decide(
-        flows.for_locale("default", locale),
-        &ContactView { locale: locale.to_string(), handover: false },
-        content,
-    );
+    let decision = decide(flows.for_locale("default", locale), &ContactView::new(locale, false), content);
     decision.replies.iter().map(body_text).collect()
 }
 

@@ -69,6 +69,8 @@ struct Handled {
     msg: InboundMessage,
     decision: Decision,
     envelopes: Vec<Envelope>,
+    /// How many held-back replies the contact had (cleared only if still that many).
+    pending_seen: usize,
 }
 
 pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Result<Summary, ApiError> {
@@ -90,10 +92,12 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
                 Some(_) => statuses.push(s),
                 None => summary.unknown_account += 1,
             },
-            InboundEvent::AgentRelease { account, contact } => match app.accounts.get(contact.channel, account.as_str()) {
-                Some(acc) => releases.push((contact, acc)),
-                None => summary.unknown_account += 1,
-            },
+            InboundEvent::AgentRelease { account, contact } => {
+                match app.accounts.get(contact.channel, account.as_str()) {
+                    Some(acc) => releases.push((contact, acc)),
+                    None => summary.unknown_account += 1,
+                }
+            }
             InboundEvent::Preference(p) => {
                 // Consent handling (marketing stop/resume) belongs to the consent module.
                 tracing::info!(contact = %p.contact.redacted(), stop = p.stop, "user preference change received");
@@ -155,11 +159,15 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
         }
     };
     let handovers = join_all(
-        claimed
-            .iter()
-            .filter_map(|h| h.decision.set_handover.map(|on| app.store.set_handover(&h.msg.contact, on))),
+        claimed.iter().filter_map(|h| h.decision.set_handover.map(|on| app.store.set_handover(&h.msg.contact, on))),
     );
     let releases_done = join_all(releases.iter().map(|(c, _)| app.store.set_handover(c, false)));
+    let pending_cleared = join_all(
+        claimed
+            .iter()
+            .filter(|h| h.decision.delivered_pending > 0)
+            .map(|h| app.store.clear_pending_replies(&h.msg.contact, h.pending_seen)),
+    );
     // Claims without replies are finished now; those with replies are finished by the sender.
     let finished = join_all(
         claimed
@@ -167,13 +175,14 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
             .filter(|h| h.envelopes.is_empty())
             .map(|h| app.store.finish_inbound(h.msg.contact.channel, &h.msg.id)),
     );
-    let (enqueued, handovers, releases_done, finished) = futures::join!(enqueue, handovers, releases_done, finished);
+    let (enqueued, handovers, releases_done, finished, pending_cleared) =
+        futures::join!(enqueue, handovers, releases_done, finished, pending_cleared);
     let state_error = handovers
         .into_iter()
         .chain(releases_done)
         .filter_map(Result::err)
+        .chain(finished.into_iter().chain(pending_cleared).filter_map(Result::err))
         .map(ApiError::from)
-        .chain(finished.into_iter().filter_map(Result::err).map(ApiError::from))
         .next();
     let failure = first_error.or(enqueued.err().map(ApiError::from)).or(state_error);
     if let Some(err) = failure {
@@ -191,13 +200,8 @@ async fn handle_message(
     account: &Account,
     now: i64,
 ) -> Result<Option<Handled>, ApiError> {
-    let claim = app.store.claim_inbound(
-        msg.contact.channel,
-        &msg.id,
-        now,
-        app.settings.claim_lease,
-        app.settings.dedupe_ttl,
-    );
+    let claim =
+        app.store.claim_inbound(msg.contact.channel, &msg.id, now, app.settings.claim_lease, app.settings.dedupe_ttl);
     let touch = app.store.touch_contact(msg, &account.locale);
     let (claim, contact) = futures::join!(claim, touch);
     if claim? == Claim::Duplicate {
@@ -207,7 +211,11 @@ async fn handle_message(
     let contact = contact?;
     let locale = contact.locale.clone().unwrap_or_else(|| account.locale.clone());
     let flows = app.flows.for_locale("default", &locale);
-    let decision = conversation::decide(flows, &ContactView { locale: locale.clone(), handover: contact.handover }, &msg.content);
+    let decision = conversation::decide(
+        flows,
+        &ContactView { locale: locale.clone(), handover: contact.handover, pending: contact.pending_bodies() },
+        &msg.content,
+    );
     tracing::info!(
         contact = %msg.contact.redacted(),
         kind = msg.content.kind_name(),
@@ -216,7 +224,7 @@ async fn handle_message(
         "inbound message handled"
     );
     let envelopes = build_envelopes(app, account, &msg.contact, Some(msg), &decision.replies, &locale, now);
-    Ok(Some(Handled { msg: msg.clone(), decision, envelopes }))
+    Ok(Some(Handled { msg: msg.clone(), decision, envelopes, pending_seen: contact.pending_replies.len() }))
 }
 
 /// Our ids for replies are derived from the inbound message id, so re-processing the same
@@ -252,6 +260,7 @@ fn build_envelopes(
             purpose: Purpose::Reply,
             body: body.clone(),
             fallback: fallback.clone(),
+            withheld: None,
             in_reply_to: inbound.map(|m| m.id.clone()),
             created_at: now,
         })
@@ -265,7 +274,13 @@ fn fallback_template(app: &App, account: &Account, locale: &str) -> Option<Templ
     }
     let name = account.fallback_template.as_deref()?;
     match app.templates.body(name, locale, &[]) {
-        Some(OutboundBody::Template { template }) => Some(template),
+        Some(OutboundBody::Template { mut template }) => {
+            // Its first quick reply asks for the held-back replies.
+            if app.templates.get(name, locale).is_some_and(|d| !d.buttons.is_empty()) {
+                template.payloads = vec![crate::domain::CONTINUE_PAYLOAD.to_string()];
+            }
+            Some(template)
+        }
         _ => {
             tracing::warn!(template = name, locale, "fallback template is not in the templates catalog");
             None
@@ -290,7 +305,7 @@ async fn handle_status(app: &App, st: &StatusUpdate) -> Result<Option<Envelope>,
         }
         return Ok(None);
     }
-    let Some(fallback) = envelope.as_ref().and_then(Envelope::as_template_fallback) else {
+    let Some(fallback) = envelope.as_deref().and_then(Envelope::as_template_fallback) else {
         count("DeliveryFailed", 1);
         return Ok(None);
     };

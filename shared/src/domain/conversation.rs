@@ -2,7 +2,7 @@
 //! Pure and synchronous; consent words and cart commands are answered before this runs.
 use super::flows::{normalize, FlowSet};
 use super::inbound::InboundContent;
-use super::message::OutboundBody;
+use super::message::{OutboundBody, CONTINUE_PAYLOAD};
 
 /// What the engine needs to know about the contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,6 +10,14 @@ pub struct ContactView {
     pub locale: String,
     /// A person is handling the chat; the bot stays silent until released.
     pub handover: bool,
+    /// Replies held back while the service window was closed (a template went out instead).
+    pub pending: Vec<OutboundBody>,
+}
+
+impl ContactView {
+    pub fn new(locale: impl Into<String>, handover: bool) -> Self {
+        Self { locale: locale.into(), handover, pending: Vec::new() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +26,8 @@ pub struct Decision {
     /// `Some` when the contact's handover flag must change.
     pub set_handover: Option<bool>,
     pub outcome: Outcome,
+    /// How many held-back replies lead `replies` (the adapter clears them once queued).
+    pub delivered_pending: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +46,8 @@ pub enum Outcome {
     OrderReceived,
     /// Reactions need no answer.
     ReactionIgnored,
+    /// The customer tapped "continue" on a window-closed template: the held-back replies.
+    Continued,
 }
 
 impl Outcome {
@@ -52,13 +64,18 @@ impl Outcome {
             Outcome::UnsupportedAnswered => "unsupported_answered",
             Outcome::OrderReceived => "order_received",
             Outcome::ReactionIgnored => "reaction_ignored",
+            Outcome::Continued => "continued",
         }
     }
 }
 
 impl Decision {
     fn reply(body: &OutboundBody, outcome: Outcome) -> Self {
-        Self { replies: vec![body.clone()], set_handover: None, outcome }
+        Self { replies: vec![body.clone()], set_handover: None, outcome, delivered_pending: 0 }
+    }
+
+    fn silent(outcome: Outcome) -> Self {
+        Self { replies: Vec::new(), set_handover: None, outcome, delivered_pending: 0 }
     }
 }
 
@@ -66,8 +83,25 @@ impl Decision {
 /// locale (see `Flows::for_locale`).
 pub fn decide(flows: &FlowSet, contact: &ContactView, content: &InboundContent) -> Decision {
     if contact.handover {
-        return Decision { replies: Vec::new(), set_handover: None, outcome: Outcome::HandoverSilent };
+        return Decision::silent(Outcome::HandoverSilent);
     }
+    // Whatever the customer wrote reopens the window: the held-back replies go first.
+    let continued = matches!(content, InboundContent::Button { payload, .. } if payload == CONTINUE_PAYLOAD);
+    let mut decision = if continued && !contact.pending.is_empty() {
+        Decision::silent(Outcome::Continued)
+    } else if continued {
+        Decision::reply(flows.fallback(), Outcome::Fallback)
+    } else {
+        answer(flows, content)
+    };
+    if !contact.pending.is_empty() {
+        decision.delivered_pending = contact.pending.len();
+        decision.replies.splice(0..0, contact.pending.iter().cloned());
+    }
+    decision
+}
+
+fn answer(flows: &FlowSet, content: &InboundContent) -> Decision {
     match content {
         InboundContent::Text { body } => route_text(flows, body),
         InboundContent::Button { payload, title } => route_payload(flows, payload, title),
@@ -75,16 +109,19 @@ pub fn decide(flows: &FlowSet, contact: &ContactView, content: &InboundContent) 
         InboundContent::Order { .. } => Decision::reply(flows.order_received(), Outcome::OrderReceived),
         InboundContent::Location { .. } => Decision::reply(flows.location(), Outcome::LocationAnswered),
         InboundContent::Media { .. } => Decision::reply(flows.media(), Outcome::MediaAnswered),
-        InboundContent::Reaction { .. } => {
-            Decision { replies: Vec::new(), set_handover: None, outcome: Outcome::ReactionIgnored }
-        }
+        InboundContent::Reaction { .. } => Decision::silent(Outcome::ReactionIgnored),
         InboundContent::Unsupported { .. } => Decision::reply(flows.unsupported(), Outcome::UnsupportedAnswered),
     }
 }
 
 /// An agent handed the chat back to the bot (admin API or `#bot` from the inbox).
 pub fn release(flows: &FlowSet) -> Decision {
-    Decision { replies: vec![flows.handover().released.clone()], set_handover: Some(false), outcome: Outcome::Released }
+    Decision {
+        replies: vec![flows.handover().released.clone()],
+        set_handover: Some(false),
+        outcome: Outcome::Released,
+        delivered_pending: 0,
+    }
 }
 
 fn handover(flows: &FlowSet) -> Decision {
@@ -92,6 +129,7 @@ fn handover(flows: &FlowSet) -> Decision {
         replies: vec![flows.handover().reply.clone()],
         set_handover: Some(true),
         outcome: Outcome::HandoverStarted,
+        delivered_pending: 0,
     }
 }
 
@@ -140,7 +178,7 @@ mod tests {
     }
 
     fn bot(locale: &str) -> ContactView {
-        ContactView { locale: locale.into(), handover: false }
+        ContactView::new(locale, false)
     }
 
     fn text(s: &str) -> InboundContent {
@@ -285,7 +323,7 @@ mod tests {
 
     #[test]
     fn bot_is_silent_during_handover_for_every_content() {
-        let human = ContactView { locale: "de".into(), handover: true };
+        let human = ContactView::new("de", true);
         let contents = [
             text("Lieferzeit"),
             text("Hilfe"),
@@ -373,12 +411,41 @@ mod tests {
             handover in any::<bool>(),
         ) {
             let set = flows().for_locale("default", &locale);
-            let c = ContactView { locale, handover };
+            let c = ContactView { locale, handover, pending: Vec::new() };
             let d = decide(set, &c, &InboundContent::Text { body: body.clone() });
             check_limits(&d)?;
             prop_assert_eq!(d.replies.is_empty(), handover);
             let d = decide(set, &c, &InboundContent::Button { payload: body.clone(), title: body });
             check_limits(&d)?;
         }
+    }
+
+    #[test]
+    fn held_back_replies_lead_the_next_answer_and_continue_sends_only_them() {
+        let held = OutboundBody::text("Deine Antwort von gestern");
+        let mut c = bot("de");
+        c.pending = vec![held.clone()];
+        let tap = InboundContent::Button { payload: CONTINUE_PAYLOAD.into(), title: "Weiter".into() };
+        let d = decide(de(), &c, &tap);
+        assert_eq!(d.replies, vec![held.clone()]);
+        assert_eq!(d.outcome, Outcome::Continued);
+        assert_eq!(d.delivered_pending, 1);
+
+        let d = decide(de(), &c, &InboundContent::Text { body: "Lieferzeit".into() });
+        assert_eq!(d.replies.len(), 2);
+        assert_eq!(d.replies[0], held);
+        assert_eq!(d.delivered_pending, 1);
+        assert!(matches!(d.outcome, Outcome::Flow(_)));
+
+        // Nothing held back: "continue" gets the fallback (it offers the menu), not silence.
+        let d = decide(de(), &bot("de"), &tap);
+        assert_eq!(d.replies, vec![de().fallback().clone()]);
+        assert_eq!(d.delivered_pending, 0);
+
+        // A person has the chat: nothing goes out, the held-back replies stay.
+        c.handover = true;
+        let d = decide(de(), &c, &tap);
+        assert!(d.replies.is_empty());
+        assert_eq!(d.delivered_pending, 0);
     }
 }

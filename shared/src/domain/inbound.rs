@@ -14,20 +14,43 @@ pub struct OrderItem {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum InboundContent {
-    Text { body: String },
+    Text {
+        body: String,
+    },
     /// A tap on a reply button: WhatsApp interactive `button_reply`, WhatsApp template quick-reply
     /// (`type: button`), Messenger/Instagram quick reply or postback.
-    Button { payload: String, title: String },
+    Button {
+        payload: String,
+        title: String,
+    },
     /// A WhatsApp list row selection.
-    ListReply { id: String, title: String, description: Option<String> },
+    ListReply {
+        id: String,
+        title: String,
+        description: Option<String>,
+    },
     /// A WhatsApp catalog cart.
-    Order { catalog_id: Option<String>, items: Vec<OrderItem>, note: Option<String> },
-    Location { latitude: f64, longitude: f64, name: Option<String> },
+    Order {
+        catalog_id: Option<String>,
+        items: Vec<OrderItem>,
+        note: Option<String>,
+    },
+    Location {
+        latitude: f64,
+        longitude: f64,
+        name: Option<String>,
+    },
     /// Image, audio, video, document, sticker, file… (`kind` names which).
-    Media { media_kind: String },
-    Reaction { emoji: String },
+    Media {
+        media_kind: String,
+    },
+    Reaction {
+        emoji: String,
+    },
     /// A type Parley does not handle (kept, answered politely, counted).
-    Unsupported { type_name: String },
+    Unsupported {
+        type_name: String,
+    },
 }
 
 impl InboundContent {
@@ -126,7 +149,10 @@ pub enum InboundEvent {
     Preference(PreferenceChange),
     /// A human agent wrote `#bot` from the page inbox (a Messenger/Instagram echo): hand the
     /// conversation back to the bot.
-    AgentRelease { account: AccountId, contact: ContactId },
+    AgentRelease {
+        account: AccountId,
+        contact: ContactId,
+    },
 }
 
 /// Something in a delivery that was not turned into an event; counted and logged, never fatal.

@@ -30,7 +30,14 @@ pub struct TemplateRef {
     pub language: String,
     #[serde(default)]
     pub params: Vec<String>,
+    /// Payloads of the template's quick-reply buttons, by button index (what a tap sends back).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payloads: Vec<String>,
 }
+
+/// The payload of the "continue" button of a window-closed template: the customer wants the
+/// replies that were held back.
+pub const CONTINUE_PAYLOAD: &str = "parley:continue";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -162,6 +162,7 @@ impl Templates {
                 name: def.name.clone(),
                 language: def.language.clone(),
                 params: params.iter().map(|p| clean_param(p)).collect(),
+                payloads: Vec::new(),
             },
         })
     }

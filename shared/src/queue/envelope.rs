@@ -16,6 +16,10 @@ pub struct Envelope {
     /// Approved template to send instead when the customer-service window is closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<TemplateRef>,
+    /// For a template sent because the window was closed: the reply it stands in for, delivered
+    /// when the customer answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<OutboundBody>,
     /// The inbound message this answers; the sender marks its claim done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_reply_to: Option<InboundMessageId>,
@@ -64,6 +68,7 @@ impl Envelope {
             id: OutboundId::parse(format!("{}-t", self.id)).ok()?,
             body: OutboundBody::Template { template },
             fallback: None,
+            withheld: Some(self.body.clone()),
             ..self.clone()
         })
     }
@@ -82,7 +87,13 @@ mod tests {
             contact: ContactId::new(Channel::WhatsApp, Address::parse("4915123456789").unwrap()),
             purpose: Purpose::Reply,
             body: OutboundBody::text("Hallo"),
-            fallback: Some(TemplateRef { name: "service_followup".into(), language: "de".into(), params: vec![] }),
+            fallback: Some(TemplateRef {
+                name: "service_followup".into(),
+                language: "de".into(),
+                params: vec![],
+                payloads: vec![],
+            }),
+            withheld: None,
             in_reply_to: Some(InboundMessageId::parse("wamid.X").unwrap()),
             created_at: 1_764_000_000,
         }
@@ -103,7 +114,8 @@ mod tests {
         let event: serde_json::Value =
             serde_json::from_str(include_str!("../../../events/sqs/outbound_batch.json")).unwrap();
         for record in event["Records"].as_array().unwrap() {
-            Envelope::parse(record["body"].as_str().unwrap()).unwrap();
+            let e = Envelope::parse(record["body"].as_str().unwrap()).unwrap();
+            assert_eq!(e.fallback.unwrap().name, "service_followup");
         }
     }
 
@@ -112,6 +124,7 @@ mod tests {
         let t = sample().as_template_fallback().unwrap();
         assert_eq!(t.id.as_str(), "r-abc-t");
         assert!(t.body.is_template());
+        assert_eq!(t.withheld, Some(OutboundBody::text("Hallo")));
         assert!(t.as_template_fallback().is_none());
         assert_eq!(sample().group_id(), "whatsapp#4915123456789");
     }

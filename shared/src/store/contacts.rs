@@ -25,6 +25,20 @@ pub struct ContactRecord {
     pub handover: bool,
     #[serde(default)]
     pub created_at: Option<i64>,
+    /// Replies held back while the window was closed (a template went out instead), as JSON
+    /// bodies; delivered with the customer's next message.
+    #[serde(default)]
+    pub pending_replies: Vec<String>,
+}
+
+/// At most this many held-back replies are delivered (the newest).
+pub const MAX_PENDING_REPLIES: usize = 5;
+
+impl ContactRecord {
+    pub fn pending_bodies(&self) -> Vec<crate::domain::OutboundBody> {
+        let skip = self.pending_replies.len().saturating_sub(MAX_PENDING_REPLIES);
+        self.pending_replies.iter().skip(skip).filter_map(|j| serde_json::from_str(j).ok()).collect()
+    }
 }
 
 impl ContactRecord {
@@ -113,6 +127,51 @@ impl Store {
             .await
             .map_err(StoreError::sdk)?;
         out.item().map(from_item).transpose()
+    }
+
+    /// Keeps a reply that could not be sent because the window was closed.
+    pub async fn add_pending_reply(
+        &self,
+        contact: &ContactId,
+        body: &crate::domain::OutboundBody,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(body).expect("body serialises");
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::contact_pk(contact)))
+            .key("sk", s(keys::PROFILE))
+            .update_expression("SET pending_replies = list_append(if_not_exists(pending_replies, :empty), :new)")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":empty", aws_sdk_dynamodb::types::AttributeValue::L(vec![]))
+            .expression_attribute_values(":new", aws_sdk_dynamodb::types::AttributeValue::L(vec![s(json)]))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
+                _ => Err(StoreError::sdk(e)),
+            })
+    }
+
+    /// Clears the held-back replies once they are queued; only if no new one arrived meanwhile
+    /// (that one then waits for the next message instead of being lost).
+    pub async fn clear_pending_replies(&self, contact: &ContactId, seen: usize) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::contact_pk(contact)))
+            .key("sk", s(keys::PROFILE))
+            .update_expression("REMOVE pending_replies")
+            .condition_expression("size(pending_replies) = :n")
+            .expression_attribute_values(":n", n(seen))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
+                _ => Err(StoreError::sdk(e)),
+            })
     }
 
     /// Hands the conversation to a human (`true`) or back to the bot (`false`).

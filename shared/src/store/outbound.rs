@@ -40,7 +40,7 @@ pub struct OutboundRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub enum StatusOutcome {
     /// The status moved the message forward; `envelope` is what was sent, when known.
-    Applied { envelope: Option<Envelope> },
+    Applied { envelope: Option<Box<Envelope>> },
     /// Older than (or equal to) what is already recorded: ignored.
     Stale,
 }
@@ -61,9 +61,7 @@ impl Store {
                 "SET #st = :sending, lease_until = :lease, attempts = if_not_exists(attempts, :zero) + :one, \
                  contact = :contact, created_at = if_not_exists(created_at, :now), updated_at = :now, #ttl = :ttl",
             )
-            .condition_expression(
-                "attribute_not_exists(pk) OR #st = :retry OR (#st = :sending AND lease_until < :now)",
-            )
+            .condition_expression("attribute_not_exists(pk) OR #st = :retry OR (#st = :sending AND lease_until < :now)")
             .expression_attribute_names("#st", "status")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":sending", s("sending"))
@@ -236,7 +234,8 @@ impl Store {
                 let envelope = o
                     .attributes()
                     .and_then(|a| attr_str(a, "envelope"))
-                    .and_then(|j| Envelope::parse(&j).ok());
+                    .and_then(|j| Envelope::parse(&j).ok())
+                    .map(Box::new);
                 Ok(StatusOutcome::Applied { envelope })
             }
             Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {

@@ -281,9 +281,19 @@ pub fn whatsapp_body(address: &Address, body: &OutboundBody, reference: Option<&
                 "name": template.name,
                 "language": { "code": template.language, "policy": "deterministic" },
             });
+            let mut components = Vec::new();
             if !template.params.is_empty() {
                 let params: Vec<Value> = template.params.iter().map(|p| json!({ "type": "text", "text": p })).collect();
-                t["components"] = json!([{ "type": "body", "parameters": params }]);
+                components.push(json!({ "type": "body", "parameters": params }));
+            }
+            for (i, payload) in template.payloads.iter().enumerate() {
+                components.push(json!({
+                    "type": "button", "sub_type": "quick_reply", "index": i.to_string(),
+                    "parameters": [{ "type": "payload", "payload": payload }],
+                }));
+            }
+            if !components.is_empty() {
+                t["components"] = Value::Array(components);
             }
             msg.insert("type".into(), json!("template"));
             msg.insert("template".into(), t);
@@ -498,6 +508,7 @@ mod tests {
                 name: "order_confirmed".into(),
                 language: "de".into(),
                 params: params.iter().map(|s| s.to_string()).collect(),
+                payloads: vec![],
             },
         }
     }

@@ -15,6 +15,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use parley::channels::meta::outbound::error_chain;
 use parley::channels::signature::{self, Encoding};
 use parley::config::Secret;
 use parley::domain::templates::Templates;
@@ -257,17 +258,6 @@ fn to_json(m: &SentMessage) -> Value {
 fn normalize_address(s: &str) -> String {
     let s = s.trim();
     s.strip_prefix('+').unwrap_or(s).to_string()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn now_rfc3339() -> String {

@@ -166,6 +166,8 @@ pub struct Account {
     pub locale: String,
     /// Template sent instead of a free-form reply when the service window is closed.
     pub fallback_template: Option<String>,
+    /// The flow set this account answers from (`<set>.<locale>.toml`).
+    pub flows: String,
 }
 
 /// The accounts of this deployment, keyed by the id Meta routes on.
@@ -186,8 +188,9 @@ impl Accounts {
     }
     /// Accounts from the environment: comma-separated ids in `WHATSAPP_PHONE_NUMBER_ID`,
     /// `MESSENGER_PAGE_ID`, `INSTAGRAM_ACCOUNT_ID`; per-id settings as
-    /// `ACCOUNT_<ID>_LOCALE` / `ACCOUNT_<ID>_FALLBACK_TEMPLATE`, else `DEFAULT_LOCALE` (default `de`)
-    /// and `FALLBACK_TEMPLATE` (default `service_followup`).
+    /// `ACCOUNT_<ID>_LOCALE` / `ACCOUNT_<ID>_FALLBACK_TEMPLATE` / `ACCOUNT_<ID>_FLOWS`, else
+    /// `DEFAULT_LOCALE` (default `de`), `FALLBACK_TEMPLATE` (default `service_followup`) and the
+    /// flow set `default`.
     pub fn from_env() -> Result<Self, ConfigError> {
         let default_locale = env_or("DEFAULT_LOCALE", "de");
         let default_template = env_opt("FALLBACK_TEMPLATE").or_else(|| Some("service_followup".to_string()));
@@ -207,7 +210,8 @@ impl Accounts {
                 }
                 let fallback_template =
                     env_opt(&format!("ACCOUNT_{id}_FALLBACK_TEMPLATE")).or_else(|| default_template.clone());
-                list.push(Account { channel, id: account_id, locale, fallback_template });
+                let flows = env_opt(&format!("ACCOUNT_{id}_FLOWS")).unwrap_or_else(|| "default".to_string());
+                list.push(Account { channel, id: account_id, locale, fallback_template, flows });
             }
         }
         Ok(Self::new(list))

@@ -145,7 +145,7 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
     }
     count("InboundDuplicates", summary.duplicates as u64);
     for (contact, acc) in &releases {
-        let flows = app.flows.for_locale("default", &acc.locale);
+        let flows = app.flows.for_locale(&acc.flows, &acc.locale);
         let decision = conversation::release(flows);
         envelopes.extend(build_envelopes(app, acc, contact, None, &decision.replies, &acc.locale, now));
     }
@@ -210,7 +210,7 @@ async fn handle_message(
     }
     let contact = contact?;
     let locale = contact.locale.clone().unwrap_or_else(|| account.locale.clone());
-    let flows = app.flows.for_locale("default", &locale);
+    let flows = app.flows.for_locale(&account.flows, &locale);
     let decision = conversation::decide(
         flows,
         &ContactView { locale: locale.clone(), handover: contact.handover, pending: contact.pending_bodies() },
@@ -336,7 +336,7 @@ pub async fn release_to_bot(app: &App, req: &Request<Bytes>, path: &str) -> Resu
     if was_on {
         if let Some(acc) = record.account.as_deref().and_then(|a| app.accounts.get(channel, a)) {
             let locale = record.locale.clone().unwrap_or_else(|| acc.locale.clone());
-            let decision = conversation::release(app.flows.for_locale("default", &locale));
+            let decision = conversation::release(app.flows.for_locale(&acc.flows, &locale));
             let now = crate::time_util::now_unix();
             let envelopes = build_envelopes(app, acc, &contact, None, &decision.replies, &locale, now);
             app.producer.send(&envelopes).await?;

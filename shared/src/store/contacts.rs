@@ -1,5 +1,5 @@
 //! Contact profiles: who wrote, when last (the 24-hour window), and bot/human handover.
-use super::{b, keys, n, s, Store, StoreError};
+use super::{applied, b, keys, n, s, Store, StoreError};
 use crate::domain::{Address, Channel, ContactId, InboundMessage};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
@@ -136,7 +136,8 @@ impl Store {
         body: &crate::domain::OutboundBody,
     ) -> Result<(), StoreError> {
         let json = serde_json::to_string(body).expect("body serialises");
-        self.client
+        let out = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(keys::contact_pk(contact)))
@@ -146,18 +147,15 @@ impl Store {
             .expression_attribute_values(":empty", aws_sdk_dynamodb::types::AttributeValue::L(vec![]))
             .expression_attribute_values(":new", aws_sdk_dynamodb::types::AttributeValue::L(vec![s(json)]))
             .send()
-            .await
-            .map(|_| ())
-            .or_else(|e| match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
-                _ => Err(StoreError::sdk(e)),
-            })
+            .await;
+        applied(out).map(|_| ())
     }
 
     /// Clears the held-back replies once they are queued; only if no new one arrived meanwhile
     /// (that one then waits for the next message instead of being lost).
     pub async fn clear_pending_replies(&self, contact: &ContactId, seen: usize) -> Result<(), StoreError> {
-        self.client
+        let out = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(keys::contact_pk(contact)))
@@ -166,12 +164,8 @@ impl Store {
             .condition_expression("size(pending_replies) = :n")
             .expression_attribute_values(":n", n(seen))
             .send()
-            .await
-            .map(|_| ())
-            .or_else(|e| match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(()),
-                _ => Err(StoreError::sdk(e)),
-            })
+            .await;
+        applied(out).map(|_| ())
     }
 
     /// Hands the conversation to a human (`true`) or back to the bot (`false`).
@@ -189,12 +183,6 @@ impl Store {
             .expression_attribute_values(":now", n(crate::time_util::now_unix()))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::sdk(e)),
-        }
+        applied(out).map(|o| o.is_some())
     }
 }

@@ -1,8 +1,7 @@
 //! Inbound delivery claims: one conditional write per inbound message id makes every
 //! re-delivered or concurrently duplicated message a no-op.
-use super::{keys, n, s, Store, StoreError};
+use super::{applied, keys, n, s, Store, StoreError};
 use crate::domain::{Channel, InboundMessageId};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use std::time::Duration;
 
@@ -45,18 +44,14 @@ impl Store {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::None)
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(Claim::Claimed),
-            Err(e) if matches!(e.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
-                Ok(Claim::Duplicate)
-            }
-            Err(e) => Err(StoreError::sdk(e)),
-        }
+        Ok(if applied(out)?.is_some() { Claim::Claimed } else { Claim::Duplicate })
     }
 
     /// Marks the inbound message as fully handled (its replies are on their way).
     pub async fn finish_inbound(&self, channel: Channel, id: &InboundMessageId) -> Result<(), StoreError> {
-        self.client
+        // Erased or expired in the meantime: nothing to mark.
+        let out = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(keys::inbound_pk(channel, id)))
@@ -66,20 +61,14 @@ impl Store {
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":done", s(DONE))
             .send()
-            .await
-            .map(|_| ())
-            .or_else(|e| match e.as_service_error() {
-                // Erased or expired in the meantime: nothing to mark.
-                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_)) => {
-                    Ok(())
-                }
-                _ => Err(StoreError::sdk(e)),
-            })
+            .await;
+        applied(out).map(|_| ())
     }
 
     /// Gives a claim back after a failure, so the channel's retry is processed again.
     pub async fn release_inbound(&self, channel: Channel, id: &InboundMessageId) -> Result<(), StoreError> {
-        self.client
+        let out = self
+            .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", s(keys::inbound_pk(channel, id)))
@@ -88,13 +77,7 @@ impl Store {
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":claimed", s(CLAIMED))
             .send()
-            .await
-            .map(|_| ())
-            .or_else(|e| match e.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(_)) => {
-                    Ok(())
-                }
-                _ => Err(StoreError::sdk(e)),
-            })
+            .await;
+        applied(out).map(|_| ())
     }
 }

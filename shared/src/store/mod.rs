@@ -61,6 +61,40 @@ impl Store {
     }
 }
 
+/// Operation errors that can say "the condition failed".
+pub(crate) trait ConditionFailed {
+    fn condition_failed(&self) -> bool;
+}
+
+macro_rules! condition_failed {
+    ($($t:ty),*) => {$(
+        impl ConditionFailed for $t {
+            fn condition_failed(&self) -> bool {
+                self.is_conditional_check_failed_exception()
+            }
+        }
+    )*};
+}
+condition_failed!(
+    aws_sdk_dynamodb::operation::put_item::PutItemError,
+    aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+    aws_sdk_dynamodb::operation::delete_item::DeleteItemError
+);
+
+/// The result of a conditional write: `Some` when it was applied, `None` when its condition
+/// did not hold (an expected outcome, not an error).
+pub(crate) fn applied<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<Option<O>, StoreError>
+where
+    E: ConditionFailed + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(o) => Ok(Some(o)),
+        Err(e) if e.as_service_error().is_some_and(ConditionFailed::condition_failed) => Ok(None),
+        Err(e) => Err(StoreError::sdk(e)),
+    }
+}
+
 pub(crate) fn s(v: impl Into<String>) -> aws_sdk_dynamodb::types::AttributeValue {
     aws_sdk_dynamodb::types::AttributeValue::S(v.into())
 }

@@ -1,6 +1,6 @@
 //! Outbound message records: a conditional claim before every send makes a re-send a no-op,
 //! and delivery statuses only ever move forward.
-use super::{keys, n, s, Store, StoreError};
+use super::{applied, keys, n, s, Store, StoreError};
 use crate::domain::{DeliveryState, OutboundId, ProviderMessageId, StatusUpdate};
 use crate::queue::Envelope;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -229,8 +229,8 @@ impl Store {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match out {
-            Ok(o) => {
+        match applied(out)? {
+            Some(o) => {
                 let envelope = o
                     .attributes()
                     .and_then(|a| attr_str(a, "envelope"))
@@ -238,10 +238,7 @@ impl Store {
                     .map(Box::new);
                 Ok(StatusOutcome::Applied { envelope })
             }
-            Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
-                Ok(StatusOutcome::Stale)
-            }
-            Err(e) => Err(StoreError::sdk(e)),
+            None => Ok(StatusOutcome::Stale),
         }
     }
 
@@ -258,13 +255,7 @@ impl Store {
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
-                Ok(false)
-            }
-            Err(e) => Err(StoreError::sdk(e)),
-        }
+        applied(out).map(|o| o.is_some())
     }
 }
 

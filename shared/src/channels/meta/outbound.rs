@@ -216,7 +216,7 @@ impl GraphClient {
 }
 
 /// `e` and its sources on one line (reqwest's own Display hides the cause).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -15,7 +15,8 @@ pub const IG_ACCOUNT_ID: &str = "300000000000001";
 
 static ENV: Once = Once::new();
 
-fn init_env() {
+/// Sets the environment every test system shares (once per test process).
+pub fn init_env() {
     ENV.call_once(|| {
         assert!(
             std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some(),

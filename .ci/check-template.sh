@@ -144,7 +144,16 @@ CONTRACT_ROUTES = {
     ("POST", "/consent/optin"), ("GET", "/consent/{channel}/{address}"),
     ("DELETE", "/contacts/{channel}/{address}"),
 }
-REQUIRED_ROUTES = {"ChannelWebhookFunction": {("GET", "/webhooks/meta"), ("POST", "/webhooks/meta"), ("GET", "/health")}}
+# Routes beyond CONTRACT.md that the project documents in README (admin and GDPR export).
+CONTRACT_ROUTES |= {
+    ("POST", "/contacts/{channel}/{address}/release-to-bot"),
+    ("GET", "/contacts/{channel}/{address}/export"),
+}
+REQUIRED_ROUTES = {
+    "ChannelWebhookFunction": {("GET", "/webhooks/meta"), ("POST", "/webhooks/meta"), ("GET", "/health")},
+    "ConsentApiFunction": {("POST", "/consent/optin"), ("GET", "/consent/{channel}/{address}"),
+                           ("DELETE", "/contacts/{channel}/{address}")},
+}
 
 for key, want in (("Runtime", "provided.al2023"), ("Handler", "bootstrap"), ("Architectures", ["arm64"])):
     if glob_fn.get(key) != want:

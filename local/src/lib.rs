@@ -191,7 +191,10 @@ async fn functions(State(shared): State<Shared>, req: Request) -> Response {
     };
     let req = http::Request::from_parts(parts, bytes);
     let path = req.uri().path().to_string();
-    let mut response = parley::api::channel_webhook(&shared.app, req).await;
+    let Some(function) = parley::api::HttpFunction::for_path(&path) else {
+        return parley::api::ApiError::NotFound.into_response().map(Body::from);
+    };
+    let mut response = function.handle(&shared.app, req).await;
     if path == "/health"
         && response.status().is_success()
         && !shared.poller_alive.load(std::sync::atomic::Ordering::Relaxed)

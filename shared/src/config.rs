@@ -217,3 +217,46 @@ impl Accounts {
         Ok(Self::new(list))
     }
 }
+
+/// Consent rules and privacy settings.
+#[derive(Debug, Clone)]
+pub struct ConsentSettings {
+    /// `CONSENT_CONFIRM_HOURS` — default 48: how long a pending opt-in can be confirmed.
+    pub confirm_validity_hours: i64,
+    /// `CONSENT_RESEND_HOURS` — default 24: no second confirmation message within this time.
+    pub resend_after_hours: i64,
+    /// `CONSENT_POLICY_VERSION` — default `v1`: the consent text version recorded with each change.
+    pub policy_version: String,
+    /// `DEFAULT_PHONE_REGION` — default `DE`: how national numbers in forms and shops are read.
+    pub default_phone_region: String,
+    /// `PARLEY_PSEUDONYM_KEY` — keys the hashes that replace addresses in erased consent proof.
+    pub pseudonym_key: Secret,
+}
+
+impl ConsentSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            confirm_validity_hours: env_parse("CONSENT_CONFIRM_HOURS", 48i64)?,
+            resend_after_hours: env_parse("CONSENT_RESEND_HOURS", 24i64)?,
+            policy_version: env_or("CONSENT_POLICY_VERSION", "v1"),
+            default_phone_region: env_or("DEFAULT_PHONE_REGION", "DE"),
+            pseudonym_key: Secret::new(env_or("PARLEY_PSEUDONYM_KEY", "")),
+        })
+    }
+
+    pub fn policy(&self) -> crate::domain::consent::ConsentPolicy {
+        crate::domain::consent::ConsentPolicy {
+            confirm_validity_secs: self.confirm_validity_hours * 3600,
+            resend_after_secs: self.resend_after_hours * 3600,
+            policy_version: self.policy_version.clone(),
+        }
+    }
+
+    /// Erase needs the key: without it the kept proof could not be tied back to anyone.
+    pub fn require_pseudonym_key(&self) -> Result<&str, ConfigError> {
+        match self.pseudonym_key.expose() {
+            "" => Err(ConfigError::Missing("PARLEY_PSEUDONYM_KEY")),
+            k => Ok(k),
+        }
+    }
+}

@@ -8,8 +8,10 @@
 pub mod api;
 pub mod channels;
 pub mod config;
+pub mod consent;
 pub mod domain;
 pub mod observability;
+pub mod privacy;
 pub mod queue;
 pub mod sender;
 pub mod store;

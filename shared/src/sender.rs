@@ -3,7 +3,8 @@
 //! messages of that group in the batch are reported failed too, untried.
 use crate::channels::meta::outbound::{GraphClient, SendError, SendRequest};
 use crate::config::{AwsSettings, ConfigError, LoopSettings, MetaSettings};
-use crate::domain::{Channel, OutboundBody};
+use crate::domain::consent::{ConsentPolicy, ConsentPurpose, ConsentState};
+use crate::domain::{Channel, OutboundBody, Purpose};
 use crate::observability::count;
 use crate::queue::Envelope;
 use crate::store::contacts::ContactRecord;
@@ -24,6 +25,22 @@ pub struct Sender {
     queue_url: String,
     dlq_url: Option<String>,
     settings: LoopSettings,
+    consent: ConsentPolicy,
+}
+
+/// Whether the contact's consent allows a message sent for `purpose`. Checked when sending, not
+/// only when enqueuing: a STOP that arrives while a notification waits in the queue wins.
+pub fn consent_allows(purpose: Purpose, contact: Option<&ContactRecord>) -> bool {
+    let consent = contact.map(|c| &c.consent);
+    match purpose {
+        // Answers inside a conversation the customer started need no opt-in.
+        Purpose::Reply => true,
+        Purpose::ConsentRequest => {
+            consent.is_some_and(|c| ConsentPurpose::ALL.iter().any(|p| c.get(*p).state == ConsentState::Pending))
+        }
+        Purpose::OrderUpdate => consent.is_some_and(|c| c.allows(ConsentPurpose::OrderUpdates)),
+        Purpose::Marketing => consent.is_some_and(|c| c.allows(ConsentPurpose::Marketing)),
+    }
 }
 
 /// What happened to one SQS record.
@@ -45,8 +62,9 @@ impl Sender {
         queue_url: String,
         dlq_url: Option<String>,
         settings: LoopSettings,
+        consent: ConsentPolicy,
     ) -> Self {
-        Self { store, graph, sqs, queue_url, dlq_url, settings }
+        Self { store, graph, sqs, queue_url, dlq_url, settings, consent }
     }
 
     pub async fn from_env() -> Result<Self, ConfigError> {
@@ -69,6 +87,7 @@ impl Sender {
             aws.outbound_queue_url,
             aws.outbound_dlq_url,
             LoopSettings::from_env()?,
+            crate::config::ConsentSettings::from_env()?.policy(),
         ))
     }
 
@@ -177,6 +196,12 @@ impl Sender {
                 return Outcome::Retry { delay: self.backoff(rec) };
             }
         };
+        if !consent_allows(env.purpose, contact.as_ref()) {
+            tracing::info!(id = %env.id, contact = %env.contact.redacted(), purpose = ?env.purpose, "no consent: not sent");
+            count("SendSkippedNoConsent", 1);
+            self.record(self.store.mark_dropped(&env.id, "no consent for this purpose")).await;
+            return Outcome::Done;
+        }
         let Some((body, via_template)) = self.choose_body(&env, contact.as_ref(), now) else {
             tracing::info!(id = %env.id, contact = %env.contact.redacted(), "window closed and no template: not sent");
             count("SendSkippedWindowClosed", 1);
@@ -265,6 +290,12 @@ impl Sender {
             }
             SendError::WindowClosed { .. } | SendError::Permanent { .. } | SendError::Config(_) => {
                 count("SendFailedPermanent", 1);
+                if code == Some(131050) {
+                    // The person stopped marketing messages in WhatsApp: that is a revocation.
+                    let revoked =
+                        crate::api::meta_webhook::marketing_rejected(&self.store, &env.contact, &self.consent);
+                    self.record(revoked).await;
+                }
                 tracing::warn!(id = %env.id, code, detail, contact = %env.contact.redacted(), "send failed for good");
                 self.record(self.store.mark_failed(&env.id, code, &detail)).await;
                 Outcome::Done

@@ -29,6 +29,8 @@ pub fn init_env() {
             ("META_VERIFY_TOKEN", VERIFY_TOKEN),
             ("META_ACCESS_TOKEN", "local-access-token"),
             ("PARLEY_ADMIN_KEY", ADMIN_KEY),
+            ("PARLEY_PSEUDONYM_KEY", "local-pseudonym-key"),
+            ("DEFAULT_PHONE_REGION", "DE"),
             ("WHATSAPP_PHONE_NUMBER_ID", WA_PHONE_NUMBER_ID),
             ("MESSENGER_PAGE_ID", PAGE_ID),
             ("INSTAGRAM_ACCOUNT_ID", IG_ACCOUNT_ID),
@@ -41,6 +43,9 @@ pub fn init_env() {
             std::env::set_var(k, v);
         }
         std::env::remove_var("PARLEY_FLOWS_DIR");
+        if std::env::var_os("PARLEY_TEST_LOG").is_some() {
+            parley::observability::init_logging();
+        }
         std::env::remove_var("GRAPH_API_BASE");
     });
 }
@@ -157,8 +162,9 @@ pub fn wamid() -> String {
 
 /// A fresh, unique WhatsApp customer number (so tests never share a conversation).
 pub fn customer() -> String {
-    let n = uuid::Uuid::new_v4().as_u128() % 10_000_000_000;
-    format!("49151{n:010}")
+    // A valid German mobile number: 49 151 and eight digits.
+    let n = uuid::Uuid::new_v4().as_u128() % 100_000_000;
+    format!("49151{n:08}")
 }
 
 pub fn now() -> i64 {
@@ -257,4 +263,57 @@ pub fn text_content(s: &str) -> parley::domain::InboundContent {
 pub fn release_reply(locale: &str) -> Vec<String> {
     let flows = parley::domain::flows::Flows::embedded().unwrap();
     parley::domain::conversation::release(flows.for_locale("default", locale)).replies.iter().map(body_text).collect()
+}
+
+/// The consent text the flows define for `reply` in `locale`.
+pub fn consent_text(reply: parley::domain::consent::ConsentReply, locale: &str) -> String {
+    let flows = parley::domain::flows::Flows::embedded().unwrap();
+    body_text(flows.for_locale("default", locale).consent().reply(reply))
+}
+
+impl System {
+    /// `GET /consent/{channel}/{address}` with the admin key.
+    pub async fn consent_of(&self, channel: &str, address: &str) -> Value {
+        let r = self
+            .http
+            .get(self.url(&format!("/consent/{channel}/{address}")))
+            .header("x-api-key", ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// The customer taps a button (or list row) through the sandbox, as WhatsApp would send it.
+    pub async fn tap(&self, channel: &str, from: &str, payload: &str, title: &str) {
+        let r = self
+            .http
+            .post(self.url("/sandbox/chat"))
+            .json(&json!({"channel": channel, "from": from, "payload": payload, "title": title}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["status"], 200, "webhook answered {v}");
+    }
+
+    /// The customer types `text` through the sandbox.
+    pub async fn say(&self, channel: &str, from: &str, text: &str) {
+        let r = self
+            .http
+            .post(self.url("/sandbox/chat"))
+            .json(&json!({"channel": channel, "from": from, "text": text}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["status"], 200, "webhook answered {v}");
+    }
+
+    pub async fn opt_in(&self, body: Value) -> reqwest::Response {
+        self.http.post(self.url("/consent/optin")).json(&body).send().await.unwrap()
+    }
 }

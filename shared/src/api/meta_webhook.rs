@@ -6,13 +6,20 @@
 use super::{query_param, text_response, ApiError, App};
 use crate::channels::meta::inbound::{parse_delivery, InboundParseError};
 use crate::config::Account;
-use crate::domain::conversation::{self, ContactView, Decision};
+use crate::consent::{audit_events, AuditContext};
+use crate::domain::consent::{
+    self as dconsent, Consent, ConsentCommand, ConsentEvent, ConsentPurpose, ConsentReply, ConsentState, Via,
+};
+use crate::domain::conversation::{self, ContactView};
+use crate::domain::flows::FlowSet;
 use crate::domain::{
-    Address, Channel, ContactId, InboundEvent, InboundMessage, OutboundBody, OutboundId, Purpose, StatusUpdate,
-    TemplateRef,
+    Address, Channel, ContactId, InboundContent, InboundEvent, InboundMessage, OutboundBody, OutboundId, Purpose,
+    StatusUpdate, TemplateRef,
 };
 use crate::observability::count;
 use crate::queue::Envelope;
+use crate::store::consent::{ConsentAuditEvent, ProfileSeed};
+use crate::store::contacts::ContactRecord;
 use crate::store::inbound::Claim;
 use crate::store::outbound::StatusOutcome;
 use bytes::Bytes;
@@ -67,10 +74,15 @@ pub async fn receive(app: &App, req: Request<Bytes>) -> Result<Response<String>,
 /// A claimed inbound message and what the conversation engine decided for it.
 struct Handled {
     msg: InboundMessage,
-    decision: Decision,
-    envelopes: Vec<Envelope>,
+    replies: Vec<OutboundBody>,
+    set_handover: Option<bool>,
+    /// Held-back replies delivered with this answer (cleared once queued).
+    delivered_pending: usize,
     /// How many held-back replies the contact had (cleared only if still that many).
     pending_seen: usize,
+    /// A consent change to write: (version it was computed from, new state, audit events).
+    consent_write: Option<(u64, Consent, Vec<ConsentAuditEvent>)>,
+    envelopes: Vec<Envelope>,
 }
 
 pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Result<Summary, ApiError> {
@@ -78,6 +90,7 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
     let mut messages = Vec::new();
     let mut statuses = Vec::new();
     let mut releases = Vec::new();
+    let mut preferences = Vec::new();
     for event in events {
         match event {
             InboundEvent::Message(m) => match app.accounts.get(m.contact.channel, m.account.as_str()) {
@@ -98,11 +111,10 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
                     None => summary.unknown_account += 1,
                 }
             }
-            InboundEvent::Preference(p) => {
-                // Consent handling (marketing stop/resume) belongs to the consent module.
-                tracing::info!(contact = %p.contact.redacted(), stop = p.stop, "user preference change received");
-                summary.skipped += 1;
-            }
+            InboundEvent::Preference(p) => match app.accounts.get(p.contact.channel, p.account.as_str()) {
+                Some(_) => preferences.push(p),
+                None => summary.unknown_account += 1,
+            },
         }
     }
     // Meta batches in no guaranteed order: handle a contact's messages in the order they were written.
@@ -114,14 +126,19 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
     count("InboundSkipped", summary.skipped as u64);
 
     // Round trip 1: claims + contact touches (all messages concurrently) and statuses.
+    let mut first_error_preference: Option<ApiError> = None;
     let now = crate::time_util::now_unix();
     let handled = join_all(messages.iter().map(|(m, acc)| handle_message(app, m, acc, now)));
     let status_results = join_all(statuses.iter().map(|s| handle_status(app, s)));
-    let (handled, status_results) = futures::join!(handled, status_results);
+    let preference_results = join_all(preferences.iter().map(|p| handle_preference(app, p)));
+    let (handled, status_results, preference_results) = futures::join!(handled, status_results, preference_results);
+    if let Some(e) = preference_results.into_iter().find_map(Result::err) {
+        first_error_preference = Some(e);
+    }
 
     let mut envelopes = Vec::new();
     let mut claimed = Vec::new();
-    let mut first_error = None;
+    let mut first_error = first_error_preference;
     for h in handled {
         match h {
             Ok(Some(h)) => {
@@ -158,14 +175,13 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
             app.producer.send(&envelopes).await
         }
     };
-    let handovers = join_all(
-        claimed.iter().filter_map(|h| h.decision.set_handover.map(|on| app.store.set_handover(&h.msg.contact, on))),
-    );
+    let handovers =
+        join_all(claimed.iter().filter_map(|h| h.set_handover.map(|on| app.store.set_handover(&h.msg.contact, on))));
     let releases_done = join_all(releases.iter().map(|(c, _)| app.store.set_handover(c, false)));
     let pending_cleared = join_all(
         claimed
             .iter()
-            .filter(|h| h.decision.delivered_pending > 0)
+            .filter(|h| h.delivered_pending > 0)
             .map(|h| app.store.clear_pending_replies(&h.msg.contact, h.pending_seen)),
     );
     // Claims without replies are finished now; those with replies are finished by the sender.
@@ -175,8 +191,20 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
             .filter(|h| h.envelopes.is_empty())
             .map(|h| app.store.finish_inbound(h.msg.contact.channel, &h.msg.id)),
     );
-    let (enqueued, handovers, releases_done, finished, pending_cleared) =
-        futures::join!(enqueue, handovers, releases_done, finished, pending_cleared);
+    let consent_written = join_all(claimed.iter().filter_map(|h| {
+        let (version, consent, events) = h.consent_write.as_ref()?;
+        let seed = ProfileSeed::default();
+        Some(async move {
+            match app.store.write_consent(&h.msg.contact, *version, consent, events, &seed).await {
+                Ok(true) => Ok(()),
+                // Changed concurrently: fail the delivery so Meta's retry decides on fresh state.
+                Ok(false) => Err(ApiError::Unavailable("consent changed concurrently".into())),
+                Err(e) => Err(ApiError::from(e)),
+            }
+        })
+    }));
+    let (enqueued, handovers, releases_done, finished, pending_cleared, consent_written) =
+        futures::join!(enqueue, handovers, releases_done, finished, pending_cleared, consent_written);
     let state_error = handovers
         .into_iter()
         .chain(releases_done)
@@ -184,7 +212,10 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
         .chain(finished.into_iter().chain(pending_cleared).filter_map(Result::err))
         .map(ApiError::from)
         .next();
-    let failure = first_error.or(enqueued.err().map(ApiError::from)).or(state_error);
+    let failure = first_error
+        .or(enqueued.err().map(ApiError::from))
+        .or(state_error)
+        .or(consent_written.into_iter().find_map(Result::err));
     if let Some(err) = failure {
         // Give the claims back so Meta's retry of this delivery is processed again.
         join_all(claimed.iter().map(|h| app.store.release_inbound(h.msg.contact.channel, &h.msg.id))).await;
@@ -211,20 +242,107 @@ async fn handle_message(
     let contact = contact?;
     let locale = contact.locale.clone().unwrap_or_else(|| account.locale.clone());
     let flows = app.flows.for_locale(&account.flows, &locale);
-    let decision = conversation::decide(
-        flows,
-        &ContactView { locale: locale.clone(), handover: contact.handover, pending: contact.pending_bodies() },
-        &msg.content,
-    );
-    tracing::info!(
-        contact = %msg.contact.redacted(),
-        kind = msg.content.kind_name(),
-        outcome = decision.outcome.as_str(),
-        replies = decision.replies.len(),
-        "inbound message handled"
-    );
-    let envelopes = build_envelopes(app, account, &msg.contact, Some(msg), &decision.replies, &locale, now);
-    Ok(Some(Handled { msg: msg.clone(), decision, envelopes, pending_seen: contact.pending_replies.len() }))
+    // Consent words (STOP above all) are answered before anything else, even during a handover.
+    let handled = match consent_step(app, flows, &contact, msg) {
+        Some(step) => {
+            tracing::info!(contact = %msg.contact.redacted(), outcome = step.outcome, "consent message handled");
+            Handled {
+                msg: msg.clone(),
+                replies: step.replies,
+                set_handover: None,
+                delivered_pending: 0,
+                pending_seen: 0,
+                consent_write: step.write.map(|(consent, events)| (contact.consent_version, consent, events)),
+                envelopes: Vec::new(),
+            }
+        }
+        None => {
+            let view =
+                ContactView { locale: locale.clone(), handover: contact.handover, pending: contact.pending_bodies() };
+            let decision = conversation::decide(flows, &view, &msg.content);
+            tracing::info!(
+                contact = %msg.contact.redacted(),
+                kind = msg.content.kind_name(),
+                outcome = decision.outcome.as_str(),
+                replies = decision.replies.len(),
+                "inbound message handled"
+            );
+            Handled {
+                msg: msg.clone(),
+                replies: decision.replies,
+                set_handover: decision.set_handover,
+                delivered_pending: decision.delivered_pending,
+                pending_seen: contact.pending_replies.len(),
+                consent_write: None,
+                envelopes: Vec::new(),
+            }
+        }
+    };
+    let envelopes = build_envelopes(app, account, &msg.contact, Some(msg), &handled.replies, &locale, now);
+    Ok(Some(Handled { envelopes, ..handled }))
+}
+
+/// The consent part of a message: its replies and the state change to write, if it was a
+/// consent word or button; `None` lets the conversation engine answer it.
+struct ConsentStep {
+    replies: Vec<OutboundBody>,
+    write: Option<(Consent, Vec<ConsentAuditEvent>)>,
+    outcome: &'static str,
+}
+
+fn consent_step(app: &App, flows: &FlowSet, contact: &ContactRecord, msg: &InboundMessage) -> Option<ConsentStep> {
+    let texts = flows.consent();
+    let (command, words) = match &msg.content {
+        InboundContent::Text { body } => (dconsent::classify(body, texts.start_keywords())?, body.clone()),
+        InboundContent::Button { payload, title } => (
+            dconsent::classify_payload(payload).or_else(|| dconsent::classify(title, texts.start_keywords()))?,
+            payload.clone(),
+        ),
+        _ => return None,
+    };
+    let event = match command {
+        ConsentCommand::Start => ConsentEvent::RequestOptIn { purposes: ConsentPurpose::ALL.to_vec(), via: Via::Chat },
+        ConsentCommand::Yes => ConsentEvent::Confirm,
+        ConsentCommand::No => ConsentEvent::Decline,
+        ConsentCommand::Stop => ConsentEvent::Stop,
+    };
+    let policy = app.consent.policy();
+    let decision = dconsent::apply(&contact.consent, &event, msg.timestamp, &policy);
+    let reply = match (command, decision.reply) {
+        // The person asked in the chat: always show the question while something is pending.
+        (ConsentCommand::Start, None | Some(ConsentReply::Question))
+            if ConsentPurpose::ALL.iter().any(|p| decision.consent.get(*p).state == ConsentState::Pending) =>
+        {
+            Some(ConsentReply::Question)
+        }
+        (_, r) => r,
+    };
+    // YES/NO with nothing pending are ordinary words: let the conversation answer them.
+    if reply.is_none() && matches!(command, ConsentCommand::Yes | ConsentCommand::No) {
+        return None;
+    }
+    let write = (decision.consent != contact.consent).then(|| {
+        let ctx = AuditContext {
+            source: "chat",
+            message_id: Some(msg.id.as_str().to_string()),
+            words: Some(words),
+            ..Default::default()
+        };
+        let events =
+            audit_events(&msg.contact, &decision.transitions, msg.timestamp * 1000, &ctx, &policy.policy_version);
+        (decision.consent.clone(), events)
+    });
+    count("ConsentChanges", decision.transitions.len() as u64);
+    Some(ConsentStep {
+        replies: reply.map(|r| vec![texts.reply(r).clone()]).unwrap_or_default(),
+        write,
+        outcome: match command {
+            ConsentCommand::Start => "start",
+            ConsentCommand::Yes => "yes",
+            ConsentCommand::No => "no",
+            ConsentCommand::Stop => "stop",
+        },
+    })
 }
 
 /// Our ids for replies are derived from the inbound message id, so re-processing the same
@@ -288,6 +406,42 @@ fn fallback_template(app: &App, account: &Account, locale: &str) -> Option<Templ
     }
 }
 
+/// WhatsApp's `user_preferences`: the person stopped (or resumed) marketing messages in the app.
+async fn handle_preference(app: &App, p: &crate::domain::PreferenceChange) -> Result<(), ApiError> {
+    let event = if p.stop { ConsentEvent::MarketingStoppedInApp } else { ConsentEvent::MarketingResumedInApp };
+    let ctx = AuditContext {
+        source: "whatsapp_preferences",
+        words: Some(format!("{}={}", p.category, if p.stop { "stop" } else { "resume" })),
+        ..Default::default()
+    };
+    let policy = app.consent.policy();
+    crate::consent::change_consent(&app.store, &p.contact, &event, p.timestamp, &ctx, &policy, &ProfileSeed::default())
+        .await?;
+    count("ConsentPreferenceChanges", 1);
+    Ok(())
+}
+
+/// A send that Meta rejected because the person stopped marketing messages (131050).
+pub(crate) async fn marketing_rejected(
+    store: &crate::store::Store,
+    contact: &ContactId,
+    policy: &dconsent::ConsentPolicy,
+) -> Result<(), crate::store::StoreError> {
+    let ctx = AuditContext { source: "send_failure", detail: Some("131050".into()), ..Default::default() };
+    let now = crate::time_util::now_unix();
+    crate::consent::change_consent(
+        store,
+        contact,
+        &ConsentEvent::MarketingSendRejected,
+        now,
+        &ctx,
+        policy,
+        &ProfileSeed::default(),
+    )
+    .await
+    .map(|_| ())
+}
+
 /// Applies a delivery status; a late "window closed" failure re-queues the message once as its
 /// template fallback (returned for the batched enqueue).
 async fn handle_status(app: &App, st: &StatusUpdate) -> Result<Option<Envelope>, ApiError> {
@@ -297,6 +451,11 @@ async fn handle_status(app: &App, st: &StatusUpdate) -> Result<Option<Envelope>,
         count("InboundStatusesStale", 1);
         return Ok(None);
     };
+    if st.errors.iter().any(|e| e.code == 131050) {
+        if let Some(env) = envelope.as_deref() {
+            marketing_rejected(&app.store, &env.contact, &app.consent.policy()).await?;
+        }
+    }
     let window_closed = st.errors.iter().any(|e| e.code == 131047);
     if !window_closed {
         if let Some(err) = st.errors.first() {

@@ -1,12 +1,15 @@
 //! HTTP handlers shared by the Lambda functions and the local runtime. They take and return
 //! plain `http` types, so the same code runs behind API Gateway and behind `make dev`.
+pub mod consent;
 pub mod error;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod meta_webhook;
 
 pub use error::ApiError;
 
 use crate::channels::signature::{Encoding, Verifier};
-use crate::config::{Accounts, AwsSettings, ConfigError, LoopSettings, MetaSettings, Secret};
+use crate::config::{Accounts, AwsSettings, ConfigError, ConsentSettings, LoopSettings, MetaSettings, Secret};
 use crate::domain::flows::Flows;
 use crate::domain::templates::Templates;
 use crate::queue::Producer;
@@ -25,6 +28,7 @@ pub struct App {
     pub flows: Flows,
     pub templates: Templates,
     pub settings: LoopSettings,
+    pub consent: ConsentSettings,
     /// `PARLEY_ADMIN_KEY` — the `x-api-key` for the admin routes; unset disables them.
     pub admin_key: Option<Secret>,
 }
@@ -60,7 +64,6 @@ impl App {
         aws: AwsSettings,
         meta: MetaSettings,
     ) -> Result<Self, ConfigError> {
-        meta.require_webhook_secrets()?;
         let (flows, templates) = load_content()?;
         Ok(Self {
             store: Store::new(ddb, aws.table),
@@ -75,6 +78,7 @@ impl App {
             flows,
             templates,
             settings: LoopSettings::from_env()?,
+            consent: ConsentSettings::from_env()?,
             admin_key: crate::config::env_opt("PARLEY_ADMIN_KEY").map(Secret::new),
         })
     }
@@ -175,28 +179,74 @@ pub async fn health(app: &App) -> Response<String> {
     )
 }
 
-/// The channel-webhook function's routes: `/health`, `/webhooks/meta`, and the agent
-/// release route `POST /contacts/{channel}/{address}/release-to-bot`.
-pub async fn channel_webhook(app: &App, req: Request<Bytes>) -> Response<String> {
-    let path = req.uri().path().trim_end_matches('/').to_string();
-    let result = match (req.method().clone(), path.as_str()) {
-        (Method::GET, "/health") => return health(app).await,
-        (_, "/health") => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+/// The HTTP functions, as template.yaml deploys them. Each serves its own routes; the local
+/// runtime uses [`HttpFunction::for_path`] to route like API Gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpFunction {
+    /// `GET/POST /webhooks/meta`, `POST /contacts/{channel}/{address}/release-to-bot`, `GET /health`.
+    ChannelWebhook,
+    /// `POST /consent/optin`, `GET /consent/{channel}/{address}`,
+    /// `GET /contacts/{channel}/{address}/export`, `DELETE /contacts/{channel}/{address}`.
+    ConsentApi,
+}
+
+impl HttpFunction {
+    pub fn name(self) -> &'static str {
+        match self {
+            HttpFunction::ChannelWebhook => "channel-webhook",
+            HttpFunction::ConsentApi => "consent-api",
+        }
+    }
+
+    /// Which function API Gateway sends `path` to.
+    pub fn for_path(path: &str) -> Option<Self> {
+        let p = path.trim_end_matches('/');
+        if p == "/health" || p == "/webhooks/meta" || (p.starts_with("/contacts/") && p.ends_with("/release-to-bot")) {
+            Some(HttpFunction::ChannelWebhook)
+        } else if p.starts_with("/consent/") || p.starts_with("/contacts/") {
+            Some(HttpFunction::ConsentApi)
+        } else {
+            None
+        }
+    }
+
+    pub async fn handle(self, app: &App, req: Request<Bytes>) -> Response<String> {
+        let path = req.uri().path().trim_end_matches('/').to_string();
+        let result = match (self, req.method().clone(), path.as_str()) {
+            (_, Method::GET, "/health") => Ok(health(app).await),
+            (_, _, "/health") => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+            (HttpFunction::ChannelWebhook, method, p) => channel_webhook_route(app, req, method, p).await,
+            (HttpFunction::ConsentApi, _, p) => consent::route(app, &req, p).await.unwrap_or(Err(ApiError::NotFound)),
+        };
+        let response = result.unwrap_or_else(ApiError::into_response);
+        crate::observability::flush(self.name());
+        response
+    }
+}
+
+async fn channel_webhook_route(
+    app: &App,
+    req: Request<Bytes>,
+    method: Method,
+    path: &str,
+) -> Result<Response<String>, ApiError> {
+    match (method, path) {
         (Method::GET, "/webhooks/meta") => meta_webhook::verify(app, &req),
         (Method::POST, "/webhooks/meta") => meta_webhook::receive(app, req).await,
         (_, "/webhooks/meta") => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
-        (method, p) if p.starts_with("/contacts/") && p.ends_with("/release-to-bot") => {
-            if method == Method::POST {
-                meta_webhook::release_to_bot(app, &req, p).await
-            } else {
-                Err(ApiError::MethodNotAllowed { allow: "POST" })
-            }
+        (Method::POST, p) if p.starts_with("/contacts/") && p.ends_with("/release-to-bot") => {
+            meta_webhook::release_to_bot(app, &req, p).await
+        }
+        (_, p) if p.starts_with("/contacts/") && p.ends_with("/release-to-bot") => {
+            Err(ApiError::MethodNotAllowed { allow: "POST" })
         }
         _ => Err(ApiError::NotFound),
-    };
-    let response = result.unwrap_or_else(ApiError::into_response);
-    crate::observability::flush("channel-webhook");
-    response
+    }
+}
+
+/// Shorthand for [`HttpFunction::ChannelWebhook`] (tests and benchmarks call it directly).
+pub async fn channel_webhook(app: &App, req: Request<Bytes>) -> Response<String> {
+    HttpFunction::ChannelWebhook.handle(app, req).await
 }
 
 #[cfg(test)]
@@ -214,6 +264,18 @@ mod tests {
         assert_eq!(query_param(&req, "hub.challenge").as_deref(), Some("1158201444"));
         assert_eq!(query_param(&req, "x").as_deref(), Some("%zz"));
         assert_eq!(query_param(&req, "missing"), None);
+    }
+
+    #[test]
+    fn paths_route_to_the_function_template_yaml_deploys_them_in() {
+        use HttpFunction::*;
+        assert_eq!(HttpFunction::for_path("/webhooks/meta"), Some(ChannelWebhook));
+        assert_eq!(HttpFunction::for_path("/health"), Some(ChannelWebhook));
+        assert_eq!(HttpFunction::for_path("/contacts/whatsapp/49151/release-to-bot"), Some(ChannelWebhook));
+        assert_eq!(HttpFunction::for_path("/contacts/whatsapp/49151"), Some(ConsentApi));
+        assert_eq!(HttpFunction::for_path("/contacts/whatsapp/49151/export"), Some(ConsentApi));
+        assert_eq!(HttpFunction::for_path("/consent/optin"), Some(ConsentApi));
+        assert_eq!(HttpFunction::for_path("/nope"), None);
     }
 
     #[test]

@@ -1,20 +1,24 @@
 //! Brand-editable keyword and button flows: one TOML file per flow set and locale
 //! (`<set>.<locale>.toml`), validated against the channel limits when loaded so that a bad
 //! edit fails at start-up instead of at send time.
+use super::consent::{self, ConsentReply};
 use super::message::{Button, ListRow, ListSection, OutboundBody};
 use crate::config::ConfigError;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-/// Words other parts of Parley answer before any flow: the consent flow and the cart commands.
-/// A flow or handover keyword equal to one of them would shadow or be shadowed by them.
+/// Words other parts of Parley answer before any flow: the consent words (`consent::*_WORDS`)
+/// and the cart commands. A flow or handover keyword equal to one of them would shadow or be
+/// shadowed by them.
 pub const RESERVED_KEYWORDS: &[&str] = &[
     "start",
     "anmelden",
     "stop",
     "stopp",
     "abmelden",
+    "unsubscribe",
+    "abbestellen",
     "yes",
     "no",
     "ja",
@@ -152,6 +156,39 @@ pub struct FlowSet {
     location: OutboundBody,
     unsupported: OutboundBody,
     order_received: OutboundBody,
+    consent: ConsentTexts,
+}
+
+/// The `[consent]` section: what the double opt-in says, and extra words that start it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsentTexts {
+    question: OutboundBody,
+    welcome: OutboundBody,
+    declined: OutboundBody,
+    stop_ack: OutboundBody,
+    already_confirmed: OutboundBody,
+    expired: OutboundBody,
+    start_keywords: Vec<String>,
+}
+
+impl ConsentTexts {
+    /// The message for a consent decision's reply. `Question` is always the YES/NO buttons
+    /// message (`consent::PAYLOAD_YES` / `PAYLOAD_NO`), checked at load.
+    pub fn reply(&self, r: ConsentReply) -> &OutboundBody {
+        match r {
+            ConsentReply::Question => &self.question,
+            ConsentReply::Welcome => &self.welcome,
+            ConsentReply::Declined => &self.declined,
+            ConsentReply::StopAck => &self.stop_ack,
+            ConsentReply::AlreadyConfirmed => &self.already_confirmed,
+            ConsentReply::Expired => &self.expired,
+        }
+    }
+
+    /// Extra opt-in words besides START/ANMELDEN, normalised (for `consent::classify`).
+    pub fn start_keywords(&self) -> &[String] {
+        &self.start_keywords
+    }
 }
 
 impl FlowSet {
@@ -204,6 +241,9 @@ impl FlowSet {
     /// For a WhatsApp catalog cart, until carts are handled in the chat.
     pub fn order_received(&self) -> &OutboundBody {
         &self.order_received
+    }
+    pub fn consent(&self) -> &ConsentTexts {
+        &self.consent
     }
 }
 
@@ -306,6 +346,21 @@ impl Flows {
     }
 }
 
+/// The text of any non-template body.
+fn body_text(body: &OutboundBody) -> &str {
+    match body {
+        OutboundBody::Text { text } | OutboundBody::Buttons { text, .. } | OutboundBody::List { text, .. } => text,
+        OutboundBody::Template { .. } => "",
+    }
+}
+
+/// The text contains one of the (normalised) phrases as whole words.
+fn mentions<'a>(text: &str, phrases: impl IntoIterator<Item = &'a str>) -> bool {
+    let normalized = normalize(text);
+    let words: Vec<&str> = normalized.split(' ').filter(|w| !w.is_empty()).collect();
+    phrases.into_iter().any(|p| Phrase::new(p).occurs_in(&words))
+}
+
 fn check_name(s: &str) -> Result<String, String> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
         Ok(s.to_string())
@@ -335,6 +390,7 @@ struct RawFile {
     fallback: RawReply,
     handover: RawHandover,
     replies: RawReplies,
+    consent: RawConsent,
     #[serde(default, rename = "flow")]
     flows: Vec<RawFlow>,
 }
@@ -361,6 +417,19 @@ struct RawReplies {
     location: RawReply,
     unsupported: RawReply,
     order_received: RawReply,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsent {
+    #[serde(default)]
+    start_keywords: Vec<String>,
+    question: RawReply,
+    welcome: RawReply,
+    declined: RawReply,
+    stop_ack: RawReply,
+    already_confirmed: RawReply,
+    expired: RawReply,
 }
 
 #[derive(Deserialize)]
@@ -475,14 +544,58 @@ impl Validator {
         let location = self.reply("replies.location", raw.replies.location);
         let unsupported = self.reply("replies.unsupported", raw.replies.unsupported);
         let order_received = self.reply("replies.order_received", raw.replies.order_received);
+        let consent = self.consent(raw.consent, &mut keyword_owner);
 
         for (ctx, id) in std::mem::take(&mut self.targets) {
-            if !payload_owner.contains_key(&id) {
+            // Consent buttons are answered before any flow, so they need none.
+            if !payload_owner.contains_key(&id) && consent::classify_payload(&id).is_none() {
                 self.fail(format!("{ctx}: '{id}' leads nowhere: no flow or handover has it in its payloads"));
             }
         }
 
-        FlowSet { set, locale, flows, fallback, handover, media, location, unsupported, order_received }
+        FlowSet { set, locale, flows, fallback, handover, media, location, unsupported, order_received, consent }
+    }
+
+    fn consent(&mut self, raw: RawConsent, keyword_owner: &mut HashMap<String, String>) -> ConsentTexts {
+        let start_keywords = self
+            .keywords("consent.start_keywords", &raw.start_keywords, keyword_owner)
+            .iter()
+            .map(Phrase::as_string)
+            .collect::<Vec<_>>();
+
+        let question = self.reply("consent.question", raw.question);
+        let yes_no = [consent::PAYLOAD_YES, consent::PAYLOAD_NO];
+        match &question {
+            OutboundBody::Buttons { text, buttons }
+                if buttons.len() == 2 && yes_no.iter().all(|id| buttons.iter().any(|b| b.id == *id)) =>
+            {
+                // The customer must learn how to leave before agreeing.
+                if !mentions(text, consent::STOP_WORDS.iter().copied()) {
+                    self.fail("consent.question: text must say that STOP ends it (mention STOP or STOPP)".into());
+                }
+            }
+            _ => self.fail(format!(
+                "consent.question: needs exactly two buttons, with ids '{}' and '{}'",
+                consent::PAYLOAD_YES,
+                consent::PAYLOAD_NO
+            )),
+        }
+
+        let stop_ack = self.reply("consent.stop_ack", raw.stop_ack);
+        let starts = consent::START_WORDS.iter().copied().chain(start_keywords.iter().map(String::as_str));
+        if !mentions(body_text(&stop_ack), starts) {
+            self.fail("consent.stop_ack: text must say how to opt in again (mention START or ANMELDEN)".into());
+        }
+
+        ConsentTexts {
+            question,
+            welcome: self.reply("consent.welcome", raw.welcome),
+            declined: self.reply("consent.declined", raw.declined),
+            stop_ack,
+            already_confirmed: self.reply("consent.already_confirmed", raw.already_confirmed),
+            expired: self.reply("consent.expired", raw.expired),
+            start_keywords,
+        }
     }
 
     fn keywords(&mut self, ctx: &str, raw: &[String], owner: &mut HashMap<String, String>) -> Vec<Phrase> {
@@ -514,6 +627,9 @@ impl Validator {
         for p in raw {
             if p.trim().is_empty() || p.chars().count() > MAX_BUTTON_ID {
                 self.fail(format!("{ctx}: payload '{p}' must be 1 to {MAX_BUTTON_ID} characters"));
+            }
+            if consent::classify_payload(p).is_some() {
+                self.fail(format!("{ctx}: payload '{p}' is reserved for consent"));
             }
             match owner.get(p) {
                 Some(prev) if prev == ctx => self.fail(format!("{ctx}: payload '{p}' is listed twice")),
@@ -617,6 +733,15 @@ media.text = "Text only, please."
 location.text = "Thanks for the location."
 unsupported.text = "I cannot read that."
 order_received.text = "Cart received."
+[consent]
+welcome.text = "Welcome."
+declined.text = "Okay."
+stop_ack.text = "Bye. Send START to come back."
+already_confirmed.text = "Already in."
+expired.text = "Too late, send START."
+[consent.question]
+text = "Updates and offers? STOP ends it."
+buttons = [{ id = "consent:yes", title = "Yes" }, { id = "consent:no", title = "No" }]
 "#;
 
     fn with(extra: &str) -> Result<Flows, ConfigError> {
@@ -651,6 +776,112 @@ order_received.text = "Cart received."
             assert!(matches!(set.flow("sizes").unwrap().reply, OutboundBody::List { .. }));
             assert!(!set.handover.keywords.is_empty());
         }
+    }
+
+    #[test]
+    fn embedded_consent_texts() {
+        let flows = Flows::embedded().unwrap();
+        for (locale, yes, no) in [("de", "Ja", "Nein"), ("en", "Yes", "No")] {
+            let c = flows.for_locale("default", locale).consent();
+            let OutboundBody::Buttons { text, buttons } = c.reply(ConsentReply::Question) else {
+                panic!("{locale}: the question must be a buttons message")
+            };
+            let titles: Vec<_> = buttons.iter().map(|b| (b.id.as_str(), b.title.as_str())).collect();
+            assert_eq!(titles, [(consent::PAYLOAD_YES, yes), (consent::PAYLOAD_NO, no)], "{locale}");
+            assert!(text.contains("STOP"), "{locale}: {text}");
+            let stop_ack = body_text(c.reply(ConsentReply::StopAck));
+            assert!(stop_ack.contains("START") || stop_ack.contains("ANMELDEN"), "{locale}: {stop_ack}");
+            for r in
+                [ConsentReply::Welcome, ConsentReply::Declined, ConsentReply::AlreadyConfirmed, ConsentReply::Expired]
+            {
+                assert!(!body_text(c.reply(r)).is_empty(), "{locale}: {r:?}");
+            }
+            assert!(!c.start_keywords().is_empty());
+            for k in c.start_keywords() {
+                assert_eq!(consent::classify(k, c.start_keywords()), Some(consent::ConsentCommand::Start));
+            }
+        }
+        let de = flows.for_locale("default", "de").consent();
+        assert!(body_text(de.reply(ConsentReply::Question)).contains("Bestell-Updates"));
+        assert_eq!(de.start_keywords(), ["newsletter", "abonnieren"]);
+    }
+
+    #[test]
+    fn consent_words_are_reserved() {
+        let words = [consent::START_WORDS, consent::YES_WORDS, consent::NO_WORDS, consent::STOP_WORDS];
+        for w in words.concat() {
+            assert!(RESERVED_KEYWORDS.contains(&w), "'{w}' is a consent word but not reserved");
+        }
+    }
+
+    #[test]
+    fn rejects_a_missing_or_malformed_consent_section() {
+        let start = BASE.find("[consent]").unwrap();
+        let Err(ConfigError::Flows { reason, .. }) = Flows::from_toml("default", "en", &BASE[..start]) else {
+            panic!("missing consent accepted")
+        };
+        assert!(reason.contains("consent"), "{reason}");
+
+        let swap = |from: &str, to: &str| {
+            assert!(BASE.contains(from), "{from}");
+            match Flows::from_toml("default", "en", &BASE.replace(from, to)) {
+                Err(ConfigError::Flows { reason, .. }) => reason,
+                other => panic!("accepted {to}: {other:?}"),
+            }
+        };
+        let ids = "needs exactly two buttons, with ids 'consent:yes' and 'consent:no'";
+        assert!(swap(r#"id = "consent:no""#, r#"id = "consent:yes""#).contains(ids));
+        assert!(swap(r#", { id = "consent:no", title = "No" }"#, "").contains(ids));
+        assert!(swap("buttons = [{ id = \"consent:yes\"", "# buttons = [{ id = \"consent:yes\"").contains(ids));
+        assert!(swap("Updates and offers? STOP ends it.", "Updates and offers?").contains("consent.question"));
+        assert!(swap("Bye. Send START to come back.", "Bye.").contains("consent.stop_ack"));
+        assert!(swap("welcome.text = \"Welcome.\"", "welcome.text = \" \"").contains("consent.welcome: text is empty"));
+        assert!(swap("expired.text", "expird.text").contains("expird"));
+    }
+
+    #[test]
+    fn consent_start_keywords_are_checked_like_flow_keywords() {
+        let kw = |words: &str| BASE.replace("[consent]\n", &format!("[consent]\nstart_keywords = [{words}]\n"));
+        let set = Flows::from_toml("default", "en", &kw(r#""Newsletter!", "sign me up""#)).unwrap();
+        let c = set.for_locale("default", "en").consent();
+        assert_eq!(c.start_keywords(), ["newsletter", "sign me up"]);
+        // A start keyword counts as the opt-in word stop_ack has to mention.
+        let mentions_keyword = kw(r#""newsletter""#).replace("Send START to come back", "Send NEWSLETTER to come back");
+        Flows::from_toml("default", "en", &mentions_keyword).unwrap();
+
+        let rejects = |src: String, needles: &[&str]| match Flows::from_toml("default", "en", &src) {
+            Err(ConfigError::Flows { reason, .. }) => {
+                for n in needles {
+                    assert!(reason.contains(n), "'{reason}' should mention '{n}'");
+                }
+            }
+            other => panic!("accepted: {other:?}"),
+        };
+        rejects(kw(r#""Stopp""#), &["consent.start_keywords", "reserved"]);
+        rejects(kw(r#""👋""#), &["consent.start_keywords", "no letters or digits"]);
+        rejects(kw(r#""agent""#), &["consent.start_keywords", "already used by handover"]);
+        rejects(
+            format!("{}\n[[flow]]\nid = \"news\"\nkeywords = [\"news letter\"]\ntext = \"a\"", kw(r#""News-Letter""#)),
+            &["consent.start_keywords", "already used by flow 'news'"],
+        );
+    }
+
+    #[test]
+    fn consent_buttons_need_no_flow_and_no_flow_may_take_them() {
+        // A flow can offer the opt-in as a button.
+        with("[[flow]]\nid = \"news\"\nkeywords = [\"offers\"]\ntext = \"Want offers?\"\nbuttons = [{ id = \"consent:start\", title = \"Sign up\" }]")
+            .unwrap();
+        assert_rejects(
+            "[[flow]]\nid = \"x\"\npayloads = [\"consent:yes\"]\ntext = \"a\"",
+            &["flow 'x'", "'consent:yes' is reserved for consent"],
+        );
+        // Other ids in the consent texts must still lead somewhere.
+        let r = BASE.replace(
+            "welcome.text = \"Welcome.\"",
+            "welcome = { text = \"Hi\", buttons = [{ id = \"nowhere\", title = \"Go\" }] }",
+        );
+        let Err(ConfigError::Flows { reason, .. }) = Flows::from_toml("default", "en", &r) else { panic!() };
+        assert!(reason.contains("consent.welcome") && reason.contains("'nowhere' leads nowhere"), "{reason}");
     }
 
     #[test]

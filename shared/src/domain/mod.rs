@@ -1,10 +1,12 @@
 //! The pure domain: no AWS, no Lambda, no HTTP. State and an event in, a decision out.
+pub mod consent;
 pub mod conversation;
 pub mod flows;
 pub mod ids;
 pub mod inbound;
 pub mod message;
 pub mod money;
+pub mod phone;
 pub mod templates;
 
 pub use ids::*;

@@ -29,6 +29,12 @@ pub struct ContactRecord {
     /// bodies; delivered with the customer's next message.
     #[serde(default)]
     pub pending_replies: Vec<String>,
+    /// Consent per purpose; changed only together with its audit events.
+    #[serde(default)]
+    pub consent: crate::domain::consent::Consent,
+    /// Optimistic-concurrency version of `consent`.
+    #[serde(default)]
+    pub consent_version: u64,
 }
 
 /// At most this many held-back replies are delivered (the newest).

@@ -18,3 +18,12 @@ pub fn outbound_pk(id: &OutboundId) -> String {
 pub fn provider_pk(id: &ProviderMessageId) -> String {
     format!("PM#{id}")
 }
+
+/// Where erased contacts' consent proof is kept, under a keyed hash of the address.
+pub fn pseudonym_pk(pseudonym: &str) -> String {
+    format!("P#{pseudonym}")
+}
+
+/// GSI `gsi1`: a contact's message records (`gsi1pk` = the contact's pk), so an erase or an
+/// export finds them without a scan.
+pub const GSI1: &str = "gsi1";

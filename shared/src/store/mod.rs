@@ -8,7 +8,13 @@
 //! | inbound claim (dedupe) | `IN#{channel}#{message id}` | `IN` | `ttl` ≥ 7 days; `claimed` with a lease, then `done` |
 //! | outbound message | `OUT#{our id}` | `OUT` | status, attempts, envelope; `ttl` 30 days |
 //! | provider message | `PM#{provider id}` | `PM` | our id + envelope, delivery status (only moves forward) |
+//! | consent event | `C#{channel}#{address}` | `EV#{ms}#{seq}#{purpose}` | immutable audit trail, newest first |
+//! | erased consent proof | `P#{keyed hash of the contact}` | `EV#…` | the events without the address |
+//!
+//! GSI `gsi1` (`gsi1pk` = the contact's pk) lists a contact's message records for export/erase.
+pub mod consent;
 pub mod contacts;
+pub mod erase;
 pub mod inbound;
 pub mod keys;
 pub mod outbound;

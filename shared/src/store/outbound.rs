@@ -59,7 +59,8 @@ impl Store {
             .key("sk", s("OUT"))
             .update_expression(
                 "SET #st = :sending, lease_until = :lease, attempts = if_not_exists(attempts, :zero) + :one, \
-                 contact = :contact, created_at = if_not_exists(created_at, :now), updated_at = :now, #ttl = :ttl",
+                 contact = :contact, gsi1pk = :gpk, gsi1sk = :gsk, created_at = if_not_exists(created_at, :now), \
+                 updated_at = :now, #ttl = :ttl",
             )
             .condition_expression("attribute_not_exists(pk) OR #st = :retry OR (#st = :sending AND lease_until < :now)")
             .expression_attribute_names("#st", "status")
@@ -70,6 +71,8 @@ impl Store {
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":contact", s(env.contact.key()))
+            .expression_attribute_values(":gpk", s(keys::contact_pk(&env.contact)))
+            .expression_attribute_values(":gsk", s(keys::outbound_pk(&env.id)))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":ttl", n(now + OUTBOUND_TTL.as_secs() as i64))
             .return_values(ReturnValue::UpdatedNew)
@@ -145,7 +148,7 @@ impl Store {
             .key("sk", s("PM"))
             // A status webhook may have arrived first: never move its status backwards.
             .update_expression(
-                "SET out_id = :out, envelope = :env, contact = :contact, \
+                "SET out_id = :out, envelope = :env, contact = :contact, gsi1pk = :gpk, gsi1sk = :gsk, \
                  #st = if_not_exists(#st, :sent), #rank = if_not_exists(#rank, :one), #ttl = :ttl",
             )
             .expression_attribute_names("#st", "status")
@@ -154,6 +157,8 @@ impl Store {
             .expression_attribute_values(":out", s(env.id.as_str()))
             .expression_attribute_values(":env", s(env.to_json()))
             .expression_attribute_values(":contact", s(env.contact.key()))
+            .expression_attribute_values(":gpk", s(keys::contact_pk(&env.contact)))
+            .expression_attribute_values(":gsk", s(keys::provider_pk(provider_id)))
             .expression_attribute_values(":sent", s(DeliveryState::Sent.as_str()))
             .expression_attribute_values(":one", n(DeliveryState::Sent.rank()))
             .expression_attribute_values(":ttl", n(now + OUTBOUND_TTL.as_secs() as i64))

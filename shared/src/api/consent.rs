@@ -1,0 +1,230 @@
+//! The consent API: web double opt-in, consent status with its proof, export and erase.
+use super::{json_response, ApiError, App};
+use crate::consent::{change_consent, AuditContext};
+use crate::domain::consent::{ConsentEvent, ConsentPurpose, ConsentState, Via, PAYLOAD_NO, PAYLOAD_YES};
+use crate::domain::phone::normalize_phone;
+use crate::domain::{Address, Channel, ContactId, OutboundBody, OutboundId, Purpose};
+use crate::queue::Envelope;
+use crate::store::consent::ProfileSeed;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+
+/// The template that asks a web opt-in to confirm (the person has not written, so the
+/// customer-service window is closed and only a template may go out).
+pub const CONFIRMATION_TEMPLATE: &str = "consent_confirmation";
+const MAX_SOURCE_CHARS: usize = 200;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptInRequest {
+    channel: String,
+    address: String,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    locale: Option<String>,
+    #[serde(default)]
+    purposes: Option<Vec<String>>,
+    /// Which WhatsApp number sends the confirmation (default: the first configured).
+    #[serde(default)]
+    account: Option<String>,
+}
+
+/// Parses a contact from a path: WhatsApp numbers may be written in any common format.
+pub fn parse_contact(app: &App, channel: &str, address: &str) -> Result<ContactId, ApiError> {
+    let channel: Channel =
+        channel.parse().map_err(|e: crate::domain::IdError| ApiError::Unprocessable(e.to_string()))?;
+    let address = match channel {
+        Channel::WhatsApp => {
+            let phone = normalize_phone(address, &app.consent.default_phone_region)
+                .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+            Address::parse(phone.digits()).map_err(|e| ApiError::Unprocessable(e.to_string()))?
+        }
+        _ => Address::parse(address).map_err(|e| ApiError::Unprocessable(e.to_string()))?,
+    };
+    Ok(ContactId::new(channel, address))
+}
+
+fn parse_purposes(raw: Option<Vec<String>>) -> Result<Vec<ConsentPurpose>, ApiError> {
+    let Some(raw) = raw else { return Ok(ConsentPurpose::ALL.to_vec()) };
+    if raw.is_empty() {
+        return Err(ApiError::Unprocessable("purposes must name at least one of order_updates, marketing".into()));
+    }
+    let mut out = Vec::new();
+    for p in raw {
+        let purpose: ConsentPurpose = serde_json::from_value(serde_json::Value::String(p.clone())).map_err(|_| {
+            ApiError::Unprocessable(format!("unknown purpose '{p}' (expected order_updates or marketing)"))
+        })?;
+        if !out.contains(&purpose) {
+            out.push(purpose);
+        }
+    }
+    Ok(out)
+}
+
+fn client_ip(req: &Request<Bytes>) -> Option<String> {
+    let xff = req.headers().get("x-forwarded-for")?.to_str().ok()?;
+    xff.split(',').next().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// `POST /consent/optin`: records a pending double opt-in and sends the confirmation template.
+/// Always answers 202 `{"state":"pending"}` for a valid request, so the endpoint tells nobody
+/// whether a number was known or already subscribed.
+pub async fn opt_in(app: &App, req: &Request<Bytes>) -> Result<Response<String>, ApiError> {
+    let body: OptInRequest = serde_json::from_slice(req.body()).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "expected JSON {{\"channel\",\"address\",\"source\",\"locale\",\"purposes\"}}: {e}"
+        ))
+    })?;
+    let contact = parse_contact(app, &body.channel, &body.address)?;
+    if contact.channel != Channel::WhatsApp {
+        return Err(ApiError::Unprocessable(format!(
+            "web opt-in is only possible on whatsapp: {} ids are only known once the person writes (they can send START)",
+            contact.channel
+        )));
+    }
+    let purposes = parse_purposes(body.purposes)?;
+    let account = match &body.account {
+        Some(id) => app
+            .accounts
+            .get(Channel::WhatsApp, id)
+            .ok_or_else(|| ApiError::Unprocessable(format!("'{id}' is not a WhatsApp number of this deployment")))?,
+        None => app
+            .accounts
+            .iter()
+            .filter(|a| a.channel == Channel::WhatsApp)
+            .min_by(|a, b| a.id.cmp(&b.id))
+            .ok_or_else(|| ApiError::Unprocessable("no WhatsApp number is configured".into()))?,
+    };
+    let locale = match body.locale.as_deref().map(str::trim) {
+        None | Some("") => account.locale.clone(),
+        Some(l) if matches!(l.to_ascii_lowercase().as_str(), "de" | "en") => l.to_ascii_lowercase(),
+        Some(l) => return Err(ApiError::Unprocessable(format!("unsupported locale '{l}' (expected de or en)"))),
+    };
+    let source = body.source.unwrap_or_else(|| "web".into());
+    if source.chars().count() > MAX_SOURCE_CHARS {
+        return Err(ApiError::Unprocessable(format!("source is longer than {MAX_SOURCE_CHARS} characters")));
+    }
+    let template = app.templates.body(CONFIRMATION_TEMPLATE, &locale, &[]).ok_or_else(|| {
+        ApiError::Internal(format!("template {CONFIRMATION_TEMPLATE} ({locale}) is not in the catalog"))
+    })?;
+    let ctx = AuditContext {
+        source: "web",
+        detail: Some(source),
+        ip_hash: client_ip(req).map(|ip| crate::privacy::ip_pseudonym(app.consent.pseudonym_key.expose(), &ip)),
+        ..Default::default()
+    };
+    let seed = ProfileSeed {
+        account: Some(account.id.as_str().to_string()),
+        locale: Some(locale.clone()),
+        phone: crate::domain::E164Phone::from_digits(contact.address.as_str()),
+    };
+    let now = crate::time_util::now_unix();
+    let event = ConsentEvent::RequestOptIn { purposes, via: Via::Web };
+    let (decision, _) = change_consent(&app.store, &contact, &event, now, &ctx, &app.consent.policy(), &seed).await?;
+    if decision.send_request {
+        let OutboundBody::Template { mut template } = template else {
+            return Err(ApiError::Internal("confirmation body is not a template".into()));
+        };
+        template.payloads = vec![PAYLOAD_YES.to_string(), PAYLOAD_NO.to_string()];
+        let envelope = Envelope {
+            v: crate::queue::ENVELOPE_VERSION,
+            id: OutboundId::parse(format!("c-{}", uuid::Uuid::new_v4().simple())).expect("valid id"),
+            account: account.id.clone(),
+            contact: contact.clone(),
+            purpose: Purpose::ConsentRequest,
+            body: OutboundBody::Template { template },
+            fallback: None,
+            withheld: None,
+            in_reply_to: None,
+            created_at: now,
+        };
+        app.producer.send(std::slice::from_ref(&envelope)).await?;
+        crate::observability::count("ConsentRequestsSent", 1);
+    } else {
+        crate::observability::count("ConsentRequestsRateLimited", 1);
+    }
+    tracing::info!(contact = %contact.redacted(), sent = decision.send_request, "web opt-in requested");
+    Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "state": "pending" })))
+}
+
+fn state_str(s: ConsentState) -> serde_json::Value {
+    serde_json::to_value(s).unwrap_or_default()
+}
+
+/// `GET /consent/{channel}/{address}`: the state per purpose and the audit trail, newest first.
+pub async fn status(app: &App, contact: &ContactId) -> Result<Response<String>, ApiError> {
+    let (record, events) = futures::join!(app.store.get_contact(contact), app.store.consent_events(contact));
+    let consent = record?.map(|r| r.consent).unwrap_or_default();
+    let purposes: serde_json::Map<String, serde_json::Value> = ConsentPurpose::ALL
+        .iter()
+        .map(|p| {
+            (
+                serde_json::to_value(p).unwrap().as_str().unwrap_or_default().to_string(),
+                state_str(consent.get(*p).state),
+            )
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "state": state_str(consent.overall()), "purposes": purposes, "events": events? }),
+    ))
+}
+
+/// The consent API's routes; `None` when the path is not one of them.
+pub async fn route(app: &App, req: &Request<Bytes>, path: &str) -> Option<Result<Response<String>, ApiError>> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let result = match parts.as_slice() {
+        ["consent", "optin"] => match *req.method() {
+            Method::POST => opt_in(app, req).await,
+            _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+        },
+        ["consent", channel, address] => match *req.method() {
+            Method::GET => {
+                async {
+                    app.check_admin(req)?;
+                    status(app, &parse_contact(app, channel, address)?).await
+                }
+                .await
+            }
+            _ => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        },
+        ["contacts", channel, address] => match *req.method() {
+            Method::DELETE => {
+                async {
+                    app.check_admin(req)?;
+                    let contact = parse_contact(app, channel, address)?;
+                    erase(app, &contact).await
+                }
+                .await
+            }
+            _ => Err(ApiError::MethodNotAllowed { allow: "DELETE" }),
+        },
+        ["contacts", channel, address, "export"] => match *req.method() {
+            Method::GET => {
+                async {
+                    app.check_admin(req)?;
+                    let contact = parse_contact(app, channel, address)?;
+                    let export = app.store.export_contact(&contact).await?;
+                    Ok(json_response(StatusCode::OK, &serde_json::to_value(export).unwrap_or_default()))
+                }
+                .await
+            }
+            _ => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        },
+        _ => return None,
+    };
+    Some(result)
+}
+
+/// `DELETE /contacts/{channel}/{address}` (and Shopify `customers/redact`): erases the person;
+/// consent proof stays only pseudonymised. Idempotent.
+pub async fn erase(app: &App, contact: &ContactId) -> Result<Response<String>, ApiError> {
+    let key = app.consent.require_pseudonym_key().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let pseudonym = crate::privacy::contact_pseudonym(key, contact);
+    let report = app.store.erase_contact(contact, &pseudonym).await?;
+    crate::observability::count("ContactsErased", 1);
+    tracing::info!(contact = %contact.redacted(), deleted = report.deleted, kept = report.consent_events_pseudonymised, "contact erased");
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(String::new()).expect("valid response"))
+}

@@ -1,0 +1,25 @@
+//! Lambda glue for the HTTP functions: API Gateway (HTTP API, payload v2) events in, the shared
+//! handler, the response out. The App is built once per container.
+use super::{App, HttpFunction};
+use lambda_http::{service_fn, Body, Error, Request};
+use std::sync::Arc;
+
+pub async fn serve(function: HttpFunction) -> Result<(), Error> {
+    crate::observability::init_logging();
+    let app = Arc::new(App::from_env().await?);
+    if function == HttpFunction::ChannelWebhook {
+        // Without them every webhook would be refused; better to fail the deployment loudly.
+        app.meta.require_webhook_secrets()?;
+    }
+    // Open the DynamoDB connection during init, not on the first request.
+    app.store.warm_up().await;
+    lambda_http::run(service_fn(move |req: Request| {
+        let app = Arc::clone(&app);
+        async move {
+            let (parts, body) = req.into_parts();
+            let req = http::Request::from_parts(parts, bytes::Bytes::copy_from_slice(body.as_ref()));
+            Ok::<_, Error>(function.handle(&app, req).await.map(Body::from))
+        }
+    }))
+    .await
+}

@@ -1,0 +1,168 @@
+//! Export and erase of everything stored about one contact (GDPR Art. 15 and 17).
+use super::consent::ConsentAuditEvent;
+use super::{keys, s, Store, StoreError};
+use crate::domain::ContactId;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use serde::Serialize;
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Everything stored about a contact.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ContactExport {
+    pub profile: Option<serde_json::Value>,
+    pub consent_events: Vec<ConsentAuditEvent>,
+    pub messages: Vec<serde_json::Value>,
+    /// Other items of the contact (carts, …) as stored.
+    pub other: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct EraseReport {
+    pub deleted: usize,
+    pub consent_events_pseudonymised: usize,
+}
+
+fn sk_of(item: &Item) -> &str {
+    item.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or_default()
+}
+
+fn to_json(mut item: Item) -> serde_json::Value {
+    for k in ["pk", "sk", "gsi1pk", "gsi1sk", "ttl"] {
+        item.remove(k);
+    }
+    let mut v: serde_json::Value = serde_dynamo::from_item(item).unwrap_or(serde_json::Value::Null);
+    // Stored envelopes are JSON strings: show them as JSON.
+    if let Some(env) = v.get("envelope").and_then(|e| e.as_str()).and_then(|e| serde_json::from_str(e).ok()) {
+        v["envelope"] = env;
+    }
+    v
+}
+
+impl Store {
+    async fn contact_items(&self, contact: &ContactId) -> Result<(Vec<Item>, Vec<Item>), StoreError> {
+        let pk = keys::contact_pk(contact);
+        let partition = self.query_partition(&pk, None, true);
+        let messages = async {
+            let mut out = Vec::new();
+            let mut start = None;
+            loop {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(keys::GSI1)
+                    .key_condition_expression("gsi1pk = :pk")
+                    .expression_attribute_values(":pk", s(&pk))
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(StoreError::sdk)?;
+                out.extend(page.items.unwrap_or_default());
+                match page.last_evaluated_key {
+                    Some(k) if !k.is_empty() => start = Some(k),
+                    _ => break,
+                }
+            }
+            Ok::<_, StoreError>(out)
+        };
+        let (partition, messages) = futures::join!(partition, messages);
+        Ok((partition?, messages?))
+    }
+
+    pub async fn export_contact(&self, contact: &ContactId) -> Result<ContactExport, StoreError> {
+        let (partition, messages) = self.contact_items(contact).await?;
+        let mut export = ContactExport::default();
+        for item in partition {
+            let sk = sk_of(&item).to_string();
+            if sk == keys::PROFILE {
+                export.profile = Some(to_json(item));
+            } else if sk.starts_with("EV#") {
+                export.consent_events.push(
+                    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("consent event: {e}")))?,
+                );
+            } else {
+                export.other.push(to_json(item));
+            }
+        }
+        export.consent_events.reverse();
+        export.messages = messages.into_iter().map(to_json).collect();
+        Ok(export)
+    }
+
+    /// Deletes the contact's profile, messages and other items; consent events are kept only
+    /// as pseudonymised copies (no address) under `pseudonym`. Idempotent.
+    pub async fn erase_contact(&self, contact: &ContactId, pseudonym: &str) -> Result<EraseReport, StoreError> {
+        let (partition, messages) = self.contact_items(contact).await?;
+        let mut writes = Vec::new();
+        let mut report = EraseReport::default();
+        for item in &partition {
+            let sk = sk_of(item);
+            if sk.starts_with("EV#") {
+                let mut copy = item.clone();
+                copy.insert("pk".into(), s(keys::pseudonym_pk(pseudonym)));
+                copy.remove("address");
+                writes.push(
+                    WriteRequest::builder()
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(copy))
+                                .build()
+                                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                        )
+                        .build(),
+                );
+                report.consent_events_pseudonymised += 1;
+            }
+        }
+        // Copies first: if the erase stops half-way, the proof is never the part that is lost.
+        self.batch_write(writes).await?;
+        let deletes = partition
+            .iter()
+            .chain(messages.iter())
+            .map(|item| {
+                let key: Item =
+                    ["pk", "sk"].iter().filter_map(|k| Some((k.to_string(), item.get(*k)?.clone()))).collect();
+                DeleteRequest::builder()
+                    .set_key(Some(key))
+                    .build()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        report.deleted = deletes.len();
+        self.batch_write(deletes).await?;
+        Ok(report)
+    }
+
+    /// BatchWriteItem in chunks of 25, retrying what DynamoDB leaves unprocessed.
+    pub(crate) async fn batch_write(&self, writes: Vec<WriteRequest>) -> Result<(), StoreError> {
+        for chunk in writes.chunks(25) {
+            let mut pending = HashMap::from([(self.table.clone(), chunk.to_vec())]);
+            for attempt in 0..8 {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .set_request_items(Some(pending.clone()))
+                    .send()
+                    .await
+                    .map_err(StoreError::sdk)?;
+                match out.unprocessed_items {
+                    Some(u) if u.values().any(|v| !v.is_empty()) => {
+                        pending = u;
+                        tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                    }
+                    _ => {
+                        pending.clear();
+                        break;
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                return Err(StoreError::Unavailable("batch write left items unprocessed".into()));
+            }
+        }
+        Ok(())
+    }
+}

@@ -15,11 +15,14 @@ pub async fn serve(function: HttpFunction) -> Result<(), Error> {
     app.store.warm_up().await;
     lambda_http::run(service_fn(move |req: Request| {
         let app = Arc::clone(&app);
-        async move {
-            let (parts, body) = req.into_parts();
-            let req = http::Request::from_parts(parts, bytes::Bytes::copy_from_slice(body.as_ref()));
-            Ok::<_, Error>(function.handle(&app, req).await.map(Body::from))
-        }
+        async move { Ok::<_, Error>(function.handle(&app, to_http(req)).await.map(Body::from)) }
     }))
     .await
+}
+
+/// The API Gateway request as the shared handlers take it: the exact body bytes (lambda_http has
+/// already base64-decoded a binary body), headers, path and query unchanged.
+pub fn to_http(req: Request) -> http::Request<bytes::Bytes> {
+    let (parts, body) = req.into_parts();
+    http::Request::from_parts(parts, bytes::Bytes::copy_from_slice(body.as_ref()))
 }

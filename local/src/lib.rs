@@ -6,6 +6,7 @@
 pub mod poller;
 pub mod provision;
 pub mod sandbox;
+pub mod sandbox_shop;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -107,6 +108,7 @@ struct Shared {
     sender: Arc<Sender>,
     poller_alive: Arc<std::sync::atomic::AtomicBool>,
     queue_url: String,
+    http: reqwest::Client,
 }
 
 /// Provisions the local resources from the template and starts everything.
@@ -124,7 +126,11 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     let aws = AwsSettings { table, outbound_queue_url: queue_url.clone(), outbound_dlq_url: dlq_url };
     let mut meta = MetaSettings::from_env()?;
     meta.graph_api_base = opts.graph_api_base.clone().unwrap_or_else(|| format!("{base_url}/sandbox/graph"));
-    let app = Arc::new(App::new(ddb.clone(), sqs.clone(), aws.clone(), meta.clone())?);
+    let mut app = App::new(ddb.clone(), sqs.clone(), aws.clone(), meta.clone())?;
+    // Locally the sandbox is the shop: its REST stand-ins live on this server, whatever the port.
+    app.shops.shopify_admin_base = format!("{base_url}/sandbox/shopify");
+    app.shops.woo_store_url = format!("{base_url}/sandbox/woo");
+    let app = Arc::new(app);
     let sender = Arc::new(Sender::from_settings(ddb, sqs.clone(), aws, &meta)?);
 
     let env = |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.to_string());
@@ -138,6 +144,19 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         status_webhooks: opts.status_webhooks,
     });
 
+    let secret = |s: &Option<parley::config::Secret>| s.as_ref().map(|s| s.expose().to_string()).unwrap_or_default();
+    let shop_sandbox = sandbox_shop::ShopSandbox::new(sandbox_shop::ShopSandboxConfig {
+        webhook_base: base_url.clone(),
+        shopify_domain: app.shops.shopify_domain.clone(),
+        shopify_secret: app.shops.shopify_secret.expose().to_string(),
+        shopify_access_token: secret(&app.shops.shopify_access_token),
+        woo_secret: app.shops.woo_secret.expose().to_string(),
+        woo_store_url: app.shops.woo_store_url.clone(),
+        woo_consumer_key: secret(&app.shops.woo_consumer_key),
+        woo_consumer_secret: secret(&app.shops.woo_consumer_secret),
+    });
+    let http = reqwest::Client::new();
+
     let (shutdown, rx) = watch::channel(false);
     let poller_alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let shared = Shared {
@@ -145,6 +164,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         sender: Arc::clone(&sender),
         poller_alive: Arc::clone(&poller_alive),
         queue_url: queue_url.clone(),
+        http,
     };
 
     let router = Router::new()
@@ -153,7 +173,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         .route("/sandbox/", axum::routing::get(sandbox::page))
         .fallback(any(functions))
         .with_state(shared)
-        .nest("/sandbox", sandbox.router());
+        .nest("/sandbox", sandbox.router().merge(shop_sandbox.router()));
 
     let mut server_rx = rx.clone();
     let server = tokio::spawn(async move {
@@ -214,12 +234,16 @@ async fn run_function(
             let handled = poller::poll_once(&shared.sender, shared.app.producer.client(), &shared.queue_url, 0).await;
             axum::Json(serde_json::json!({ "function": function, "records": handled })).into_response()
         }
+        "shop-reconciler" => {
+            let reports = parley::reconciler::run(&shared.app, &shared.http).await;
+            axum::Json(serde_json::json!({ "function": function, "reports": reports })).into_response()
+        }
         _ => (
             http::StatusCode::NOT_FOUND,
             axum::Json(serde_json::json!({
                 "error": "unknown_function",
                 "message": format!("no function '{function}' to run"),
-                "functions": ["outbound-sender"],
+                "functions": ["outbound-sender", "shop-reconciler"],
             })),
         )
             .into_response(),

@@ -260,3 +260,74 @@ impl ConsentSettings {
         }
     }
 }
+
+/// Shop platforms: webhook secrets, the shop they must come from, and the REST credentials the
+/// reconciler polls with. A platform without its webhook secret is switched off (its webhook
+/// answers 404).
+#[derive(Debug, Clone)]
+pub struct ShopSettings {
+    /// `SHOPIFY_WEBHOOK_SECRET` (+ `SHOPIFY_WEBHOOK_SECRET_PREVIOUS` during a rotation): the app's client secret.
+    pub shopify_secret: Secret,
+    pub shopify_secret_previous: Option<Secret>,
+    /// `SHOPIFY_SHOP_DOMAIN` — the `myshopify.com` domain deliveries must come from.
+    pub shopify_domain: String,
+    /// `SHOPIFY_ACCESS_TOKEN` — Admin API token for the reconciler (unset: no polling).
+    pub shopify_access_token: Option<Secret>,
+    /// `SHOPIFY_API_VERSION` — default `2026-07`.
+    pub shopify_api_version: String,
+    /// `SHOPIFY_ADMIN_BASE` — default `https://{SHOPIFY_SHOP_DOMAIN}` (locally the sandbox).
+    pub shopify_admin_base: String,
+    /// `WOOCOMMERCE_WEBHOOK_SECRET` (+ `_PREVIOUS`): the webhook's secret.
+    pub woo_secret: Secret,
+    pub woo_secret_previous: Option<Secret>,
+    /// `WOOCOMMERCE_STORE_URL` — the shop deliveries must come from (`X-WC-Webhook-Source`).
+    pub woo_store_url: String,
+    /// `WOOCOMMERCE_CONSUMER_KEY` / `WOOCOMMERCE_CONSUMER_SECRET` — REST credentials for the reconciler.
+    pub woo_consumer_key: Option<Secret>,
+    pub woo_consumer_secret: Option<Secret>,
+    /// `SHOP_DELIVERY_DEDUPE_HOURS` — default 72 (Shopify retries for 4 h; a day late happens).
+    pub delivery_dedupe_hours: u64,
+    /// `ORDER_CONFIRM_ON` — `placed` (default) or `paid`.
+    pub confirm_on_paid: bool,
+    /// `RECONCILE_LOOKBACK_MINUTES` — default 1440 on the first run; later runs overlap 10 minutes.
+    pub reconcile_lookback_minutes: i64,
+}
+
+impl ShopSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let shopify_domain = env_or("SHOPIFY_SHOP_DOMAIN", "").to_ascii_lowercase();
+        let confirm_on = env_or("ORDER_CONFIRM_ON", "placed").to_ascii_lowercase();
+        if !matches!(confirm_on.as_str(), "placed" | "paid") {
+            return Err(ConfigError::Invalid {
+                name: "ORDER_CONFIRM_ON",
+                reason: format!("'{confirm_on}': expected placed or paid"),
+            });
+        }
+        Ok(Self {
+            shopify_secret: Secret::new(env_or("SHOPIFY_WEBHOOK_SECRET", "")),
+            shopify_secret_previous: env_opt("SHOPIFY_WEBHOOK_SECRET_PREVIOUS").map(Secret::new),
+            shopify_admin_base: env_opt("SHOPIFY_ADMIN_BASE")
+                .unwrap_or_else(|| format!("https://{shopify_domain}"))
+                .trim_end_matches('/')
+                .to_string(),
+            shopify_domain,
+            shopify_access_token: env_opt("SHOPIFY_ACCESS_TOKEN").map(Secret::new),
+            shopify_api_version: env_or("SHOPIFY_API_VERSION", "2026-07"),
+            woo_secret: Secret::new(env_or("WOOCOMMERCE_WEBHOOK_SECRET", "")),
+            woo_secret_previous: env_opt("WOOCOMMERCE_WEBHOOK_SECRET_PREVIOUS").map(Secret::new),
+            woo_store_url: env_or("WOOCOMMERCE_STORE_URL", "").trim_end_matches('/').to_string(),
+            woo_consumer_key: env_opt("WOOCOMMERCE_CONSUMER_KEY").map(Secret::new),
+            woo_consumer_secret: env_opt("WOOCOMMERCE_CONSUMER_SECRET").map(Secret::new),
+            delivery_dedupe_hours: env_parse("SHOP_DELIVERY_DEDUPE_HOURS", 72u64)?.max(24),
+            confirm_on_paid: confirm_on == "paid",
+            reconcile_lookback_minutes: env_parse("RECONCILE_LOOKBACK_MINUTES", 1440i64)?,
+        })
+    }
+
+    /// The WooCommerce store's host: how orders of that shop are keyed.
+    pub fn woo_host(&self) -> String {
+        let url = self.woo_store_url.as_str();
+        let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+        rest.split('/').next().unwrap_or_default().to_ascii_lowercase()
+    }
+}

@@ -31,6 +31,13 @@ pub fn init_env() {
             ("PARLEY_ADMIN_KEY", ADMIN_KEY),
             ("PARLEY_PSEUDONYM_KEY", "local-pseudonym-key"),
             ("DEFAULT_PHONE_REGION", "DE"),
+            ("SHOPIFY_WEBHOOK_SECRET", "local-shopify-secret"),
+            ("SHOPIFY_SHOP_DOMAIN", "parley-demo.myshopify.com"),
+            ("SHOPIFY_ACCESS_TOKEN", "local-shopify-access-token"),
+            ("WOOCOMMERCE_WEBHOOK_SECRET", "local-woocommerce-secret"),
+            ("WOOCOMMERCE_STORE_URL", "http://127.0.0.1:3000/sandbox/woo"),
+            ("WOOCOMMERCE_CONSUMER_KEY", "local-woo-consumer-key"),
+            ("WOOCOMMERCE_CONSUMER_SECRET", "local-woo-consumer-secret"),
             ("WHATSAPP_PHONE_NUMBER_ID", WA_PHONE_NUMBER_ID),
             ("MESSENGER_PAGE_ID", PAGE_ID),
             ("INSTAGRAM_ACCOUNT_ID", IG_ACCOUNT_ID),
@@ -316,4 +323,76 @@ impl System {
     pub async fn opt_in(&self, body: Value) -> reqwest::Response {
         self.http.post(self.url("/consent/optin")).json(&body).send().await.unwrap()
     }
+}
+
+pub const SHOPIFY_SECRET: &str = "local-shopify-secret";
+pub const SHOPIFY_DOMAIN: &str = "parley-demo.myshopify.com";
+pub const WOO_SECRET: &str = "local-woocommerce-secret";
+
+impl System {
+    /// Posts a Shopify delivery signed like Shopify (base64 HMAC of the raw body).
+    pub async fn post_shopify(&self, topic: &str, body: &str, domain: &str) -> reqwest::Response {
+        let sig = sign(Encoding::Base64, SHOPIFY_SECRET, body.as_bytes());
+        self.http
+            .post(self.url("/webhooks/shopify"))
+            .header("content-type", "application/json")
+            .header("X-Shopify-Topic", topic)
+            .header("X-Shopify-Hmac-Sha256", sig)
+            .header("X-Shopify-Shop-Domain", domain)
+            .header("X-Shopify-Webhook-Id", uuid::Uuid::new_v4().to_string())
+            .header("X-Shopify-Event-Id", uuid::Uuid::new_v4().to_string())
+            .header("X-Shopify-API-Version", "2026-07")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts a WooCommerce delivery signed like WooCommerce.
+    pub async fn post_woo(&self, topic: &str, body: &str) -> reqwest::Response {
+        let sig = sign(Encoding::Base64, WOO_SECRET, body.as_bytes());
+        let (resource, event) = topic.split_once('.').unwrap_or((topic, ""));
+        self.http
+            .post(self.url("/webhooks/woocommerce"))
+            .header("content-type", "application/json")
+            .header("X-WC-Webhook-Source", format!("{}/sandbox/woo/", self.base))
+            .header("X-WC-Webhook-Topic", topic)
+            .header("X-WC-Webhook-Resource", resource)
+            .header("X-WC-Webhook-Event", event)
+            .header("X-WC-Webhook-Signature", sig)
+            .header("X-WC-Webhook-ID", "3")
+            .header("X-WC-Webhook-Delivery-ID", uuid::Uuid::new_v4().simple().to_string())
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Drives the sandbox shop (`/sandbox/shop/…`) and returns its JSON answer.
+    pub async fn shop(&self, path: &str, body: Value) -> Value {
+        let r = self.http.post(self.url(&format!("/sandbox/shop/{path}"))).json(&body).send().await.unwrap();
+        assert!(r.status().is_success(), "sandbox shop {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    pub async fn run_function(&self, name: &str) -> Value {
+        let r = self.http.post(self.url(&format!("/sandbox/run/{name}"))).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// A WhatsApp customer who confirmed the double opt-in in the chat; returns the number.
+    pub async fn opted_in_customer(&self) -> String {
+        let to = customer();
+        self.say("whatsapp", &to, "START").await;
+        self.wait_for_messages(&to, 1).await;
+        self.tap("whatsapp", &to, "consent:yes", "Ja").await;
+        self.wait_for_messages(&to, 2).await;
+        to
+    }
+}
+
+/// A repository fixture from `events/`.
+pub fn fixture(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/../events/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }

@@ -90,12 +90,7 @@ pub async fn opt_in(app: &App, req: &Request<Bytes>) -> Result<Response<String>,
             .accounts
             .get(Channel::WhatsApp, id)
             .ok_or_else(|| ApiError::Unprocessable(format!("'{id}' is not a WhatsApp number of this deployment")))?,
-        None => app
-            .accounts
-            .iter()
-            .filter(|a| a.channel == Channel::WhatsApp)
-            .min_by(|a, b| a.id.cmp(&b.id))
-            .ok_or_else(|| ApiError::Unprocessable("no WhatsApp number is configured".into()))?,
+        None => app.sending_account()?,
     };
     let locale = match body.locale.as_deref().map(str::trim) {
         None | Some("") => account.locale.clone(),
@@ -106,9 +101,8 @@ pub async fn opt_in(app: &App, req: &Request<Bytes>) -> Result<Response<String>,
     if source.chars().count() > MAX_SOURCE_CHARS {
         return Err(ApiError::Unprocessable(format!("source is longer than {MAX_SOURCE_CHARS} characters")));
     }
-    let template = app.templates.body(CONFIRMATION_TEMPLATE, &locale, &[]).ok_or_else(|| {
-        ApiError::Internal(format!("template {CONFIRMATION_TEMPLATE} ({locale}) is not in the catalog"))
-    })?;
+    // Fail before recording anything if the catalog lacks the template.
+    confirmation_envelope(app, account, &contact, &locale)?;
     let ctx = AuditContext {
         source: "web",
         detail: Some(source),
@@ -124,22 +118,7 @@ pub async fn opt_in(app: &App, req: &Request<Bytes>) -> Result<Response<String>,
     let event = ConsentEvent::RequestOptIn { purposes, via: Via::Web };
     let (decision, _) = change_consent(&app.store, &contact, &event, now, &ctx, &app.consent.policy(), &seed).await?;
     if decision.send_request {
-        let OutboundBody::Template { mut template } = template else {
-            return Err(ApiError::Internal("confirmation body is not a template".into()));
-        };
-        template.payloads = vec![PAYLOAD_YES.to_string(), PAYLOAD_NO.to_string()];
-        let envelope = Envelope {
-            v: crate::queue::ENVELOPE_VERSION,
-            id: OutboundId::parse(format!("c-{}", uuid::Uuid::new_v4().simple())).expect("valid id"),
-            account: account.id.clone(),
-            contact: contact.clone(),
-            purpose: Purpose::ConsentRequest,
-            body: OutboundBody::Template { template },
-            fallback: None,
-            withheld: None,
-            in_reply_to: None,
-            created_at: now,
-        };
+        let envelope = confirmation_envelope(app, account, &contact, &locale)?;
         app.producer.send(std::slice::from_ref(&envelope)).await?;
         crate::observability::count("ConsentRequestsSent", 1);
     } else {
@@ -147,6 +126,31 @@ pub async fn opt_in(app: &App, req: &Request<Bytes>) -> Result<Response<String>,
     }
     tracing::info!(contact = %contact.redacted(), sent = decision.send_request, "web opt-in requested");
     Ok(json_response(StatusCode::ACCEPTED, &serde_json::json!({ "state": "pending" })))
+}
+
+/// The confirmation template with its Ja/Nein payloads (the window is closed: only a template).
+pub fn confirmation_envelope(
+    app: &App,
+    account: &crate::config::Account,
+    contact: &ContactId,
+    locale: &str,
+) -> Result<Envelope, ApiError> {
+    let Some(OutboundBody::Template { mut template }) = app.templates.body(CONFIRMATION_TEMPLATE, locale, &[]) else {
+        return Err(ApiError::Internal(format!("template {CONFIRMATION_TEMPLATE} ({locale}) is not in the catalog")));
+    };
+    template.payloads = vec![PAYLOAD_YES.to_string(), PAYLOAD_NO.to_string()];
+    Ok(Envelope {
+        v: crate::queue::ENVELOPE_VERSION,
+        id: OutboundId::parse(format!("c-{}", uuid::Uuid::new_v4().simple())).expect("valid id"),
+        account: account.id.clone(),
+        contact: contact.clone(),
+        purpose: Purpose::ConsentRequest,
+        body: OutboundBody::Template { template },
+        fallback: None,
+        withheld: None,
+        in_reply_to: None,
+        created_at: crate::time_util::now_unix(),
+    })
 }
 
 fn state_str(s: ConsentState) -> serde_json::Value {
@@ -221,10 +225,16 @@ pub async fn route(app: &App, req: &Request<Bytes>, path: &str) -> Option<Result
 /// `DELETE /contacts/{channel}/{address}` (and Shopify `customers/redact`): erases the person;
 /// consent proof stays only pseudonymised. Idempotent.
 pub async fn erase(app: &App, contact: &ContactId) -> Result<Response<String>, ApiError> {
+    erase_contact(app, contact).await?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(String::new()).expect("valid response"))
+}
+
+/// Erases a person (admin API or the shop's redact request).
+pub async fn erase_contact(app: &App, contact: &ContactId) -> Result<crate::store::erase::EraseReport, ApiError> {
     let key = app.consent.require_pseudonym_key().map_err(|e| ApiError::Internal(e.to_string()))?;
     let pseudonym = crate::privacy::contact_pseudonym(key, contact);
     let report = app.store.erase_contact(contact, &pseudonym).await?;
     crate::observability::count("ContactsErased", 1);
     tracing::info!(contact = %contact.redacted(), deleted = report.deleted, kept = report.consent_events_pseudonymised, "contact erased");
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(String::new()).expect("valid response"))
+    Ok(report)
 }

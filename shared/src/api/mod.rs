@@ -5,12 +5,16 @@ pub mod error;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod meta_webhook;
+pub mod shop_webhook;
 
 pub use error::ApiError;
 
 use crate::channels::signature::{Encoding, Verifier};
-use crate::config::{Accounts, AwsSettings, ConfigError, ConsentSettings, LoopSettings, MetaSettings, Secret};
+use crate::config::{
+    Accounts, AwsSettings, ConfigError, ConsentSettings, LoopSettings, MetaSettings, Secret, ShopSettings,
+};
 use crate::domain::flows::Flows;
+use crate::domain::orders::NotificationTexts;
 use crate::domain::templates::Templates;
 use crate::queue::Producer;
 use crate::store::Store;
@@ -27,7 +31,9 @@ pub struct App {
     pub accounts: Accounts,
     pub flows: Flows,
     pub templates: Templates,
+    pub notifications: NotificationTexts,
     pub settings: LoopSettings,
+    pub shops: ShopSettings,
     pub consent: ConsentSettings,
     /// `PARLEY_ADMIN_KEY` — the `x-api-key` for the admin routes; unset disables them.
     pub admin_key: Option<Secret>,
@@ -77,7 +83,9 @@ impl App {
             accounts: Accounts::from_env()?,
             flows,
             templates,
+            notifications: NotificationTexts::embedded()?,
             settings: LoopSettings::from_env()?,
+            shops: ShopSettings::from_env()?,
             consent: ConsentSettings::from_env()?,
             admin_key: crate::config::env_opt("PARLEY_ADMIN_KEY").map(Secret::new),
         })
@@ -188,6 +196,8 @@ pub enum HttpFunction {
     /// `POST /consent/optin`, `GET /consent/{channel}/{address}`,
     /// `GET /contacts/{channel}/{address}/export`, `DELETE /contacts/{channel}/{address}`.
     ConsentApi,
+    /// `POST /webhooks/shopify`, `POST /webhooks/woocommerce`.
+    ShopWebhook,
 }
 
 impl HttpFunction {
@@ -195,6 +205,7 @@ impl HttpFunction {
         match self {
             HttpFunction::ChannelWebhook => "channel-webhook",
             HttpFunction::ConsentApi => "consent-api",
+            HttpFunction::ShopWebhook => "shop-webhook",
         }
     }
 
@@ -205,6 +216,8 @@ impl HttpFunction {
             Some(HttpFunction::ChannelWebhook)
         } else if p.starts_with("/consent/") || p.starts_with("/contacts/") {
             Some(HttpFunction::ConsentApi)
+        } else if p == "/webhooks/shopify" || p == "/webhooks/woocommerce" {
+            Some(HttpFunction::ShopWebhook)
         } else {
             None
         }
@@ -217,6 +230,14 @@ impl HttpFunction {
             (_, _, "/health") => Err(ApiError::MethodNotAllowed { allow: "GET" }),
             (HttpFunction::ChannelWebhook, method, p) => channel_webhook_route(app, req, method, p).await,
             (HttpFunction::ConsentApi, _, p) => consent::route(app, &req, p).await.unwrap_or(Err(ApiError::NotFound)),
+            (HttpFunction::ShopWebhook, Method::POST, "/webhooks/shopify") => shop_webhook::shopify(app, req).await,
+            (HttpFunction::ShopWebhook, Method::POST, "/webhooks/woocommerce") => {
+                shop_webhook::woocommerce(app, req).await
+            }
+            (HttpFunction::ShopWebhook, _, "/webhooks/shopify" | "/webhooks/woocommerce") => {
+                Err(ApiError::MethodNotAllowed { allow: "POST" })
+            }
+            (HttpFunction::ShopWebhook, _, _) => Err(ApiError::NotFound),
         };
         let response = result.unwrap_or_else(ApiError::into_response);
         crate::observability::flush(self.name());
@@ -275,6 +296,8 @@ mod tests {
         assert_eq!(HttpFunction::for_path("/contacts/whatsapp/49151"), Some(ConsentApi));
         assert_eq!(HttpFunction::for_path("/contacts/whatsapp/49151/export"), Some(ConsentApi));
         assert_eq!(HttpFunction::for_path("/consent/optin"), Some(ConsentApi));
+        assert_eq!(HttpFunction::for_path("/webhooks/shopify"), Some(ShopWebhook));
+        assert_eq!(HttpFunction::for_path("/webhooks/woocommerce"), Some(ShopWebhook));
         assert_eq!(HttpFunction::for_path("/nope"), None);
     }
 

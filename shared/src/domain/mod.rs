@@ -6,6 +6,7 @@ pub mod ids;
 pub mod inbound;
 pub mod message;
 pub mod money;
+pub mod orders;
 pub mod phone;
 pub mod templates;
 

@@ -27,11 +27,16 @@ impl Store {
         lease: Duration,
         ttl: Duration,
     ) -> Result<Claim, StoreError> {
+        self.claim(&keys::inbound_pk(channel, id), now, lease, ttl).await
+    }
+
+    /// Claims any delivery key (inbound messages, shop webhook deliveries) the same way.
+    pub async fn claim(&self, pk: &str, now: i64, lease: Duration, ttl: Duration) -> Result<Claim, StoreError> {
         let out = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(keys::inbound_pk(channel, id)))
+            .item("pk", s(pk))
             .item("sk", s("IN"))
             .item("status", s(CLAIMED))
             .item("lease_until", n(now + lease.as_secs() as i64))
@@ -49,12 +54,16 @@ impl Store {
 
     /// Marks the inbound message as fully handled (its replies are on their way).
     pub async fn finish_inbound(&self, channel: Channel, id: &InboundMessageId) -> Result<(), StoreError> {
+        self.finish_claim(&keys::inbound_pk(channel, id)).await
+    }
+
+    pub async fn finish_claim(&self, pk: &str) -> Result<(), StoreError> {
         // Erased or expired in the meantime: nothing to mark.
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(keys::inbound_pk(channel, id)))
+            .key("pk", s(pk))
             .key("sk", s("IN"))
             .update_expression("SET #st = :done")
             .condition_expression("attribute_exists(pk)")
@@ -67,11 +76,15 @@ impl Store {
 
     /// Gives a claim back after a failure, so the channel's retry is processed again.
     pub async fn release_inbound(&self, channel: Channel, id: &InboundMessageId) -> Result<(), StoreError> {
+        self.release_claim(&keys::inbound_pk(channel, id)).await
+    }
+
+    pub async fn release_claim(&self, pk: &str) -> Result<(), StoreError> {
         let out = self
             .client
             .delete_item()
             .table_name(&self.table)
-            .key("pk", s(keys::inbound_pk(channel, id)))
+            .key("pk", s(pk))
             .key("sk", s("IN"))
             .condition_expression("#st = :claimed")
             .expression_attribute_names("#st", "status")

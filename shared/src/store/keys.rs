@@ -27,3 +27,18 @@ pub fn pseudonym_pk(pseudonym: &str) -> String {
 /// GSI `gsi1`: a contact's message records (`gsi1pk` = the contact's pk), so an erase or an
 /// export finds them without a scan.
 pub const GSI1: &str = "gsi1";
+
+/// A shop webhook delivery (dedupe), by platform, shop and delivery id.
+pub fn shop_delivery_pk(platform: &str, shop: &str, delivery_id: &str) -> String {
+    format!("DLV#{platform}#{shop}#{delivery_id}")
+}
+
+/// Notification state of one shop order.
+pub fn order_pk(platform: &str, shop: &str, order_id: u64) -> String {
+    format!("O#{platform}#{shop}#{order_id}")
+}
+
+/// The reconciler's watermark for one shop.
+pub fn reconcile_pk(platform: &str, shop: &str) -> String {
+    format!("RECON#{platform}#{shop}")
+}

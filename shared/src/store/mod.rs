@@ -9,6 +9,9 @@
 //! | outbound message | `OUT#{our id}` | `OUT` | status, attempts, envelope; `ttl` 30 days |
 //! | provider message | `PM#{provider id}` | `PM` | our id + envelope, delivery status (only moves forward) |
 //! | consent event | `C#{channel}#{address}` | `EV#{ms}#{seq}#{purpose}` | immutable audit trail, newest first |
+//! | shop order notification state | `O#{platform}#{shop}#{order id}` | `STATE` | sent keys, fulfillments; version |
+//! | shop webhook delivery (dedupe) | `DLV#{platform}#{shop}#{delivery id}` | `IN` | `ttl` ≥ 24 h |
+//! | reconciler watermark | `RECON#{platform}#{shop}` | `RECON` | last poll |
 //! | erased consent proof | `P#{keyed hash of the contact}` | `EV#…` | the events without the address |
 //!
 //! GSI `gsi1` (`gsi1pk` = the contact's pk) lists a contact's message records for export/erase.
@@ -17,6 +20,7 @@ pub mod contacts;
 pub mod erase;
 pub mod inbound;
 pub mod keys;
+pub mod orders;
 pub mod outbound;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};

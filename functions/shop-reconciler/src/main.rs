@@ -1,0 +1,26 @@
+//! Lambda entry point for the scheduled shop reconciler (EventBridge Scheduler): wiring only.
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    parley::observability::init_logging();
+    let app = Arc::new(parley::api::App::from_env().await?);
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build()?;
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
+        let (app, http) = (Arc::clone(&app), http.clone());
+        async move {
+            let reports = parley::reconciler::run(&app, &http).await;
+            // A failed shop fails the invocation, so the schedule's retry policy runs it again.
+            if let Some(failed) = reports.iter().find(|r| r.error.is_some()) {
+                return Err(Error::from(format!(
+                    "{} reconcile failed: {}",
+                    failed.platform,
+                    failed.error.clone().unwrap_or_default()
+                )));
+            }
+            Ok::<_, Error>(serde_json::to_value(reports)?)
+        }
+    }))
+    .await
+}

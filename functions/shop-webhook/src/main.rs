@@ -1,0 +1,5 @@
+//! Lambda entry point for `POST /webhooks/shopify` and `POST /webhooks/woocommerce`: wiring only.
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    parley::api::lambda::serve(parley::api::HttpFunction::ShopWebhook).await
+}

@@ -1,0 +1,8 @@
+//! Shop platforms (Shopify, WooCommerce): webhook payloads and REST responses mapped to one
+//! [`ShopEvent`] type, and the REST clients the reconciler polls with.
+pub mod client;
+pub mod event;
+pub mod shopify;
+pub mod woocommerce;
+
+pub use event::*;

@@ -1,0 +1,855 @@
+//! Shopify webhook payloads and Admin REST responses mapped to [`ShopEvent`].
+//!
+//! Payloads are read field by field from a `serde_json::Value`: Shopify adds fields in every API
+//! version and sends ids above 2^53, so ids are read as `u64` and never pass through `f64`.
+//! Required fields (order id, currency, total, a fulfillment's `order_id`) fail the parse;
+//! optional fields that are absent, empty or of an unexpected type become `None`, so one odd
+//! field never costs a customer message.
+use super::event::{
+    Fulfillment, LineItem, OrderRef, OrderSnapshot, OrderStatus, Platform, ShipmentStatus, ShopConsent, ShopEvent,
+    ShopParseError,
+};
+use crate::domain::{Currency, Money};
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// The topics Parley acts on, by the event they map to.
+enum Topic {
+    Order,
+    Fulfillment,
+    Refund,
+    CustomerRedact,
+    SmsConsent,
+    WhatsAppConsent,
+}
+
+impl Topic {
+    /// The topic, or why it is ignored.
+    fn parse(topic: &str) -> Result<Self, &'static str> {
+        Ok(match topic.trim().to_ascii_lowercase().as_str() {
+            "orders/create"
+            | "orders/paid"
+            | "orders/updated"
+            | "orders/cancelled"
+            | "orders/fulfilled"
+            | "orders/partially_fulfilled" => Topic::Order,
+            "fulfillments/create" | "fulfillments/update" => Topic::Fulfillment,
+            "refunds/create" => Topic::Refund,
+            "customers/redact" => Topic::CustomerRedact,
+            "customers_marketing_consent/update" => Topic::SmsConsent,
+            "customers_whats_app_marketing_consent/update" => Topic::WhatsAppConsent,
+            t if t.starts_with("products/") || t.starts_with("checkouts/") => {
+                return Err("product and checkout topics are not handled yet")
+            }
+            _ => return Err("not a topic Parley acts on"),
+        })
+    }
+}
+
+/// Maps one webhook delivery (`X-Shopify-Topic`, `X-Shopify-Shop-Domain`, the verified raw body).
+/// Ignored topics are acknowledged without reading the body.
+pub fn parse_webhook(topic: &str, shop_domain: &str, body: &[u8]) -> Result<ShopEvent, ShopParseError> {
+    let kind = match Topic::parse(topic) {
+        Ok(kind) => kind,
+        Err(reason) => return Ok(ShopEvent::Ignored { topic: topic.to_string(), reason: reason.to_string() }),
+    };
+    let root = parse_object(body)?;
+    match kind {
+        Topic::Order => parse_order(shop_domain, &root).map(ShopEvent::Order),
+        Topic::Fulfillment => Ok(ShopEvent::Fulfillment {
+            order: order_ref(shop_domain, id(root.get("order_id"), "order_id")?),
+            fulfillment: parse_fulfillment(&root)?,
+            destination_phone: text(at(&root, &["destination", "phone"])),
+            country: country(at(&root, &["destination", "country_code"])),
+        }),
+        Topic::Refund => Ok(ShopEvent::Refund { order: order_ref(shop_domain, id(root.get("order_id"), "order_id")?) }),
+        Topic::CustomerRedact => customer_redact(&root),
+        Topic::SmsConsent => {
+            consent_event(topic, root.get("phone"), root.get("sms_marketing_consent"), "sms", "sms_marketing_consent")
+        }
+        Topic::WhatsAppConsent => consent_event(
+            topic,
+            root.get("phone_number"),
+            root.get("whats_app_marketing_consent"),
+            "whatsapp",
+            "whats_app_marketing_consent",
+        ),
+    }
+}
+
+/// Maps one order object (webhook body or an element of `GET orders.json`).
+pub fn parse_order(shop_domain: &str, order: &Value) -> Result<OrderSnapshot, ShopParseError> {
+    if !order.is_object() {
+        return Err(invalid("order", "not a JSON object"));
+    }
+    let order_id = id(order.get("id"), "id")?;
+    let currency = currency(order.get("currency"))?;
+    let total =
+        money(order.get("total_price"), currency, "total_price")?.ok_or(ShopParseError::Missing("total_price"))?;
+    let customer = order.get("customer");
+    let shipping = order.get("shipping_address");
+    let billing = order.get("billing_address");
+
+    let mut phones = Vec::new();
+    for phone in [order.get("phone"), field(customer, "phone"), field(shipping, "phone"), field(billing, "phone")] {
+        push_phone(&mut phones, phone);
+    }
+    let name = text(order.get("name"))
+        .or_else(|| opt_id(order.get("order_number"), "order_number").ok().flatten().map(|n| format!("#{n}")))
+        .unwrap_or_else(|| order_id.to_string());
+
+    Ok(OrderSnapshot {
+        order: order_ref(shop_domain, order_id),
+        name,
+        status: order_status(order),
+        currency,
+        total,
+        items: objects(order.get("line_items")).map(|item| line_item(item, currency)).collect(),
+        phones,
+        country: country(field(shipping, "country_code")).or_else(|| country(field(billing, "country_code"))),
+        customer_first_name: text(field(customer, "first_name")).or_else(|| text(field(shipping, "first_name"))),
+        locale: text(order.get("customer_locale")),
+        attributes: objects(order.get("note_attributes"))
+            .filter_map(|a| Some((text(a.get("name"))?, scalar(a.get("value"))?)))
+            .collect(),
+        created_at: timestamp(order.get("created_at")),
+        updated_at: timestamp(order.get("updated_at")),
+        // An embedded fulfillment without an id cannot be tracked: skipped, not fatal.
+        fulfillments: objects(order.get("fulfillments")).filter_map(|f| parse_fulfillment(f).ok()).collect(),
+        marketing_consent: parse_consent(field(customer, "whats_app_marketing_consent"), "whatsapp")
+            .or_else(|| parse_consent(field(customer, "sms_marketing_consent"), "sms")),
+        test: order.get("test").and_then(Value::as_bool).unwrap_or(false),
+    })
+}
+
+/// Admin REST `GET orders.json` → one result per order, so one bad order does not lose the page.
+pub fn parse_orders_page(
+    shop_domain: &str,
+    body: &[u8],
+) -> Result<Vec<Result<OrderSnapshot, ShopParseError>>, ShopParseError> {
+    let root = parse_object(body)?;
+    Ok(list(&root, "orders")?.iter().map(|order| parse_order(shop_domain, order)).collect())
+}
+
+/// Admin REST `GET webhooks.json` → the subscribed topics.
+pub fn parse_webhooks_page(body: &[u8]) -> Result<Vec<String>, ShopParseError> {
+    let root = parse_object(body)?;
+    Ok(list(&root, "webhooks")?.iter().filter_map(|hook| text(hook.get("topic"))).collect())
+}
+
+fn order_status(order: &Value) -> OrderStatus {
+    if text(order.get("cancelled_at")).is_some() {
+        return OrderStatus::Cancelled;
+    }
+    match text(order.get("financial_status")).map(|s| s.to_ascii_lowercase()).as_deref() {
+        Some("paid" | "partially_paid" | "partially_refunded") => OrderStatus::Paid,
+        Some("refunded") => OrderStatus::Refunded,
+        // A voided authorization is never captured: the order will not be paid.
+        Some("voided") => OrderStatus::Cancelled,
+        // pending, authorized, expired and unknown values: placed, not (yet) paid.
+        _ => OrderStatus::Placed,
+    }
+}
+
+fn line_item(item: &Value, currency: Currency) -> LineItem {
+    LineItem {
+        title: text(item.get("title")).or_else(|| text(item.get("name"))).unwrap_or_default(),
+        quantity: quantity(item.get("quantity")),
+        sku: text(item.get("sku")),
+        variant_id: opt_id(item.get("variant_id"), "variant_id").ok().flatten(),
+        product_id: opt_id(item.get("product_id"), "product_id").ok().flatten(),
+        unit_price: money(item.get("price"), currency, "price").ok().flatten(),
+    }
+}
+
+/// A fulfillment object (the `fulfillments/*` body or an order's `fulfillments[]` element).
+fn parse_fulfillment(f: &Value) -> Result<Fulfillment, ShopParseError> {
+    Ok(Fulfillment {
+        id: id(f.get("id"), "id")?.to_string(),
+        status: text(f.get("status")).map(|s| s.to_ascii_lowercase()),
+        shipment_status: text(f.get("shipment_status")).map(|s| shipment_status(&s)),
+        tracking_company: text(f.get("tracking_company")),
+        tracking_numbers: merged(f.get("tracking_numbers"), f.get("tracking_number")),
+        tracking_urls: merged(f.get("tracking_urls"), f.get("tracking_url")),
+        updated_at: timestamp(f.get("updated_at")),
+    })
+}
+
+fn shipment_status(s: &str) -> ShipmentStatus {
+    match s.to_ascii_lowercase().as_str() {
+        "label_printed" => ShipmentStatus::LabelPrinted,
+        "label_purchased" => ShipmentStatus::LabelPurchased,
+        "confirmed" => ShipmentStatus::Confirmed,
+        "in_transit" => ShipmentStatus::InTransit,
+        "out_for_delivery" => ShipmentStatus::OutForDelivery,
+        "attempted_delivery" => ShipmentStatus::AttemptedDelivery,
+        "ready_for_pickup" => ShipmentStatus::ReadyForPickup,
+        "delivered" => ShipmentStatus::Delivered,
+        "failure" => ShipmentStatus::Failure,
+        // Newer carrier states (carrier_picked_up, delayed, picked_up, …) are kept, not dropped.
+        other => ShipmentStatus::Other(other.to_string()),
+    }
+}
+
+/// The list first, then the single field Shopify mirrors from it; deduplicated, order kept.
+fn merged(many: Option<&Value>, one: Option<&Value>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let values = many.and_then(Value::as_array).into_iter().flatten().chain(one);
+    for value in values.filter_map(|v| text(Some(v))) {
+        if !out.contains(&value) {
+            out.push(value);
+        }
+    }
+    out
+}
+
+fn customer_redact(root: &Value) -> Result<ShopEvent, ShopParseError> {
+    let mut phones = Vec::new();
+    push_phone(&mut phones, at(root, &["customer", "phone"]));
+    // Strict on purpose: silently dropping an id would leave that order's data behind.
+    let order_ids = match root.get("orders_to_redact") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(ids)) => ids.iter().map(|v| id(Some(v), "orders_to_redact")).collect::<Result<_, _>>()?,
+        Some(_) => return Err(invalid("orders_to_redact", "not an array")),
+    };
+    // The payload carries no address, so no default region for the phone.
+    Ok(ShopEvent::CustomerRedact { phones, country: None, order_ids })
+}
+
+fn consent_event(
+    topic: &str,
+    phone: Option<&Value>,
+    consent: Option<&Value>,
+    kind: &str,
+    field: &'static str,
+) -> Result<ShopEvent, ShopParseError> {
+    if matches!(consent, None | Some(Value::Null)) {
+        return Err(ShopParseError::Missing(field));
+    }
+    Ok(match parse_consent(consent, kind) {
+        Some(consent) => ShopEvent::CustomerConsent { phone: text(phone), country: None, consent },
+        // Shopify's own sample sends `"state": null`: there is nothing to record.
+        None => ShopEvent::Ignored { topic: topic.to_string(), reason: format!("{field} has no state") },
+    })
+}
+
+/// `sms_marketing_consent` (`consent_updated_at`, `consent_collected_from`) and
+/// `whats_app_marketing_consent` (`updated_at`, `collected_from`); `None` without a state.
+/// Values come in either case (REST lowercase, GraphQL enums uppercase).
+fn parse_consent(consent: Option<&Value>, kind: &str) -> Option<ShopConsent> {
+    let consent = consent.filter(|c| c.is_object())?;
+    let lower = |key: &str| text(consent.get(key)).map(|s| s.to_ascii_lowercase());
+    Some(ShopConsent {
+        state: lower("state")?,
+        opt_in_level: lower("opt_in_level"),
+        collected_from: lower("consent_collected_from").or_else(|| lower("collected_from")),
+        updated_at: timestamp(consent.get("consent_updated_at")).or_else(|| timestamp(consent.get("updated_at"))),
+        kind: kind.to_string(),
+    })
+}
+
+fn order_ref(shop_domain: &str, order_id: u64) -> OrderRef {
+    OrderRef { platform: Platform::Shopify, shop: shop_domain.to_string(), order_id }
+}
+
+// ---- JSON helpers -------------------------------------------------------------------------------
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ShopParseError {
+    ShopParseError::Invalid { field, reason: reason.into() }
+}
+
+fn parse_object(body: &[u8]) -> Result<Value, ShopParseError> {
+    let root: Value = serde_json::from_slice(body).map_err(|e| ShopParseError::NotJson(e.to_string()))?;
+    if root.is_object() {
+        Ok(root)
+    } else {
+        Err(invalid("body", "not a JSON object"))
+    }
+}
+
+/// The array under `key` of a REST response; Shopify reports failures as `{"errors": …}`.
+fn list<'v>(root: &'v Value, key: &'static str) -> Result<&'v [Value], ShopParseError> {
+    match root.get(key) {
+        Some(Value::Array(items)) => Ok(items),
+        Some(Value::Null) | None => match root.get("errors") {
+            Some(errors) => Err(invalid("body", format!("Shopify returned errors: {errors}"))),
+            None => Err(ShopParseError::Missing(key)),
+        },
+        Some(_) => Err(invalid(key, "not an array")),
+    }
+}
+
+fn at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(v, |v, key| v.get(key))
+}
+
+fn field<'v>(v: Option<&'v Value>, key: &str) -> Option<&'v Value> {
+    v.and_then(|v| v.get(key))
+}
+
+/// The object elements of an optional array.
+fn objects(v: Option<&Value>) -> impl Iterator<Item = &Value> {
+    v.and_then(Value::as_array).into_iter().flatten().filter(|v| v.is_object())
+}
+
+/// A trimmed, non-empty string.
+fn text(v: Option<&Value>) -> Option<String> {
+    let s = v?.as_str()?.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// A string, number or bool as text (cart attribute values are not always strings).
+fn scalar(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// An id: a JSON integer read as `u64` directly (never via `f64`) or a numeric string.
+fn opt_id(v: Option<&Value>, field: &'static str) -> Result<Option<u64>, ShopParseError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| invalid(field, format!("{n} is not an id"))),
+        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| invalid(field, format!("{s:?} is not an id"))),
+        Some(_) => Err(invalid(field, "not a number or string")),
+    }
+}
+
+fn id(v: Option<&Value>, field: &'static str) -> Result<u64, ShopParseError> {
+    opt_id(v, field)?.ok_or(ShopParseError::Missing(field))
+}
+
+fn currency(v: Option<&Value>) -> Result<Currency, ShopParseError> {
+    let code = text(v).ok_or(ShopParseError::Missing("currency"))?;
+    Currency::parse(&code).map_err(|e| invalid("currency", e.to_string()))
+}
+
+/// A decimal string (`"89.99"`, exact) or a JSON number.
+fn money(v: Option<&Value>, currency: Currency, field: &'static str) -> Result<Option<Money>, ShopParseError> {
+    let parsed = match v {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => Money::parse_decimal(s, currency),
+        Some(Value::Number(n)) => Money::from_json_number(n, currency),
+        Some(_) => return Err(invalid(field, "not an amount")),
+    };
+    parsed.map(Some).map_err(|e| invalid(field, e.to_string()))
+}
+
+/// A listed line is at least one unit when the quantity is missing or unusable.
+fn quantity(v: Option<&Value>) -> u32 {
+    opt_id(v, "quantity").ok().flatten().and_then(|q| u32::try_from(q).ok()).unwrap_or(1)
+}
+
+/// Adds a phone unless empty or already listed (compared by its digits, letters and `+`).
+fn push_phone(phones: &mut Vec<String>, v: Option<&Value>) {
+    let key = |s: &str| s.chars().filter(|c| c.is_alphanumeric() || *c == '+').collect::<String>();
+    if let Some(phone) = text(v) {
+        if phones.iter().all(|p| key(p) != key(&phone)) {
+            phones.push(phone);
+        }
+    }
+}
+
+fn country(v: Option<&Value>) -> Option<String> {
+    text(v).map(|c| c.to_ascii_uppercase())
+}
+
+/// RFC 3339 with offset (`2021-12-31T19:00:00-05:00`) → unix seconds; unparsable → `None`.
+fn timestamp(v: Option<&Value>) -> Option<i64> {
+    OffsetDateTime::parse(&text(v)?, &Rfc3339).ok().map(OffsetDateTime::unix_timestamp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const SHOP: &str = "parley-demo.myshopify.com";
+    const ORDER_ID: u64 = 820982911946154508;
+    const TOPICS: &[&str] = &[
+        "orders/create",
+        "orders/paid",
+        "orders/updated",
+        "orders/cancelled",
+        "orders/fulfilled",
+        "orders/partially_fulfilled",
+        "fulfillments/create",
+        "fulfillments/update",
+        "refunds/create",
+        "customers/redact",
+        "customers_marketing_consent/update",
+        "customers_whats_app_marketing_consent/update",
+    ];
+
+    fn eur(minor: i64) -> Money {
+        Money::new(minor, Currency::parse("EUR").unwrap())
+    }
+
+    fn order(topic: &str, body: &[u8]) -> OrderSnapshot {
+        match parse_webhook(topic, SHOP, body).unwrap() {
+            ShopEvent::Order(order) => order,
+            other => panic!("expected an order, got {other:?}"),
+        }
+    }
+
+    fn fulfillment(body: &[u8]) -> (OrderRef, Fulfillment, Option<String>, Option<String>) {
+        match parse_webhook("fulfillments/update", SHOP, body).unwrap() {
+            ShopEvent::Fulfillment { order, fulfillment, destination_phone, country } => {
+                (order, fulfillment, destination_phone, country)
+            }
+            other => panic!("expected a fulfillment, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn orders_create_maps_every_field() {
+        let o = order("orders/create", include_bytes!("../../../events/shopify/orders_create.json"));
+        assert_eq!(o.order, OrderRef { platform: Platform::Shopify, shop: SHOP.into(), order_id: ORDER_ID });
+        assert_eq!(o.name, "#1001");
+        assert_eq!(o.status, OrderStatus::Placed);
+        assert_eq!(o.currency.as_str(), "EUR");
+        assert_eq!(o.total, eur(10960));
+        assert_eq!(
+            o.items,
+            vec![
+                LineItem {
+                    title: "Merino Beanie".into(),
+                    quantity: 2,
+                    sku: Some("BEANIE-MER-GRY".into()),
+                    variant_id: Some(642667041472713922),
+                    product_id: Some(788032119674292922),
+                    unit_price: Some(eur(3990)),
+                },
+                LineItem {
+                    title: "Wollsocken 3er-Pack".into(),
+                    quantity: 1,
+                    sku: Some("SOCKS-WOOL-3".into()),
+                    variant_id: Some(39072856),
+                    product_id: Some(632910392),
+                    unit_price: Some(eur(2490)),
+                },
+            ]
+        );
+        // order phone and customer.phone are the same number; shipping and billing share another.
+        assert_eq!(o.phones, vec!["+4915123456789", "0151 23456789"]);
+        assert_eq!(o.country.as_deref(), Some("DE"));
+        assert_eq!(o.customer_first_name.as_deref(), Some("Lena"));
+        assert_eq!(o.locale.as_deref(), Some("de"));
+        assert_eq!(
+            o.attributes,
+            vec![
+                ("parley_cart".to_string(), "c_7f3a9d2e".to_string()),
+                ("parley_session".to_string(), "wa:4915123456789".to_string())
+            ]
+        );
+        assert_eq!(o.created_at, Some(1773480093));
+        assert_eq!(o.updated_at, Some(1773480093));
+        assert!(o.fulfillments.is_empty());
+        assert_eq!(
+            o.marketing_consent,
+            Some(ShopConsent {
+                state: "subscribed".into(),
+                opt_in_level: Some("single_opt_in".into()),
+                collected_from: Some("shopify".into()),
+                updated_at: Some(1773480058),
+                kind: "sms".into(),
+            })
+        );
+        assert!(!o.test);
+    }
+
+    #[test]
+    fn orders_paid_and_cancelled_statuses() {
+        let paid = order("orders/paid", include_bytes!("../../../events/shopify/orders_paid.json"));
+        assert_eq!(
+            (paid.order.order_id, paid.status, paid.updated_at),
+            (ORDER_ID, OrderStatus::Paid, Some(1773561791))
+        );
+        // cancelled_at wins over financial_status "refunded".
+        let cancelled = order("orders/cancelled", include_bytes!("../../../events/shopify/orders_cancelled.json"));
+        assert_eq!(cancelled.status, OrderStatus::Cancelled);
+        assert_eq!(cancelled.updated_at, Some(1773589330));
+        assert_eq!(cancelled.total, eur(10960));
+    }
+
+    #[test]
+    fn financial_status_mapping() {
+        let status = |financial: &str, cancelled_at: Value| {
+            let o = json!({"id": 1, "currency": "EUR", "total_price": "1.00",
+                           "financial_status": financial, "cancelled_at": cancelled_at});
+            parse_order(SHOP, &o).unwrap().status
+        };
+        assert_eq!(status("pending", Value::Null), OrderStatus::Placed);
+        assert_eq!(status("authorized", Value::Null), OrderStatus::Placed);
+        assert_eq!(status("PAID", Value::Null), OrderStatus::Paid);
+        assert_eq!(status("partially_paid", Value::Null), OrderStatus::Paid);
+        assert_eq!(status("partially_refunded", Value::Null), OrderStatus::Paid);
+        assert_eq!(status("refunded", Value::Null), OrderStatus::Refunded);
+        assert_eq!(status("voided", Value::Null), OrderStatus::Cancelled);
+        assert_eq!(status("paid", json!("2026-03-15T16:42:10+01:00")), OrderStatus::Cancelled);
+    }
+
+    #[test]
+    fn order_without_phones_or_with_a_free_form_phone() {
+        let none = order("orders/create", include_bytes!("../../../events/shopify/orders_create_no_phone.json"));
+        assert_eq!((none.order.order_id, none.name.as_str()), (ORDER_ID + 1, "#1002"));
+        assert!(none.phones.is_empty());
+        assert_eq!(none.country.as_deref(), Some("DE"));
+        assert_eq!(none.marketing_consent, None);
+        assert!(none.attributes.is_empty());
+
+        let bad = order("orders/create", include_bytes!("../../../events/shopify/orders_create_invalid_phone.json"));
+        assert_eq!((bad.order.order_id, bad.status), (ORDER_ID + 2, OrderStatus::Paid));
+        assert_eq!(bad.phones, vec!["555-555-SHIP"]);
+        assert_eq!(bad.country.as_deref(), Some("DE"));
+    }
+
+    #[test]
+    fn fulfillment_create_update_and_corrected_tracking() {
+        let url = "https://www.dhl.com/de-de/home/tracking/tracking-express.html?submit=1&tracking-id=";
+        let (order, f, phone, country) =
+            fulfillment(include_bytes!("../../../events/shopify/fulfillments_create.json"));
+        assert_eq!(order.order_id, ORDER_ID);
+        assert_eq!(
+            f,
+            Fulfillment {
+                id: "5876543210987".into(),
+                status: Some("success".into()),
+                shipment_status: None,
+                tracking_company: Some("DHL Express".into()),
+                tracking_numbers: vec!["4312345678".into()],
+                tracking_urls: vec![format!("{url}4312345678")],
+                updated_at: Some(1773645150),
+            }
+        );
+        assert_eq!((phone.as_deref(), country.as_deref()), (Some("0151 23456789"), Some("DE")));
+
+        let (_, fixed, ..) =
+            fulfillment(include_bytes!("../../../events/shopify/fulfillments_update_new_tracking.json"));
+        assert_eq!(fixed.id, f.id);
+        assert_eq!(fixed.shipment_status, Some(ShipmentStatus::InTransit));
+        assert_eq!(fixed.tracking_numbers, vec!["4312345699"]);
+        assert_eq!(fixed.tracking_urls, vec![format!("{url}4312345699")]);
+
+        let (_, delivered, ..) =
+            fulfillment(include_bytes!("../../../events/shopify/fulfillments_update_delivered.json"));
+        assert_eq!(delivered.shipment_status, Some(ShipmentStatus::Delivered));
+        assert_eq!(delivered.updated_at, Some(1773741947));
+    }
+
+    #[test]
+    fn tracking_numbers_merge_and_unknown_shipment_status_is_kept() {
+        let body = json!({"id": "77", "order_id": ORDER_ID, "shipment_status": "CARRIER_PICKED_UP",
+                          "tracking_number": "B", "tracking_numbers": ["A", "B", "A", ""],
+                          "tracking_url": "https://t/b", "tracking_urls": null});
+        let (order, f, phone, country) = fulfillment(body.to_string().as_bytes());
+        assert_eq!(order.order_id, ORDER_ID);
+        assert_eq!(f.id, "77");
+        assert_eq!(f.tracking_numbers, vec!["A", "B"]);
+        assert_eq!(f.tracking_urls, vec!["https://t/b"]);
+        assert_eq!(f.shipment_status, Some(ShipmentStatus::Other("carrier_picked_up".into())));
+        assert_eq!((phone, country), (None, None));
+    }
+
+    #[test]
+    fn fulfillment_without_order_id_is_missing() {
+        let body = br#"{"id": 1, "tracking_number": "X"}"#;
+        assert_eq!(parse_webhook("fulfillments/create", SHOP, body), Err(ShopParseError::Missing("order_id")));
+    }
+
+    #[test]
+    fn customers_redact_lists_phone_and_orders() {
+        let body = include_bytes!("../../../events/shopify/customers_redact.json");
+        assert_eq!(
+            parse_webhook("customers/redact", SHOP, body).unwrap(),
+            ShopEvent::CustomerRedact {
+                phones: vec!["+4915123456789".into()],
+                country: None,
+                order_ids: vec![ORDER_ID, ORDER_ID + 1, 450789469],
+            }
+        );
+        let bad = br#"{"customer": {"phone": "+49"}, "orders_to_redact": [1, "x"]}"#;
+        assert!(matches!(
+            parse_webhook("customers/redact", SHOP, bad),
+            Err(ShopParseError::Invalid { field: "orders_to_redact", .. })
+        ));
+    }
+
+    #[test]
+    fn sms_consent_update() {
+        let body = include_bytes!("../../../events/shopify/customers_marketing_consent_update.json");
+        assert_eq!(
+            parse_webhook("customers_marketing_consent/update", SHOP, body).unwrap(),
+            ShopEvent::CustomerConsent {
+                phone: Some("+4915123456789".into()),
+                country: None,
+                consent: ShopConsent {
+                    state: "subscribed".into(),
+                    opt_in_level: Some("confirmed_opt_in".into()),
+                    collected_from: Some("other".into()),
+                    updated_at: Some(1773480302),
+                    kind: "sms".into(),
+                },
+            }
+        );
+        // Shopify's official sample: no state, nothing to record.
+        let sample = br#"{"id":706405506930370084,"phone":null,"sms_marketing_consent":{"state":null,"opt_in_level":null,"consent_updated_at":null,"consent_collected_from":"other"}}"#;
+        assert!(matches!(
+            parse_webhook("customers_marketing_consent/update", SHOP, sample),
+            Ok(ShopEvent::Ignored { .. })
+        ));
+        assert_eq!(
+            parse_webhook("customers_marketing_consent/update", SHOP, br#"{"id": 1}"#),
+            Err(ShopParseError::Missing("sms_marketing_consent"))
+        );
+    }
+
+    #[test]
+    fn whatsapp_consent_update_lowercases_enums() {
+        let body = br#"{"customer_id": 115310627314723954, "phone_number": "+4915123456789",
+            "whats_app_marketing_consent": {"state": "UNSUBSCRIBED", "opt_in_level": "SINGLE_OPT_IN",
+            "updated_at": "2026-03-14T10:25:02+01:00", "collected_from": "SHOPIFY"}}"#;
+        assert_eq!(
+            parse_webhook("customers_whats_app_marketing_consent/update", SHOP, body).unwrap(),
+            ShopEvent::CustomerConsent {
+                phone: Some("+4915123456789".into()),
+                country: None,
+                consent: ShopConsent {
+                    state: "unsubscribed".into(),
+                    opt_in_level: Some("single_opt_in".into()),
+                    collected_from: Some("shopify".into()),
+                    updated_at: Some(1773480302),
+                    kind: "whatsapp".into(),
+                },
+            }
+        );
+    }
+
+    #[test]
+    fn order_prefers_whatsapp_consent_and_falls_back_for_names() {
+        let o = json!({
+            "id": "820982911946154508", "currency": "eur", "total_price": "5", "order_number": 1009, "phone": "+43-1-234",
+            "customer": {"phone": " ", "sms_marketing_consent": {"state": "subscribed"},
+                         "whats_app_marketing_consent": {"state": "Subscribed", "opt_in_level": null}},
+            "shipping_address": {"first_name": "Steve", "country_code": "de"},
+            "billing_address": {"country_code": "AT", "phone": "+43 1 234"},
+            "note_attributes": [{"name": "n", "value": 3}, {"name": "", "value": "x"}, {"value": "y"}]
+        });
+        let s = parse_order(SHOP, &o).unwrap();
+        assert_eq!(s.order.order_id, ORDER_ID);
+        assert_eq!(s.name, "#1009");
+        assert_eq!(s.total, eur(500));
+        assert_eq!(s.customer_first_name.as_deref(), Some("Steve"));
+        assert_eq!(s.country.as_deref(), Some("DE"));
+        // The same number, formatted differently, is listed once (first spelling kept).
+        assert_eq!(s.phones, vec!["+43-1-234"]);
+        assert_eq!(s.attributes, vec![("n".to_string(), "3".to_string())]);
+        let consent = s.marketing_consent.unwrap();
+        assert_eq!(
+            (consent.kind.as_str(), consent.state.as_str(), consent.opt_in_level),
+            ("whatsapp", "subscribed", None)
+        );
+    }
+
+    #[test]
+    fn orders_list_page() {
+        let page = parse_orders_page(SHOP, include_bytes!("../../../events/shopify/orders_list.json")).unwrap();
+        assert_eq!(page.len(), 2);
+        let first = page[0].as_ref().unwrap();
+        assert_eq!((first.order.order_id, first.status), (ORDER_ID, OrderStatus::Paid));
+        assert_eq!(first.fulfillments.len(), 1);
+        assert_eq!(first.fulfillments[0].tracking_numbers, vec!["4312345678"]);
+        assert_eq!(first.fulfillments[0].tracking_company.as_deref(), Some("DHL Express"));
+        let second = page[1].as_ref().unwrap();
+        assert_eq!((second.order.order_id, second.name.as_str(), second.test), (ORDER_ID + 1, "#1002", true));
+    }
+
+    #[test]
+    fn a_bad_order_does_not_lose_the_page() {
+        let body = br#"{"orders": [
+            {"currency": "EUR", "total_price": "1.00"},
+            {"id": 820982911946154509, "currency": "EUR", "total_price": "1.00"},
+            {"id": 3, "total_price": "1.00"},
+            {"id": 4, "currency": "EUR", "total_price": "1,00"}
+        ]}"#;
+        let page = parse_orders_page(SHOP, body).unwrap();
+        assert_eq!(page[0], Err(ShopParseError::Missing("id")));
+        assert_eq!(page[1].as_ref().unwrap().order.order_id, 820982911946154509);
+        assert_eq!(page[2], Err(ShopParseError::Missing("currency")));
+        assert!(matches!(page[3], Err(ShopParseError::Invalid { field: "total_price", .. })));
+        assert!(matches!(
+            parse_orders_page(SHOP, br#"{"errors": "[API] Invalid API key or access token"}"#),
+            Err(ShopParseError::Invalid { field: "body", .. })
+        ));
+    }
+
+    #[test]
+    fn webhooks_page_lists_topics() {
+        let topics = parse_webhooks_page(include_bytes!("../../../events/shopify/webhooks_list.json")).unwrap();
+        assert_eq!(
+            topics,
+            vec![
+                "orders/create",
+                "orders/paid",
+                "orders/updated",
+                "orders/cancelled",
+                "fulfillments/create",
+                "fulfillments/update",
+                "customers_marketing_consent/update"
+            ]
+        );
+        assert_eq!(parse_webhooks_page(b"{}"), Err(ShopParseError::Missing("webhooks")));
+    }
+
+    #[test]
+    fn refund_maps_to_its_order() {
+        let body = br#"{"id": 929361465, "order_id": 820982911946154508, "note": "x", "refund_line_items": []}"#;
+        assert_eq!(
+            parse_webhook("refunds/create", SHOP, body).unwrap(),
+            ShopEvent::Refund {
+                order: OrderRef { platform: Platform::Shopify, shop: SHOP.into(), order_id: ORDER_ID }
+            }
+        );
+    }
+
+    #[test]
+    fn other_topics_are_ignored_without_reading_the_body() {
+        for topic in ["products/update", "checkouts/create", "shop/redact", "orders/delete", "bogus"] {
+            match parse_webhook(topic, SHOP, b"not json") {
+                Ok(ShopEvent::Ignored { topic: t, reason }) => assert!(t == topic && !reason.is_empty()),
+                other => panic!("{topic}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_bodies() {
+        let full = include_bytes!("../../../events/shopify/orders_create.json");
+        assert!(matches!(
+            parse_webhook("orders/create", SHOP, &full[..full.len() / 2]),
+            Err(ShopParseError::NotJson(_))
+        ));
+        assert!(matches!(parse_webhook("orders/create", SHOP, b""), Err(ShopParseError::NotJson(_))));
+        assert!(matches!(parse_webhook("orders/create", SHOP, b"[1]"), Err(ShopParseError::Invalid { .. })));
+        assert_eq!(
+            parse_webhook("orders/create", SHOP, br#"{"currency": "EUR", "total_price": "1"}"#),
+            Err(ShopParseError::Missing("id"))
+        );
+        // A float id would have lost precision: rejected rather than rounded.
+        assert!(matches!(
+            parse_webhook(
+                "orders/create",
+                SHOP,
+                br#"{"id": 8.209829119461545e17, "currency": "EUR", "total_price": "1"}"#
+            ),
+            Err(ShopParseError::Invalid { field: "id", .. })
+        ));
+        assert!(matches!(
+            parse_webhook("orders/create", SHOP, br#"{"id": 1, "currency": "EURO", "total_price": "1"}"#),
+            Err(ShopParseError::Invalid { field: "currency", .. })
+        ));
+    }
+
+    #[test]
+    fn every_truncation_of_a_fixture_is_not_json() {
+        let full = include_bytes!("../../../events/shopify/fulfillments_create.json");
+        let end = full.iter().rposition(|b| *b == b'}').unwrap();
+        for len in 0..end {
+            assert!(matches!(
+                parse_webhook("fulfillments/create", SHOP, &full[..len]),
+                Err(ShopParseError::NotJson(_))
+            ));
+        }
+    }
+
+    /// JSON trees built from the field names the parser reads, to reach past the JSON parser.
+    fn payload() -> impl Strategy<Value = Value> {
+        const KEYS: &[&str] = &[
+            "id",
+            "order_id",
+            "name",
+            "order_number",
+            "currency",
+            "total_price",
+            "price",
+            "financial_status",
+            "cancelled_at",
+            "phone",
+            "customer",
+            "shipping_address",
+            "billing_address",
+            "country_code",
+            "first_name",
+            "line_items",
+            "quantity",
+            "variant_id",
+            "product_id",
+            "title",
+            "sku",
+            "fulfillments",
+            "tracking_number",
+            "tracking_numbers",
+            "tracking_url",
+            "tracking_urls",
+            "shipment_status",
+            "status",
+            "destination",
+            "note_attributes",
+            "value",
+            "created_at",
+            "updated_at",
+            "sms_marketing_consent",
+            "whats_app_marketing_consent",
+            "state",
+            "opt_in_level",
+            "orders_to_redact",
+            "phone_number",
+            "test",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[0-9.eE+-]{0,24}".prop_map(Value::from),
+            "\\PC{0,16}".prop_map(Value::from),
+            Just(Value::from("2021-12-31T19:00:00-05:00")),
+            Just(Value::from("EUR")),
+        ];
+        let tree = leaf.prop_recursive(4, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((prop::sample::select(KEYS), inner), 0..8)
+                    .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            ]
+        });
+        prop::collection::vec((prop::sample::select(KEYS), tree), 0..12)
+            .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+    }
+
+    proptest! {
+        #[test]
+        fn parse_webhook_never_panics_on_bytes(topic in prop::sample::select(TOPICS), body in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_webhook(topic, SHOP, &body);
+        }
+
+        #[test]
+        fn parse_webhook_never_panics_on_json(topic in prop::sample::select(TOPICS), body in payload()) {
+            let _ = parse_webhook(topic, SHOP, &serde_json::to_vec(&body).unwrap());
+            // Valid required fields, so the optional-field paths are reached every time.
+            let mut forced = body;
+            for (key, value) in [("id", json!(ORDER_ID)), ("order_id", json!(ORDER_ID)), ("currency", json!("EUR")), ("total_price", json!("1.00"))] {
+                forced[key] = value;
+            }
+            let _ = parse_webhook(topic, SHOP, &serde_json::to_vec(&forced).unwrap());
+            let _ = parse_orders_page(SHOP, &serde_json::to_vec(&json!({"orders": [forced]})).unwrap());
+        }
+    }
+}

@@ -118,7 +118,9 @@ impl OrderPolicy {
         match status {
             OrderStatus::Paid | OrderStatus::Completed => true,
             OrderStatus::Placed => self.confirm_on == ConfirmOn::Placed,
-            OrderStatus::Cancelled | OrderStatus::Refunded | OrderStatus::Failed => false,
+            OrderStatus::AwaitingPayment | OrderStatus::Cancelled | OrderStatus::Refunded | OrderStatus::Failed => {
+                false
+            }
         }
     }
 }
@@ -367,7 +369,7 @@ fn on_order(s: &mut OrderNotifyState, o: &OrderSnapshot, policy: &OrderPolicy) -
         OrderStatus::Refunded => Ok((Vec::new(), ignored::REFUNDED)),
         OrderStatus::Failed => Ok((Vec::new(), ignored::FAILED)),
         OrderStatus::Cancelled => Ok(cancel(s, first_sighting, policy)),
-        OrderStatus::Placed | OrderStatus::Paid | OrderStatus::Completed => {
+        OrderStatus::Placed | OrderStatus::AwaitingPayment | OrderStatus::Paid | OrderStatus::Completed => {
             for f in &o.fulfillments {
                 // A stale fulfillment inside a fresh snapshot is simply not applied.
                 let _ = merge_fulfillment(s, f);
@@ -441,7 +443,7 @@ fn reconcile(s: &mut OrderNotifyState, policy: &OrderPolicy) -> (Vec<Notificatio
         OrderStatus::Refunded => return (Vec::new(), ignored::REFUNDED),
         OrderStatus::Failed => return (Vec::new(), ignored::FAILED),
         OrderStatus::Cancelled => return (Vec::new(), ignored::AFTER_CANCEL),
-        OrderStatus::Placed | OrderStatus::Paid | OrderStatus::Completed => {}
+        OrderStatus::Placed | OrderStatus::AwaitingPayment | OrderStatus::Paid | OrderStatus::Completed => {}
     }
     let OrderNotifyState { stage, sent, fulfillments, .. } = s;
     let mut out = Vec::new();
@@ -1218,6 +1220,20 @@ mod tests {
 
     fn paid_policy() -> OrderPolicy {
         OrderPolicy { confirm_on: ConfirmOn::Paid }
+    }
+
+    #[test]
+    fn an_order_awaiting_payment_is_confirmed_only_once_paid() {
+        // WooCommerce "pending payment" is mostly abandoned checkouts: no confirmation for those.
+        let (_, sent, _) = run(&[
+            order(OrderStatus::AwaitingPayment, T0),
+            order(OrderStatus::AwaitingPayment, T0 + 5),
+            order(OrderStatus::Paid, T0 + 10),
+        ]);
+        assert_eq!(sent, vec![vec![], vec![], vec![K::Confirmation]]);
+        // Abandoned and auto-cancelled: the customer was never told anything, so no notice either.
+        let (_, sent, _) = run(&[order(OrderStatus::AwaitingPayment, T0), order(OrderStatus::Cancelled, T0 + 10)]);
+        assert_eq!(sent, vec![vec![], vec![]]);
     }
 
     #[test]

@@ -33,8 +33,10 @@ pub struct OrderRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
-    /// Created, not (yet) paid: Shopify `pending`/`authorized`, Woo `pending`/`on-hold`.
+    /// Created, not (yet) paid: Shopify `pending`/`authorized`, Woo `on-hold`.
     Placed,
+    /// Woo `pending` ("pending payment"): usually an abandoned checkout, so never confirmed.
+    AwaitingPayment,
     /// Paid: Shopify `financial_status` paid/partially_paid, Woo `processing`.
     Paid,
     /// Woo `completed` (the shop marked it done, usually shipped).

@@ -119,7 +119,9 @@ fn order_status(status: Option<&str>) -> OrderStatus {
         Some("cancelled") => OrderStatus::Cancelled,
         Some("refunded") => OrderStatus::Refunded,
         Some("failed") => OrderStatus::Failed,
-        // pending, on-hold, checkout-draft and custom statuses: placed, not (yet) paid.
+        // "Pending payment" is what an abandoned checkout stays in: nothing to confirm yet.
+        Some("pending") | Some("checkout-draft") => OrderStatus::AwaitingPayment,
+        // on-hold (e.g. bank transfer) and custom statuses: placed, not (yet) paid.
         _ => OrderStatus::Placed,
     }
 }
@@ -395,9 +397,9 @@ mod tests {
         let status = |s: &str| {
             parse_order(STORE, &json!({"id": 1, "currency": "EUR", "total": "1.00", "status": s})).unwrap().status
         };
-        assert_eq!(status("pending"), OrderStatus::Placed);
+        assert_eq!(status("pending"), OrderStatus::AwaitingPayment);
         assert_eq!(status("on-hold"), OrderStatus::Placed);
-        assert_eq!(status("checkout-draft"), OrderStatus::Placed);
+        assert_eq!(status("checkout-draft"), OrderStatus::AwaitingPayment);
         assert_eq!(status("some-plugin-status"), OrderStatus::Placed);
         assert_eq!(status("processing"), OrderStatus::Paid);
         assert_eq!(status("wc-completed"), OrderStatus::Completed);

@@ -234,6 +234,10 @@ async fn run_function(
             let handled = poller::poll_once(&shared.sender, shared.app.producer.client(), &shared.queue_url, 0).await;
             axum::Json(serde_json::json!({ "function": function, "records": handled })).into_response()
         }
+        "cart-reminder" => match parley::carts::send_reminders(&shared.app).await {
+            Ok(sent) => axum::Json(serde_json::json!({ "function": function, "reminders_sent": sent })).into_response(),
+            Err(e) => e.into_response().map(Body::from),
+        },
         "shop-reconciler" => {
             let reports = parley::reconciler::run(&shared.app, &shared.http).await;
             axum::Json(serde_json::json!({ "function": function, "reports": reports })).into_response()
@@ -243,7 +247,7 @@ async fn run_function(
             axum::Json(serde_json::json!({
                 "error": "unknown_function",
                 "message": format!("no function '{function}' to run"),
-                "functions": ["outbound-sender", "shop-reconciler"],
+                "functions": ["outbound-sender", "shop-reconciler", "cart-reminder"],
             })),
         )
             .into_response(),

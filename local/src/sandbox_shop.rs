@@ -1,8 +1,8 @@
 //! The shop side of the local sandbox (only in `make dev` and tests, never deployed).
 //!
 //! It stands in for a Shopify store and a WooCommerce shop:
-//! - control routes (`/shop/...`) place, pay, ship and cancel orders and post the matching
-//!   webhook deliveries, with the platforms' headers and signatures (WooCommerce bodies encoded
+//! - control routes (`/shop/...`) place, pay, ship and cancel orders, create products, mark them
+//!   sold out, open and complete (Shopify) checkouts, and post the matching webhook deliveries, with the platforms' headers and signatures (WooCommerce bodies encoded
 //!   like PHP's `wp_json_encode`, so only the raw bytes verify);
 //! - the REST APIs the reconciler polls: Shopify Admin `orders.json`/`webhooks.json` and
 //!   WooCommerce `wc/v3/orders`/`webhooks`, with their auth, filters and pagination.
@@ -53,6 +53,10 @@ const FIRST_LINE_ITEM_ID: u64 = 487_817_672_276_298_554;
 const FIRST_CUSTOMER_ID: u64 = 115_310_627_314_723_954;
 const FIRST_FULFILLMENT_ID: u64 = 5_648_283_582_514;
 const FIRST_SHOPIFY_WEBHOOK_ID: u64 = 1_146_727_055_000;
+const FIRST_SHOPIFY_PRODUCT_ID: u64 = 9_100_000_000_001;
+const FIRST_CHECKOUT_ID: u64 = 37_845_092_106_262;
+/// WordPress posts: products and variations share one id space, below the stand-in's orders.
+const FIRST_WOO_PRODUCT_ID: u64 = 200;
 const SHOPIFY_SHOP_ID: u64 = 548_380_009;
 const SHOPIFY_LOCATION_ID: u64 = 24_826_418;
 const SHOPIFY_APP_ID: u64 = 580_111;
@@ -143,6 +147,7 @@ struct Delivery {
     event_id: Option<String>,
     /// The subscription (`X-WC-Webhook-ID` for WooCommerce).
     webhook_id: u64,
+    /// The order's id; for product and checkout webhooks, theirs.
     order_id: u64,
     url: String,
     status: Option<u16>,
@@ -166,6 +171,26 @@ struct Counters {
     customer: u64,
     fulfillment: u64,
     woo_meta: u64,
+    shopify_product: u64,
+    woo_product: u64,
+    checkout: u64,
+}
+
+/// A product of the stand-in store, in the platform's own shape.
+#[derive(Debug, Clone)]
+struct Product {
+    platform: Platform,
+    id: u64,
+    body: Value,
+    /// `(sku, variant id)`; WooCommerce simple products: the product id.
+    variants: Vec<(String, u64)>,
+}
+
+/// A Shopify checkout (`checkouts/*` body).
+#[derive(Debug, Clone)]
+struct Checkout {
+    id: u64,
+    body: Value,
 }
 
 struct Store {
@@ -173,6 +198,8 @@ struct Store {
     /// Shopify customer ids by phone, so repeat buyers keep theirs.
     customers: HashMap<String, u64>,
     orders: Vec<Order>,
+    products: Vec<Product>,
+    checkouts: Vec<Checkout>,
     deliveries: Vec<Delivery>,
     shopify_hooks: Vec<Subscription>,
     woo_hooks: Vec<Subscription>,
@@ -214,9 +241,14 @@ impl Store {
                 customer: FIRST_CUSTOMER_ID,
                 fulfillment: FIRST_FULFILLMENT_ID,
                 woo_meta: 4000,
+                shopify_product: FIRST_SHOPIFY_PRODUCT_ID,
+                woo_product: FIRST_WOO_PRODUCT_ID,
+                checkout: FIRST_CHECKOUT_ID,
             },
             customers: HashMap::new(),
             orders: Vec::new(),
+            products: Vec::new(),
+            checkouts: Vec::new(),
             deliveries: Vec::new(),
             shopify_hooks,
             woo_hooks,
@@ -281,6 +313,10 @@ impl ShopSandbox {
             .route("/shop/orders/{id}/fulfill", post(fulfill_order))
             .route("/shop/orders/{id}/cancel", post(cancel_order))
             .route("/shop/orders/{id}/redeliver", post(redeliver))
+            .route("/shop/products", post(create_product))
+            .route("/shop/products/{id}/soldout", post(sold_out))
+            .route("/shop/checkouts", post(create_checkout))
+            .route("/shop/checkouts/{id}/complete", post(complete_checkout))
             .route("/shop/deliveries", get(list_deliveries))
             .route("/shop/webhooks/{platform}/remove", post(remove_subscription))
             .route("/shop/webhooks/woocommerce/ping", post(woo_ping))
@@ -309,7 +345,19 @@ impl ShopSandbox {
 
     /// Prepares the webhook for `topic` (not sent yet), or says why there is none.
     fn plan(&self, store: &Store, order: &Order, topic: &str, payload: &Value, deliver: bool) -> Outcome {
-        let (platform, order_id) = (order.platform, order.id);
+        self.plan_for(store, order.platform, order.id, topic, payload, deliver)
+    }
+
+    /// [`Self::plan`] for any resource (order, product, checkout) by its id.
+    fn plan_for(
+        &self,
+        store: &Store,
+        platform: Platform,
+        order_id: u64,
+        topic: &str,
+        payload: &Value,
+        deliver: bool,
+    ) -> Outcome {
         let Some(sub) = store.hooks(platform).iter().find(|s| s.active && s.topic == topic) else {
             let state = if platform == Platform::Shopify { "removed" } else { "disabled" };
             return Outcome::Unsubscribed(format!("the {topic} subscription is {state}; nothing was delivered"));
@@ -1649,6 +1697,587 @@ async fn woo_ping(State(sb): State<ShopSandbox>, body: Bytes) -> Response {
         Ok(resp) => Json(json!({ "webhook_id": sub.id, "webhook_status": resp.status().as_u16() })).into_response(),
         Err(e) => json_error(StatusCode::BAD_GATEWAY, format!("cannot reach {}: {}", sub.address, error_chain(&e))),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control: products and checkouts
+
+#[derive(Deserialize)]
+struct VariantRequest {
+    sku: Option<String>,
+    /// Shopify option value ("M"); default "Default Title" for a single variant.
+    title: Option<String>,
+    price: Option<Value>,
+    inventory: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct ProductRequest {
+    platform: Platform,
+    title: Option<String>,
+    /// Shopify `product_type`, WooCommerce category.
+    product_type: Option<String>,
+    variants: Option<Vec<VariantRequest>>,
+    deliver: Option<bool>,
+}
+
+/// A product request with every default filled in.
+struct NewProduct {
+    title: String,
+    category: String,
+    /// `(sku, option title, price in minor units, inventory)`.
+    variants: Vec<(String, String, i64, i64)>,
+}
+
+impl NewProduct {
+    fn from_request(req: &ProductRequest) -> Result<Self, String> {
+        let title = non_empty(&req.title).unwrap_or_else(|| "T-Shirt".into());
+        let single = req.variants.as_ref().is_none_or(|v| v.len() == 1);
+        let variants = match &req.variants {
+            None => vec![(title.to_ascii_uppercase().replace(' ', "-"), "Default Title".into(), 1990, 10)],
+            Some(list) if list.is_empty() => return Err("variants must not be empty".into()),
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .map(|(n, v)| {
+                    let option = non_empty(&v.title).unwrap_or_else(|| {
+                        if single {
+                            "Default Title".into()
+                        } else {
+                            format!("Variant {}", n + 1)
+                        }
+                    });
+                    let sku = non_empty(&v.sku).unwrap_or_else(|| {
+                        let base = title.to_ascii_uppercase().replace(' ', "-");
+                        if single {
+                            base
+                        } else {
+                            format!("{base}-{}", option.to_ascii_uppercase())
+                        }
+                    });
+                    let price = match &v.price {
+                        None => 1990,
+                        Some(p) => {
+                            parse_price(p).ok_or_else(|| format!("variants[{n}].price: '{p}' is not an amount"))?
+                        }
+                    };
+                    Ok((sku, option, price, v.inventory.unwrap_or(10)))
+                })
+                .collect::<Result<_, String>>()?,
+        };
+        let category = non_empty(&req.product_type).unwrap_or_default();
+        Ok(Self { title, category, variants })
+    }
+}
+
+impl Store {
+    /// A Shopify product in the REST/webhook shape (products/create, API 2026-07). Variant ids are
+    /// the ones orders get for the same SKU.
+    fn new_shopify_product(&mut self, p: &NewProduct) -> Product {
+        let id = take(&mut self.next.shopify_product);
+        let t = shopify_time(now());
+        let handle: String =
+            p.title.to_lowercase().chars().map(|c| if c.is_alphanumeric() { c } else { '-' }).collect();
+        let variants: Vec<Value> = p
+            .variants
+            .iter()
+            .zip(1..)
+            .map(|((sku, option, price, inventory), position)| {
+                let vid = stable_id(sku, 49_148_385_000_000, 1_000_000_000);
+                json!({
+                    "id": vid,
+                    "product_id": id,
+                    "title": option,
+                    "price": money(*price),
+                    "position": position,
+                    "inventory_policy": "deny",
+                    "compare_at_price": null,
+                    "option1": option,
+                    "option2": null,
+                    "option3": null,
+                    "created_at": t,
+                    "updated_at": t,
+                    "taxable": true,
+                    "barcode": null,
+                    "fulfillment_service": "manual",
+                    "grams": 200,
+                    "inventory_management": "shopify",
+                    "requires_shipping": true,
+                    "sku": sku,
+                    "weight": 0.2,
+                    "weight_unit": "kg",
+                    "inventory_item_id": vid + 2_000_000_000_000,
+                    "inventory_quantity": inventory,
+                    "old_inventory_quantity": inventory,
+                    "admin_graphql_api_id": format!("gid://shopify/ProductVariant/{vid}"),
+                    "image_id": null,
+                })
+            })
+            .collect();
+        let options: Vec<&str> = p.variants.iter().map(|v| v.1.as_str()).collect();
+        let body = json!({
+            "admin_graphql_api_id": format!("gid://shopify/Product/{id}"),
+            "body_html": "",
+            "created_at": t,
+            "handle": handle,
+            "id": id,
+            "product_type": p.category,
+            "published_at": t,
+            "template_suffix": null,
+            "title": p.title,
+            "updated_at": t,
+            "vendor": "Parley Demo",
+            "status": "active",
+            "published_scope": "web",
+            "tags": "",
+            "variants": variants,
+            "options": [{ "id": id + 1, "product_id": id, "name": "Title", "position": 1, "values": options }],
+            "images": [],
+            "image": null,
+            "media": [],
+            "category": null,
+        });
+        let ids = p.variants.iter().map(|v| (v.0.clone(), stable_id(&v.0, 49_148_385_000_000, 1_000_000_000)));
+        Product { platform: Platform::Shopify, id, variants: ids.collect(), body }
+    }
+
+    /// A WooCommerce product in the REST v3 shape (what `product.created` carries): a simple
+    /// product, or for several variants a variable parent listing its variation ids.
+    fn new_woo_product(&mut self, store_url: &str, p: &NewProduct) -> Product {
+        let id = take(&mut self.next.woo_product);
+        let t = now();
+        let variable = p.variants.len() > 1;
+        let variants: Vec<(String, u64)> = if variable {
+            p.variants.iter().map(|v| (v.0.clone(), take(&mut self.next.woo_product))).collect()
+        } else {
+            vec![(p.variants[0].0.clone(), id)]
+        };
+        let price = p.variants.iter().map(|v| v.2).min().unwrap_or(0);
+        let stock: i64 = p.variants.iter().map(|v| v.3).sum();
+        let slug: String = p.title.to_lowercase().chars().map(|c| if c.is_alphanumeric() { c } else { '-' }).collect();
+        let categories =
+            if p.category.is_empty() { json!([]) } else { json!([{ "id": 17, "name": p.category, "slug": slug }]) };
+        let mut body = json!({
+            "id": id,
+            "name": p.title,
+            "slug": slug,
+            "permalink": format!("{store_url}/product/{slug}/"),
+            "date_created": woo_local(t),
+            "date_created_gmt": woo_gmt(t),
+            "date_modified": woo_local(t),
+            "date_modified_gmt": woo_gmt(t),
+            "type": if variable { "variable" } else { "simple" },
+            "status": "publish",
+            "featured": false,
+            "catalog_visibility": "visible",
+            "description": "",
+            "short_description": "",
+            "sku": if variable { String::new() } else { p.variants[0].0.clone() },
+            "price": money(price),
+            "regular_price": if variable { String::new() } else { money(price) },
+            "sale_price": "",
+            "on_sale": false,
+            "purchasable": true,
+            "total_sales": 0,
+            "virtual": false,
+            "downloadable": false,
+            "tax_status": "taxable",
+            "tax_class": "",
+            "manage_stock": !variable,
+            "stock_quantity": if variable { Value::Null } else { json!(stock) },
+            "backorders": "no",
+            "backorders_allowed": false,
+            "backordered": false,
+        });
+        merge(
+            &mut body,
+            json!({
+                "parent_id": 0,
+                "categories": categories,
+                "tags": [],
+                "images": [],
+                "attributes": [],
+                "default_attributes": [],
+                "variations": variants.iter().filter(|_| variable).map(|v| v.1).collect::<Vec<_>>(),
+                "grouped_products": [],
+                "menu_order": 0,
+                "meta_data": [],
+                "stock_status": if stock > 0 { "instock" } else { "outofstock" },
+                "has_options": variable,
+                "_links": {
+                    "self": [{ "href": format!("{store_url}/wp-json/wc/v3/products/{id}") }],
+                    "collection": [{ "href": format!("{store_url}/wp-json/wc/v3/products") }],
+                },
+            }),
+        );
+        Product { platform: Platform::WooCommerce, id, variants, body }
+    }
+}
+
+/// The product routes' answer.
+fn product_answer(product: &Product, topic: &str, outcome: &Outcome) -> Response {
+    let variants: Vec<Value> =
+        product.variants.iter().map(|(sku, id)| json!({ "sku": sku, "variant_id": id })).collect();
+    resource_answer(
+        json!({
+            "platform": product.platform,
+            "product_id": product.id,
+            "product_id_str": product.id.to_string(),
+            "variants": variants,
+        }),
+        topic,
+        outcome,
+    )
+}
+
+/// Adds the webhook's fate (`topic`, `webhook_status`, `delivery_id`, …) to an answer.
+fn resource_answer(mut out: Value, topic: &str, outcome: &Outcome) -> Response {
+    let (status, delivery_id, error) = match outcome {
+        Outcome::Withheld(d) => (None, Some(d.delivery_id.clone()), None),
+        Outcome::Unsubscribed(why) => (None, None, Some(why.clone())),
+        Outcome::Delivery(d) => (d.status, Some(d.delivery_id.clone()), d.error.clone()),
+    };
+    merge(&mut out, json!({ "topic": topic, "webhook_status": status, "delivery_id": delivery_id }));
+    if let Some(e) = error {
+        out["webhook_error"] = json!(e);
+    }
+    if matches!(outcome, Outcome::Withheld(_)) {
+        out["webhook_withheld"] = json!(true);
+    }
+    Json(out).into_response()
+}
+
+/// `POST /shop/products`: creates a product and posts `products/create` / `product.created`.
+async fn create_product(State(sb): State<ShopSandbox>, body: Bytes) -> Response {
+    let req: ProductRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let expected = "{\"platform\":\"shopify|woocommerce\",\"title\",\"product_type\",\"variants\":[…]}";
+            return json_error(StatusCode::BAD_REQUEST, format!("expected {expected}: {e}"));
+        }
+    };
+    let new = match NewProduct::from_request(&req) {
+        Ok(n) => n,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    };
+    let topic = match req.platform {
+        Platform::Shopify => "products/create",
+        Platform::WooCommerce => "product.created",
+    };
+    let (product, planned) = {
+        let mut store = sb.store();
+        let product = match req.platform {
+            Platform::Shopify => store.new_shopify_product(&new),
+            Platform::WooCommerce => store.new_woo_product(sb.store_url(), &new),
+        };
+        let deliver = req.deliver.unwrap_or(true);
+        let planned = sb.plan_for(&store, product.platform, product.id, topic, &product.body, deliver);
+        store.products.push(product.clone());
+        (product, planned)
+    };
+    let outcome = sb.dispatch(planned).await;
+    product_answer(&product, topic, &outcome)
+}
+
+/// `POST /shop/products/{id}/soldout`: every variant's inventory to 0, then
+/// `products/update` / `product.updated`.
+async fn sold_out(State(sb): State<ShopSandbox>, Path(id): Path<String>, body: Bytes) -> Response {
+    let req: DeliverFlag = match parse_body(&body, "{\"deliver\":true}") {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r.into_response(),
+    };
+    let (product, topic, planned) = {
+        let mut store = sb.store();
+        let Some(product) = store.products.iter_mut().find(|p| p.id == id) else {
+            return json_error(StatusCode::NOT_FOUND, format!("no product {id} in the shop sandbox"));
+        };
+        let t = now();
+        let topic = match product.platform {
+            Platform::Shopify => {
+                let stamp = shopify_time(t);
+                for v in product.body["variants"].as_array_mut().into_iter().flatten() {
+                    v["old_inventory_quantity"] = v["inventory_quantity"].clone();
+                    v["inventory_quantity"] = json!(0);
+                    v["updated_at"] = json!(stamp);
+                }
+                product.body["updated_at"] = json!(stamp);
+                "products/update"
+            }
+            Platform::WooCommerce => {
+                let b = &mut product.body;
+                if b["manage_stock"] == true {
+                    b["stock_quantity"] = json!(0);
+                }
+                b["stock_status"] = json!("outofstock");
+                b["date_modified"] = json!(woo_local(t));
+                b["date_modified_gmt"] = json!(woo_gmt(t));
+                "product.updated"
+            }
+        };
+        let product = product.clone();
+        let deliver = req.deliver.unwrap_or(true);
+        let planned = sb.plan_for(&store, product.platform, product.id, topic, &product.body, deliver);
+        (product, topic, planned)
+    };
+    let outcome = sb.dispatch(planned).await;
+    product_answer(&product, topic, &outcome)
+}
+
+#[derive(Deserialize)]
+struct CheckoutRequest {
+    /// Only `shopify`: WooCommerce has no checkout webhooks.
+    platform: Option<Platform>,
+    phone: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+    items: Option<Vec<ItemRequest>>,
+    currency: Option<String>,
+    country: Option<String>,
+    locale: Option<String>,
+    attributes: Option<Map<String, Value>>,
+    /// `buyer_accepts_sms_marketing` (default true).
+    sms_marketing: Option<bool>,
+    deliver: Option<bool>,
+}
+
+impl Store {
+    /// A Shopify checkout in the `checkouts/create` shape. Items naming a stored product's
+    /// variant (or SKU) get its product id.
+    fn new_checkout(&mut self, cfg: &ShopSandboxConfig, o: &NewOrder, sms_marketing: bool) -> Checkout {
+        let id = take(&mut self.next.checkout);
+        let token = hex32();
+        let t = shopify_time(o.created);
+        let cur = o.currency.as_str();
+        let a = sample_address(&o.country);
+        let address = json!({
+            "first_name": o.first_name,
+            "address1": a.address1,
+            "phone": o.phone,
+            "city": a.city,
+            "zip": a.zip,
+            "province": a.province,
+            "country": a.country,
+            "last_name": o.last_name,
+            "address2": null,
+            "company": null,
+            "latitude": null,
+            "longitude": null,
+            "name": format!("{} {}", o.first_name, o.last_name),
+            "country_code": o.country,
+            "province_code": a.province_code,
+        });
+        let known = |i: &Item| {
+            self.products
+                .iter()
+                .filter(|p| p.platform == Platform::Shopify)
+                .find_map(|p| p.variants.iter().any(|(sku, vid)| *vid == i.variant_id || *sku == i.sku).then_some(p.id))
+        };
+        let line_items: Vec<Value> = o
+            .items
+            .iter()
+            .map(|i| {
+                json!({
+                    "applied_discounts": [],
+                    "discount_allocations": [],
+                    "key": format!("{}:{}", i.variant_id, &hex32()[..6]),
+                    "fulfillment_service": "manual",
+                    "gift_card": false,
+                    "grams": 200,
+                    "origin_location_id": SHOPIFY_LOCATION_ID,
+                    "presentment_title": i.title,
+                    "product_id": known(i).unwrap_or(i.product_id),
+                    "properties": null,
+                    "quantity": i.quantity,
+                    "requires_shipping": true,
+                    "sku": i.sku,
+                    "tax_lines": [],
+                    "taxable": true,
+                    "title": i.title,
+                    "variant_id": i.variant_id,
+                    "variant_title": null,
+                    "variant_price": money(i.unit),
+                    "vendor": "Parley Demo",
+                    "compare_at_price": null,
+                    "line_price": money(i.unit * i64::from(i.quantity)),
+                    "price": money(i.unit),
+                })
+            })
+            .collect();
+        let subtotal = money(o.subtotal());
+        let note_attributes: Vec<Value> = o.attributes.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect();
+        let customer_id = *self.customers.entry(o.phone.clone()).or_insert_with(|| take(&mut self.next.customer));
+        let mut body = json!({
+            "id": id,
+            "token": token,
+            "cart_token": hex32(),
+            "email": o.email,
+            "gateway": null,
+            "buyer_accepts_marketing": false,
+            "buyer_accepts_sms_marketing": sms_marketing,
+            "sms_marketing_phone": if sms_marketing { json!(o.phone) } else { Value::Null },
+            "created_at": t,
+            "updated_at": t,
+            "landing_site": "/",
+            "note": null,
+            "note_attributes": note_attributes,
+            "referring_site": "",
+            "shipping_lines": [],
+            "shipping_address": address,
+            "billing_address": address,
+            "taxes_included": true,
+            "total_weight": 200 * o.items.iter().map(|i| i.quantity).sum::<u32>(),
+            "currency": cur,
+            "completed_at": null,
+            "closed_at": null,
+            "user_id": null,
+            "location_id": null,
+            "source_identifier": null,
+            "source_url": null,
+            "device_id": null,
+            "phone": o.phone,
+            "customer_locale": o.locale,
+        });
+        merge(
+            &mut body,
+            json!({
+                "line_items": line_items,
+                "name": format!("#{id}"),
+                "source": null,
+                "abandoned_checkout_url": format!("https://{}/checkouts/{token}/recover", cfg.shopify_domain),
+                "discount_codes": [],
+                "tax_lines": [],
+                "source_name": "web",
+                "presentment_currency": cur,
+                "total_discounts": "0.00",
+                "total_line_items_price": subtotal,
+                "total_price": subtotal,
+                "total_tax": "0.00",
+                "subtotal_price": subtotal,
+                "total_duties": null,
+                "reservation_token": null,
+                "customer": {
+                    "id": customer_id,
+                    "email": o.email,
+                    "created_at": t,
+                    "updated_at": t,
+                    "first_name": o.first_name,
+                    "last_name": o.last_name,
+                    "state": "disabled",
+                    "verified_email": true,
+                    "tax_exempt": false,
+                    "phone": o.phone,
+                    "currency": cur,
+                    "admin_graphql_api_id": format!("gid://shopify/Customer/{customer_id}"),
+                },
+            }),
+        );
+        Checkout { id, body }
+    }
+}
+
+/// The checkout routes' answer.
+fn checkout_answer(c: &Checkout, topic: &str, outcome: &Outcome) -> Response {
+    resource_answer(
+        json!({
+            "platform": Platform::Shopify,
+            "checkout_id": c.id,
+            "token": c.body["token"],
+            "abandoned_checkout_url": c.body["abandoned_checkout_url"],
+            "completed_at": c.body["completed_at"],
+        }),
+        topic,
+        outcome,
+    )
+}
+
+/// `POST /shop/checkouts` (Shopify): a checkout the customer may abandon; posts `checkouts/create`.
+async fn create_checkout(State(sb): State<ShopSandbox>, body: Bytes) -> Response {
+    let req: CheckoutRequest = match parse_body_required(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            let expected = "{\"phone\":\"+49…\",\"items\":[{\"sku\",\"variant_id\",\"title\",\"quantity\",\"price\"}]}";
+            return json_error(StatusCode::BAD_REQUEST, format!("expected {expected}: {e}"));
+        }
+    };
+    if req.platform.is_some_and(|p| p != Platform::Shopify) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "checkouts are Shopify only (WooCommerce sends no checkout webhooks)",
+        );
+    }
+    let order_req = OrderRequest {
+        platform: Platform::Shopify,
+        phone: req.phone,
+        first_name: req.first_name,
+        last_name: req.last_name,
+        email: req.email,
+        items: req.items,
+        currency: req.currency,
+        country: req.country,
+        locale: req.locale,
+        status: None,
+        attributes: req.attributes,
+        shipping: None,
+        created_at: None,
+        deliver: req.deliver,
+    };
+    let new = match NewOrder::from_request(&order_req) {
+        Ok(n) => n,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
+    };
+    let topic = "checkouts/create";
+    let (checkout, planned) = {
+        let mut store = sb.store();
+        let checkout = store.new_checkout(sb.cfg(), &new, req.sms_marketing.unwrap_or(true));
+        let deliver = req.deliver.unwrap_or(true);
+        let planned = sb.plan_for(&store, Platform::Shopify, checkout.id, topic, &checkout.body, deliver);
+        store.checkouts.push(checkout.clone());
+        (checkout, planned)
+    };
+    let outcome = sb.dispatch(planned).await;
+    checkout_answer(&checkout, topic, &outcome)
+}
+
+/// `POST /shop/checkouts/{id}/complete`: the buyer pays; posts `checkouts/update` with `completed_at`.
+async fn complete_checkout(State(sb): State<ShopSandbox>, Path(id): Path<String>, body: Bytes) -> Response {
+    let req: DeliverFlag = match parse_body(&body, "{\"deliver\":true}") {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r.into_response(),
+    };
+    let topic = "checkouts/update";
+    let (checkout, planned) = {
+        let mut store = sb.store();
+        let Some(checkout) = store.checkouts.iter_mut().find(|c| c.id == id) else {
+            return json_error(StatusCode::NOT_FOUND, format!("no checkout {id} in the shop sandbox"));
+        };
+        // Completing twice posts the update again with the first completion time.
+        if checkout.body["completed_at"].is_null() {
+            let t = shopify_time(now());
+            checkout.body["completed_at"] = json!(t);
+            checkout.body["updated_at"] = json!(t);
+            checkout.body["gateway"] = json!("shopify_payments");
+        }
+        let checkout = checkout.clone();
+        let deliver = req.deliver.unwrap_or(true);
+        let planned = sb.plan_for(&store, Platform::Shopify, checkout.id, topic, &checkout.body, deliver);
+        (checkout, planned)
+    };
+    let outcome = sb.dispatch(planned).await;
+    checkout_answer(&checkout, topic, &outcome)
+}
+
+/// A JSON body that must be present (`{}` is fine).
+fn parse_body_required<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ use axum::routing::post;
 use axum::Router;
 use parley::channels::signature::{Encoding, Verifier};
 use parley::config::Secret;
+use parley::shops::{shopify, woocommerce, CheckoutSnapshot, ProductVariant, ShopEvent};
 use parley_local::sandbox_shop::{ShopSandbox, ShopSandboxConfig};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
@@ -661,4 +662,202 @@ async fn the_page_has_the_shop_panel() {
     ] {
         assert!(page.contains(needle), "{needle}");
     }
+}
+
+fn eur() -> parley::domain::Currency {
+    parley::domain::Currency::parse("EUR").unwrap()
+}
+
+fn products_of(event: ShopEvent) -> (Vec<ProductVariant>, bool) {
+    match event {
+        ShopEvent::Products { items, deleted, .. } => (items, deleted),
+        other => panic!("expected products, got {other:?}"),
+    }
+}
+
+fn checkout_of(event: ShopEvent) -> CheckoutSnapshot {
+    match event {
+        ShopEvent::Checkout(c) => c,
+        other => panic!("expected a checkout, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn shopify_product_create_and_sold_out_parse_as_products() {
+    let h = start().await;
+    let (status, answer) = h
+        .post(
+            "/shop/products",
+            json!({
+                "platform": "shopify", "title": "T-Shirt", "product_type": "Shirts",
+                "variants": [
+                    { "sku": "TSHIRT-M", "title": "M", "price": "19.90", "inventory": 5 },
+                    { "sku": "TSHIRT-L", "title": "L", "price": "19.90", "inventory": 2 },
+                ],
+                "deliver": true,
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!((answer["platform"].as_str(), answer["webhook_status"].as_u64()), (Some("shopify"), Some(200)));
+    let product_id = answer["product_id"].as_u64().unwrap();
+    let variant_ids: Vec<u64> =
+        answer["variants"].as_array().unwrap().iter().map(|v| v["variant_id"].as_u64().unwrap()).collect();
+    assert_eq!(answer["variants"][1]["sku"], "TSHIRT-L");
+
+    let hook = h.last_hook();
+    assert_eq!(hook.path, "/webhooks/shopify");
+    assert_eq!(header(&hook, "x-shopify-topic"), "products/create");
+    assert!(shopify_verifier().verify(&hook.body, Some(header(&hook, "x-shopify-hmac-sha256"))).is_ok());
+    let event = shopify::parse_webhook_with_currency("products/create", SHOP_DOMAIN, &hook.body, Some(eur())).unwrap();
+    let (items, deleted) = products_of(event);
+    assert!(!deleted);
+    assert_eq!(items.len(), 2);
+    assert_eq!(items.iter().map(|v| v.variant_id).collect::<Vec<_>>(), variant_ids);
+    assert!(items.iter().all(|v| v.product_id == product_id && v.available));
+    assert_eq!((items[0].sku.as_deref(), items[0].title.as_str()), (Some("TSHIRT-M"), "T-Shirt – M"));
+    assert_eq!((items[0].price.minor, items[0].category.as_deref()), (1990, Some("Shirts")));
+
+    // Orders for the same SKU carry the same variant id.
+    h.order(json!({ "platform": "shopify", "items": [{ "sku": "TSHIRT-M", "price": "19.90" }] })).await;
+    assert_eq!(json_of(&h.last_hook().body)["line_items"][0]["variant_id"].as_u64(), Some(variant_ids[0]));
+
+    let (status, sold) = h.post(&format!("/shop/products/{product_id}/soldout"), json!({})).await;
+    assert_eq!(status, 200, "{sold}");
+    assert_eq!((sold["topic"].as_str(), sold["webhook_status"].as_u64()), (Some("products/update"), Some(200)));
+    let hook = h.last_hook();
+    assert_eq!(header(&hook, "x-shopify-topic"), "products/update");
+    assert!(shopify_verifier().verify(&hook.body, Some(header(&hook, "x-shopify-hmac-sha256"))).is_ok());
+    assert_eq!(json_of(&hook.body)["variants"][1]["old_inventory_quantity"], 2);
+    let event = shopify::parse_webhook_with_currency("products/update", SHOP_DOMAIN, &hook.body, Some(eur())).unwrap();
+    let (items, _) = products_of(event);
+    assert!(items.len() == 2 && items.iter().all(|v| !v.available));
+
+    let (status, _) = h.post("/shop/products/1/soldout", json!({})).await;
+    assert_eq!(status, 404);
+    let (status, _) = h.post("/shop/products", json!({ "platform": "shopify", "variants": [] })).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn woocommerce_products_are_php_encoded_signed_and_parse() {
+    let h = start().await;
+    let (status, answer) = h
+        .post(
+            "/shop/products",
+            json!({ "platform": "woocommerce", "title": "Baseball Cap", "product_type": "Caps",
+                    "variants": [{ "sku": "CAP", "price": "12.50", "inventory": 3 }] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let product_id = answer["product_id"].as_u64().unwrap();
+    assert_eq!(answer["variants"], json!([{ "sku": "CAP", "variant_id": product_id }]));
+
+    let hook = h.last_hook();
+    assert_eq!(hook.path, "/webhooks/woocommerce");
+    assert_eq!(header(&hook, "x-wc-webhook-topic"), "product.created");
+    assert_eq!(header(&hook, "x-wc-webhook-resource"), "product");
+    assert!(std::str::from_utf8(&hook.body).unwrap().contains(r"\/"), "PHP escapes slashes");
+    assert!(woo_verifier().verify(&hook.body, Some(header(&hook, "x-wc-webhook-signature"))).is_ok());
+    let event =
+        woocommerce::parse_webhook_with_currency("product.created", "127.0.0.1", &hook.body, Some(eur())).unwrap();
+    let (items, _) = products_of(event);
+    assert_eq!(items.len(), 1);
+    let cap = &items[0];
+    assert_eq!((cap.product_id, cap.variant_id, cap.sku.as_deref()), (product_id, 0, Some("CAP")));
+    assert_eq!((cap.title.as_str(), cap.price.minor, cap.category.as_deref()), ("Baseball Cap", 1250, Some("Caps")));
+    assert!(cap.available);
+
+    h.post(&format!("/shop/products/{product_id}/soldout"), json!(null)).await;
+    let hook = h.last_hook();
+    assert_eq!(header(&hook, "x-wc-webhook-topic"), "product.updated");
+    assert!(woo_verifier().verify(&hook.body, Some(header(&hook, "x-wc-webhook-signature"))).is_ok());
+    let event =
+        woocommerce::parse_webhook_with_currency("product.updated", "127.0.0.1", &hook.body, Some(eur())).unwrap();
+    assert!(!products_of(event).0[0].available);
+
+    // Several variants: a variable parent listing its variations; the webhook maps it as one item.
+    let (_, answer) = h
+        .post(
+            "/shop/products",
+            json!({ "platform": "woocommerce", "title": "Hoodie",
+                    "variants": [{ "sku": "HOODIE-M", "title": "M", "price": "45" }, { "sku": "HOODIE-L", "title": "L", "price": "49" }] }),
+        )
+        .await;
+    let parent = answer["product_id"].as_u64().unwrap();
+    let body = json_of(&h.last_hook().body);
+    assert_eq!(body["type"], "variable");
+    let variations: Vec<u64> =
+        answer["variants"].as_array().unwrap().iter().map(|v| v["variant_id"].as_u64().unwrap()).collect();
+    assert_eq!(body["variations"], json!(variations));
+    let event =
+        woocommerce::parse_webhook_with_currency("product.created", "127.0.0.1", &h.last_hook().body, Some(eur()))
+            .unwrap();
+    let (items, _) = products_of(event);
+    assert_eq!((items.len(), items[0].product_id, items[0].variant_id, items[0].price.minor), (1, parent, 0, 4500));
+}
+
+#[tokio::test]
+async fn shopify_checkout_create_then_complete() {
+    let h = start().await;
+    let (_, product) = h
+        .post(
+            "/shop/products",
+            json!({ "platform": "shopify", "title": "T-Shirt", "variants": [{ "sku": "TSHIRT-M", "title": "M", "price": "19.90" }] }),
+        )
+        .await;
+    let variant_id = product["variants"][0]["variant_id"].as_u64().unwrap();
+    let (status, answer) = h
+        .post(
+            "/shop/checkouts",
+            json!({
+                "phone": "+4915123456789",
+                "items": [{ "sku": "TSHIRT-M", "variant_id": variant_id, "title": "T-Shirt", "quantity": 2, "price": "19.90" }],
+                "attributes": { "parley_cart": "cart-5" },
+                "deliver": true,
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!((answer["topic"].as_str(), answer["webhook_status"].as_u64()), (Some("checkouts/create"), Some(200)));
+    let checkout_id = answer["checkout_id"].as_u64().unwrap();
+    let token = answer["token"].as_str().unwrap().to_string();
+    let url = format!("https://{SHOP_DOMAIN}/checkouts/{token}/recover");
+    assert_eq!(answer["abandoned_checkout_url"], url);
+
+    let hook = h.last_hook();
+    assert_eq!(header(&hook, "x-shopify-topic"), "checkouts/create");
+    assert!(shopify_verifier().verify(&hook.body, Some(header(&hook, "x-shopify-hmac-sha256"))).is_ok());
+    let c = checkout_of(shopify::parse_webhook("checkouts/create", SHOP_DOMAIN, &hook.body).unwrap());
+    assert_eq!(
+        (c.checkout_id, c.token.as_deref(), c.abandoned_checkout_url.as_deref()),
+        (checkout_id, Some(token.as_str()), Some(url.as_str()))
+    );
+    assert_eq!(c.completed_at, None);
+    assert_eq!(c.phones, vec!["+4915123456789"]);
+    assert_eq!((c.currency.as_str(), c.total.minor, c.country.as_deref()), ("EUR", 3980, Some("DE")));
+    assert_eq!(c.items.len(), 1);
+    assert_eq!((c.items[0].variant_id, c.items[0].product_id), (Some(variant_id), product["product_id"].as_u64()));
+    assert_eq!((c.items[0].quantity, c.items[0].sku.as_deref()), (2, Some("TSHIRT-M")));
+    assert_eq!(c.attributes, vec![("parley_cart".to_string(), "cart-5".to_string())]);
+    assert!(c.buyer_accepts_sms_marketing && c.updated_at.is_some());
+
+    let (status, done) = h.post(&format!("/shop/checkouts/{checkout_id}/complete"), json!({})).await;
+    assert_eq!(status, 200, "{done}");
+    assert!(done["completed_at"].is_string());
+    let hook = h.last_hook();
+    assert_eq!(header(&hook, "x-shopify-topic"), "checkouts/update");
+    assert!(shopify_verifier().verify(&hook.body, Some(header(&hook, "x-shopify-hmac-sha256"))).is_ok());
+    let c = checkout_of(shopify::parse_webhook("checkouts/update", SHOP_DOMAIN, &hook.body).unwrap());
+    assert_eq!(c.checkout_id, checkout_id);
+    assert!(c.completed_at.is_some());
+
+    let (status, _) = h.post("/shop/checkouts/1/complete", json!({})).await;
+    assert_eq!(status, 404);
+    let (status, _) = h.post("/shop/checkouts", json!({ "platform": "woocommerce" })).await;
+    assert_eq!(status, 400);
+    // Withheld: recorded, not posted.
+    let before = h.hooks().len();
+    let (_, withheld) = h.post("/shop/checkouts", json!({ "deliver": false })).await;
+    assert_eq!((withheld["webhook_withheld"].as_bool(), h.hooks().len()), (Some(true), before));
 }

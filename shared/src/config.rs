@@ -291,6 +291,8 @@ pub struct ShopSettings {
     pub confirm_on_paid: bool,
     /// `RECONCILE_LOOKBACK_MINUTES` — default 1440 on the first run; later runs overlap 10 minutes.
     pub reconcile_lookback_minutes: i64,
+    /// `SHOP_CURRENCY` — default `EUR`: product webhooks carry prices without a currency.
+    pub shop_currency: crate::domain::Currency,
 }
 
 impl ShopSettings {
@@ -321,6 +323,8 @@ impl ShopSettings {
             delivery_dedupe_hours: env_parse("SHOP_DELIVERY_DEDUPE_HOURS", 72u64)?.max(24),
             confirm_on_paid: confirm_on == "paid",
             reconcile_lookback_minutes: env_parse("RECONCILE_LOOKBACK_MINUTES", 1440i64)?,
+            shop_currency: crate::domain::Currency::parse(&env_or("SHOP_CURRENCY", "EUR"))
+                .map_err(|e| ConfigError::Invalid { name: "SHOP_CURRENCY", reason: e.to_string() })?,
         })
     }
 
@@ -329,5 +333,64 @@ impl ShopSettings {
         let url = self.woo_store_url.as_str();
         let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
         rest.split('/').next().unwrap_or_default().to_ascii_lowercase()
+    }
+}
+
+/// Carts in chat: limits, the shop the checkout link points to, reminders and attribution.
+#[derive(Debug, Clone)]
+pub struct CartSettings {
+    /// `CART_SHOP` — `shopify` or `woocommerce`; default: Shopify when its domain is set.
+    pub shop: Option<crate::shops::Platform>,
+    /// `SHOPIFY_STOREFRONT_URL` — default `https://{SHOPIFY_SHOP_DOMAIN}`: where cart permalinks go.
+    pub shopify_storefront_url: String,
+    /// `WOOCOMMERCE_CHECKOUT_LINK` — `whole_cart` (default, `/checkout-link/`) or `single_product`.
+    pub woo_single_product: bool,
+    /// `CHECKOUT_DISCOUNT_CODE` — added to every checkout link when set.
+    pub discount: Option<String>,
+    /// `CART_MAX_QUANTITY` — default 10 per line; `CART_MAX_LINES` — default 20.
+    pub max_quantity: u32,
+    pub max_lines: usize,
+    /// `CART_REMINDER_DELAY_MINUTES` — default 120: idle time before the one reminder.
+    pub reminder_delay_minutes: i64,
+    /// `CART_ATTRIBUTION_DAYS` — default 7: an order of the same contact within this time after a
+    /// checkout link counts as converted even without the cart id.
+    pub attribution_days: i64,
+}
+
+impl CartSettings {
+    pub fn from_env(shops: &ShopSettings) -> Result<Self, ConfigError> {
+        let shop = match env_opt("CART_SHOP").map(|s| s.to_ascii_lowercase()) {
+            Some(s) if s == "shopify" => Some(crate::shops::Platform::Shopify),
+            Some(s) if s == "woocommerce" => Some(crate::shops::Platform::WooCommerce),
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "CART_SHOP",
+                    reason: format!("'{other}': expected shopify or woocommerce"),
+                })
+            }
+            None if !shops.shopify_domain.is_empty() => Some(crate::shops::Platform::Shopify),
+            None if !shops.woo_store_url.is_empty() => Some(crate::shops::Platform::WooCommerce),
+            None => None,
+        };
+        let link = env_or("WOOCOMMERCE_CHECKOUT_LINK", "whole_cart");
+        if !matches!(link.as_str(), "whole_cart" | "single_product") {
+            return Err(ConfigError::Invalid {
+                name: "WOOCOMMERCE_CHECKOUT_LINK",
+                reason: format!("'{link}': expected whole_cart or single_product"),
+            });
+        }
+        Ok(Self {
+            shop,
+            shopify_storefront_url: env_opt("SHOPIFY_STOREFRONT_URL")
+                .unwrap_or_else(|| format!("https://{}", shops.shopify_domain))
+                .trim_end_matches('/')
+                .to_string(),
+            woo_single_product: link == "single_product",
+            discount: env_opt("CHECKOUT_DISCOUNT_CODE"),
+            max_quantity: env_parse("CART_MAX_QUANTITY", 10u32)?,
+            max_lines: env_parse("CART_MAX_LINES", 20usize)?,
+            reminder_delay_minutes: env_parse("CART_REMINDER_DELAY_MINUTES", 120i64)?,
+            attribution_days: env_parse("CART_ATTRIBUTION_DAYS", 7i64)?,
+        })
     }
 }

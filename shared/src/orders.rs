@@ -73,7 +73,9 @@ pub async fn handle_shop_event(app: &App, event: &ShopEvent) -> Result<ShopOutco
             if let (Ok(contact), Some(consent)) = (&matched, &snapshot.marketing_consent) {
                 shop_consent(app, contact, consent, snapshot.order.platform.as_str()).await?;
             }
-            order_messages(app, &snapshot.order, event, matched.ok(), snapshot.locale.as_deref()).await
+            // An order from a chat cart is answered on the cart's channel (and converts the cart).
+            let cart_contact = crate::carts::attribute_order(app, snapshot, matched.as_ref().ok()).await?;
+            order_messages(app, &snapshot.order, event, cart_contact.or(matched.ok()), snapshot.locale.as_deref()).await
         }
         ShopEvent::Fulfillment { order, .. } => order_messages(app, order, event, None, None).await,
         ShopEvent::Refund { .. } => {
@@ -92,6 +94,15 @@ pub async fn handle_shop_event(app: &App, event: &ShopEvent) -> Result<ShopOutco
                     Ok(ShopOutcome { ignored: Some(why.into()), ..Default::default() })
                 }
             }
+        }
+        ShopEvent::Products { platform, shop, items, deleted } => {
+            let synced = crate::carts::sync_catalog(app, *platform, shop, items, *deleted).await?;
+            Ok(ShopOutcome { ignored: (synced == 0).then(|| "no sellable variant".to_string()), ..Default::default() })
+        }
+        ShopEvent::Checkout(_) => {
+            // Abandoned-checkout reminders are not built yet: acknowledged and counted.
+            count("ShopCheckoutsSeen", 1);
+            Ok(ShopOutcome { ignored: Some("checkout".into()), ..Default::default() })
         }
         ShopEvent::CustomerRedact { .. } | ShopEvent::Ignored { .. } => {
             // Redaction needs the shop's identity; the webhook handles it (see `redact`).

@@ -46,6 +46,8 @@ pub fn init_env() {
             // Retries after 1 s each instead of 4^n s, so fault tests stay quick.
             ("SEND_RETRY_BASE_SECONDS", "1"),
             ("SEND_PAUSE_SECONDS", "2"),
+            // Idle carts are due for their reminder at once (the test runs the reminder itself).
+            ("CART_REMINDER_DELAY_MINUTES", "0"),
         ] {
             std::env::set_var(k, v);
         }

@@ -256,30 +256,51 @@ async fn handle_message(
                 envelopes: Vec::new(),
             }
         }
-        None => {
-            let view =
-                ContactView { locale: locale.clone(), handover: contact.handover, pending: contact.pending_bodies() };
-            let decision = conversation::decide(flows, &view, &msg.content);
-            tracing::info!(
-                contact = %msg.contact.redacted(),
-                kind = msg.content.kind_name(),
-                outcome = decision.outcome.as_str(),
-                replies = decision.replies.len(),
-                "inbound message handled"
-            );
-            Handled {
-                msg: msg.clone(),
-                replies: decision.replies,
-                set_handover: decision.set_handover,
-                delivered_pending: decision.delivered_pending,
-                pending_seen: contact.pending_replies.len(),
-                consent_write: None,
-                envelopes: Vec::new(),
+        // Cart commands (typed, buttons, catalog orders) come before the flows; a human who has
+        // the chat keeps it: the bot stays silent then.
+        None => match crate::carts::command_of(&msg.content).filter(|_| !contact.handover) {
+            Some(cmd) => {
+                match crate::carts::handle_command(app, &msg.contact, &cmd, &locale, msg.timestamp.max(now)).await? {
+                    Some(replies) => Handled {
+                        msg: msg.clone(),
+                        replies,
+                        set_handover: None,
+                        delivered_pending: 0,
+                        pending_seen: 0,
+                        consent_write: None,
+                        envelopes: Vec::new(),
+                    },
+                    None => engine_answer(flows, &contact, &locale, msg),
+                }
             }
-        }
+            None => engine_answer(flows, &contact, &locale, msg),
+        },
     };
     let envelopes = build_envelopes(app, account, &msg.contact, Some(msg), &handled.replies, &locale, now);
     Ok(Some(Handled { envelopes, ..handled }))
+}
+
+/// The conversation engine's answer: flows, handover, held-back replies.
+fn engine_answer(flows: &FlowSet, contact: &ContactRecord, locale: &str, msg: &InboundMessage) -> Handled {
+    let view =
+        ContactView { locale: locale.to_string(), handover: contact.handover, pending: contact.pending_bodies() };
+    let decision = conversation::decide(flows, &view, &msg.content);
+    tracing::info!(
+        contact = %msg.contact.redacted(),
+        kind = msg.content.kind_name(),
+        outcome = decision.outcome.as_str(),
+        replies = decision.replies.len(),
+        "inbound message handled"
+    );
+    Handled {
+        msg: msg.clone(),
+        replies: decision.replies,
+        set_handover: decision.set_handover,
+        delivered_pending: decision.delivered_pending,
+        pending_seen: contact.pending_replies.len(),
+        consent_write: None,
+        envelopes: Vec::new(),
+    }
 }
 
 /// The consent part of a message: its replies and the state change to write, if it was a

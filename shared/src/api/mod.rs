@@ -11,8 +11,9 @@ pub use error::ApiError;
 
 use crate::channels::signature::{Encoding, Verifier};
 use crate::config::{
-    Accounts, AwsSettings, ConfigError, ConsentSettings, LoopSettings, MetaSettings, Secret, ShopSettings,
+    Accounts, AwsSettings, CartSettings, ConfigError, ConsentSettings, LoopSettings, MetaSettings, Secret, ShopSettings,
 };
+use crate::domain::cart::CartTexts;
 use crate::domain::flows::Flows;
 use crate::domain::orders::NotificationTexts;
 use crate::domain::templates::Templates;
@@ -34,6 +35,8 @@ pub struct App {
     pub notifications: NotificationTexts,
     pub settings: LoopSettings,
     pub shops: ShopSettings,
+    pub carts: CartSettings,
+    pub cart_texts: CartTexts,
     pub consent: ConsentSettings,
     /// `PARLEY_ADMIN_KEY` — the `x-api-key` for the admin routes; unset disables them.
     pub admin_key: Option<Secret>,
@@ -71,6 +74,7 @@ impl App {
         meta: MetaSettings,
     ) -> Result<Self, ConfigError> {
         let (flows, templates) = load_content()?;
+        let shops = ShopSettings::from_env()?;
         Ok(Self {
             store: Store::new(ddb, aws.table),
             producer: Producer::new(sqs, aws.outbound_queue_url),
@@ -85,7 +89,9 @@ impl App {
             templates,
             notifications: NotificationTexts::embedded()?,
             settings: LoopSettings::from_env()?,
-            shops: ShopSettings::from_env()?,
+            carts: CartSettings::from_env(&shops)?,
+            shops,
+            cart_texts: CartTexts::embedded()?,
             consent: ConsentSettings::from_env()?,
             admin_key: crate::config::env_opt("PARLEY_ADMIN_KEY").map(Secret::new),
         })

@@ -3,6 +3,7 @@
 //! reconciler uses — and answer well inside Shopify's 5 seconds.
 use super::{json_response, ApiError, App};
 use crate::channels::signature::{Encoding, Verifier};
+use crate::domain::Currency;
 use crate::observability::count;
 use crate::orders::{handle_shop_event, match_contact};
 use crate::shops::{shopify, woocommerce, OrderRef, Platform, ShopEvent, ShopParseError};
@@ -49,7 +50,7 @@ pub async fn shopify(app: &App, req: Request<Bytes>) -> Result<Response<String>,
     if let Some(event_id) = header(&req, "x-shopify-event-id") {
         tracing::debug!(event_id, "shopify event");
     }
-    handle(app, &req, delivery, shopify::parse_webhook).await
+    handle(app, &req, delivery, shopify::parse_webhook_with_currency).await
 }
 
 pub async fn woocommerce(app: &App, req: Request<Bytes>) -> Result<Response<String>, ApiError> {
@@ -76,7 +77,7 @@ pub async fn woocommerce(app: &App, req: Request<Bytes>) -> Result<Response<Stri
         topic: required(&req, "x-wc-webhook-topic")?,
         delivery_id: required(&req, "x-wc-webhook-delivery-id")?,
     };
-    handle(app, &req, delivery, woocommerce::parse_webhook).await
+    handle(app, &req, delivery, woocommerce::parse_webhook_with_currency).await
 }
 
 fn check_size(app: &App, req: &Request<Bytes>) -> Result<(), ApiError> {
@@ -91,7 +92,7 @@ async fn handle(
     app: &App,
     req: &Request<Bytes>,
     d: Delivery<'_>,
-    parse: impl Fn(&str, &str, &[u8]) -> Result<ShopEvent, ShopParseError>,
+    parse: impl Fn(&str, &str, &[u8], Option<Currency>) -> Result<ShopEvent, ShopParseError>,
 ) -> Result<Response<String>, ApiError> {
     let pk = crate::store::keys::shop_delivery_pk(d.platform.as_str(), &d.shop, d.delivery_id);
     let now = crate::time_util::now_unix();
@@ -102,7 +103,7 @@ async fn handle(
         return Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "duplicate" })));
     }
     let result = async {
-        let event = parse(d.topic, &d.shop, req.body()).map_err(|e| match e {
+        let event = parse(d.topic, &d.shop, req.body(), Some(app.shops.shop_currency)).map_err(|e| match e {
             ShopParseError::NotJson(_) => ApiError::BadRequest("body is not valid JSON".into()),
             other => ApiError::BadRequest(other.to_string()),
         })?;

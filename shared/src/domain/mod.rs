@@ -1,4 +1,5 @@
 //! The pure domain: no AWS, no Lambda, no HTTP. State and an event in, a decision out.
+pub mod cart;
 pub mod consent;
 pub mod conversation;
 pub mod flows;

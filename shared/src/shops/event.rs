@@ -149,6 +149,54 @@ pub enum ShopEvent {
     CustomerConsent { phone: Option<String>, country: Option<String>, consent: ShopConsent },
     /// A topic Parley does not act on (yet): acknowledged, counted.
     Ignored { topic: String, reason: String },
+    /// products/create, products/update; Woo product.created, product.updated: one entry per variant.
+    /// products/delete, Woo product.deleted: `deleted`, one item per product with `variant_id` 0.
+    Products { platform: Platform, shop: String, items: Vec<ProductVariant>, deleted: bool },
+    /// checkouts/create, checkouts/update (Shopify): a checkout that may be abandoned.
+    Checkout(CheckoutSnapshot),
+}
+
+/// One purchasable variant of a product (a simple product is one variant).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductVariant {
+    pub product_id: u64,
+    /// WooCommerce simple (and variable parent) products, deleted products: 0.
+    pub variant_id: u64,
+    pub sku: Option<String>,
+    /// Product title, plus " – " and the variant title unless that is "Default Title".
+    pub title: String,
+    pub price: Money,
+    /// Can be bought now (platform rules: see the parsers).
+    pub available: bool,
+    /// Shopify `product_type`, WooCommerce `categories[0].name`.
+    pub category: Option<String>,
+    /// Unix seconds.
+    pub updated_at: Option<i64>,
+}
+
+/// A Shopify checkout: abandoned while `completed_at` stays empty (Shopify has no abandoned topic).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckoutSnapshot {
+    pub platform: Platform,
+    pub shop: String,
+    pub checkout_id: u64,
+    pub token: Option<String>,
+    /// The recovery link Shopify puts in its own abandoned-checkout emails.
+    pub abandoned_checkout_url: Option<String>,
+    /// Unix seconds; `None` while the checkout is open.
+    pub completed_at: Option<i64>,
+    /// Phone candidates, best first: `phone`, `sms_marketing_phone`, customer, shipping, billing.
+    pub phones: Vec<String>,
+    /// ISO country of the shipping (else billing) address.
+    pub country: Option<String>,
+    pub currency: Currency,
+    pub total: Money,
+    pub items: Vec<LineItem>,
+    /// `note_attributes`.
+    pub attributes: Vec<(String, String)>,
+    /// Unix seconds.
+    pub updated_at: Option<i64>,
+    pub buyer_accepts_sms_marketing: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,8 +6,8 @@
 //! optional fields that are absent, empty or of an unexpected type become `None`, so one odd
 //! field never costs a customer message.
 use super::event::{
-    Fulfillment, LineItem, OrderRef, OrderSnapshot, OrderStatus, Platform, ShipmentStatus, ShopConsent, ShopEvent,
-    ShopParseError,
+    CheckoutSnapshot, Fulfillment, LineItem, OrderRef, OrderSnapshot, OrderStatus, Platform, ProductVariant,
+    ShipmentStatus, ShopConsent, ShopEvent, ShopParseError,
 };
 use crate::domain::{Currency, Money};
 use serde_json::Value;
@@ -22,6 +22,9 @@ enum Topic {
     CustomerRedact,
     SmsConsent,
     WhatsAppConsent,
+    Product,
+    ProductDelete,
+    Checkout,
 }
 
 impl Topic {
@@ -39,17 +42,30 @@ impl Topic {
             "customers/redact" => Topic::CustomerRedact,
             "customers_marketing_consent/update" => Topic::SmsConsent,
             "customers_whats_app_marketing_consent/update" => Topic::WhatsAppConsent,
-            t if t.starts_with("products/") || t.starts_with("checkouts/") => {
-                return Err("product and checkout topics are not handled yet")
-            }
+            "products/create" | "products/update" => Topic::Product,
+            "products/delete" => Topic::ProductDelete,
+            "checkouts/create" | "checkouts/update" => Topic::Checkout,
+            "checkouts/delete" => return Err("a deleted checkout's payload is only its id"),
             _ => return Err("not a topic Parley acts on"),
         })
     }
 }
 
 /// Maps one webhook delivery (`X-Shopify-Topic`, `X-Shopify-Shop-Domain`, the verified raw body).
-/// Ignored topics are acknowledged without reading the body.
+/// Ignored topics are acknowledged without reading the body. Product payloads carry no currency:
+/// see [`parse_webhook_with_currency`].
 pub fn parse_webhook(topic: &str, shop_domain: &str, body: &[u8]) -> Result<ShopEvent, ShopParseError> {
+    parse_webhook_with_currency(topic, shop_domain, body, None)
+}
+
+/// [`parse_webhook`] with the shop's currency, which product prices are in. Without it (and
+/// without `presentment_prices` in the payload) products/create|update are ignored.
+pub fn parse_webhook_with_currency(
+    topic: &str,
+    shop_domain: &str,
+    body: &[u8],
+    shop_currency: Option<Currency>,
+) -> Result<ShopEvent, ShopParseError> {
     let kind = match Topic::parse(topic) {
         Ok(kind) => kind,
         Err(reason) => return Ok(ShopEvent::Ignored { topic: topic.to_string(), reason: reason.to_string() }),
@@ -75,7 +91,130 @@ pub fn parse_webhook(topic: &str, shop_domain: &str, body: &[u8]) -> Result<Shop
             "whatsapp",
             "whats_app_marketing_consent",
         ),
+        Topic::Product => {
+            let Some(currency) = product_currency(&root).or(shop_currency) else {
+                let reason = "product prices carry no currency and the shop currency is not known";
+                return Ok(ShopEvent::Ignored { topic: topic.to_string(), reason: reason.to_string() });
+            };
+            let items = parse_product(&root, currency)?;
+            Ok(ShopEvent::Products {
+                platform: Platform::Shopify,
+                shop: shop_domain.to_string(),
+                items,
+                deleted: false,
+            })
+        }
+        Topic::ProductDelete => Ok(ShopEvent::Products {
+            platform: Platform::Shopify,
+            shop: shop_domain.to_string(),
+            items: vec![deleted_product(id(root.get("id"), "id")?)],
+            deleted: true,
+        }),
+        Topic::Checkout => parse_checkout(shop_domain, &root).map(ShopEvent::Checkout),
     }
+}
+
+/// Maps one product object (webhook body or an element of `GET products.json`): one entry per
+/// variant. A variant without an id or with an unreadable price is skipped.
+pub fn parse_product(product: &Value, currency: Currency) -> Result<Vec<ProductVariant>, ShopParseError> {
+    if !product.is_object() {
+        return Err(invalid("product", "not a JSON object"));
+    }
+    let product_id = id(product.get("id"), "id")?;
+    let title = text(product.get("title")).unwrap_or_default();
+    // Webhooks carry `status`; older payloads without it were active products.
+    let active = text(product.get("status")).is_none_or(|s| s.eq_ignore_ascii_case("active"));
+    let category = text(product.get("product_type"));
+    let product_updated = timestamp(product.get("updated_at"));
+    Ok(objects(product.get("variants"))
+        .filter_map(|v| {
+            let variant_id = opt_id(v.get("id"), "id").ok().flatten()?;
+            let price = money(v.get("price"), currency, "price").ok()?;
+            let in_stock = text(v.get("inventory_policy")).is_some_and(|p| p.eq_ignore_ascii_case("continue"))
+                || v.get("inventory_quantity").and_then(Value::as_i64).is_some_and(|q| q > 0)
+                || v.get("inventory_management").is_none_or(Value::is_null);
+            Some(ProductVariant {
+                product_id,
+                variant_id,
+                sku: text(v.get("sku")),
+                title: match text(v.get("title")) {
+                    Some(t) if t != "Default Title" && !title.is_empty() => format!("{title} – {t}"),
+                    Some(t) if title.is_empty() => t,
+                    _ => title.clone(),
+                },
+                available: active && price.is_some() && in_stock,
+                price: price.unwrap_or(Money::new(0, currency)),
+                category: category.clone(),
+                updated_at: timestamp(v.get("updated_at")).or(product_updated),
+            })
+        })
+        .collect())
+}
+
+/// The currency of the first variant's `presentment_prices` (older API versions send them).
+fn product_currency(product: &Value) -> Option<Currency> {
+    objects(product.get("variants"))
+        .flat_map(|v| objects(v.get("presentment_prices")))
+        .find_map(|p| Currency::parse(&text(at(p, &["price", "currency_code"]))?).ok())
+}
+
+/// products/delete carries only the id: no variants, no price (zero in `XXX`, "no currency").
+fn deleted_product(product_id: u64) -> ProductVariant {
+    ProductVariant {
+        product_id,
+        variant_id: 0,
+        sku: None,
+        title: String::new(),
+        price: Money::new(0, Currency::parse("XXX").expect("valid code")),
+        available: false,
+        category: None,
+        updated_at: None,
+    }
+}
+
+/// Maps one checkout (checkouts/create|update body). Abandonment is for the caller to infer:
+/// `completed_at` still empty some time after `updated_at`.
+pub fn parse_checkout(shop_domain: &str, checkout: &Value) -> Result<CheckoutSnapshot, ShopParseError> {
+    if !checkout.is_object() {
+        return Err(invalid("checkout", "not a JSON object"));
+    }
+    let checkout_id = id(checkout.get("id"), "id")?;
+    let currency = currency(checkout.get("currency").or_else(|| checkout.get("presentment_currency")))?;
+    let total =
+        money(checkout.get("total_price"), currency, "total_price")?.ok_or(ShopParseError::Missing("total_price"))?;
+    let shipping = checkout.get("shipping_address");
+    let billing = checkout.get("billing_address");
+    let mut phones = Vec::new();
+    for phone in [
+        checkout.get("phone"),
+        checkout.get("sms_marketing_phone"),
+        at(checkout, &["customer", "phone"]),
+        field(shipping, "phone"),
+        field(billing, "phone"),
+    ] {
+        push_phone(&mut phones, phone);
+    }
+    Ok(CheckoutSnapshot {
+        platform: Platform::Shopify,
+        shop: shop_domain.to_string(),
+        checkout_id,
+        token: text(checkout.get("token")),
+        abandoned_checkout_url: text(checkout.get("abandoned_checkout_url")),
+        completed_at: timestamp(checkout.get("completed_at")),
+        phones,
+        country: country(field(shipping, "country_code")).or_else(|| country(field(billing, "country_code"))),
+        currency,
+        total,
+        items: objects(checkout.get("line_items")).map(|item| line_item(item, currency)).collect(),
+        attributes: objects(checkout.get("note_attributes"))
+            .filter_map(|a| Some((text(a.get("name"))?, scalar(a.get("value"))?)))
+            .collect(),
+        updated_at: timestamp(checkout.get("updated_at")),
+        buyer_accepts_sms_marketing: checkout
+            .get("buyer_accepts_sms_marketing")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    })
 }
 
 /// Maps one order object (webhook body or an element of `GET orders.json`).
@@ -385,6 +524,11 @@ mod tests {
         "customers/redact",
         "customers_marketing_consent/update",
         "customers_whats_app_marketing_consent/update",
+        "products/create",
+        "products/update",
+        "products/delete",
+        "checkouts/create",
+        "checkouts/update",
     ];
 
     fn eur(minor: i64) -> Money {
@@ -718,9 +862,161 @@ mod tests {
         );
     }
 
+    fn products(topic: &str, body: &[u8]) -> (Vec<ProductVariant>, bool) {
+        match parse_webhook_with_currency(topic, SHOP, body, Some(eur(0).currency)).unwrap() {
+            ShopEvent::Products { platform: Platform::Shopify, shop, items, deleted } if shop == SHOP => {
+                (items, deleted)
+            }
+            other => panic!("expected products, got {other:?}"),
+        }
+    }
+
+    fn checkout(topic: &str, body: &[u8]) -> CheckoutSnapshot {
+        match parse_webhook(topic, SHOP, body).unwrap() {
+            ShopEvent::Checkout(c) => c,
+            other => panic!("expected a checkout, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn products_create_maps_one_entry_per_variant() {
+        let (items, deleted) =
+            products("products/create", include_bytes!("../../../events/shopify/products_create.json"));
+        assert!(!deleted);
+        let variant = |variant_id, sku: &str, title: &str| ProductVariant {
+            product_id: 8949425012345,
+            variant_id,
+            sku: Some(sku.into()),
+            title: title.into(),
+            price: eur(1990),
+            available: true,
+            category: Some("Shirts".into()),
+            updated_at: Some(1773478802),
+        };
+        assert_eq!(
+            items,
+            vec![
+                variant(49148385111111, "TSHIRT-M", "T-Shirt – M"),
+                variant(49148385222222, "TSHIRT-L", "T-Shirt – L")
+            ]
+        );
+    }
+
+    #[test]
+    fn products_update_sold_out_is_unavailable() {
+        let body = include_bytes!("../../../events/shopify/products_update_soldout.json");
+        let (items, _) = products("products/update", body);
+        assert_eq!(items.len(), 2);
+        assert!(items.iter().all(|v| !v.available && v.price == eur(1990)));
+        assert_eq!(items[0].updated_at, Some(1773595800));
+        // Without a currency (none in the payload, none given) the product cannot be priced.
+        assert!(matches!(parse_webhook("products/update", SHOP, body), Ok(ShopEvent::Ignored { .. })));
+    }
+
+    #[test]
+    fn product_availability_rules() {
+        let available = |status: &str, policy: &str, quantity: i64, management: Value| {
+            let p = json!({"id": 1, "title": "Cap", "status": status, "variants": [{"id": 2, "title": "Default Title",
+                "price": "5.00", "inventory_policy": policy, "inventory_quantity": quantity,
+                "inventory_management": management}]});
+            let v = parse_product(&p, eur(0).currency).unwrap().remove(0);
+            assert_eq!(v.title, "Cap");
+            v.available
+        };
+        assert!(available("active", "deny", 1, json!("shopify")));
+        assert!(!available("active", "deny", 0, json!("shopify")));
+        assert!(available("active", "continue", 0, json!("shopify")));
+        assert!(available("active", "deny", -3, Value::Null));
+        assert!(!available("draft", "deny", 5, json!("shopify")));
+        assert!(!available("archived", "continue", 5, Value::Null));
+    }
+
+    #[test]
+    fn product_currency_from_presentment_prices_and_bad_variants_skipped() {
+        let body = json!({"id": "7", "title": "Mug", "variants": [
+            {"id": 8, "title": "White", "price": "12.5", "sku": "",
+             "presentment_prices": [{"price": {"amount": "12.50", "currency_code": "CHF"}}]},
+            {"title": "no id", "price": "1.00"},
+            {"id": 9, "price": "1,00"}
+        ]});
+        match parse_webhook("products/create", SHOP, body.to_string().as_bytes()).unwrap() {
+            ShopEvent::Products { items, .. } => {
+                assert_eq!(items.len(), 1);
+                assert_eq!((items[0].product_id, items[0].variant_id), (7, 8));
+                assert_eq!(items[0].price, Money::new(1250, Currency::parse("CHF").unwrap()));
+                assert_eq!((items[0].sku.as_deref(), items[0].title.as_str()), (None, "Mug – White"));
+                assert_eq!(items[0].category, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse_webhook_with_currency("products/create", SHOP, br#"{"title": "x"}"#, Some(eur(0).currency)),
+            Err(ShopParseError::Missing("id"))
+        );
+    }
+
+    #[test]
+    fn products_delete_carries_the_product_id() {
+        let (items, deleted) = products("products/delete", br#"{"id": 8949425012345}"#);
+        assert!(deleted);
+        assert_eq!(items.len(), 1);
+        assert_eq!((items[0].product_id, items[0].variant_id, items[0].available), (8949425012345, 0, false));
+        // No currency needed to delete.
+        assert!(matches!(
+            parse_webhook("products/delete", SHOP, br#"{"id": 1}"#),
+            Ok(ShopEvent::Products { deleted: true, .. })
+        ));
+    }
+
+    #[test]
+    fn checkouts_create_is_an_open_checkout() {
+        let c = checkout("checkouts/create", include_bytes!("../../../events/shopify/checkouts_create.json"));
+        assert_eq!((c.platform, c.shop.as_str(), c.checkout_id), (Platform::Shopify, SHOP, 37845092106262));
+        assert_eq!(c.token.as_deref(), Some("c1a9e5b7d3f24e6a8b0c2d4e6f8a0b1c"));
+        assert_eq!(
+            c.abandoned_checkout_url.as_deref(),
+            Some("https://parley-demo.myshopify.com/checkouts/c1a9e5b7d3f24e6a8b0c2d4e6f8a0b1c/recover?key=4f1d2c3b5a69788796a5b4c3d2e1f0a9")
+        );
+        assert_eq!(c.completed_at, None);
+        // phone, sms_marketing_phone and customer.phone are one number; the addresses another.
+        assert_eq!(c.phones, vec!["+4915123456789", "0151 23456789"]);
+        assert_eq!(c.country.as_deref(), Some("DE"));
+        assert_eq!((c.currency.as_str(), c.total), ("EUR", eur(3980)));
+        assert_eq!(
+            c.items,
+            vec![LineItem {
+                title: "T-Shirt".into(),
+                quantity: 2,
+                sku: Some("TSHIRT-M".into()),
+                variant_id: Some(49148385111111),
+                product_id: Some(8949425012345),
+                unit_price: Some(eur(1990)),
+            }]
+        );
+        assert_eq!(c.attributes, vec![("parley_cart".to_string(), "c_7f3a9d2e".to_string())]);
+        assert_eq!(c.updated_at, Some(1773482681));
+        assert!(c.buyer_accepts_sms_marketing);
+    }
+
+    #[test]
+    fn checkouts_update_completed() {
+        let c = checkout("checkouts/update", include_bytes!("../../../events/shopify/checkouts_update_completed.json"));
+        assert_eq!(c.checkout_id, 37845092106262);
+        assert_eq!(c.completed_at, Some(1773483605));
+        assert_eq!(c.updated_at, Some(1773483605));
+        assert_eq!(
+            parse_webhook("checkouts/update", SHOP, br#"{"id": 1, "currency": "EUR"}"#),
+            Err(ShopParseError::Missing("total_price"))
+        );
+        assert_eq!(
+            parse_webhook("checkouts/create", SHOP, br#"{"currency": "EUR", "total_price": "1"}"#),
+            Err(ShopParseError::Missing("id"))
+        );
+    }
+
     #[test]
     fn other_topics_are_ignored_without_reading_the_body() {
-        for topic in ["products/update", "checkouts/create", "shop/redact", "orders/delete", "bogus"] {
+        for topic in ["checkouts/delete", "carts/update", "shop/redact", "orders/delete", "bogus"] {
             match parse_webhook(topic, SHOP, b"not json") {
                 Ok(ShopEvent::Ignored { topic: t, reason }) => assert!(t == topic && !reason.is_empty()),
                 other => panic!("{topic}: {other:?}"),
@@ -811,6 +1107,18 @@ mod tests {
             "orders_to_redact",
             "phone_number",
             "test",
+            "variants",
+            "product_type",
+            "inventory_policy",
+            "inventory_quantity",
+            "inventory_management",
+            "presentment_prices",
+            "currency_code",
+            "sms_marketing_phone",
+            "completed_at",
+            "abandoned_checkout_url",
+            "buyer_accepts_sms_marketing",
+            "token",
         ];
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -849,7 +1157,9 @@ mod tests {
                 forced[key] = value;
             }
             let _ = parse_webhook(topic, SHOP, &serde_json::to_vec(&forced).unwrap());
-            let _ = parse_orders_page(SHOP, &serde_json::to_vec(&json!({"orders": [forced]})).unwrap());
+            let _ = parse_orders_page(SHOP, &serde_json::to_vec(&json!({"orders": [forced.clone()]})).unwrap());
+            let _ = parse_webhook_with_currency(topic, SHOP, &serde_json::to_vec(&forced).unwrap(), Some(eur(0).currency));
+            let _ = parse_product(&forced, eur(0).currency);
         }
     }
 }

@@ -5,7 +5,9 @@
 //! status. Totals are decimal strings, line item `price` is a number: both are accepted.
 //! As for Shopify, required fields (id, currency, total) fail the parse; optional fields that
 //! are absent, empty or of an unexpected type become `None`.
-use super::event::{Fulfillment, LineItem, OrderRef, OrderSnapshot, OrderStatus, Platform, ShopEvent, ShopParseError};
+use super::event::{
+    Fulfillment, LineItem, OrderRef, OrderSnapshot, OrderStatus, Platform, ProductVariant, ShopEvent, ShopParseError,
+};
 use crate::domain::{Currency, Money};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -25,19 +27,101 @@ pub fn is_ping(body: &[u8]) -> bool {
 }
 
 /// Maps one webhook delivery (`X-WC-Webhook-Topic`, the store URL's host, the verified raw body).
-/// Ignored topics are acknowledged without reading the body.
+/// Ignored topics are acknowledged without reading the body. Product payloads carry no currency:
+/// see [`parse_webhook_with_currency`].
 pub fn parse_webhook(topic: &str, store_host: &str, body: &[u8]) -> Result<ShopEvent, ShopParseError> {
+    parse_webhook_with_currency(topic, store_host, body, None)
+}
+
+/// [`parse_webhook`] with the store's currency, which product prices are in. Without it
+/// product.created|updated|restored are ignored.
+pub fn parse_webhook_with_currency(
+    topic: &str,
+    store_host: &str,
+    body: &[u8],
+    shop_currency: Option<Currency>,
+) -> Result<ShopEvent, ShopParseError> {
     let ignored = |reason: &str| Ok(ShopEvent::Ignored { topic: topic.to_string(), reason: reason.to_string() });
     if is_ping(body) {
         return ignored("setup ping");
     }
+    let products = |items, deleted| ShopEvent::Products {
+        platform: Platform::WooCommerce,
+        shop: store_host.to_string(),
+        items,
+        deleted,
+    };
     match topic.trim().to_ascii_lowercase().as_str() {
         "order.created" | "order.updated" | "order.restored" => {}
         "order.deleted" => return ignored("a deleted order's payload is only its id"),
+        "product.created" | "product.updated" | "product.restored" => {
+            let Some(currency) = shop_currency else {
+                return ignored("product prices carry no currency and the store currency is not known");
+            };
+            let root = parse_json(body)?;
+            return Ok(products(vec![parse_product(&root, currency)?], false));
+        }
+        "product.deleted" => {
+            // The payload is `{"id": N}`.
+            let root = parse_json(body)?;
+            return Ok(products(vec![deleted_product(id(root.get("id"), "id")?)], true));
+        }
         _ => return ignored("not a topic Parley acts on"),
     }
-    let root: Value = serde_json::from_slice(body).map_err(|e| ShopParseError::NotJson(e.to_string()))?;
+    let root = parse_json(body)?;
     parse_order(store_host, &root).map(ShopEvent::Order)
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ShopParseError> {
+    serde_json::from_slice(body).map_err(|e| ShopParseError::NotJson(e.to_string()))
+}
+
+/// Maps one REST v3 product (webhook body or an element of `GET /wp-json/wc/v3/products`).
+/// A variable product's webhook carries the parent with `variations` ids only, so it maps to
+/// one entry with `variant_id` 0 (its `price` is the lowest variation price); a `variation`
+/// maps to its parent's product id and its own id.
+pub fn parse_product(product: &Value, currency: Currency) -> Result<ProductVariant, ShopParseError> {
+    if !product.is_object() {
+        return Err(invalid("product", "not a JSON object"));
+    }
+    let own_id = id(product.get("id"), "id")?;
+    let parent = opt_id(product.get("parent_id"), "parent_id").ok().flatten().filter(|p| *p != 0);
+    let is_variation = text(product.get("type")).as_deref() == Some("variation");
+    let (product_id, variant_id) = match parent {
+        Some(parent) if is_variation => (parent, own_id),
+        _ => (own_id, 0),
+    };
+    // An empty price means "not for sale yet": zero and unavailable.
+    let price = money(product.get("price"), currency, "price")?;
+    let lower = |key: &str| text(product.get(key)).map(|s| s.to_ascii_lowercase());
+    let available = price.is_some()
+        && lower("status").as_deref() == Some("publish")
+        && product.get("purchasable").and_then(Value::as_bool).unwrap_or(true)
+        && matches!(lower("stock_status").as_deref(), Some("instock" | "onbackorder"));
+    Ok(ProductVariant {
+        product_id,
+        variant_id,
+        sku: text(product.get("sku")),
+        title: text(product.get("name")).unwrap_or_default(),
+        price: price.unwrap_or(Money::new(0, currency)),
+        available,
+        category: objects(product.get("categories")).next().and_then(|c| text(c.get("name"))),
+        updated_at: naive_utc(product.get("date_modified_gmt")).or_else(|| naive_utc(product.get("date_modified"))),
+    })
+}
+
+/// product.deleted carries only the id: no price (zero in `XXX`, "no currency").
+fn deleted_product(product_id: u64) -> ProductVariant {
+    ProductVariant {
+        product_id,
+        variant_id: 0,
+        sku: None,
+        title: String::new(),
+        price: Money::new(0, Currency::parse("XXX").expect("valid code")),
+        available: false,
+        category: None,
+        updated_at: None,
+    }
 }
 
 /// Maps one REST v3 order object (webhook body or an element of `GET /wp-json/wc/v3/orders`).
@@ -277,7 +361,15 @@ mod tests {
 
     /// The host of the sandbox store `http://127.0.0.1:3000/sandbox/woo`.
     const STORE: &str = "127.0.0.1:3000";
-    const TOPICS: &[&str] = &["order.created", "order.updated", "order.restored", "order.deleted"];
+    const TOPICS: &[&str] = &[
+        "order.created",
+        "order.updated",
+        "order.restored",
+        "order.deleted",
+        "product.created",
+        "product.updated",
+        "product.deleted",
+    ];
 
     fn eur(minor: i64) -> Money {
         Money::new(minor, Currency::parse("EUR").unwrap())
@@ -476,8 +568,82 @@ mod tests {
         assert!(matches!(parse_webhook("order.created", STORE, b"webhook_id=3"), Ok(ShopEvent::Ignored { .. })));
     }
 
+    fn products(topic: &str, body: &[u8]) -> (Vec<ProductVariant>, bool) {
+        match parse_webhook_with_currency(topic, STORE, body, Some(eur(0).currency)).unwrap() {
+            ShopEvent::Products { platform: Platform::WooCommerce, shop, items, deleted } if shop == STORE => {
+                (items, deleted)
+            }
+            other => panic!("expected products, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn product_created_maps_a_simple_product() {
+        let raw = include_bytes!("../../../events/woocommerce/product_created.json");
+        assert!(std::str::from_utf8(raw).unwrap().contains(r"https:\/\/"), "fixture must keep PHP's escapes");
+        let (items, deleted) = products("product.created", raw);
+        assert!(!deleted);
+        assert_eq!(
+            items,
+            vec![ProductVariant {
+                product_id: 118,
+                variant_id: 0,
+                sku: Some("CAP".into()),
+                title: "Baseball Cap".into(),
+                price: eur(1250),
+                available: true,
+                category: Some("Caps".into()),
+                updated_at: Some(1773479400),
+            }]
+        );
+        // The payload has no currency: without the store's, nothing can be priced.
+        assert!(matches!(parse_webhook("product.created", STORE, raw), Ok(ShopEvent::Ignored { .. })));
+    }
+
+    #[test]
+    fn product_availability_and_variations() {
+        let product = |extra: Value| {
+            let mut p = json!({"id": 118, "name": "Cap", "type": "simple", "status": "publish", "price": "12.50",
+                               "purchasable": true, "stock_status": "instock"});
+            merge(&mut p, extra);
+            parse_product(&p, eur(0).currency).unwrap()
+        };
+        assert!(product(json!({})).available);
+        assert!(product(json!({"stock_status": "onbackorder"})).available);
+        assert!(!product(json!({"stock_status": "outofstock"})).available);
+        assert!(!product(json!({"status": "draft"})).available);
+        assert!(!product(json!({"purchasable": false})).available);
+        let unpriced = product(json!({"price": ""}));
+        assert_eq!((unpriced.available, unpriced.price), (false, eur(0)));
+        // A variable parent is one entry; a variation maps to its parent.
+        let parent = product(json!({"type": "variable", "variations": [120, 121], "price": "10"}));
+        assert_eq!((parent.product_id, parent.variant_id, parent.price), (118, 0, eur(1000)));
+        let variation = product(json!({"id": 121, "type": "variation", "parent_id": 118}));
+        assert_eq!((variation.product_id, variation.variant_id), (118, 121));
+        assert!(matches!(
+            parse_webhook_with_currency("product.updated", STORE, br#"{"id": 1, "price": "x"}"#, Some(eur(0).currency)),
+            Err(ShopParseError::Invalid { field: "price", .. })
+        ));
+    }
+
+    #[test]
+    fn product_deleted_carries_the_id() {
+        let (items, deleted) = products("product.deleted", br#"{"id": 118}"#);
+        assert!(deleted);
+        assert_eq!((items.len(), items[0].product_id, items[0].variant_id), (1, 118, 0));
+        assert!(matches!(parse_webhook("product.deleted", STORE, br#"{"id": 118}"#), Ok(ShopEvent::Products { .. })));
+        assert_eq!(parse_webhook("product.deleted", STORE, b"{}"), Err(ShopParseError::Missing("id")));
+    }
+
+    fn merge(into: &mut Value, more: Value) {
+        if let (Some(o), Value::Object(more)) = (into.as_object_mut(), more) {
+            o.extend(more);
+        }
+    }
+
     #[test]
     fn other_topics_are_ignored() {
+        // product.updated: no store currency given.
         for topic in ["order.deleted", "product.updated", "coupon.created", "action.woocommerce_x", ""] {
             match parse_webhook(topic, STORE, br#"{"id": 1042}"#) {
                 Ok(ShopEvent::Ignored { topic: t, reason }) => assert!(t == topic && !reason.is_empty()),
@@ -537,6 +703,12 @@ mod tests {
             "custom_tracking_provider",
             "custom_tracking_link",
             "date_shipped",
+            "type",
+            "parent_id",
+            "purchasable",
+            "stock_status",
+            "categories",
+            "date_modified",
         ];
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -577,7 +749,8 @@ mod tests {
                 forced[key] = value;
             }
             let _ = parse_webhook(topic, STORE, &serde_json::to_vec(&forced).unwrap());
-            let _ = parse_orders_page(STORE, &serde_json::to_vec(&json!([forced])).unwrap());
+            let _ = parse_orders_page(STORE, &serde_json::to_vec(&json!([forced.clone()])).unwrap());
+            let _ = parse_webhook_with_currency(topic, STORE, &serde_json::to_vec(&forced).unwrap(), Some(eur(0).currency));
         }
     }
 }

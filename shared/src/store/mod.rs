@@ -12,9 +12,13 @@
 //! | shop order notification state | `O#{platform}#{shop}#{order id}` | `STATE` | sent keys, fulfillments; version |
 //! | shop webhook delivery (dedupe) | `DLV#{platform}#{shop}#{delivery id}` | `IN` | `ttl` ≥ 24 h |
 //! | reconciler watermark | `RECON#{platform}#{shop}` | `RECON` | last poll |
+//! | catalog item | `CAT#{platform}#{shop}` | `SKU#{SKU}` | from product webhooks |
+//! | chat cart | `C#{channel}#{address}` | `CART` | version; in gsi1 `CARTIDLE#{shard}` while a reminder may be due |
+//! | cart owner | `CARTID#{cart id}` | `CARTID` | which contact an order's cart id belongs to |
 //! | erased consent proof | `P#{keyed hash of the contact}` | `EV#…` | the events without the address |
 //!
 //! GSI `gsi1` (`gsi1pk` = the contact's pk) lists a contact's message records for export/erase.
+pub mod carts;
 pub mod consent;
 pub mod contacts;
 pub mod erase;

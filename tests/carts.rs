@@ -166,3 +166,62 @@ async fn idle_carts_get_one_reminder_only_with_marketing_consent() {
     sys.assert_settles_at(&stranger, 1, Duration::ZERO).await;
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn no_reminder_after_conversion_or_stop() {
+    let sys = System::start().await;
+    product(&sys).await;
+    let converted = sys.opted_in_customer().await;
+    sys.say("whatsapp", &converted, "add TSHIRT-M 1").await;
+    sys.say("whatsapp", &converted, "kasse").await;
+    sys.wait_for_messages(&converted, 4).await;
+    let cart = cart_of(&sys, &converted).await;
+    sys.shop(
+        "orders",
+        json!({"platform": "shopify", "phone": format!("+{converted}"), "attributes": {"parley_cart": cart.id},
+               "items": [{"sku": "TSHIRT-M", "title": "T-Shirt – M", "quantity": 1, "price": "19.90"}]}),
+    )
+    .await;
+    sys.wait_for_messages(&converted, 5).await;
+
+    let stopped = sys.opted_in_customer().await;
+    sys.say("whatsapp", &stopped, "add TSHIRT-L 1").await;
+    sys.wait_for_messages(&stopped, 3).await;
+    sys.say("whatsapp", &stopped, "STOP").await;
+    sys.wait_for_messages(&stopped, 4).await;
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sys.run_function("cart-reminder").await;
+    sys.assert_settles_at(&converted, 5, QUIET).await;
+    sys.assert_settles_at(&stopped, 4, Duration::ZERO).await;
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn an_abandoned_shop_checkout_gets_one_reminder_with_its_recovery_link() {
+    let sys = System::start().await;
+    let items = json!([{"sku": "TSHIRT-M", "title": "T-Shirt – M", "quantity": 1, "price": "19.90"}]);
+    let abandoned = sys.opted_in_customer().await;
+    let chk = sys.shop("checkouts", json!({"phone": format!("+{abandoned}"), "items": items})).await;
+    assert_eq!(chk["webhook_status"], 200, "{chk}");
+    let url = chk["abandoned_checkout_url"].as_str().unwrap().to_string();
+
+    let completed = sys.opted_in_customer().await;
+    let done = sys.shop("checkouts", json!({"phone": format!("+{completed}"), "items": items})).await;
+    sys.shop(&format!("checkouts/{}/complete", done["checkout_id"]), json!({})).await;
+
+    let ordered = sys.opted_in_customer().await;
+    sys.shop("checkouts", json!({"phone": format!("+{ordered}"), "items": items})).await;
+    sys.shop("orders", json!({"platform": "shopify", "phone": format!("+{ordered}"), "items": items})).await;
+    sys.wait_for_messages(&ordered, 3).await;
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sys.run_function("cart-reminder").await;
+    let got = sys.wait_for_messages(&abandoned, 3).await;
+    assert!(last_text(&got).contains(&url), "{got:#?}");
+    sys.run_function("cart-reminder").await;
+    sys.assert_settles_at(&abandoned, 3, QUIET).await;
+    sys.assert_settles_at(&completed, 2, Duration::ZERO).await;
+    sys.assert_settles_at(&ordered, 3, Duration::ZERO).await;
+    sys.stop().await;
+}

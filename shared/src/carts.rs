@@ -12,6 +12,7 @@ use crate::domain::{ContactId, InboundContent, OutboundBody, OutboundId, Purpose
 use crate::observability::count;
 use crate::queue::Envelope;
 use crate::shops::{OrderSnapshot, OrderStatus, Platform};
+use crate::store::carts::CheckoutRecord;
 
 /// The attribute a checkout link carries back on the order.
 pub const CART_ATTRIBUTE: &str = "parley_cart";
@@ -244,9 +245,43 @@ pub async fn attribute_order(
     Err(ApiError::Unavailable("cart kept changing concurrently".into()))
 }
 
-/// One reminder per idle cart (scheduled): only with confirmed marketing consent, never after
-/// conversion or STOP; the sender turns it into the marketing template outside the window.
+/// Shopify checkouts: an open one may become an abandoned checkout worth one reminder (with the
+/// shop's own recovery link); a completed one never is.
+pub async fn track_checkout(
+    app: &App,
+    snap: &crate::shops::CheckoutSnapshot,
+) -> Result<Option<&'static str>, ApiError> {
+    let Some(url) = snap.abandoned_checkout_url.clone() else { return Ok(Some("checkout without recovery link")) };
+    let contact =
+        match crate::orders::match_contact(&snap.phones, snap.country.as_deref(), &app.consent.default_phone_region) {
+            Ok(c) => c,
+            Err(why) => return Ok(Some(why)),
+        };
+    let rec = CheckoutRecord {
+        checkout_id: snap.checkout_id,
+        contact,
+        url,
+        items: snap.items.iter().map(|i| (i.title.clone(), i.quantity, i.unit_price)).collect(),
+        updated_at: snap.updated_at.unwrap_or_else(crate::time_util::now_unix),
+        completed: snap.completed_at.is_some(),
+        reminded_at: None,
+    };
+    app.store.put_checkout(snap.platform.as_str(), &snap.shop, &rec).await?;
+    count(if rec.completed { "ShopCheckoutsCompleted" } else { "ShopCheckoutsOpen" }, 1);
+    Ok(None)
+}
+
+/// One reminder per idle cart and per abandoned shop checkout (scheduled): only with confirmed
+/// marketing consent, never after an order, a conversion or STOP; the sender turns it into the
+/// marketing template outside the customer-service window.
 pub async fn send_reminders(app: &App) -> Result<usize, ApiError> {
+    let carts = cart_reminders(app).await?;
+    let checkouts = checkout_reminders(app).await?;
+    crate::observability::flush("cart-reminder");
+    Ok(carts + checkouts)
+}
+
+async fn cart_reminders(app: &App) -> Result<usize, ApiError> {
     let now = crate::time_util::now_unix();
     let delay = app.carts.reminder_delay_minutes * 60;
     let Some(checkout) = app.checkout_config() else { return Ok(0) };
@@ -256,7 +291,8 @@ pub async fn send_reminders(app: &App) -> Result<usize, ApiError> {
         let (Some(stored), record) = (stored?, record?) else { continue };
         let allowed = record.as_ref().is_some_and(|r| r.consent.allows(ConsentPurpose::Marketing));
         let mut cart = stored.cart.clone();
-        if !reminder_due(&cart, now, delay) || !allowed {
+        let ordered_since = record.as_ref().and_then(|r| r.last_order_at).is_some_and(|t| t >= cart.updated_at);
+        if !reminder_due(&cart, now, delay) || !allowed || ordered_since {
             // Out of the index either way: converted, stopped or never consented carts get none.
             if !allowed {
                 count("CartReminderSkippedNoConsent", 1);
@@ -275,31 +311,98 @@ pub async fn send_reminders(app: &App) -> Result<usize, ApiError> {
             Some(a) => a,
             None => app.sending_account()?.id.as_str().to_string(),
         };
-        let summary: String =
-            cart.lines.iter().map(|l| format!("{}× {}", l.quantity, l.title)).collect::<Vec<_>>().join(", ");
-        let fallback = match app.templates.body(REMINDER_TEMPLATE, &locale, &[summary, link.clone()]) {
-            Some(OutboundBody::Template { mut template }) => {
-                template.payloads = vec![crate::domain::consent::PAYLOAD_STOP.to_string()];
-                Some(template)
-            }
-            _ => None::<TemplateRef>,
-        };
-        let envelope = Envelope {
-            v: crate::queue::ENVELOPE_VERSION,
-            id: OutboundId::parse(format!("rem-{}", cart.id)).expect("valid id"),
-            account: crate::domain::AccountId::parse(account).map_err(|e| ApiError::Internal(e.to_string()))?,
-            contact: contact.clone(),
-            purpose: Purpose::Marketing,
-            body: OutboundBody::text(app.cart_texts.reminder(&locale, &cart, &link)),
-            fallback,
-            withheld: None,
-            in_reply_to: None,
-            created_at: now,
-        };
+        let envelope =
+            reminder_envelope(app, format!("rem-{}", cart.id), &account, &contact, &locale, &cart, &link, now)?;
         app.producer.send(std::slice::from_ref(&envelope)).await?;
         count("CartRemindersSent", 1);
         sent += 1;
     }
-    crate::observability::flush("cart-reminder");
+    Ok(sent)
+}
+
+/// The reminder message: the cart's text, and the marketing template for a closed window.
+#[allow(clippy::too_many_arguments)]
+fn reminder_envelope(
+    app: &App,
+    id: String,
+    account: &str,
+    contact: &ContactId,
+    locale: &str,
+    cart: &Cart,
+    link: &str,
+    now: i64,
+) -> Result<Envelope, ApiError> {
+    let summary: String =
+        cart.lines.iter().map(|l| format!("{}× {}", l.quantity, l.title)).collect::<Vec<_>>().join(", ");
+    let fallback = match app.templates.body(REMINDER_TEMPLATE, locale, &[summary, link.to_string()]) {
+        Some(OutboundBody::Template { mut template }) => {
+            template.payloads = vec![crate::domain::consent::PAYLOAD_STOP.to_string()];
+            Some(template)
+        }
+        _ => None::<TemplateRef>,
+    };
+    Ok(Envelope {
+        v: crate::queue::ENVELOPE_VERSION,
+        id: OutboundId::parse(id).map_err(|e| ApiError::Internal(e.to_string()))?,
+        account: crate::domain::AccountId::parse(account).map_err(|e| ApiError::Internal(e.to_string()))?,
+        contact: contact.clone(),
+        purpose: Purpose::Marketing,
+        body: OutboundBody::text(app.cart_texts.reminder(locale, cart, link)),
+        fallback,
+        withheld: None,
+        in_reply_to: None,
+        created_at: now,
+    })
+}
+
+async fn checkout_reminders(app: &App) -> Result<usize, ApiError> {
+    let now = crate::time_util::now_unix();
+    let delay = app.carts.reminder_delay_minutes * 60;
+    let mut sent = 0;
+    for (pk, mut rec) in app.store.idle_checkouts(now - delay).await? {
+        let mut parts = pk.splitn(4, '#').skip(1);
+        let (Some(platform), Some(shop)) = (parts.next(), parts.next()) else { continue };
+        if now - rec.updated_at <= delay {
+            continue;
+        }
+        let record = app.store.get_contact(&rec.contact).await?;
+        let ordered_since = record.as_ref().and_then(|r| r.last_order_at).is_some_and(|t| t >= rec.updated_at);
+        let allowed = record.as_ref().is_some_and(|r| r.consent.allows(ConsentPurpose::Marketing));
+        if ordered_since || !allowed {
+            // Out of the index either way: ordered after all, or no marketing consent.
+            count(if ordered_since { "CheckoutReminderSkippedOrdered" } else { "CartReminderSkippedNoConsent" }, 1);
+            rec.completed |= ordered_since;
+            rec.reminded_at = rec.reminded_at.or((!ordered_since).then_some(now));
+            app.store.put_checkout(platform, shop, &rec).await?;
+            continue;
+        }
+        // Recorded first: a crash after this loses one reminder rather than sending two.
+        rec.reminded_at = Some(now);
+        app.store.put_checkout(platform, shop, &rec).await?;
+        let mut cart = Cart::new(format!("chk{}", rec.checkout_id), rec.updated_at);
+        let placeholder = crate::domain::cart::Sku::parse("ITEM".to_string()).expect("valid SKU");
+        for (title, quantity, price) in &rec.items {
+            if let Some(price) = price {
+                cart.lines.push(crate::domain::cart::CartLine {
+                    sku: placeholder.clone(),
+                    title: title.clone(),
+                    product_id: 0,
+                    variant_id: 0,
+                    quantity: *quantity,
+                    unit_price: *price,
+                });
+            }
+        }
+        let locale = record.as_ref().and_then(|r| r.locale.clone()).unwrap_or_else(|| "de".into());
+        let account = match record.as_ref().and_then(|r| r.account.clone()) {
+            Some(a) => a,
+            None => app.sending_account()?.id.as_str().to_string(),
+        };
+        let id = format!("remchk-{}", rec.checkout_id);
+        let envelope = reminder_envelope(app, id, &account, &rec.contact, &locale, &cart, &rec.url, now)?;
+        app.producer.send(std::slice::from_ref(&envelope)).await?;
+        count("CheckoutRemindersSent", 1);
+        sent += 1;
+    }
     Ok(sent)
 }

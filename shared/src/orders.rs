@@ -73,6 +73,10 @@ pub async fn handle_shop_event(app: &App, event: &ShopEvent) -> Result<ShopOutco
             if let (Ok(contact), Some(consent)) = (&matched, &snapshot.marketing_consent) {
                 shop_consent(app, contact, consent, snapshot.order.platform.as_str()).await?;
             }
+            if let Ok(contact) = &matched {
+                // A checkout or cart before this order needs no reminder any more.
+                app.store.set_last_order(contact, crate::time_util::now_unix()).await?;
+            }
             // An order from a chat cart is answered on the cart's channel (and converts the cart).
             let cart_contact = crate::carts::attribute_order(app, snapshot, matched.as_ref().ok()).await?;
             order_messages(app, &snapshot.order, event, cart_contact.or(matched.ok()), snapshot.locale.as_deref()).await
@@ -99,10 +103,9 @@ pub async fn handle_shop_event(app: &App, event: &ShopEvent) -> Result<ShopOutco
             let synced = crate::carts::sync_catalog(app, *platform, shop, items, *deleted).await?;
             Ok(ShopOutcome { ignored: (synced == 0).then(|| "no sellable variant".to_string()), ..Default::default() })
         }
-        ShopEvent::Checkout(_) => {
-            // Abandoned-checkout reminders are not built yet: acknowledged and counted.
-            count("ShopCheckoutsSeen", 1);
-            Ok(ShopOutcome { ignored: Some("checkout".into()), ..Default::default() })
+        ShopEvent::Checkout(snapshot) => {
+            let ignored = crate::carts::track_checkout(app, snapshot).await?;
+            Ok(ShopOutcome { ignored: ignored.map(str::to_string), ..Default::default() })
         }
         ShopEvent::CustomerRedact { .. } | ShopEvent::Ignored { .. } => {
             // Redaction needs the shop's identity; the webhook handles it (see `redact`).

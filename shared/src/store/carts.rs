@@ -254,3 +254,115 @@ impl Store {
         Ok(all)
     }
 }
+
+/// A shop checkout that may be abandoned (Shopify `checkouts/create|update`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CheckoutRecord {
+    pub checkout_id: u64,
+    pub contact: ContactId,
+    pub url: String,
+    /// What it contained, for the reminder text: (title, quantity, unit price).
+    pub items: Vec<(String, u32, Option<crate::domain::Money>)>,
+    pub updated_at: i64,
+    #[serde(default)]
+    pub completed: bool,
+    #[serde(default)]
+    pub reminded_at: Option<i64>,
+}
+
+pub fn checkout_pk(platform: &str, shop: &str, checkout_id: u64) -> String {
+    format!("CHK#{platform}#{shop}#{checkout_id}")
+}
+
+fn checkout_idle_pk(shard: u8) -> String {
+    format!("CHKIDLE#{shard}")
+}
+
+impl Store {
+    /// Upserts a checkout; open ones go into the reminder index, completed or reminded ones leave it.
+    pub async fn put_checkout(&self, platform: &str, shop: &str, rec: &CheckoutRecord) -> Result<(), StoreError> {
+        let pk = checkout_pk(platform, shop, rec.checkout_id);
+        let av = serde_dynamo::to_attribute_value(rec).map_err(|e| StoreError::Corrupt(format!("checkout: {e}")))?;
+        let due = !rec.completed && rec.reminded_at.is_none();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s("CHK"))
+            .expression_attribute_values(":rec", av)
+            .expression_attribute_values(":updated", n(rec.updated_at))
+            .expression_attribute_values(":ttl", n(rec.updated_at + 30 * 86_400));
+        let closing = rec.completed || rec.reminded_at.is_some();
+        let set = "SET rec = :rec, updated_at = :updated, #ttl = :ttl, completed = :completed, reminded = :reminded";
+        req = if due {
+            req.update_expression(format!("{set}, gsi1pk = :gpk, gsi1sk = :gsk"))
+                .expression_attribute_values(":gpk", s(checkout_idle_pk(shard_of(&rec.contact))))
+                .expression_attribute_values(":gsk", s(format!("{:013}#{pk}", rec.updated_at)))
+        } else {
+            req.update_expression(format!("{set} REMOVE gsi1pk, gsi1sk"))
+        };
+        // Webhooks arrive out of order: an older update never overwrites a newer one, and a
+        // completed or reminded checkout is never reopened; closing it always goes through.
+        let out = req
+            .expression_attribute_names("#ttl", "ttl")
+            .condition_expression(
+                "attribute_not_exists(pk) OR :closing = :true \
+                 OR (updated_at <= :updated AND completed = :false AND reminded = :false)",
+            )
+            .expression_attribute_values(":completed", AttributeValue::Bool(rec.completed))
+            .expression_attribute_values(":reminded", AttributeValue::Bool(rec.reminded_at.is_some()))
+            .expression_attribute_values(":closing", AttributeValue::Bool(closing))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .send()
+            .await;
+        applied(out).map(|_| ())
+    }
+
+    /// Open checkouts idle since before `before`, from every shard: (platform, shop, record).
+    pub async fn idle_checkouts(&self, before: i64) -> Result<Vec<(String, CheckoutRecord)>, StoreError> {
+        let queries = (0..IDLE_SHARDS).map(|shard| async move {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(keys::GSI1)
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk < :before")
+                .expression_attribute_values(":pk", s(checkout_idle_pk(shard)))
+                .expression_attribute_values(":before", s(format!("{before:013}")))
+                .send()
+                .await
+                .map_err(StoreError::sdk)?;
+            page.items
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|i| {
+                    let pk = i.get("pk")?.as_s().ok()?.clone();
+                    Some(i.get("rec").map(|av| from_av::<CheckoutRecord>(av, "checkout")).map(|r| r.map(|r| (pk, r)))?)
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        });
+        let mut all = Vec::new();
+        for r in futures::future::join_all(queries).await {
+            all.extend(r?);
+        }
+        Ok(all)
+    }
+
+    /// Records that the contact ordered (an open checkout or cart before this gets no reminder).
+    pub async fn set_last_order(&self, contact: &ContactId, at: i64) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::contact_pk(contact)))
+            .key("sk", s(keys::PROFILE))
+            .update_expression("SET last_order_at = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":t", n(at))
+            .send()
+            .await;
+        applied(out).map(|_| ())
+    }
+}

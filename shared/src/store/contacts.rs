@@ -35,6 +35,9 @@ pub struct ContactRecord {
     /// Optimistic-concurrency version of `consent`.
     #[serde(default)]
     pub consent_version: u64,
+    /// Unix seconds of the newest shop order matched to this contact.
+    #[serde(default)]
+    pub last_order_at: Option<i64>,
 }
 
 /// At most this many held-back replies are delivered (the newest).

@@ -339,7 +339,7 @@ impl Store {
                 .into_iter()
                 .filter_map(|i| {
                     let pk = i.get("pk")?.as_s().ok()?.clone();
-                    Some(i.get("rec").map(|av| from_av::<CheckoutRecord>(av, "checkout")).map(|r| r.map(|r| (pk, r)))?)
+                    i.get("rec").map(|av| from_av::<CheckoutRecord>(av, "checkout")).map(|r| r.map(|r| (pk, r)))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()
         });

@@ -5,16 +5,17 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${PARLEY_VENV:-$here/.venv}"
-moto="$venv/bin/moto_server"
-if [ ! -x "$moto" ]; then
-  echo "with-endpoints: $moto not found; run 'make venv' first" >&2
+python="$venv/bin/python"
+if [ ! -x "$venv/bin/moto_server" ]; then
+  echo "with-endpoints: moto is not installed in $venv; run 'make venv' first" >&2
   exit 2
 fi
 
 port="$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 log="${PARLEY_ENDPOINT_LOG:-$here/target/moto-$port.log}"
 mkdir -p "$(dirname "$log")"
-"$moto" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+# moto's server, with DynamoDB writes made atomic like the real service (see local/endpoints.py).
+"$python" "$here/local/endpoints.py" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 moto_pid=$!
 child_pid=""
 
@@ -33,7 +34,7 @@ for _ in $(seq 1 100); do
     break
   fi
   if ! kill -0 "$moto_pid" 2>/dev/null; then
-    echo "with-endpoints: moto_server did not start; see $log" >&2
+    echo "with-endpoints: the local endpoints did not start; see $log" >&2
     exit 1
   fi
   sleep 0.2

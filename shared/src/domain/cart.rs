@@ -12,6 +12,7 @@ use super::ids::IdError;
 use super::message::{Button, ListRow, ListSection, OutboundBody};
 use super::money::{Currency, Money};
 use super::orders::format_money;
+use super::texts::{next_placeholder, placeholders};
 use crate::config::ConfigError;
 use crate::shops::Platform;
 use serde::{Deserialize, Serialize};
@@ -1064,32 +1065,6 @@ fn check_text(name: &str, text: &str, allowed: &[&str], required: &[&str], error
             errors.push(format!("{name} must contain {{{p}}}"));
         }
     }
-}
-
-/// `{name}` placeholders: lowercase letters and `_`; other braces are plain text.
-fn placeholders(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some((_, name, after)) = next_placeholder(rest) {
-        out.push(name);
-        rest = after;
-    }
-    out
-}
-
-fn next_placeholder(s: &str) -> Option<(&str, &str, &str)> {
-    let mut from = 0;
-    while let Some(open) = s[from..].find('{').map(|i| i + from) {
-        let tail = &s[open + 1..];
-        if let Some(close) = tail.find('}') {
-            let name = &tail[..close];
-            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-                return Some((&s[..open], name, &tail[close + 1..]));
-            }
-        }
-        from = open + 1;
-    }
-    None
 }
 
 /// One pass, so values containing braces stay as they are.

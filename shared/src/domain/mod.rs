@@ -10,6 +10,7 @@ pub mod money;
 pub mod orders;
 pub mod phone;
 pub mod templates;
+mod texts;
 
 pub use ids::*;
 pub use inbound::*;

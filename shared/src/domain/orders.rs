@@ -47,6 +47,7 @@ use super::flows::MAX_TEXT;
 use super::message::TemplateRef;
 use super::money::Money;
 use super::templates::{TemplateCategory, Templates};
+use super::texts::{next_placeholder, placeholders};
 use crate::config::ConfigError;
 use crate::shops::{Fulfillment, OrderRef, OrderSnapshot, OrderStatus, ShipmentStatus, ShopEvent};
 use serde::{Deserialize, Serialize};
@@ -938,34 +939,6 @@ fn check_small(ctx: &str, text: &str, allowed: &[&str], required: &[&str], error
             errors.push(format!("{ctx} must contain {{{name}}}"));
         }
     }
-}
-
-/// `{name}` placeholders in order. Braces around anything but lowercase letters and '_' are
-/// plain text, so a smiley like `:-{` needs no escaping.
-fn placeholders(s: &str) -> Vec<&str> {
-    let mut found = Vec::new();
-    let mut rest = s;
-    while let Some((_, name, after)) = next_placeholder(rest) {
-        found.push(name);
-        rest = after;
-    }
-    found
-}
-
-/// (text before, name, text after) of the first placeholder.
-fn next_placeholder(s: &str) -> Option<(&str, &str, &str)> {
-    let mut from = 0;
-    while let Some(open) = s[from..].find('{').map(|i| i + from) {
-        let tail = &s[open + 1..];
-        if let Some(close) = tail.find('}') {
-            let name = &tail[..close];
-            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-                return Some((&s[..open], name, &tail[close + 1..]));
-            }
-        }
-        from = open + 1;
-    }
-    None
 }
 
 /// The line with its placeholders filled; None if one has no value (the line is left out).

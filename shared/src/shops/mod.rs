@@ -2,6 +2,7 @@
 //! [`ShopEvent`] type, and the REST clients the reconciler polls with.
 pub mod client;
 pub mod event;
+mod json;
 pub mod shopify;
 pub mod woocommerce;
 

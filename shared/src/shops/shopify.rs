@@ -9,6 +9,7 @@ use super::event::{
     CheckoutSnapshot, Fulfillment, LineItem, OrderRef, OrderSnapshot, OrderStatus, Platform, ProductVariant,
     ShipmentStatus, ShopConsent, ShopEvent, ShopParseError,
 };
+use super::json::{country, currency, field, id, invalid, money, objects, opt_id, push_phone, quantity, text};
 use crate::domain::{Currency, Money};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -392,11 +393,7 @@ fn order_ref(shop_domain: &str, order_id: u64) -> OrderRef {
     OrderRef { platform: Platform::Shopify, shop: shop_domain.to_string(), order_id }
 }
 
-// ---- JSON helpers -------------------------------------------------------------------------------
-
-fn invalid(field: &'static str, reason: impl Into<String>) -> ShopParseError {
-    ShopParseError::Invalid { field, reason: reason.into() }
-}
+// ---- JSON helpers (the shared ones are in `super::json`) ----------------------------------------
 
 fn parse_object(body: &[u8]) -> Result<Value, ShopParseError> {
     let root: Value = serde_json::from_slice(body).map_err(|e| ShopParseError::NotJson(e.to_string()))?;
@@ -423,21 +420,6 @@ fn at<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
     path.iter().try_fold(v, |v, key| v.get(key))
 }
 
-fn field<'v>(v: Option<&'v Value>, key: &str) -> Option<&'v Value> {
-    v.and_then(|v| v.get(key))
-}
-
-/// The object elements of an optional array.
-fn objects(v: Option<&Value>) -> impl Iterator<Item = &Value> {
-    v.and_then(Value::as_array).into_iter().flatten().filter(|v| v.is_object())
-}
-
-/// A trimmed, non-empty string.
-fn text(v: Option<&Value>) -> Option<String> {
-    let s = v?.as_str()?.trim();
-    (!s.is_empty()).then(|| s.to_string())
-}
-
 /// A string, number or bool as text (cart attribute values are not always strings).
 fn scalar(v: Option<&Value>) -> Option<String> {
     match v? {
@@ -446,56 +428,6 @@ fn scalar(v: Option<&Value>) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
-}
-
-/// An id: a JSON integer read as `u64` directly (never via `f64`) or a numeric string.
-fn opt_id(v: Option<&Value>, field: &'static str) -> Result<Option<u64>, ShopParseError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| invalid(field, format!("{n} is not an id"))),
-        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| invalid(field, format!("{s:?} is not an id"))),
-        Some(_) => Err(invalid(field, "not a number or string")),
-    }
-}
-
-fn id(v: Option<&Value>, field: &'static str) -> Result<u64, ShopParseError> {
-    opt_id(v, field)?.ok_or(ShopParseError::Missing(field))
-}
-
-fn currency(v: Option<&Value>) -> Result<Currency, ShopParseError> {
-    let code = text(v).ok_or(ShopParseError::Missing("currency"))?;
-    Currency::parse(&code).map_err(|e| invalid("currency", e.to_string()))
-}
-
-/// A decimal string (`"89.99"`, exact) or a JSON number.
-fn money(v: Option<&Value>, currency: Currency, field: &'static str) -> Result<Option<Money>, ShopParseError> {
-    let parsed = match v {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
-        Some(Value::String(s)) => Money::parse_decimal(s, currency),
-        Some(Value::Number(n)) => Money::from_json_number(n, currency),
-        Some(_) => return Err(invalid(field, "not an amount")),
-    };
-    parsed.map(Some).map_err(|e| invalid(field, e.to_string()))
-}
-
-/// A listed line is at least one unit when the quantity is missing or unusable.
-fn quantity(v: Option<&Value>) -> u32 {
-    opt_id(v, "quantity").ok().flatten().and_then(|q| u32::try_from(q).ok()).unwrap_or(1)
-}
-
-/// Adds a phone unless empty or already listed (compared by its digits, letters and `+`).
-fn push_phone(phones: &mut Vec<String>, v: Option<&Value>) {
-    let key = |s: &str| s.chars().filter(|c| c.is_alphanumeric() || *c == '+').collect::<String>();
-    if let Some(phone) = text(v) {
-        if phones.iter().all(|p| key(p) != key(&phone)) {
-            phones.push(phone);
-        }
-    }
-}
-
-fn country(v: Option<&Value>) -> Option<String> {
-    text(v).map(|c| c.to_ascii_uppercase())
 }
 
 /// RFC 3339 with offset (`2021-12-31T19:00:00-05:00`) → unix seconds; unparsable → `None`.

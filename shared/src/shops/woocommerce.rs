@@ -8,6 +8,7 @@
 use super::event::{
     Fulfillment, LineItem, OrderRef, OrderSnapshot, OrderStatus, Platform, ProductVariant, ShopEvent, ShopParseError,
 };
+use super::json::{country, currency, field, id, invalid, money, objects, opt_id, push_phone, quantity, text};
 use crate::domain::{Currency, Money};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -269,11 +270,7 @@ fn naive_utc(v: Option<&Value>) -> Option<i64> {
         .map(|t| t.assume_utc().unix_timestamp())
 }
 
-// ---- JSON helpers (same rules as the Shopify module) --------------------------------------------
-
-fn invalid(field: &'static str, reason: impl Into<String>) -> ShopParseError {
-    ShopParseError::Invalid { field, reason: reason.into() }
-}
+// ---- JSON helpers (the shared ones are in `super::json`) ----------------------------------------
 
 /// A REST list; WordPress reports failures as `{"code": …, "message": …}`.
 fn parse_array(body: &[u8]) -> Result<Vec<Value>, ShopParseError> {
@@ -286,71 +283,6 @@ fn parse_array(body: &[u8]) -> Result<Vec<Value>, ShopParseError> {
         }
         _ => Err(invalid("body", "not a JSON array")),
     }
-}
-
-fn field<'v>(v: Option<&'v Value>, key: &str) -> Option<&'v Value> {
-    v.and_then(|v| v.get(key))
-}
-
-/// The object elements of an optional array.
-fn objects(v: Option<&Value>) -> impl Iterator<Item = &Value> + Clone {
-    v.and_then(Value::as_array).into_iter().flatten().filter(|v| v.is_object())
-}
-
-/// A trimmed, non-empty string.
-fn text(v: Option<&Value>) -> Option<String> {
-    let s = v?.as_str()?.trim();
-    (!s.is_empty()).then(|| s.to_string())
-}
-
-/// An id: a JSON integer read as `u64` directly (never via `f64`) or a numeric string.
-fn opt_id(v: Option<&Value>, field: &'static str) -> Result<Option<u64>, ShopParseError> {
-    match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| invalid(field, format!("{n} is not an id"))),
-        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| invalid(field, format!("{s:?} is not an id"))),
-        Some(_) => Err(invalid(field, "not a number or string")),
-    }
-}
-
-fn id(v: Option<&Value>, field: &'static str) -> Result<u64, ShopParseError> {
-    opt_id(v, field)?.ok_or(ShopParseError::Missing(field))
-}
-
-fn currency(v: Option<&Value>) -> Result<Currency, ShopParseError> {
-    let code = text(v).ok_or(ShopParseError::Missing("currency"))?;
-    Currency::parse(&code).map_err(|e| invalid("currency", e.to_string()))
-}
-
-/// A decimal string (`"29.90"`, exact) or a JSON number (`42.016807`, rounded half-up).
-fn money(v: Option<&Value>, currency: Currency, field: &'static str) -> Result<Option<Money>, ShopParseError> {
-    let parsed = match v {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
-        Some(Value::String(s)) => Money::parse_decimal(s, currency),
-        Some(Value::Number(n)) => Money::from_json_number(n, currency),
-        Some(_) => return Err(invalid(field, "not an amount")),
-    };
-    parsed.map(Some).map_err(|e| invalid(field, e.to_string()))
-}
-
-/// A listed line is at least one unit when the quantity is missing or unusable.
-fn quantity(v: Option<&Value>) -> u32 {
-    opt_id(v, "quantity").ok().flatten().and_then(|q| u32::try_from(q).ok()).unwrap_or(1)
-}
-
-/// Adds a phone unless empty or already listed (compared by its digits, letters and `+`).
-fn push_phone(phones: &mut Vec<String>, v: Option<&Value>) {
-    let key = |s: &str| s.chars().filter(|c| c.is_alphanumeric() || *c == '+').collect::<String>();
-    if let Some(phone) = text(v) {
-        if phones.iter().all(|p| key(p) != key(&phone)) {
-            phones.push(phone);
-        }
-    }
-}
-
-fn country(v: Option<&Value>) -> Option<String> {
-    text(v).map(|c| c.to_ascii_uppercase())
 }
 
 #[cfg(test)]

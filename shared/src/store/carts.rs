@@ -215,41 +215,22 @@ impl Store {
 
     /// Contacts whose cart has been idle since before `before` (unix seconds), from every shard.
     pub async fn idle_carts(&self, before: i64) -> Result<Vec<ContactId>, StoreError> {
-        let queries = (0..IDLE_SHARDS).map(|shard| async move {
-            let mut out = Vec::new();
-            let mut start = None;
-            loop {
-                let page = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(keys::GSI1)
-                    .key_condition_expression("gsi1pk = :pk AND gsi1sk < :before")
-                    .expression_attribute_values(":pk", s(idle_shard_pk(shard)))
-                    .expression_attribute_values(":before", s(format!("{before:013}")))
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await
-                    .map_err(StoreError::sdk)?;
-                for item in page.items.unwrap_or_default() {
-                    if let Some(c) = item.get("contact").and_then(|v| v.as_s().ok()) {
-                        if let Some((ch, addr)) = c.split_once('#') {
-                            if let (Ok(ch), Ok(addr)) = (ch.parse(), crate::domain::Address::parse(addr)) {
-                                out.push(ContactId::new(ch, addr));
-                            }
-                        }
-                    }
-                }
-                match page.last_evaluated_key {
-                    Some(k) if !k.is_empty() => start = Some(k),
-                    _ => break,
-                }
-            }
-            Ok::<_, StoreError>(out)
+        let bound = format!("{before:013}");
+        let queries = (0..IDLE_SHARDS).map(|shard| {
+            let bound = bound.clone();
+            async move { super::query_gsi(self, &idle_shard_pk(shard), Some(&bound)).await }
         });
         let mut all = Vec::new();
-        for r in futures::future::join_all(queries).await {
-            all.extend(r?);
+        for items in futures::future::join_all(queries).await {
+            for item in items? {
+                let Some((ch, addr)) = item.get("contact").and_then(|v| v.as_s().ok()).and_then(|c| c.split_once('#'))
+                else {
+                    continue;
+                };
+                if let (Ok(ch), Ok(addr)) = (ch.parse(), crate::domain::Address::parse(addr)) {
+                    all.push(ContactId::new(ch, addr));
+                }
+            }
         }
         Ok(all)
     }
@@ -322,26 +303,19 @@ impl Store {
 
     /// Open checkouts idle since before `before`, from every shard: (platform, shop, record).
     pub async fn idle_checkouts(&self, before: i64) -> Result<Vec<(String, CheckoutRecord)>, StoreError> {
-        let queries = (0..IDLE_SHARDS).map(|shard| async move {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(keys::GSI1)
-                .key_condition_expression("gsi1pk = :pk AND gsi1sk < :before")
-                .expression_attribute_values(":pk", s(checkout_idle_pk(shard)))
-                .expression_attribute_values(":before", s(format!("{before:013}")))
-                .send()
-                .await
-                .map_err(StoreError::sdk)?;
-            page.items
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|i| {
-                    let pk = i.get("pk")?.as_s().ok()?.clone();
-                    i.get("rec").map(|av| from_av::<CheckoutRecord>(av, "checkout")).map(|r| r.map(|r| (pk, r)))
-                })
-                .collect::<Result<Vec<_>, StoreError>>()
+        let bound = format!("{before:013}");
+        let queries = (0..IDLE_SHARDS).map(|shard| {
+            let bound = bound.clone();
+            async move {
+                super::query_gsi(self, &checkout_idle_pk(shard), Some(&bound))
+                    .await?
+                    .into_iter()
+                    .filter_map(|i| {
+                        let pk = i.get("pk")?.as_s().ok()?.clone();
+                        i.get("rec").map(|av| from_av::<CheckoutRecord>(av, "checkout")).map(|r| r.map(|r| (pk, r)))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()
+            }
         });
         let mut all = Vec::new();
         for r in futures::future::join_all(queries).await {
@@ -353,13 +327,8 @@ impl Store {
     /// Records that the contact ordered (an open checkout or cart before this gets no reminder).
     pub async fn set_last_order(&self, contact: &ContactId, at: i64) -> Result<(), StoreError> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(keys::contact_pk(contact)))
-            .key("sk", s(keys::PROFILE))
+            .update_profile(contact)
             .update_expression("SET last_order_at = :t")
-            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":t", n(at))
             .send()
             .await;

@@ -167,30 +167,19 @@ impl Store {
         sk_prefix: Option<&str>,
         forward: bool,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .expression_attribute_values(":pk", s(pk))
-                .scan_index_forward(forward)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            q = match sk_prefix {
-                Some(p) => q
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-                    .expression_attribute_values(":p", s(p)),
-                None => q.key_condition_expression("pk = :pk"),
-            };
-            let page = q.send().await.map_err(StoreError::sdk)?;
-            out.extend(page.items.unwrap_or_default());
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_values(":pk", s(pk))
+            .scan_index_forward(forward)
+            .consistent_read(true);
+        let q = match sk_prefix {
+            Some(p) => {
+                q.key_condition_expression("pk = :pk AND begins_with(sk, :p)").expression_attribute_values(":p", s(p))
             }
-        }
-        Ok(out)
+            None => q.key_condition_expression("pk = :pk"),
+        };
+        super::query_all(q).await
     }
 }

@@ -68,6 +68,19 @@ fn from_item(
 }
 
 impl Store {
+    /// An update of an existing contact profile (never creates one: erased stays erased).
+    pub(crate) fn update_profile(
+        &self,
+        contact: &ContactId,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::contact_pk(contact)))
+            .key("sk", s(keys::PROFILE))
+            .condition_expression("attribute_exists(pk)")
+    }
+
     /// Records an inbound message on the contact (creating it on first contact) and returns the
     /// contact as it now stands. Only moves `last_inbound_at` forward, so a late re-delivery
     /// never shortens the service window; either way the current record comes back in the same
@@ -146,13 +159,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let json = serde_json::to_string(body).expect("body serialises");
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(keys::contact_pk(contact)))
-            .key("sk", s(keys::PROFILE))
+            .update_profile(contact)
             .update_expression("SET pending_replies = list_append(if_not_exists(pending_replies, :empty), :new)")
-            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":empty", aws_sdk_dynamodb::types::AttributeValue::L(vec![]))
             .expression_attribute_values(":new", aws_sdk_dynamodb::types::AttributeValue::L(vec![s(json)]))
             .send()
@@ -164,11 +172,7 @@ impl Store {
     /// (that one then waits for the next message instead of being lost).
     pub async fn clear_pending_replies(&self, contact: &ContactId, seen: usize) -> Result<(), StoreError> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(keys::contact_pk(contact)))
-            .key("sk", s(keys::PROFILE))
+            .update_profile(contact)
             .update_expression("REMOVE pending_replies")
             .condition_expression("size(pending_replies) = :n")
             .expression_attribute_values(":n", n(seen))
@@ -181,13 +185,8 @@ impl Store {
     /// Returns whether the contact exists.
     pub async fn set_handover(&self, contact: &ContactId, on: bool) -> Result<bool, StoreError> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(keys::contact_pk(contact)))
-            .key("sk", s(keys::PROFILE))
+            .update_profile(contact)
             .update_expression("SET handover = :h, updated_at = :now")
-            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":h", b(on))
             .expression_attribute_values(":now", n(crate::time_util::now_unix()))
             .send()

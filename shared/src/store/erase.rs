@@ -44,29 +44,7 @@ impl Store {
     async fn contact_items(&self, contact: &ContactId) -> Result<(Vec<Item>, Vec<Item>), StoreError> {
         let pk = keys::contact_pk(contact);
         let partition = self.query_partition(&pk, None, true);
-        let messages = async {
-            let mut out = Vec::new();
-            let mut start = None;
-            loop {
-                let page = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(keys::GSI1)
-                    .key_condition_expression("gsi1pk = :pk")
-                    .expression_attribute_values(":pk", s(&pk))
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await
-                    .map_err(StoreError::sdk)?;
-                out.extend(page.items.unwrap_or_default());
-                match page.last_evaluated_key {
-                    Some(k) if !k.is_empty() => start = Some(k),
-                    _ => break,
-                }
-            }
-            Ok::<_, StoreError>(out)
-        };
+        let messages = super::query_gsi(self, &pk, None);
         let (partition, messages) = futures::join!(partition, messages);
         Ok((partition?, messages?))
     }

@@ -109,6 +109,43 @@ where
     }
 }
 
+/// Runs a query to the end, page by page.
+pub(crate) async fn query_all(
+    q: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+) -> Result<Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>, StoreError> {
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = q.clone().set_exclusive_start_key(start.take()).send().await.map_err(StoreError::sdk)?;
+        out.extend(page.items.unwrap_or_default());
+        match page.last_evaluated_key {
+            Some(k) if !k.is_empty() => start = Some(k),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Items of the sparse index `gsi1` under `gsi1pk` (below `before` in `gsi1sk`, when given).
+pub(crate) async fn query_gsi(
+    store: &Store,
+    gsi1pk: &str,
+    before: Option<&str>,
+) -> Result<Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>, StoreError> {
+    let q = store
+        .client
+        .query()
+        .table_name(&store.table)
+        .index_name(keys::GSI1)
+        .expression_attribute_values(":pk", s(gsi1pk));
+    let q = match before {
+        Some(b) => {
+            q.key_condition_expression("gsi1pk = :pk AND gsi1sk < :before").expression_attribute_values(":before", s(b))
+        }
+        None => q.key_condition_expression("gsi1pk = :pk"),
+    };
+    query_all(q).await
+}
+
 pub(crate) fn s(v: impl Into<String>) -> aws_sdk_dynamodb::types::AttributeValue {
     aws_sdk_dynamodb::types::AttributeValue::S(v.into())
 }

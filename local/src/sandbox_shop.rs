@@ -9,7 +9,8 @@
 //!
 //! Routes carry no `/sandbox` prefix; the local runtime nests [`ShopSandbox::router`] under it.
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -104,6 +105,14 @@ impl Platform {
             _ => None,
         }
     }
+
+    /// The platform's name for the same thing, e.g. a topic.
+    fn pick(self, shopify: &'static str, woo: &'static str) -> &'static str {
+        match self {
+            Self::Shopify => shopify,
+            Self::WooCommerce => woo,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +131,38 @@ impl Order {
         let key = if self.platform == Platform::Shopify { "name" } else { "number" };
         self.body.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
     }
+}
+
+/// What a webhook is about: an order, product or checkout.
+trait Resource {
+    /// `(platform, id, payload)`.
+    fn webhook_source(&self) -> (Platform, u64, &Value);
+}
+
+impl Resource for Order {
+    fn webhook_source(&self) -> (Platform, u64, &Value) {
+        (self.platform, self.id, &self.body)
+    }
+}
+
+impl Resource for Product {
+    fn webhook_source(&self) -> (Platform, u64, &Value) {
+        (self.platform, self.id, &self.body)
+    }
+}
+
+impl Resource for Checkout {
+    fn webhook_source(&self) -> (Platform, u64, &Value) {
+        (Platform::Shopify, self.id, &self.body)
+    }
+}
+
+/// The stored resource with id `id`, or a 404 naming `what` ("product").
+fn find_mut<'a, T: Resource>(items: &'a mut [T], id: u64, what: &str) -> Result<&'a mut T, Fail> {
+    items
+        .iter_mut()
+        .find(|r| r.webhook_source().1 == id)
+        .ok_or_else(|| Fail::Control(StatusCode::NOT_FOUND, format!("no {what} {id} in the shop sandbox")))
 }
 
 /// A webhook subscription of the stand-in store.
@@ -359,7 +400,7 @@ impl ShopSandbox {
         deliver: bool,
     ) -> Outcome {
         let Some(sub) = store.hooks(platform).iter().find(|s| s.active && s.topic == topic) else {
-            let state = if platform == Platform::Shopify { "removed" } else { "disabled" };
+            let state = platform.pick("removed", "disabled");
             return Outcome::Unsubscribed(format!("the {topic} subscription is {state}; nothing was delivered"));
         };
         let (body, delivery_id, event_id) = match platform {
@@ -391,6 +432,36 @@ impl ShopSandbox {
         } else {
             Outcome::Withheld(delivery)
         }
+    }
+
+    /// Runs `change` under the store lock, then plans and sends the webhook about the resource it
+    /// returns, on the topic it names.
+    async fn publish<T: Resource>(
+        &self,
+        deliver: bool,
+        change: impl FnOnce(&mut Store) -> Result<(T, &'static str), Fail>,
+    ) -> Result<(T, &'static str, Outcome), Fail> {
+        let (resource, topic, planned) = {
+            let mut store = self.store();
+            let (resource, topic) = change(&mut store)?;
+            let (platform, id, body) = resource.webhook_source();
+            let planned = self.plan_for(&store, platform, id, topic, body, deliver);
+            (resource, topic, planned)
+        };
+        Ok((resource, topic, self.dispatch(planned).await))
+    }
+
+    /// [`Self::publish`] for a change to a stored resource: reads the `{"deliver":…}` body and
+    /// the id from the path first.
+    async fn publish_update<T: Resource>(
+        &self,
+        body: &[u8],
+        id: &str,
+        change: impl FnOnce(&mut Store, u64) -> Result<(T, &'static str), Fail>,
+    ) -> Result<(T, &'static str, Outcome), Fail> {
+        let deliver = deliver_flag(body)?.deliver.unwrap_or(true);
+        let id = parse_id(id)?;
+        self.publish(deliver, |store| change(store, id)).await
     }
 
     async fn dispatch(&self, outcome: Outcome) -> Outcome {
@@ -526,6 +597,30 @@ fn random_upper(n: usize) -> String {
 fn stable_id(sku: &str, base: u64, span: u64) -> u64 {
     let hash = sku.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     base + hash % span
+}
+
+/// The Shopify variant id an order line or product variant gets for a SKU.
+fn variant_id_for(sku: &str) -> u64 {
+    stable_id(sku, 49_148_385_000_000, 1_000_000_000)
+}
+
+/// A Shopify handle / WordPress slug: the lowercased title, other characters as `-`.
+fn slug(title: &str) -> String {
+    title.to_lowercase().chars().map(|c| if c.is_alphanumeric() { c } else { '-' }).collect()
+}
+
+/// Sets a WooCommerce date pair: `key` site-local and `key_gmt` in UTC.
+fn set_woo_date(body: &mut Value, key: &str, t: OffsetDateTime) {
+    body[key] = json!(woo_local(t));
+    body[format!("{key}_gmt")] = json!(woo_gmt(t));
+}
+
+/// The REST `_links` of a WooCommerce resource, e.g. `orders` 1000.
+fn woo_links(store_url: &str, collection: &str, id: u64) -> Value {
+    json!({
+        "self": [{ "href": format!("{store_url}/wp-json/wc/v3/{collection}/{id}") }],
+        "collection": [{ "href": format!("{store_url}/wp-json/wc/v3/{collection}") }],
+    })
 }
 
 /// Encodes like PHP's `wp_json_encode` with default flags: `/` as `\/`, non-ASCII as
@@ -685,6 +780,19 @@ fn parse_body<T: for<'de> Deserialize<'de> + Default>(body: &[u8], expected: &st
         .map_err(|e| Fail::Control(StatusCode::BAD_REQUEST, format!("expected {expected}: {e}")))
 }
 
+/// A create request's JSON body (`expected` describes it in the error) and, from it, the new
+/// resource with its defaults filled in.
+fn parse_new<R: for<'de> Deserialize<'de>, N>(
+    body: &[u8],
+    expected: &str,
+    fill: impl FnOnce(&R) -> Result<N, String>,
+) -> Result<(R, N), Fail> {
+    let bad = |message| Fail::Control(StatusCode::BAD_REQUEST, message);
+    let req = serde_json::from_slice(body).map_err(|e| bad(format!("expected {expected}: {e}")))?;
+    let new = fill(&req).map_err(bad)?;
+    Ok((req, new))
+}
+
 /// `Some(None)` for an explicit `null`, `None` when the field is absent.
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
@@ -761,6 +869,78 @@ struct NewOrder {
 impl NewOrder {
     fn subtotal(&self) -> i64 {
         self.items.iter().map(|i| i.unit * i64::from(i.quantity)).sum()
+    }
+
+    /// Shopify `total_weight`: 200 g an item.
+    fn total_weight(&self) -> u32 {
+        200 * self.items.iter().map(|i| i.quantity).sum::<u32>()
+    }
+
+    /// Shopify `note_attributes`.
+    fn note_attributes(&self) -> Vec<Value> {
+        self.attributes.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect()
+    }
+
+    /// A Shopify address (orders and checkouts bill and ship to the same one).
+    fn shopify_address(&self) -> Value {
+        let a = sample_address(&self.country);
+        json!({
+            "first_name": self.first_name,
+            "address1": a.address1,
+            "phone": self.phone,
+            "city": a.city,
+            "zip": a.zip,
+            "province": a.province,
+            "country": a.country,
+            "last_name": self.last_name,
+            "address2": null,
+            "company": null,
+            "latitude": null,
+            "longitude": null,
+            "name": format!("{} {}", self.first_name, self.last_name),
+            "country_code": self.country,
+            "province_code": a.province_code,
+        })
+    }
+
+    /// The Shopify `customer` fields orders and checkouts share.
+    fn shopify_customer(&self, customer_id: u64) -> Value {
+        let t = shopify_time(self.created);
+        json!({
+            "id": customer_id,
+            "email": self.email,
+            "created_at": t,
+            "updated_at": t,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "state": "disabled",
+            "verified_email": true,
+            "tax_exempt": false,
+            "phone": self.phone,
+            "currency": self.currency,
+            "admin_graphql_api_id": format!("gid://shopify/Customer/{customer_id}"),
+        })
+    }
+
+    /// A WooCommerce order's `billing` (with `email`) or `shipping` address.
+    fn woo_address(&self, billing: bool) -> Value {
+        let a = sample_address(&self.country);
+        let mut address = json!({
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "company": "",
+            "address_1": a.address1,
+            "address_2": "",
+            "city": a.city,
+            "state": a.province_code,
+            "postcode": a.zip,
+            "country": self.country,
+            "phone": self.phone,
+        });
+        if billing {
+            address["email"] = json!(self.email);
+        }
+        address
     }
 
     fn from_request(req: &OrderRequest) -> Result<Self, String> {
@@ -842,44 +1022,45 @@ fn item(sku: &str, title: &str, quantity: u32, unit: i64, variant: Option<u64>, 
         title: title.to_string(),
         quantity,
         unit,
-        variant_id: variant.unwrap_or_else(|| stable_id(sku, 49_148_385_000_000, 1_000_000_000)),
+        variant_id: variant.unwrap_or_else(|| variant_id_for(sku)),
         product_id: product.unwrap_or_else(|| stable_id(sku, 8_949_425_000_000, 1_000_000_000)),
     }
 }
 
+/// The `line_items[]` fields Shopify orders and checkouts share.
+fn shopify_line_item(i: &Item, product_id: u64) -> Value {
+    json!({
+        "discount_allocations": [],
+        "fulfillment_service": "manual",
+        "gift_card": false,
+        "grams": 200,
+        "product_id": product_id,
+        "quantity": i.quantity,
+        "requires_shipping": true,
+        "sku": i.sku,
+        "tax_lines": [],
+        "taxable": true,
+        "title": i.title,
+        "variant_id": i.variant_id,
+        "variant_title": null,
+        "vendor": "Parley Demo",
+    })
+}
+
 impl Store {
+    /// The Shopify customer id for a phone number; repeat buyers keep theirs.
+    fn customer_id(&mut self, phone: &str) -> u64 {
+        *self.customers.entry(phone.to_string()).or_insert_with(|| take(&mut self.next.customer))
+    }
+
     /// A Shopify order in the REST/webhook shape (orders/create, API 2026-07).
     fn new_shopify_order(&mut self, cfg: &ShopSandboxConfig, o: &NewOrder) -> Order {
         let id = take(&mut self.next.shopify_order);
         let order_number = take(&mut self.next.order_number);
-        let customer_id = match self.customers.get(&o.phone) {
-            Some(c) => *c,
-            None => {
-                let c = take(&mut self.next.customer);
-                self.customers.insert(o.phone.clone(), c);
-                c
-            }
-        };
+        let customer_id = self.customer_id(&o.phone);
         let cur = o.currency.as_str();
         let t = shopify_time(o.created);
-        let a = sample_address(&o.country);
-        let address = json!({
-            "first_name": o.first_name,
-            "address1": a.address1,
-            "phone": o.phone,
-            "city": a.city,
-            "zip": a.zip,
-            "province": a.province,
-            "country": a.country,
-            "last_name": o.last_name,
-            "address2": null,
-            "company": null,
-            "latitude": null,
-            "longitude": null,
-            "name": format!("{} {}", o.first_name, o.last_name),
-            "country_code": o.country,
-            "province_code": a.province_code,
-        });
+        let address = o.shopify_address();
         let mut default_address = address.clone();
         default_address["id"] = json!(customer_id + 1_000);
         default_address["customer_id"] = json!(customer_id);
@@ -890,63 +1071,45 @@ impl Store {
             .map(|i| {
                 let lid = take(&mut self.next.line_item);
                 let price = money(i.unit);
-                json!({
-                    "id": lid,
-                    "admin_graphql_api_id": format!("gid://shopify/LineItem/{lid}"),
-                    "attributed_staffs": [],
-                    "current_quantity": i.quantity,
-                    "fulfillable_quantity": i.quantity,
-                    "fulfillment_service": "manual",
-                    "fulfillment_status": null,
-                    "gift_card": false,
-                    "grams": 200,
-                    "name": i.title,
-                    "price": price,
-                    "price_set": money_set(&price, cur),
-                    "product_exists": true,
-                    "product_id": i.product_id,
-                    "properties": [],
-                    "quantity": i.quantity,
-                    "requires_shipping": true,
-                    "sku": i.sku,
-                    "taxable": true,
-                    "title": i.title,
-                    "total_discount": "0.00",
-                    "total_discount_set": money_set("0.00", cur),
-                    "variant_id": i.variant_id,
-                    "variant_inventory_management": "shopify",
-                    "variant_title": null,
-                    "vendor": "Parley Demo",
-                    "tax_lines": [],
-                    "duties": [],
-                    "discount_allocations": [],
-                })
+                let mut line = shopify_line_item(i, i.product_id);
+                merge(
+                    &mut line,
+                    json!({
+                        "id": lid,
+                        "admin_graphql_api_id": format!("gid://shopify/LineItem/{lid}"),
+                        "attributed_staffs": [],
+                        "current_quantity": i.quantity,
+                        "fulfillable_quantity": i.quantity,
+                        "fulfillment_status": null,
+                        "name": i.title,
+                        "price": price,
+                        "price_set": money_set(&price, cur),
+                        "product_exists": true,
+                        "properties": [],
+                        "total_discount": "0.00",
+                        "total_discount_set": money_set("0.00", cur),
+                        "variant_inventory_management": "shopify",
+                        "duties": [],
+                    }),
+                );
+                line
             })
             .collect();
         let subtotal = money(o.subtotal());
         let shipping = money(o.shipping);
         let total = money(o.subtotal() + o.shipping);
         let zero = money_set("0.00", cur);
-        let note_attributes: Vec<Value> = o.attributes.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect();
         let token = hex32();
-        let customer = json!({
-            "id": customer_id,
-            "email": o.email,
-            "created_at": t,
-            "updated_at": t,
-            "first_name": o.first_name,
-            "last_name": o.last_name,
-            "state": "disabled",
-            "note": null,
-            "verified_email": true,
-            "multipass_identifier": null,
-            "tax_exempt": false,
-            "phone": o.phone,
-            "currency": cur,
-            "tax_exemptions": [],
-            "admin_graphql_api_id": format!("gid://shopify/Customer/{customer_id}"),
-            "default_address": default_address,
-        });
+        let mut customer = o.shopify_customer(customer_id);
+        merge(
+            &mut customer,
+            json!({
+                "note": null,
+                "multipass_identifier": null,
+                "tax_exemptions": [],
+                "default_address": default_address,
+            }),
+        );
         let shipping_lines = json!([{
             "id": id / 100,
             "carrier_identifier": null,
@@ -1016,7 +1179,7 @@ impl Store {
             json!({
                 "name": format!("#{order_number}"),
                 "note": null,
-                "note_attributes": note_attributes,
+                "note_attributes": o.note_attributes(),
                 "number": order_number - 1000,
                 "order_number": order_number,
                 "order_status_url": format!(
@@ -1060,7 +1223,7 @@ impl Store {
                 "total_tax": "0.00",
                 "total_tax_set": zero,
                 "total_tip_received": "0.00",
-                "total_weight": 200 * o.items.iter().map(|i| i.quantity).sum::<u32>(),
+                "total_weight": o.total_weight(),
                 "updated_at": t,
                 "user_id": null,
                 "billing_address": address,
@@ -1081,7 +1244,6 @@ impl Store {
     fn new_woo_order(&mut self, store_url: &str, o: &NewOrder) -> Order {
         let id = take(&mut self.next.woo_order);
         let cur = o.currency.as_str();
-        let a = sample_address(&o.country);
         let order_key = format!("wc_order_{}", &hex32()[..13]);
         let line_items: Vec<Value> = o
             .items
@@ -1135,31 +1297,8 @@ impl Store {
             "total_tax": "0.00",
             "customer_id": 0,
             "order_key": order_key,
-            "billing": {
-                "first_name": o.first_name,
-                "last_name": o.last_name,
-                "company": "",
-                "address_1": a.address1,
-                "address_2": "",
-                "city": a.city,
-                "state": a.province_code,
-                "postcode": a.zip,
-                "country": o.country,
-                "email": o.email,
-                "phone": o.phone,
-            },
-            "shipping": {
-                "first_name": o.first_name,
-                "last_name": o.last_name,
-                "company": "",
-                "address_1": a.address1,
-                "address_2": "",
-                "city": a.city,
-                "state": a.province_code,
-                "postcode": a.zip,
-                "country": o.country,
-                "phone": o.phone,
-            },
+            "billing": o.woo_address(true),
+            "shipping": o.woo_address(false),
         });
         merge(
             &mut body,
@@ -1200,10 +1339,7 @@ impl Store {
                 "date_completed_gmt": null,
                 "date_paid_gmt": paid_gmt,
                 "currency_symbol": currency_symbol(cur),
-                "_links": {
-                    "self": [{ "href": format!("{store_url}/wp-json/wc/v3/orders/{id}") }],
-                    "collection": [{ "href": format!("{store_url}/wp-json/wc/v3/orders") }],
-                },
+                "_links": woo_links(store_url, "orders", id),
             }),
         );
         Order { platform: Platform::WooCommerce, id, created: o.created, updated: o.created, body }
@@ -1216,69 +1352,59 @@ fn touch(order: &mut Order, t: OffsetDateTime) {
     match order.platform {
         Platform::Shopify => order.body["updated_at"] = json!(shopify_time(t)),
         Platform::WooCommerce => {
-            order.body["date_modified"] = json!(woo_local(t));
-            order.body["date_modified_gmt"] = json!(woo_gmt(t));
+            set_woo_date(&mut order.body, "date_modified", t);
         }
     }
 }
 
 /// The control routes' answer for an action and its webhook.
 fn answer(order: &Order, topic: &str, outcome: &Outcome, extra: Value) -> Response {
-    let (status, delivery_id, error) = match outcome {
-        Outcome::Withheld(d) => (None, Some(d.delivery_id.clone()), None),
-        Outcome::Unsubscribed(why) => (None, None, Some(why.clone())),
-        Outcome::Delivery(d) => (d.status, Some(d.delivery_id.clone()), d.error.clone()),
-    };
     let mut out = json!({
         "platform": order.platform,
         "order_id": order.id,
         // Shopify ids exceed 2^53: the web page must not round-trip them through a JS number.
         "order_id_str": order.id.to_string(),
         "name": order.name(),
-        "topic": topic,
-        "webhook_status": status,
-        "delivery_id": delivery_id,
     });
+    add_webhook_fate(&mut out, topic, outcome);
+    merge(&mut out, extra);
+    Json(out).into_response()
+}
+
+/// Adds the webhook's fate (`topic`, `webhook_status`, `delivery_id`, …) to an answer.
+fn add_webhook_fate(out: &mut Value, topic: &str, outcome: &Outcome) {
+    let (status, delivery_id, error) = match outcome {
+        Outcome::Withheld(d) => (None, Some(d.delivery_id.clone()), None),
+        Outcome::Unsubscribed(why) => (None, None, Some(why.clone())),
+        Outcome::Delivery(d) => (d.status, Some(d.delivery_id.clone()), d.error.clone()),
+    };
+    merge(out, json!({ "topic": topic, "webhook_status": status, "delivery_id": delivery_id }));
     if let Some(e) = error {
         out["webhook_error"] = json!(e);
     }
     if matches!(outcome, Outcome::Withheld(_)) {
         out["webhook_withheld"] = json!(true);
     }
-    merge(&mut out, extra);
-    Json(out).into_response()
 }
 
 async fn create_order(State(sb): State<ShopSandbox>, body: Bytes) -> Response {
-    let req: OrderRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                format!("expected {{\"platform\":\"shopify|woocommerce\",\"phone\",\"items\":[…]}}: {e}"),
-            )
-        }
+    let expected = "{\"platform\":\"shopify|woocommerce\",\"phone\",\"items\":[…]}";
+    let (req, new) = match parse_new(&body, expected, NewOrder::from_request) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
     };
-    let new = match NewOrder::from_request(&req) {
-        Ok(n) => n,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
-    };
-    let topic = match req.platform {
-        Platform::Shopify => "orders/create",
-        Platform::WooCommerce => "order.created",
-    };
-    let (order, planned) = {
-        let mut store = sb.store();
+    let published = sb.publish(req.deliver.unwrap_or(true), |store| {
         let order = match req.platform {
             Platform::Shopify => store.new_shopify_order(sb.cfg(), &new),
             Platform::WooCommerce => store.new_woo_order(sb.store_url(), &new),
         };
-        let planned = sb.plan(&store, &order, topic, &order.body, req.deliver.unwrap_or(true));
         store.orders.push(order.clone());
-        (order, planned)
-    };
-    let outcome = sb.dispatch(planned).await;
-    answer(&order, topic, &outcome, json!({}))
+        Ok((order, req.platform.pick("orders/create", "order.created")))
+    });
+    match published.await {
+        Ok((order, topic, outcome)) => answer(&order, topic, &outcome, json!({})),
+        Err(r) => r.into_response(),
+    }
 }
 
 async fn get_order(State(sb): State<ShopSandbox>, Path(id): Path<String>) -> Response {
@@ -1325,6 +1451,31 @@ async fn finish(sb: &ShopSandbox, result: Result<(Order, String, Outcome, Value)
     }
 }
 
+/// Pay and cancel: `change` updates the stored order at a time and names the topic; the webhook
+/// carries the whole order.
+async fn change_order(
+    sb: &ShopSandbox,
+    id: &str,
+    body: &[u8],
+    change: impl FnOnce(&mut Order, OffsetDateTime, &DeliverFlag) -> &'static str,
+) -> Response {
+    let req = match deliver_flag(body) {
+        Ok(r) => r,
+        Err(r) => return r.into_response(),
+    };
+    let result = mutate(sb, id, req.deliver.unwrap_or(true), |store, i| {
+        let t = now();
+        let order = &mut store.orders[i];
+        let topic = change(order, t, &req);
+        Ok((topic.to_string(), order.body.clone(), json!({})))
+    });
+    finish(sb, result).await
+}
+
+fn deliver_flag(body: &[u8]) -> Result<DeliverFlag, Fail> {
+    parse_body(body, "{\"deliver\":true}")
+}
+
 fn conflict(message: impl Into<String>) -> Fail {
     Fail::Control(StatusCode::CONFLICT, message.into())
 }
@@ -1332,38 +1483,29 @@ fn conflict(message: impl Into<String>) -> Fail {
 /// `POST /shop/orders/{id}/pay`: a pending order gets paid (Shopify `orders/paid`; WooCommerce
 /// `processing` + `order.updated`).
 async fn pay_order(State(sb): State<ShopSandbox>, Path(id): Path<String>, body: Bytes) -> Response {
-    let req: DeliverFlag = match parse_body(&body, "{\"deliver\":true}") {
-        Ok(r) => r,
-        Err(r) => return r.into_response(),
-    };
-    let result = mutate(&sb, &id, req.deliver.unwrap_or(true), |store, i| {
-        let t = now();
-        let order = &mut store.orders[i];
-        match order.platform {
-            Platform::Shopify => {
-                // Already paid: the topic is posted again (Shopify does send duplicates).
-                if order.body["financial_status"] == "pending" {
-                    order.body["financial_status"] = json!("paid");
-                    order.body["total_outstanding"] = json!("0.00");
-                    order.body["payment_gateway_names"] = json!(["shopify_payments"]);
-                    touch(order, t);
-                }
-                Ok(("orders/paid".into(), order.body.clone(), json!({})))
+    change_order(&sb, &id, &body, |order, t, _| match order.platform {
+        Platform::Shopify => {
+            // Already paid: the topic is posted again (Shopify does send duplicates).
+            if order.body["financial_status"] == "pending" {
+                order.body["financial_status"] = json!("paid");
+                order.body["total_outstanding"] = json!("0.00");
+                order.body["payment_gateway_names"] = json!(["shopify_payments"]);
+                touch(order, t);
             }
-            Platform::WooCommerce => {
-                if order.body["status"] == "pending" || order.body["status"] == "on-hold" {
-                    order.body["status"] = json!("processing");
-                    order.body["date_paid"] = json!(woo_local(t));
-                    order.body["date_paid_gmt"] = json!(woo_gmt(t));
-                    order.body["needs_payment"] = json!(false);
-                    order.body["is_editable"] = json!(false);
-                    touch(order, t);
-                }
-                Ok(("order.updated".into(), order.body.clone(), json!({})))
-            }
+            "orders/paid"
         }
-    });
-    finish(&sb, result).await
+        Platform::WooCommerce => {
+            if order.body["status"] == "pending" || order.body["status"] == "on-hold" {
+                order.body["status"] = json!("processing");
+                set_woo_date(&mut order.body, "date_paid", t);
+                order.body["needs_payment"] = json!(false);
+                order.body["is_editable"] = json!(false);
+                touch(order, t);
+            }
+            "order.updated"
+        }
+    })
+    .await
 }
 
 #[derive(Deserialize, Default)]
@@ -1523,8 +1665,7 @@ fn woo_fulfill(store: &mut Store, i: usize, req: &FulfillRequest) -> Result<(Str
     };
     if order.body["status"] != "completed" {
         order.body["status"] = json!("completed");
-        order.body["date_completed"] = json!(woo_local(t));
-        order.body["date_completed_gmt"] = json!(woo_gmt(t));
+        set_woo_date(&mut order.body, "date_completed", t);
     }
     touch(order, t);
     let mut extra = json!({
@@ -1540,35 +1681,27 @@ fn woo_fulfill(store: &mut Store, i: usize, req: &FulfillRequest) -> Result<(Str
 
 /// `POST /shop/orders/{id}/cancel`.
 async fn cancel_order(State(sb): State<ShopSandbox>, Path(id): Path<String>, body: Bytes) -> Response {
-    let req: DeliverFlag = match parse_body(&body, "{\"deliver\":true}") {
-        Ok(r) => r,
-        Err(r) => return r.into_response(),
-    };
-    let result = mutate(&sb, &id, req.deliver.unwrap_or(true), |store, i| {
-        let t = now();
-        let order = &mut store.orders[i];
-        match order.platform {
-            Platform::Shopify => {
-                // Cancelling again re-posts the topic and keeps the first cancellation.
-                if order.body["cancelled_at"].is_null() {
-                    order.body["cancelled_at"] = json!(shopify_time(t));
-                    order.body["cancel_reason"] = json!(non_empty(&req.reason).unwrap_or_else(|| "customer".into()));
-                    let financial = if order.body["financial_status"] == "paid" { "refunded" } else { "voided" };
-                    order.body["financial_status"] = json!(financial);
-                    touch(order, t);
-                }
-                Ok(("orders/cancelled".into(), order.body.clone(), json!({})))
+    change_order(&sb, &id, &body, |order, t, req| match order.platform {
+        Platform::Shopify => {
+            // Cancelling again re-posts the topic and keeps the first cancellation.
+            if order.body["cancelled_at"].is_null() {
+                order.body["cancelled_at"] = json!(shopify_time(t));
+                order.body["cancel_reason"] = json!(non_empty(&req.reason).unwrap_or_else(|| "customer".into()));
+                let financial = if order.body["financial_status"] == "paid" { "refunded" } else { "voided" };
+                order.body["financial_status"] = json!(financial);
+                touch(order, t);
             }
-            Platform::WooCommerce => {
-                if order.body["status"] != "cancelled" {
-                    order.body["status"] = json!("cancelled");
-                    touch(order, t);
-                }
-                Ok(("order.updated".into(), order.body.clone(), json!({})))
-            }
+            "orders/cancelled"
         }
-    });
-    finish(&sb, result).await
+        Platform::WooCommerce => {
+            if order.body["status"] != "cancelled" {
+                order.body["status"] = json!("cancelled");
+                touch(order, t);
+            }
+            "order.updated"
+        }
+    })
+    .await
 }
 
 #[derive(Deserialize, Default)]
@@ -1658,7 +1791,7 @@ async fn remove_subscription(State(sb): State<ShopSandbox>, Path(platform): Path
     };
     sub.active = false;
     sub.updated = now();
-    let status = if platform == Platform::Shopify { "removed" } else { "disabled" };
+    let status = platform.pick("removed", "disabled");
     Json(json!({ "platform": platform, "topic": topic, "id": sub.id, "status": status })).into_response()
 }
 
@@ -1776,14 +1909,13 @@ impl Store {
     fn new_shopify_product(&mut self, p: &NewProduct) -> Product {
         let id = take(&mut self.next.shopify_product);
         let t = shopify_time(now());
-        let handle: String =
-            p.title.to_lowercase().chars().map(|c| if c.is_alphanumeric() { c } else { '-' }).collect();
+        let handle = slug(&p.title);
         let variants: Vec<Value> = p
             .variants
             .iter()
             .zip(1..)
             .map(|((sku, option, price, inventory), position)| {
-                let vid = stable_id(sku, 49_148_385_000_000, 1_000_000_000);
+                let vid = variant_id_for(sku);
                 json!({
                     "id": vid,
                     "product_id": id,
@@ -1837,7 +1969,7 @@ impl Store {
             "media": [],
             "category": null,
         });
-        let ids = p.variants.iter().map(|v| (v.0.clone(), stable_id(&v.0, 49_148_385_000_000, 1_000_000_000)));
+        let ids = p.variants.iter().map(|v| (v.0.clone(), variant_id_for(&v.0)));
         Product { platform: Platform::Shopify, id, variants: ids.collect(), body }
     }
 
@@ -1854,7 +1986,7 @@ impl Store {
         };
         let price = p.variants.iter().map(|v| v.2).min().unwrap_or(0);
         let stock: i64 = p.variants.iter().map(|v| v.3).sum();
-        let slug: String = p.title.to_lowercase().chars().map(|c| if c.is_alphanumeric() { c } else { '-' }).collect();
+        let slug = slug(&p.title);
         let categories =
             if p.category.is_empty() { json!([]) } else { json!([{ "id": 17, "name": p.category, "slug": slug }]) };
         let mut body = json!({
@@ -1904,10 +2036,7 @@ impl Store {
                 "meta_data": [],
                 "stock_status": if stock > 0 { "instock" } else { "outofstock" },
                 "has_options": variable,
-                "_links": {
-                    "self": [{ "href": format!("{store_url}/wp-json/wc/v3/products/{id}") }],
-                    "collection": [{ "href": format!("{store_url}/wp-json/wc/v3/products") }],
-                },
+                "_links": woo_links(store_url, "products", id),
             }),
         );
         Product { platform: Platform::WooCommerce, id, variants, body }
@@ -1915,7 +2044,11 @@ impl Store {
 }
 
 /// The product routes' answer.
-fn product_answer(product: &Product, topic: &str, outcome: &Outcome) -> Response {
+fn product_answer(published: Result<(Product, &str, Outcome), Fail>) -> Response {
+    let (product, topic, outcome) = match published {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
     let variants: Vec<Value> =
         product.variants.iter().map(|(sku, id)| json!({ "sku": sku, "variant_id": id })).collect();
     resource_answer(
@@ -1926,75 +2059,39 @@ fn product_answer(product: &Product, topic: &str, outcome: &Outcome) -> Response
             "variants": variants,
         }),
         topic,
-        outcome,
+        &outcome,
     )
 }
 
-/// Adds the webhook's fate (`topic`, `webhook_status`, `delivery_id`, …) to an answer.
+/// A product or checkout answer with its webhook's fate.
 fn resource_answer(mut out: Value, topic: &str, outcome: &Outcome) -> Response {
-    let (status, delivery_id, error) = match outcome {
-        Outcome::Withheld(d) => (None, Some(d.delivery_id.clone()), None),
-        Outcome::Unsubscribed(why) => (None, None, Some(why.clone())),
-        Outcome::Delivery(d) => (d.status, Some(d.delivery_id.clone()), d.error.clone()),
-    };
-    merge(&mut out, json!({ "topic": topic, "webhook_status": status, "delivery_id": delivery_id }));
-    if let Some(e) = error {
-        out["webhook_error"] = json!(e);
-    }
-    if matches!(outcome, Outcome::Withheld(_)) {
-        out["webhook_withheld"] = json!(true);
-    }
+    add_webhook_fate(&mut out, topic, outcome);
     Json(out).into_response()
 }
 
 /// `POST /shop/products`: creates a product and posts `products/create` / `product.created`.
 async fn create_product(State(sb): State<ShopSandbox>, body: Bytes) -> Response {
-    let req: ProductRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            let expected = "{\"platform\":\"shopify|woocommerce\",\"title\",\"product_type\",\"variants\":[…]}";
-            return json_error(StatusCode::BAD_REQUEST, format!("expected {expected}: {e}"));
-        }
+    let expected = "{\"platform\":\"shopify|woocommerce\",\"title\",\"product_type\",\"variants\":[…]}";
+    let (req, new) = match parse_new(&body, expected, NewProduct::from_request) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
     };
-    let new = match NewProduct::from_request(&req) {
-        Ok(n) => n,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
-    };
-    let topic = match req.platform {
-        Platform::Shopify => "products/create",
-        Platform::WooCommerce => "product.created",
-    };
-    let (product, planned) = {
-        let mut store = sb.store();
+    let published = sb.publish(req.deliver.unwrap_or(true), |store| {
         let product = match req.platform {
             Platform::Shopify => store.new_shopify_product(&new),
             Platform::WooCommerce => store.new_woo_product(sb.store_url(), &new),
         };
-        let deliver = req.deliver.unwrap_or(true);
-        let planned = sb.plan_for(&store, product.platform, product.id, topic, &product.body, deliver);
         store.products.push(product.clone());
-        (product, planned)
-    };
-    let outcome = sb.dispatch(planned).await;
-    product_answer(&product, topic, &outcome)
+        Ok((product, req.platform.pick("products/create", "product.created")))
+    });
+    product_answer(published.await)
 }
 
 /// `POST /shop/products/{id}/soldout`: every variant's inventory to 0, then
 /// `products/update` / `product.updated`.
 async fn sold_out(State(sb): State<ShopSandbox>, Path(id): Path<String>, body: Bytes) -> Response {
-    let req: DeliverFlag = match parse_body(&body, "{\"deliver\":true}") {
-        Ok(r) => r,
-        Err(r) => return r.into_response(),
-    };
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r.into_response(),
-    };
-    let (product, topic, planned) = {
-        let mut store = sb.store();
-        let Some(product) = store.products.iter_mut().find(|p| p.id == id) else {
-            return json_error(StatusCode::NOT_FOUND, format!("no product {id} in the shop sandbox"));
-        };
+    let published = sb.publish_update(&body, &id, |store, id| {
+        let product = find_mut(&mut store.products, id, "product")?;
         let t = now();
         let topic = match product.platform {
             Platform::Shopify => {
@@ -2013,18 +2110,13 @@ async fn sold_out(State(sb): State<ShopSandbox>, Path(id): Path<String>, body: B
                     b["stock_quantity"] = json!(0);
                 }
                 b["stock_status"] = json!("outofstock");
-                b["date_modified"] = json!(woo_local(t));
-                b["date_modified_gmt"] = json!(woo_gmt(t));
+                set_woo_date(b, "date_modified", t);
                 "product.updated"
             }
         };
-        let product = product.clone();
-        let deliver = req.deliver.unwrap_or(true);
-        let planned = sb.plan_for(&store, product.platform, product.id, topic, &product.body, deliver);
-        (product, topic, planned)
-    };
-    let outcome = sb.dispatch(planned).await;
-    product_answer(&product, topic, &outcome)
+        Ok((product.clone(), topic))
+    });
+    product_answer(published.await)
 }
 
 #[derive(Deserialize)]
@@ -2053,24 +2145,7 @@ impl Store {
         let token = hex32();
         let t = shopify_time(o.created);
         let cur = o.currency.as_str();
-        let a = sample_address(&o.country);
-        let address = json!({
-            "first_name": o.first_name,
-            "address1": a.address1,
-            "phone": o.phone,
-            "city": a.city,
-            "zip": a.zip,
-            "province": a.province,
-            "country": a.country,
-            "last_name": o.last_name,
-            "address2": null,
-            "company": null,
-            "latitude": null,
-            "longitude": null,
-            "name": format!("{} {}", o.first_name, o.last_name),
-            "country_code": o.country,
-            "province_code": a.province_code,
-        });
+        let address = o.shopify_address();
         let known = |i: &Item| {
             self.products
                 .iter()
@@ -2081,36 +2156,26 @@ impl Store {
             .items
             .iter()
             .map(|i| {
-                json!({
-                    "applied_discounts": [],
-                    "discount_allocations": [],
-                    "key": format!("{}:{}", i.variant_id, &hex32()[..6]),
-                    "fulfillment_service": "manual",
-                    "gift_card": false,
-                    "grams": 200,
-                    "origin_location_id": SHOPIFY_LOCATION_ID,
-                    "presentment_title": i.title,
-                    "product_id": known(i).unwrap_or(i.product_id),
-                    "properties": null,
-                    "quantity": i.quantity,
-                    "requires_shipping": true,
-                    "sku": i.sku,
-                    "tax_lines": [],
-                    "taxable": true,
-                    "title": i.title,
-                    "variant_id": i.variant_id,
-                    "variant_title": null,
-                    "variant_price": money(i.unit),
-                    "vendor": "Parley Demo",
-                    "compare_at_price": null,
-                    "line_price": money(i.unit * i64::from(i.quantity)),
-                    "price": money(i.unit),
-                })
+                let mut line = shopify_line_item(i, known(i).unwrap_or(i.product_id));
+                merge(
+                    &mut line,
+                    json!({
+                        "applied_discounts": [],
+                        "key": format!("{}:{}", i.variant_id, &hex32()[..6]),
+                        "origin_location_id": SHOPIFY_LOCATION_ID,
+                        "presentment_title": i.title,
+                        "properties": null,
+                        "variant_price": money(i.unit),
+                        "compare_at_price": null,
+                        "line_price": money(i.unit * i64::from(i.quantity)),
+                        "price": money(i.unit),
+                    }),
+                );
+                line
             })
             .collect();
         let subtotal = money(o.subtotal());
-        let note_attributes: Vec<Value> = o.attributes.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect();
-        let customer_id = *self.customers.entry(o.phone.clone()).or_insert_with(|| take(&mut self.next.customer));
+        let customer_id = self.customer_id(&o.phone);
         let mut body = json!({
             "id": id,
             "token": token,
@@ -2124,13 +2189,13 @@ impl Store {
             "updated_at": t,
             "landing_site": "/",
             "note": null,
-            "note_attributes": note_attributes,
+            "note_attributes": o.note_attributes(),
             "referring_site": "",
             "shipping_lines": [],
             "shipping_address": address,
             "billing_address": address,
             "taxes_included": true,
-            "total_weight": 200 * o.items.iter().map(|i| i.quantity).sum::<u32>(),
+            "total_weight": o.total_weight(),
             "currency": cur,
             "completed_at": null,
             "closed_at": null,
@@ -2160,20 +2225,7 @@ impl Store {
                 "subtotal_price": subtotal,
                 "total_duties": null,
                 "reservation_token": null,
-                "customer": {
-                    "id": customer_id,
-                    "email": o.email,
-                    "created_at": t,
-                    "updated_at": t,
-                    "first_name": o.first_name,
-                    "last_name": o.last_name,
-                    "state": "disabled",
-                    "verified_email": true,
-                    "tax_exempt": false,
-                    "phone": o.phone,
-                    "currency": cur,
-                    "admin_graphql_api_id": format!("gid://shopify/Customer/{customer_id}"),
-                },
+                "customer": o.shopify_customer(customer_id),
             }),
         );
         Checkout { id, body }
@@ -2181,7 +2233,11 @@ impl Store {
 }
 
 /// The checkout routes' answer.
-fn checkout_answer(c: &Checkout, topic: &str, outcome: &Outcome) -> Response {
+fn checkout_answer(published: Result<(Checkout, &str, Outcome), Fail>) -> Response {
+    let (c, topic, outcome) = match published {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
     resource_answer(
         json!({
             "platform": Platform::Shopify,
@@ -2191,7 +2247,7 @@ fn checkout_answer(c: &Checkout, topic: &str, outcome: &Outcome) -> Response {
             "completed_at": c.body["completed_at"],
         }),
         topic,
-        outcome,
+        &outcome,
     )
 }
 
@@ -2230,35 +2286,18 @@ async fn create_checkout(State(sb): State<ShopSandbox>, body: Bytes) -> Response
         Ok(n) => n,
         Err(e) => return json_error(StatusCode::BAD_REQUEST, e),
     };
-    let topic = "checkouts/create";
-    let (checkout, planned) = {
-        let mut store = sb.store();
+    let published = sb.publish(req.deliver.unwrap_or(true), |store| {
         let checkout = store.new_checkout(sb.cfg(), &new, req.sms_marketing.unwrap_or(true));
-        let deliver = req.deliver.unwrap_or(true);
-        let planned = sb.plan_for(&store, Platform::Shopify, checkout.id, topic, &checkout.body, deliver);
         store.checkouts.push(checkout.clone());
-        (checkout, planned)
-    };
-    let outcome = sb.dispatch(planned).await;
-    checkout_answer(&checkout, topic, &outcome)
+        Ok((checkout, "checkouts/create"))
+    });
+    checkout_answer(published.await)
 }
 
 /// `POST /shop/checkouts/{id}/complete`: the buyer pays; posts `checkouts/update` with `completed_at`.
 async fn complete_checkout(State(sb): State<ShopSandbox>, Path(id): Path<String>, body: Bytes) -> Response {
-    let req: DeliverFlag = match parse_body(&body, "{\"deliver\":true}") {
-        Ok(r) => r,
-        Err(r) => return r.into_response(),
-    };
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r.into_response(),
-    };
-    let topic = "checkouts/update";
-    let (checkout, planned) = {
-        let mut store = sb.store();
-        let Some(checkout) = store.checkouts.iter_mut().find(|c| c.id == id) else {
-            return json_error(StatusCode::NOT_FOUND, format!("no checkout {id} in the shop sandbox"));
-        };
+    let published = sb.publish_update(&body, &id, |store, id| {
+        let checkout = find_mut(&mut store.checkouts, id, "checkout")?;
         // Completing twice posts the update again with the first completion time.
         if checkout.body["completed_at"].is_null() {
             let t = shopify_time(now());
@@ -2266,13 +2305,9 @@ async fn complete_checkout(State(sb): State<ShopSandbox>, Path(id): Path<String>
             checkout.body["updated_at"] = json!(t);
             checkout.body["gateway"] = json!("shopify_payments");
         }
-        let checkout = checkout.clone();
-        let deliver = req.deliver.unwrap_or(true);
-        let planned = sb.plan_for(&store, Platform::Shopify, checkout.id, topic, &checkout.body, deliver);
-        (checkout, planned)
-    };
-    let outcome = sb.dispatch(planned).await;
-    checkout_answer(&checkout, topic, &outcome)
+        Ok((checkout.clone(), "checkouts/update"))
+    });
+    checkout_answer(published.await)
 }
 
 /// A JSON body that must be present (`{}` is fine).
@@ -2384,16 +2419,25 @@ fn shopify_bad_request(field: &str, message: &str) -> Fail {
     Fail::Shopify(StatusCode::BAD_REQUEST, json!({ field: [message] }))
 }
 
+/// Checks Shopify Admin REST auth before a handler runs; carries the request headers.
+struct ShopifyAuth(HeaderMap);
+
+impl FromRequestParts<ShopSandbox> for ShopifyAuth {
+    type Rejection = Fail;
+
+    async fn from_request_parts(parts: &mut Parts, sb: &ShopSandbox) -> Result<Self, Fail> {
+        shopify_auth(sb, &parts.headers)?;
+        Ok(Self(parts.headers.clone()))
+    }
+}
+
 /// `GET /shopify/admin/api/{version}/orders.json`: oldest `updated_at` first, `Link` cursor paging.
 async fn shopify_orders(
     State(sb): State<ShopSandbox>,
     Path(version): Path<String>,
-    headers: HeaderMap,
+    ShopifyAuth(headers): ShopifyAuth,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = shopify_auth(&sb, &headers) {
-        return r.into_response();
-    }
     let mut filter = match ShopifyFilter::from_query(&q) {
         Ok(f) => f,
         Err(r) => return r.into_response(),
@@ -2436,11 +2480,8 @@ async fn shopify_orders(
 async fn shopify_order(
     State(sb): State<ShopSandbox>,
     Path((version, file)): Path<(String, String)>,
-    headers: HeaderMap,
+    _: ShopifyAuth,
 ) -> Response {
-    if let Err(r) = shopify_auth(&sb, &headers) {
-        return r.into_response();
-    }
     let not_found = || shopify_json(StatusCode::NOT_FOUND, &version, json!({ "errors": "Not Found" }));
     let Some(id) = file.strip_suffix(".json").and_then(|id| id.parse::<u64>().ok()) else { return not_found() };
     let order =
@@ -2470,12 +2511,9 @@ fn shopify_webhook_json(s: &Subscription) -> Value {
 async fn shopify_webhooks(
     State(sb): State<ShopSandbox>,
     Path(version): Path<String>,
-    headers: HeaderMap,
+    _: ShopifyAuth,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = shopify_auth(&sb, &headers) {
-        return r.into_response();
-    }
     let topic = q.get("topic");
     let hooks: Vec<Value> = sb
         .store()
@@ -2504,12 +2542,9 @@ struct NewWebhook {
 async fn shopify_create_webhook(
     State(sb): State<ShopSandbox>,
     Path(version): Path<String>,
-    headers: HeaderMap,
+    _: ShopifyAuth,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = shopify_auth(&sb, &headers) {
-        return r.into_response();
-    }
     let unprocessable = |field: &str, message: &str| {
         shopify_json(StatusCode::UNPROCESSABLE_ENTITY, &version, json!({ "errors": { field: [message] } }))
     };
@@ -2599,17 +2634,25 @@ fn woo_auth(sb: &ShopSandbox, headers: &HeaderMap, q: &HashMap<String, String>) 
     }
 }
 
+/// Checks WooCommerce REST auth before a handler runs; carries the query parameters.
+struct WooAuth(HashMap<String, String>);
+
+impl FromRequestParts<ShopSandbox> for WooAuth {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, sb: &ShopSandbox) -> Result<Self, Response> {
+        let Query(q) = Query::<HashMap<String, String>>::from_request_parts(parts, sb)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        woo_auth(sb, &parts.headers, &q).map_err(IntoResponse::into_response)?;
+        Ok(Self(q))
+    }
+}
+
 /// `GET /woo/wp-json/wc/v3/orders`: `modified_after`/`modified_before`/`after`/`before` (strictly
 /// after/before; offset-less dates are site-local unless `dates_are_gmt=true`), `status`,
 /// `orderby` date|id|modified, `order`, `per_page` (≤ 100), `page`; `X-WP-Total(Pages)` + `Link`.
-async fn woo_orders(
-    State(sb): State<ShopSandbox>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    if let Err(r) = woo_auth(&sb, &headers, &q) {
-        return r.into_response();
-    }
+async fn woo_orders(State(sb): State<ShopSandbox>, WooAuth(q): WooAuth) -> Response {
     let invalid = |param: &str, why: &str| {
         woo_json(
             StatusCode::BAD_REQUEST,
@@ -2724,15 +2767,7 @@ fn urlencode(s: &str) -> String {
 }
 
 /// `GET /woo/wp-json/wc/v3/orders/{id}`.
-async fn woo_order(
-    State(sb): State<ShopSandbox>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    if let Err(r) = woo_auth(&sb, &headers, &q) {
-        return r.into_response();
-    }
+async fn woo_order(State(sb): State<ShopSandbox>, Path(id): Path<String>, _: WooAuth) -> Response {
     let id = id.parse::<u64>().ok();
     let order = sb
         .store()
@@ -2764,14 +2799,7 @@ fn woo_webhook_json(s: &Subscription) -> Value {
 }
 
 /// `GET /woo/wp-json/wc/v3/webhooks`: disabled hooks stay listed with `status: disabled`.
-async fn woo_webhooks(
-    State(sb): State<ShopSandbox>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    if let Err(r) = woo_auth(&sb, &headers, &q) {
-        return r.into_response();
-    }
+async fn woo_webhooks(State(sb): State<ShopSandbox>, WooAuth(q): WooAuth) -> Response {
     let status = q.get("status").filter(|s| s.as_str() != "all");
     let hooks: Vec<Value> = sb
         .store()
@@ -2797,13 +2825,9 @@ struct UpdateWebhook {
 async fn woo_update_webhook(
     State(sb): State<ShopSandbox>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    _: WooAuth,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = woo_auth(&sb, &headers, &q) {
-        return r.into_response();
-    }
     let Ok(req) = serde_json::from_slice::<UpdateWebhook>(&body) else {
         return woo_error(StatusCode::BAD_REQUEST, "rest_invalid_json", "Invalid JSON body passed.");
     };

@@ -296,27 +296,17 @@ impl System {
 
     /// The customer taps a button (or list row) through the sandbox, as WhatsApp would send it.
     pub async fn tap(&self, channel: &str, from: &str, payload: &str, title: &str) {
-        let r = self
-            .http
-            .post(self.url("/sandbox/chat"))
-            .json(&json!({"channel": channel, "from": from, "payload": payload, "title": title}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(v["status"], 200, "webhook answered {v}");
+        self.chat(json!({"channel": channel, "from": from, "payload": payload, "title": title})).await;
     }
 
     /// The customer types `text` through the sandbox.
     pub async fn say(&self, channel: &str, from: &str, text: &str) {
-        let r = self
-            .http
-            .post(self.url("/sandbox/chat"))
-            .json(&json!({"channel": channel, "from": from, "text": text}))
-            .send()
-            .await
-            .unwrap();
+        self.chat(json!({"channel": channel, "from": from, "text": text})).await;
+    }
+
+    /// Posts to `/sandbox/chat`, which signs a real webhook and asserts Parley accepted it.
+    async fn chat(&self, body: Value) {
+        let r = self.http.post(self.url("/sandbox/chat")).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["status"], 200, "webhook answered {v}");

@@ -86,6 +86,7 @@ pub async fn handle_command(
     app: &App,
     contact: &ContactId,
     cmd: &CartCommand,
+    message_id: &str,
     locale: &str,
     now: i64,
 ) -> Result<Option<Vec<OutboundBody>>, ApiError> {
@@ -102,6 +103,10 @@ pub async fn handle_command(
             Some(s) => (s.cart.clone(), s.version),
             None => (Cart::new(new_cart_id(), now), 0),
         };
+        if cart.has_applied(message_id) {
+            // Re-processed after a failure: already in the cart; just show it.
+            return Ok(Some(vec![app.cart_texts.render(locale, &cart, &crate::domain::cart::CartReply::Shown)]));
+        }
         // A converted cart is history: the next edit starts a new one.
         if cart.status == CartStatus::Converted && !matches!(cmd, CartCommand::Show) {
             cart = Cart::new(new_cart_id(), now);
@@ -121,7 +126,10 @@ pub async fn handle_command(
             }
             _ => app.store.catalog_items(platform.as_str(), &shop, &skus_of(cmd, &cart)).await?,
         };
-        let decision = apply(&cart, cmd, &catalog, &limits, &checkout, now);
+        let mut decision = apply(&cart, cmd, &catalog, &limits, &checkout, now);
+        if decision.changed {
+            decision.cart.mark_applied(message_id);
+        }
         let written = if decision.changed {
             let idle = (!decision.cart.is_empty()
                 && decision.cart.status != CartStatus::Converted

@@ -260,7 +260,16 @@ async fn handle_message(
         // the chat keeps it: the bot stays silent then.
         None => match crate::carts::command_of(&msg.content).filter(|_| !contact.handover) {
             Some(cmd) => {
-                match crate::carts::handle_command(app, &msg.contact, &cmd, &locale, msg.timestamp.max(now)).await? {
+                match crate::carts::handle_command(
+                    app,
+                    &msg.contact,
+                    &cmd,
+                    msg.id.as_str(),
+                    &locale,
+                    msg.timestamp.max(now),
+                )
+                .await?
+                {
                     Some(replies) => Handled {
                         msg: msg.clone(),
                         replies,

@@ -157,9 +157,27 @@ pub struct Cart {
     pub checkout_sent_at: Option<i64>,
     pub reminded_at: Option<i64>,
     pub converted: Option<Conversion>,
+    /// Ids of the latest inbound messages already applied: a message re-processed after a
+    /// failure (the channel retries it) must not add its items twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applied: Vec<String>,
 }
 
+/// How many applied message ids a cart remembers.
+pub const APPLIED_MEMORY: usize = 20;
+
 impl Cart {
+    pub fn has_applied(&self, message_id: &str) -> bool {
+        self.applied.iter().any(|m| m == message_id)
+    }
+
+    /// Records that `message_id` was applied (the newest [`APPLIED_MEMORY`] are kept).
+    pub fn mark_applied(&mut self, message_id: &str) {
+        self.applied.push(message_id.to_string());
+        let excess = self.applied.len().saturating_sub(APPLIED_MEMORY);
+        self.applied.drain(..excess);
+    }
+
     pub fn new(id: String, now: i64) -> Self {
         Self { id, created_at: now, updated_at: now, ..Self::default() }
     }
@@ -1714,5 +1732,20 @@ mod tests {
                 cart = d.cart;
             }
         }
+    }
+
+    #[test]
+    fn applied_message_ids_are_remembered_and_bounded() {
+        let mut cart = Cart::new("c1".into(), 0);
+        assert!(!cart.has_applied("wamid.1"));
+        for n in 0..(APPLIED_MEMORY + 5) {
+            cart.mark_applied(&format!("wamid.{n}"));
+        }
+        assert_eq!(cart.applied.len(), APPLIED_MEMORY);
+        assert!(!cart.has_applied("wamid.0"), "the oldest are forgotten");
+        assert!(cart.has_applied(&format!("wamid.{}", APPLIED_MEMORY + 4)));
+        // Stored carts without the field still load.
+        let old: Cart = serde_json::from_str(r#"{"id":"c","lines":[],"status":"open","created_at":0,"updated_at":0,"checkout_sent_at":null,"reminded_at":null,"converted":null}"#).unwrap();
+        assert!(old.applied.is_empty());
     }
 }

@@ -69,3 +69,24 @@ pub async fn change_consent(
     }
     Err(StoreError::Unavailable("consent kept changing concurrently; try again".into()))
 }
+
+/// A send that Meta rejected because the person stopped marketing messages (131050).
+pub async fn marketing_rejected(
+    store: &crate::store::Store,
+    contact: &ContactId,
+    policy: &ConsentPolicy,
+) -> Result<(), crate::store::StoreError> {
+    let ctx = AuditContext { source: "send_failure", detail: Some("131050".into()), ..Default::default() };
+    let now = crate::time_util::now_unix();
+    change_consent(
+        store,
+        contact,
+        &crate::domain::consent::ConsentEvent::MarketingSendRejected,
+        now,
+        &ctx,
+        policy,
+        &ProfileSeed::default(),
+    )
+    .await
+    .map(|_| ())
+}

@@ -292,8 +292,7 @@ impl Sender {
                 count("SendFailedPermanent", 1);
                 if code == Some(131050) {
                     // The person stopped marketing messages in WhatsApp: that is a revocation.
-                    let revoked =
-                        crate::api::meta_webhook::marketing_rejected(&self.store, &env.contact, &self.consent);
+                    let revoked = crate::consent::marketing_rejected(&self.store, &env.contact, &self.consent);
                     self.record(revoked).await;
                 }
                 tracing::warn!(id = %env.id, code, detail, contact = %env.contact.redacted(), "send failed for good");

@@ -451,27 +451,6 @@ async fn handle_preference(app: &App, p: &crate::domain::PreferenceChange) -> Re
     Ok(())
 }
 
-/// A send that Meta rejected because the person stopped marketing messages (131050).
-pub(crate) async fn marketing_rejected(
-    store: &crate::store::Store,
-    contact: &ContactId,
-    policy: &dconsent::ConsentPolicy,
-) -> Result<(), crate::store::StoreError> {
-    let ctx = AuditContext { source: "send_failure", detail: Some("131050".into()), ..Default::default() };
-    let now = crate::time_util::now_unix();
-    crate::consent::change_consent(
-        store,
-        contact,
-        &ConsentEvent::MarketingSendRejected,
-        now,
-        &ctx,
-        policy,
-        &ProfileSeed::default(),
-    )
-    .await
-    .map(|_| ())
-}
-
 /// Applies a delivery status; a late "window closed" failure re-queues the message once as its
 /// template fallback (returned for the batched enqueue).
 async fn handle_status(app: &App, st: &StatusUpdate) -> Result<Option<Envelope>, ApiError> {
@@ -483,7 +462,7 @@ async fn handle_status(app: &App, st: &StatusUpdate) -> Result<Option<Envelope>,
     };
     if st.errors.iter().any(|e| e.code == 131050) {
         if let Some(env) = envelope.as_deref() {
-            marketing_rejected(&app.store, &env.contact, &app.consent.policy()).await?;
+            crate::consent::marketing_rejected(&app.store, &env.contact, &app.consent.policy()).await?;
         }
     }
     let window_closed = st.errors.iter().any(|e| e.code == 131047);

@@ -100,6 +100,8 @@ async fn one_inbound_message_costs_two_sequential_round_trips() {
         table: res.table("Table").unwrap().into(),
         outbound_queue_url: res.queue("OutboundQueue").unwrap().into(),
         outbound_dlq_url: None,
+        inbound_queue_url: None,
+        inbound_dlq_url: None,
     };
     let app = parley::api::App::new(ddb, sqs, aws, parley::config::MetaSettings::from_env().unwrap()).unwrap();
     recorder.take();

@@ -1,8 +1,9 @@
 //! Parley's local runtime: every function in one process, served over HTTP exactly as API
 //! Gateway and the SQS event source would drive them, plus the channel sandbox.
 //!
-//! The same handlers run here and under Lambda: `parley::api::*` for HTTP routes and
-//! `parley::sender::Sender` for SQS batches (polled here like Lambda's event source mapping).
+//! The same handlers run here and under Lambda: `parley::api::*` for HTTP routes,
+//! `parley::sender::Sender` and `parley::inbound::handle` for SQS batches (polled here like
+//! Lambda's event source mapping).
 pub mod poller;
 pub mod provision;
 pub mod sandbox;
@@ -105,11 +106,16 @@ impl Running {
 #[derive(Clone)]
 struct Shared {
     app: Arc<App>,
-    sender: Arc<Sender>,
+    sender: poller::SqsHandler,
+    inbound_worker: poller::SqsHandler,
     poller_alive: Arc<std::sync::atomic::AtomicBool>,
     queue_url: String,
+    inbound_queue_url: String,
     http: reqwest::Client,
 }
+
+/// How many inbound-worker invocations run at once locally (Lambda scales with the FIFO groups).
+const LOCAL_INBOUND_WORKERS: usize = 4;
 
 /// Provisions the local resources from the template and starts everything.
 pub async fn start(opts: Options) -> Result<Running, LocalError> {
@@ -118,12 +124,20 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     let table = resources.table("Table").ok_or(LocalError::Missing("Table"))?.to_string();
     let queue_url = resources.queue("OutboundQueue").ok_or(LocalError::Missing("OutboundQueue"))?.to_string();
     let dlq_url = resources.queue("OutboundDLQ").map(str::to_string);
+    let inbound_queue_url = resources.queue("InboundQueue").ok_or(LocalError::Missing("InboundQueue"))?.to_string();
+    let inbound_dlq_url = resources.queue("InboundDLQ").map(str::to_string);
 
     let listener = tokio::net::TcpListener::bind(opts.addr).await.map_err(|e| LocalError::Bind(opts.addr, e))?;
     let addr = listener.local_addr().map_err(|e| LocalError::Bind(opts.addr, e))?;
     let base_url = format!("http://{addr}");
 
-    let aws = AwsSettings { table, outbound_queue_url: queue_url.clone(), outbound_dlq_url: dlq_url };
+    let aws = AwsSettings {
+        table,
+        outbound_queue_url: queue_url.clone(),
+        outbound_dlq_url: dlq_url,
+        inbound_queue_url: Some(inbound_queue_url.clone()),
+        inbound_dlq_url,
+    };
     let mut meta = MetaSettings::from_env()?;
     meta.graph_api_base = opts.graph_api_base.clone().unwrap_or_else(|| format!("{base_url}/sandbox/graph"));
     let mut app = App::new(ddb.clone(), sqs.clone(), aws.clone(), meta.clone())?;
@@ -132,6 +146,15 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     app.shops.woo_store_url = format!("{base_url}/sandbox/woo");
     let app = Arc::new(app);
     let sender = Arc::new(Sender::from_settings(ddb, sqs.clone(), aws, &meta)?);
+    let sender: poller::SqsHandler = Arc::new(move |event| {
+        let sender = Arc::clone(&sender);
+        Box::pin(async move { sender.handle(event).await })
+    });
+    let worker_app = Arc::clone(&app);
+    let inbound_worker: poller::SqsHandler = Arc::new(move |event| {
+        let app = Arc::clone(&worker_app);
+        Box::pin(async move { parley::inbound::handle(&app, event).await })
+    });
 
     let env = |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.to_string());
     let sandbox = sandbox::Sandbox::new(sandbox::SandboxConfig {
@@ -162,8 +185,10 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     let shared = Shared {
         app: Arc::clone(&app),
         sender: Arc::clone(&sender),
+        inbound_worker: Arc::clone(&inbound_worker),
         poller_alive: Arc::clone(&poller_alive),
         queue_url: queue_url.clone(),
+        inbound_queue_url: inbound_queue_url.clone(),
         http,
     };
 
@@ -186,9 +211,14 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             tracing::error!(error = %e, "local server failed");
         }
     });
-    let poll = tokio::spawn(poller::run(sender, sqs, queue_url, rx, poller_alive));
+    let mut tasks = vec![server, tokio::spawn(poller::run(sender, sqs.clone(), queue_url, rx.clone(), poller_alive))];
+    for _ in 0..LOCAL_INBOUND_WORKERS {
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (worker, url) = (Arc::clone(&inbound_worker), inbound_queue_url.clone());
+        tasks.push(tokio::spawn(poller::run(worker, sqs.clone(), url, rx.clone(), alive)));
+    }
     tracing::info!(%base_url, "parley local system is up");
-    Ok(Running { addr, base_url, resources, sandbox, app, shutdown, tasks: vec![server, poll] })
+    Ok(Running { addr, base_url, resources, sandbox, app, shutdown, tasks })
 }
 
 fn first(list: &str) -> String {
@@ -234,6 +264,12 @@ async fn run_function(
             let handled = poller::poll_once(&shared.sender, shared.app.producer.client(), &shared.queue_url, 0).await;
             axum::Json(serde_json::json!({ "function": function, "records": handled })).into_response()
         }
+        "inbound-worker" => {
+            let handled =
+                poller::poll_once(&shared.inbound_worker, shared.app.producer.client(), &shared.inbound_queue_url, 0)
+                    .await;
+            axum::Json(serde_json::json!({ "function": function, "records": handled })).into_response()
+        }
         "cart-reminder" => match parley::carts::send_reminders(&shared.app).await {
             Ok(sent) => axum::Json(serde_json::json!({ "function": function, "reminders_sent": sent })).into_response(),
             Err(e) => e.into_response().map(Body::from),
@@ -247,7 +283,7 @@ async fn run_function(
             axum::Json(serde_json::json!({
                 "error": "unknown_function",
                 "message": format!("no function '{function}' to run"),
-                "functions": ["outbound-sender", "shop-reconciler", "cart-reminder"],
+                "functions": ["outbound-sender", "inbound-worker", "shop-reconciler", "cart-reminder"],
             })),
         )
             .into_response(),

@@ -1,15 +1,19 @@
-//! Drives the sender from the local SQS endpoint the way Lambda's event source mapping does:
-//! receive a batch, invoke the handler, delete what it did not report as failed.
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+//! Drives an SQS-triggered function (the outbound sender, the inbound worker) from the local SQS
+//! endpoint the way Lambda's event source mapping does: receive a batch, invoke the handler,
+//! delete what it did not report as failed.
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
-use parley::sender::Sender;
+use futures::future::BoxFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// An SQS-triggered function's handler, as the event source mapping invokes it.
+pub type SqsHandler = Arc<dyn Fn(SqsEvent) -> BoxFuture<'static, SqsBatchResponse> + Send + Sync>;
+
 pub async fn run(
-    sender: Arc<Sender>,
+    handler: SqsHandler,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     mut stop: watch::Receiver<bool>,
@@ -21,7 +25,7 @@ pub async fn run(
             break;
         }
         tokio::select! {
-            _ = poll_once(&sender, &sqs, &queue_url, 1) => {},
+            _ = poll_once(&handler, &sqs, &queue_url, 1) => {},
             _ = stop.changed() => break,
         }
     }
@@ -29,7 +33,7 @@ pub async fn run(
 }
 
 /// One receive → handle → delete cycle; returns how many records were handled.
-pub async fn poll_once(sender: &Sender, sqs: &aws_sdk_sqs::Client, queue_url: &str, wait_secs: i32) -> usize {
+pub async fn poll_once(handler: &SqsHandler, sqs: &aws_sdk_sqs::Client, queue_url: &str, wait_secs: i32) -> usize {
     let received = sqs
         .receive_message()
         .queue_url(queue_url)
@@ -70,7 +74,7 @@ pub async fn poll_once(sender: &Sender, sqs: &aws_sdk_sqs::Client, queue_url: &s
             rec
         })
         .collect();
-    let response = sender.handle(event).await;
+    let response = handler(event).await;
     let failed: std::collections::HashSet<&str> =
         response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     let entries: Vec<_> = messages

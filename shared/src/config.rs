@@ -65,6 +65,11 @@ pub struct AwsSettings {
     pub outbound_queue_url: String,
     /// `PARLEY_OUTBOUND_DLQ_URL` — its dead-letter queue (unreadable envelopes go straight there).
     pub outbound_dlq_url: Option<String>,
+    /// `PARLEY_INBOUND_QUEUE_URL` — the inbound FIFO queue big deliveries are handed to (unset:
+    /// every delivery is handled inline).
+    pub inbound_queue_url: Option<String>,
+    /// `PARLEY_INBOUND_DLQ_URL` — its dead-letter queue (unreadable envelopes go straight there).
+    pub inbound_dlq_url: Option<String>,
 }
 
 impl AwsSettings {
@@ -73,6 +78,8 @@ impl AwsSettings {
             table: env_required("PARLEY_TABLE")?,
             outbound_queue_url: env_required("PARLEY_OUTBOUND_QUEUE_URL")?,
             outbound_dlq_url: env_opt("PARLEY_OUTBOUND_DLQ_URL"),
+            inbound_queue_url: env_opt("PARLEY_INBOUND_QUEUE_URL"),
+            inbound_dlq_url: env_opt("PARLEY_INBOUND_DLQ_URL"),
         })
     }
 }
@@ -143,6 +150,14 @@ pub struct LoopSettings {
     /// `SEND_PAUSE_SECONDS` — default 300: how long sending pauses after a token or
     /// number-restriction error (an alarm fires on the `SendPaused` metric).
     pub pause_seconds: u64,
+    /// `INBOUND_INLINE_MAX_EVENTS` — default 50: a delivery with more events than this is
+    /// handed to the inbound queue and answered at once (needs `PARLEY_INBOUND_QUEUE_URL`).
+    pub inline_max_events: usize,
+    /// `INBOUND_MAX_CONCURRENCY` — default 32: DynamoDB requests one invocation has in flight
+    /// at most while handling a delivery or a batch.
+    pub max_concurrency: usize,
+    /// `QUEUE_SEND_CONCURRENCY` — default 16: `SendMessageBatch` calls in flight at most.
+    pub queue_send_concurrency: usize,
 }
 
 impl LoopSettings {
@@ -153,6 +168,9 @@ impl LoopSettings {
             service_window: Duration::from_secs(env_parse("SERVICE_WINDOW_HOURS", 24u64)? * 3600),
             retry_base_seconds: env_parse("SEND_RETRY_BASE_SECONDS", 4u64)?,
             pause_seconds: env_parse("SEND_PAUSE_SECONDS", 300u64)?,
+            inline_max_events: env_parse("INBOUND_INLINE_MAX_EVENTS", 50usize)?,
+            max_concurrency: env_parse("INBOUND_MAX_CONCURRENCY", 32usize)?.max(2),
+            queue_send_concurrency: env_parse("QUEUE_SEND_CONCURRENCY", 16usize)?.max(1),
         })
     }
 }

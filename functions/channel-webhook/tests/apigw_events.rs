@@ -14,7 +14,13 @@ fn app() -> App {
     );
     let sqs =
         aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::Config::builder().behavior_version_latest().region(region).build());
-    let aws = AwsSettings { table: "t".into(), outbound_queue_url: "q".into(), outbound_dlq_url: None };
+    let aws = AwsSettings {
+        table: "t".into(),
+        outbound_queue_url: "q".into(),
+        outbound_dlq_url: None,
+        inbound_queue_url: None,
+        inbound_dlq_url: None,
+    };
     App::new(ddb, sqs, aws, MetaSettings::from_env().unwrap()).unwrap()
 }
 

@@ -2,7 +2,9 @@
 //!
 //! Per inbound message the hot path makes two sequential AWS round trips: (1) the dedupe claim
 //! and the contact touch, concurrently; (2) one batched SQS send for the whole delivery,
-//! concurrently with any state write the conversation decided on.
+//! concurrently with any state write the conversation decided on. A delivery with more events
+//! than `INBOUND_INLINE_MAX_EVENTS` is handed to the inbound queue instead (`crate::inbound`),
+//! whose worker runs the same [`process`] on batches of at most ten events.
 use super::{query_param, text_response, ApiError, App};
 use crate::channels::meta::inbound::{parse_delivery, InboundParseError};
 use crate::config::Account;
@@ -26,6 +28,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 use http::{Request, Response, StatusCode};
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 /// Meta's subscription handshake: echo `hub.challenge` when the token matches.
 pub fn verify(app: &App, req: &Request<Bytes>) -> Result<Response<String>, ApiError> {
@@ -65,6 +68,13 @@ pub async fn receive(app: &App, req: Request<Bytes>) -> Result<Response<String>,
     })?;
     for s in &parsed.skipped {
         tracing::info!(what = %s.what, reason = %s.reason, "skipped part of a delivery");
+    }
+    // A big delivery would not fit the function's time budget: hand it over and answer now.
+    if let Some(queue) = app.inbound.as_ref().filter(|_| parsed.events.len() > app.settings.inline_max_events) {
+        let queued = crate::inbound::hand_off(queue, parsed.events).await?;
+        count("InboundSkipped", parsed.skipped.len() as u64);
+        tracing::info!(queued, skipped = parsed.skipped.len(), "meta delivery handed to the inbound queue");
+        return Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "status": "accepted" })));
     }
     let summary = process(app, parsed.events, parsed.skipped.len()).await?;
     tracing::info!(summary = ?summary, "meta delivery accepted");
@@ -125,12 +135,14 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
     count("InboundUnknownAccount", summary.unknown_account as u64);
     count("InboundSkipped", summary.skipped as u64);
 
-    // Round trip 1: claims + contact touches (all messages concurrently) and statuses.
+    // Round trip 1: claims + contact touches (all messages concurrently) and statuses, never
+    // more than `max_concurrency` DynamoDB requests at once (a message takes two).
+    let limit = Semaphore::new(app.settings.max_concurrency);
     let mut first_error_preference: Option<ApiError> = None;
     let now = crate::time_util::now_unix();
-    let handled = join_all(messages.iter().map(|(m, acc)| handle_message(app, m, acc, now)));
-    let status_results = join_all(statuses.iter().map(|s| handle_status(app, s)));
-    let preference_results = join_all(preferences.iter().map(|p| handle_preference(app, p)));
+    let handled = join_all(messages.iter().map(|(m, acc)| limited(&limit, 2, handle_message(app, m, acc, now))));
+    let status_results = join_all(statuses.iter().map(|s| limited(&limit, 1, handle_status(app, s))));
+    let preference_results = join_all(preferences.iter().map(|p| limited(&limit, 1, handle_preference(app, p))));
     let (handled, status_results, preference_results) = futures::join!(handled, status_results, preference_results);
     if let Some(e) = preference_results.into_iter().find_map(Result::err) {
         first_error_preference = Some(e);
@@ -175,33 +187,36 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
             app.producer.send(&envelopes).await
         }
     };
-    let handovers =
-        join_all(claimed.iter().filter_map(|h| h.set_handover.map(|on| app.store.set_handover(&h.msg.contact, on))));
-    let releases_done = join_all(releases.iter().map(|(c, _)| app.store.set_handover(c, false)));
+    let handovers = join_all(
+        claimed
+            .iter()
+            .filter_map(|h| h.set_handover.map(|on| limited(&limit, 1, app.store.set_handover(&h.msg.contact, on)))),
+    );
+    let releases_done = join_all(releases.iter().map(|(c, _)| limited(&limit, 1, app.store.set_handover(c, false))));
     let pending_cleared = join_all(
         claimed
             .iter()
             .filter(|h| h.delivered_pending > 0)
-            .map(|h| app.store.clear_pending_replies(&h.msg.contact, h.pending_seen)),
+            .map(|h| limited(&limit, 1, app.store.clear_pending_replies(&h.msg.contact, h.pending_seen))),
     );
     // Claims without replies are finished now; those with replies are finished by the sender.
     let finished = join_all(
         claimed
             .iter()
             .filter(|h| h.envelopes.is_empty())
-            .map(|h| app.store.finish_inbound(h.msg.contact.channel, &h.msg.id)),
+            .map(|h| limited(&limit, 1, app.store.finish_inbound(h.msg.contact.channel, &h.msg.id))),
     );
     let consent_written = join_all(claimed.iter().filter_map(|h| {
         let (version, consent, events) = h.consent_write.as_ref()?;
         let seed = ProfileSeed::default();
-        Some(async move {
+        Some(limited(&limit, 1, async move {
             match app.store.write_consent(&h.msg.contact, *version, consent, events, &seed).await {
                 Ok(true) => Ok(()),
                 // Changed concurrently: fail the delivery so Meta's retry decides on fresh state.
                 Ok(false) => Err(ApiError::Unavailable("consent changed concurrently".into())),
                 Err(e) => Err(ApiError::from(e)),
             }
-        })
+        }))
     }));
     let (enqueued, handovers, releases_done, finished, pending_cleared, consent_written) =
         futures::join!(enqueue, handovers, releases_done, finished, pending_cleared, consent_written);
@@ -218,11 +233,21 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
         .or(consent_written.into_iter().find_map(Result::err));
     if let Some(err) = failure {
         // Give the claims back so Meta's retry of this delivery is processed again.
-        join_all(claimed.iter().map(|h| app.store.release_inbound(h.msg.contact.channel, &h.msg.id))).await;
+        join_all(
+            claimed.iter().map(|h| limited(&limit, 1, app.store.release_inbound(h.msg.contact.channel, &h.msg.id))),
+        )
+        .await;
         return Err(err);
     }
     summary.enqueued = envelopes.len();
     Ok(summary)
+}
+
+/// Runs `work` once `permits` of the invocation's DynamoDB concurrency are free (FIFO-fair, so
+/// work starts in the order it was listed).
+async fn limited<T>(limit: &Semaphore, permits: u32, work: impl std::future::Future<Output = T>) -> T {
+    let _permit = limit.acquire_many(permits).await.expect("the semaphore is never closed");
+    work.await
 }
 
 async fn handle_message(

@@ -26,7 +26,12 @@ use http::{Method, Request, Response};
 #[derive(Debug, Clone)]
 pub struct App {
     pub store: Store,
+    /// The outbound FIFO queue (replies, notifications).
     pub producer: Producer,
+    /// The inbound FIFO queue big deliveries are handed to (`None`: all handled inline).
+    pub inbound: Option<Producer>,
+    /// The inbound queue's DLQ: unreadable inbound envelopes go there at once.
+    pub inbound_dlq_url: Option<String>,
     pub meta: MetaSettings,
     pub meta_verifier: Verifier,
     pub accounts: Accounts,
@@ -75,9 +80,13 @@ impl App {
     ) -> Result<Self, ConfigError> {
         let (flows, templates) = load_content()?;
         let shops = ShopSettings::from_env()?;
+        let settings = LoopSettings::from_env()?;
+        let producer = |url: String| Producer::new(sqs.clone(), url).with_concurrency(settings.queue_send_concurrency);
         Ok(Self {
             store: Store::new(ddb, aws.table),
-            producer: Producer::new(sqs, aws.outbound_queue_url),
+            producer: producer(aws.outbound_queue_url),
+            inbound: aws.inbound_queue_url.map(producer),
+            inbound_dlq_url: aws.inbound_dlq_url,
             meta_verifier: Verifier::new(
                 Encoding::PrefixedHex,
                 meta.app_secret.clone(),
@@ -88,7 +97,7 @@ impl App {
             flows,
             templates,
             notifications: NotificationTexts::embedded()?,
-            settings: LoopSettings::from_env()?,
+            settings,
             carts: CartSettings::from_env(&shops)?,
             shops,
             cart_texts: CartTexts::embedded()?,

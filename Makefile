@@ -6,6 +6,7 @@ VENV := .venv
 PYTHON ?= python3
 CARGO ?= cargo
 ENV_FILE := $(if $(wildcard .env),.env,.env.example)
+LOCAL_BIN ?= target/debug/parley-local
 
 .PHONY: help dev test venv build-dev unit check-template lint fmt sam-build clean
 
@@ -24,7 +25,7 @@ build-dev:
 
 # Settings from the env file; a variable set in the caller's environment keeps its value.
 dev: venv build-dev ## run the whole system on 127.0.0.1:3000 (PARLEY_PORT) with local AWS endpoints
-	@exec local/with-env.sh $(ENV_FILE) local/with-endpoints.sh target/debug/parley-local
+	@exec local/with-env.sh $(ENV_FILE) local/with-endpoints.sh $(LOCAL_BIN)
 
 # Each function's AWS calls are recorded under target/iam-records during the tests, then held
 # against its policy in template.yaml (.ci/check-iam.py).

@@ -269,9 +269,7 @@ async fn http_functions(State(shared): State<Shared>, req: Request) -> Response 
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
-            return parley::api::ApiError::TooLarge { size: limit, limit: limit - 1024 }
-                .into_response()
-                .map(Body::from)
+            return parley::api::ApiError::TooLarge { size: limit, limit: limit - 1024 }.into_response().map(Body::from)
         }
     };
     let req = http::Request::from_parts(parts, bytes);

@@ -73,7 +73,9 @@ fn make_dev_listens_on_the_callers_port() {
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(line) if line.starts_with("Parley is running on") => break line,
             Ok(_) => continue,
-            Err(_) => panic!("make dev did not come up within 60 s:\n{}", std::fs::read_to_string(&log).unwrap_or_default()),
+            Err(_) => {
+                panic!("make dev did not come up within 60 s:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
+            }
         }
     };
     assert_eq!(up, format!("Parley is running on http://127.0.0.1:{port} — sandbox: http://127.0.0.1:{port}/sandbox/"));

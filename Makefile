@@ -6,6 +6,7 @@ VENV := .venv
 PYTHON ?= python3
 CARGO ?= cargo
 ENV_FILE := $(if $(wildcard .env),.env,.env.example)
+LOCAL_BIN ?= target/debug/parley-local
 
 .PHONY: help dev test venv build-dev unit check-template lint fmt sam-build clean
 
@@ -22,15 +23,21 @@ venv: $(VENV)/.installed ## install the local endpoints (moto) and cfn-lint into
 build-dev:
 	$(CARGO) build --locked -p parley-local
 
+# Settings from the env file; a variable set in the caller's environment keeps its value.
 dev: venv build-dev ## run the whole system on 127.0.0.1:3000 (PARLEY_PORT) with local AWS endpoints
-	@set -a; source $(ENV_FILE); set +a; exec local/with-endpoints.sh target/debug/parley-local
+	@exec local/with-env.sh $(ENV_FILE) local/with-endpoints.sh $(LOCAL_BIN)
+
+# Each function's AWS calls are recorded under target/iam-records during the tests, then held
+# against its policy in template.yaml (.ci/check-iam.py).
+IAM_RECORDS := $(CURDIR)/target/iam-records
 
 test: venv ## run every test (starts and stops its own local endpoints)
 	.ci/check-template.sh
-	@mkdir -p target
-	@set -a; source .env.example; set +a; set -o pipefail; \
-	  local/with-endpoints.sh $(CARGO) test --locked --workspace 2>&1 | tee target/test-output.log
+	@rm -rf $(IAM_RECORDS); mkdir -p target $(IAM_RECORDS)
+	@set -o pipefail; PARLEY_IAM_RECORD_DIR=$(IAM_RECORDS) \
+	  local/with-env.sh .env.example local/with-endpoints.sh $(CARGO) test --locked --workspace 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.log
+	$(VENV)/bin/python .ci/check-iam.py template.yaml $(IAM_RECORDS)
 
 lint: ## clippy and rustfmt check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings

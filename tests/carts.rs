@@ -225,3 +225,24 @@ async fn an_abandoned_shop_checkout_gets_one_reminder_with_its_recovery_link() {
     sys.assert_settles_at(&ordered, 3, Duration::ZERO).await;
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn browsing_lists_the_catalog_and_a_category_filters_it() {
+    let sys = System::start().await;
+    product(&sys).await;
+    let to = sys.opted_in_customer().await;
+
+    sys.say("whatsapp", &to, "Katalog").await;
+    let got = sys.wait_for_messages(&to, 3).await;
+    let listed = got.last().unwrap().to_string();
+    assert!(listed.contains("TSHIRT-M") && listed.contains("TSHIRT-L"), "{listed}");
+
+    sys.say("whatsapp", &to, "katalog shirts").await;
+    let got = sys.wait_for_messages(&to, 4).await;
+    assert!(got.last().unwrap().to_string().contains("TSHIRT-M"), "{got:#?}");
+
+    sys.say("whatsapp", &to, "katalog hosen").await;
+    let got = sys.wait_for_messages(&to, 5).await;
+    assert!(last_text(&got).contains("keine Produkte"), "{got:#?}");
+    sys.stop().await;
+}

@@ -3,7 +3,10 @@
 //!
 //! The same handlers run here and under Lambda: `parley::api::*` for HTTP routes,
 //! `parley::sender::Sender` and `parley::inbound::handle` for SQS batches (polled here like
-//! Lambda's event source mapping).
+//! Lambda's event source mapping). As in Lambda, each function has its own AWS clients; they
+//! record its calls ([`iam`]) so the tests can hold them against the function's policy in
+//! template.yaml.
+pub mod iam;
 pub mod poller;
 pub mod provision;
 pub mod sandbox;
@@ -70,12 +73,20 @@ pub struct Running {
     pub base_url: String,
     pub resources: provision::Provisioned,
     pub sandbox: sandbox::Sandbox,
+    /// An operator's view of the system (tests read and seed storage through it): its clients
+    /// belong to no function, so its calls are not held against any function's policy.
     pub app: Arc<App>,
+    journal: Arc<iam::Journal>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
+    /// Every AWS operation a function performed so far, in IAM terms.
+    pub fn aws_operations(&self) -> Vec<iam::Operation> {
+        self.journal.operations()
+    }
+
     /// Stops the server and the queue poller and waits for them.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
@@ -103,11 +114,34 @@ impl Running {
     }
 }
 
+/// The functions of template.yaml, each with its own AWS clients as each has its own role.
+struct Functions {
+    channel_webhook: Arc<App>,
+    consent_api: Arc<App>,
+    shop_webhook: Arc<App>,
+    shop_reconciler: Arc<App>,
+    cart_reminder: Arc<App>,
+    outbound_sender: poller::SqsHandler,
+    /// The outbound queue's event source polls with the sender's role.
+    outbound_sender_sqs: aws_sdk_sqs::Client,
+    inbound_worker: poller::SqsHandler,
+    /// The inbound queue's event source polls with the worker's role.
+    inbound_worker_sqs: aws_sdk_sqs::Client,
+}
+
+impl Functions {
+    fn http(&self, function: parley::api::HttpFunction) -> &App {
+        match function {
+            parley::api::HttpFunction::ChannelWebhook => &self.channel_webhook,
+            parley::api::HttpFunction::ConsentApi => &self.consent_api,
+            parley::api::HttpFunction::ShopWebhook => &self.shop_webhook,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Shared {
-    app: Arc<App>,
-    sender: poller::SqsHandler,
-    inbound_worker: poller::SqsHandler,
+    functions: Arc<Functions>,
     poller_alive: Arc<std::sync::atomic::AtomicBool>,
     queue_url: String,
     inbound_queue_url: String,
@@ -140,21 +174,56 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     };
     let mut meta = MetaSettings::from_env()?;
     meta.graph_api_base = opts.graph_api_base.clone().unwrap_or_else(|| format!("{base_url}/sandbox/graph"));
-    let mut app = App::new(ddb.clone(), sqs.clone(), aws.clone(), meta.clone())?;
-    // Locally the sandbox is the shop: its REST stand-ins live on this server, whatever the port.
-    app.shops.shopify_admin_base = format!("{base_url}/sandbox/shopify");
-    app.shops.woo_store_url = format!("{base_url}/sandbox/woo");
-    let app = Arc::new(app);
-    let sender = Arc::new(Sender::from_settings(ddb, sqs.clone(), aws, &meta)?);
-    let sender: poller::SqsHandler = Arc::new(move |event| {
-        let sender = Arc::clone(&sender);
-        Box::pin(async move { sender.handle(event).await })
+
+    let journal = Arc::new(iam::Journal::default());
+    let names = Arc::new(iam::Resources::new(&resources));
+    // The clients of one function: same endpoints and settings, tagged with its name.
+    let clients = |function: &str| {
+        let recorder = iam::Recorder::new(function, Arc::clone(&names), Arc::clone(&journal));
+        (
+            aws_sdk_dynamodb::Client::from_conf(ddb.config().to_builder().interceptor(recorder.clone()).build()),
+            aws_sdk_sqs::Client::from_conf(sqs.config().to_builder().interceptor(recorder).build()),
+        )
+    };
+    let app_for = |clients: (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client)| -> Result<Arc<App>, LocalError> {
+        let mut app = App::new(clients.0, clients.1, aws.clone(), meta.clone())?;
+        // Locally the sandbox is the shop: its REST stand-ins live on this server, whatever the port.
+        app.shops.shopify_admin_base = format!("{base_url}/sandbox/shopify");
+        app.shops.woo_store_url = format!("{base_url}/sandbox/woo");
+        Ok(Arc::new(app))
+    };
+    let (sender_ddb, sender_sqs) = clients("outbound-sender");
+    let sender = Arc::new(Sender::from_settings(sender_ddb, sender_sqs.clone(), aws.clone(), &meta)?);
+    let inbound_worker = app_for(clients("inbound-worker"))?;
+    let functions = Arc::new(Functions {
+        channel_webhook: app_for(clients("channel-webhook"))?,
+        consent_api: app_for(clients("consent-api"))?,
+        shop_webhook: app_for(clients("shop-webhook"))?,
+        shop_reconciler: app_for(clients("shop-reconciler"))?,
+        cart_reminder: app_for(clients("cart-reminder"))?,
+        outbound_sender: {
+            let sender = Arc::clone(&sender);
+            Arc::new(move |event| {
+                let sender = Arc::clone(&sender);
+                Box::pin(async move { sender.handle(event).await })
+            })
+        },
+        outbound_sender_sqs: sender_sqs,
+        inbound_worker: {
+            let app = Arc::clone(&inbound_worker);
+            Arc::new(move |event| {
+                let app = Arc::clone(&app);
+                Box::pin(async move { parley::inbound::handle(&app, event).await })
+            })
+        },
+        inbound_worker_sqs: inbound_worker.producer.client().clone(),
     });
-    let worker_app = Arc::clone(&app);
-    let inbound_worker: poller::SqsHandler = Arc::new(move |event| {
-        let app = Arc::clone(&worker_app);
-        Box::pin(async move { parley::inbound::handle(&app, event).await })
-    });
+    // The init warm-up each Lambda function does (parley::api::lambda::serve, the SQS functions).
+    for app in [&functions.channel_webhook, &functions.consent_api, &functions.shop_webhook, &inbound_worker] {
+        app.store.warm_up().await;
+    }
+    sender.store().warm_up().await;
+    let app = app_for((ddb, sqs.clone()))?;
 
     let env = |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.to_string());
     let sandbox = sandbox::Sandbox::new(sandbox::SandboxConfig {
@@ -183,9 +252,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     let (shutdown, rx) = watch::channel(false);
     let poller_alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let shared = Shared {
-        app: Arc::clone(&app),
-        sender: Arc::clone(&sender),
-        inbound_worker: Arc::clone(&inbound_worker),
+        functions: Arc::clone(&functions),
         poller_alive: Arc::clone(&poller_alive),
         queue_url: queue_url.clone(),
         inbound_queue_url: inbound_queue_url.clone(),
@@ -196,7 +263,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         .route("/sandbox/run/{function}", post(run_function))
         // A nested router answers `/sandbox` but not `/sandbox/`, the page's documented address.
         .route("/sandbox/", axum::routing::get(sandbox::page))
-        .fallback(any(functions))
+        .fallback(any(http_functions))
         .with_state(shared)
         .nest("/sandbox", sandbox.router().merge(shop_sandbox.router()));
 
@@ -211,14 +278,24 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             tracing::error!(error = %e, "local server failed");
         }
     });
-    let mut tasks = vec![server, tokio::spawn(poller::run(sender, sqs.clone(), queue_url, rx.clone(), poller_alive))];
+    let f = &functions;
+    let mut tasks = vec![
+        server,
+        tokio::spawn(poller::run(
+            Arc::clone(&f.outbound_sender),
+            f.outbound_sender_sqs.clone(),
+            queue_url,
+            rx.clone(),
+            poller_alive,
+        )),
+    ];
     for _ in 0..LOCAL_INBOUND_WORKERS {
         let alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (worker, url) = (Arc::clone(&inbound_worker), inbound_queue_url.clone());
-        tasks.push(tokio::spawn(poller::run(worker, sqs.clone(), url, rx.clone(), alive)));
+        let (worker, url) = (Arc::clone(&f.inbound_worker), inbound_queue_url.clone());
+        tasks.push(tokio::spawn(poller::run(worker, f.inbound_worker_sqs.clone(), url, rx.clone(), alive)));
     }
     tracing::info!(%base_url, "parley local system is up");
-    Ok(Running { addr, base_url, resources, sandbox, app, shutdown, tasks })
+    Ok(Running { addr, base_url, resources, sandbox, app, journal, shutdown, tasks })
 }
 
 fn first(list: &str) -> String {
@@ -226,17 +303,15 @@ fn first(list: &str) -> String {
 }
 
 /// Every function's HTTP routes, as API Gateway routes them.
-async fn functions(State(shared): State<Shared>, req: Request) -> Response {
+async fn http_functions(State(shared): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     // Lambda's synchronous payload limit is 6 MB; read a little more so the handler's own
     // limit (413) is what the caller sees.
-    let limit = shared.app.meta.max_body_bytes + 1024;
+    let limit = shared.functions.channel_webhook.meta.max_body_bytes + 1024;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
-            return parley::api::ApiError::TooLarge { size: limit, limit: shared.app.meta.max_body_bytes }
-                .into_response()
-                .map(Body::from)
+            return parley::api::ApiError::TooLarge { size: limit, limit: limit - 1024 }.into_response().map(Body::from)
         }
     };
     let req = http::Request::from_parts(parts, bytes);
@@ -244,7 +319,7 @@ async fn functions(State(shared): State<Shared>, req: Request) -> Response {
     let Some(function) = parley::api::HttpFunction::for_path(&path) else {
         return parley::api::ApiError::NotFound.into_response().map(Body::from);
     };
-    let mut response = function.handle(&shared.app, req).await;
+    let mut response = function.handle(shared.functions.http(function), req).await;
     if path == "/health"
         && response.status().is_success()
         && !shared.poller_alive.load(std::sync::atomic::Ordering::Relaxed)
@@ -261,21 +336,21 @@ async fn run_function(
 ) -> Response {
     match function.as_str() {
         "outbound-sender" => {
-            let handled = poller::poll_once(&shared.sender, shared.app.producer.client(), &shared.queue_url, 0).await;
+            let f = &shared.functions;
+            let handled = poller::poll_once(&f.outbound_sender, &f.outbound_sender_sqs, &shared.queue_url, 0).await;
             axum::Json(serde_json::json!({ "function": function, "records": handled })).into_response()
         }
         "inbound-worker" => {
-            let handled =
-                poller::poll_once(&shared.inbound_worker, shared.app.producer.client(), &shared.inbound_queue_url, 0)
-                    .await;
+            let f = &shared.functions;
+            let handled = poller::poll_once(&f.inbound_worker, &f.inbound_worker_sqs, &shared.inbound_queue_url, 0).await;
             axum::Json(serde_json::json!({ "function": function, "records": handled })).into_response()
         }
-        "cart-reminder" => match parley::carts::send_reminders(&shared.app).await {
+        "cart-reminder" => match parley::carts::send_reminders(&shared.functions.cart_reminder).await {
             Ok(sent) => axum::Json(serde_json::json!({ "function": function, "reminders_sent": sent })).into_response(),
             Err(e) => e.into_response().map(Body::from),
         },
         "shop-reconciler" => {
-            let reports = parley::reconciler::run(&shared.app, &shared.http).await;
+            let reports = parley::reconciler::run(&shared.functions.shop_reconciler, &shared.http).await;
             axum::Json(serde_json::json!({ "function": function, "reports": reports })).into_response()
         }
         _ => (

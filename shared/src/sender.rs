@@ -192,7 +192,7 @@ impl Sender {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "store unavailable, will retry");
-                let _ = self.store.mark_retry(&env.id, None, "store unavailable").await;
+                self.record(self.store.mark_retry(&env.id, None, "store unavailable")).await;
                 return Outcome::Retry { delay: self.backoff(rec) };
             }
         };

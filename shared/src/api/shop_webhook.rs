@@ -130,7 +130,9 @@ async fn handle(
         }
         Err(e) => {
             // Give the delivery back so the platform's retry is processed again.
-            let _ = app.store.release_claim(&pk).await;
+            if let Err(release) = app.store.release_claim(&pk).await {
+                tracing::warn!(error = %release, "could not give the delivery's claim back");
+            }
             Err(e)
         }
     }

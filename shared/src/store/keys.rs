@@ -2,6 +2,8 @@
 use crate::domain::{Channel, ContactId, InboundMessageId, OutboundId, ProviderMessageId};
 
 pub const PROFILE: &str = "PROFILE";
+/// pk and sk of the item `Store::ping` reads; never written.
+pub const PING: &str = "PING";
 
 pub fn contact_pk(c: &ContactId) -> String {
     format!("C#{}", c.key())

@@ -69,9 +69,27 @@ impl Store {
         &self.table
     }
 
-    /// Opens the HTTP connection (TLS) during init rather than on the first event.
+    /// Proves the table answers, with a call every function's role allows: a `GetItem` of a key
+    /// no item uses (`DescribeTable` would need a permission no request path needs).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::PING))
+            .key("sk", s(keys::PING))
+            .projection_expression("pk")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(StoreError::sdk)
+    }
+
+    /// Opens the HTTP connection (TLS) during init rather than on the first event. A failure
+    /// does not stop the init (the first request tries again) but is logged.
     pub async fn warm_up(&self) {
-        let _ = self.client.describe_table().table_name(&self.table).send().await;
+        if let Err(e) = self.ping().await {
+            tracing::warn!(error = %e, "warm-up: the table did not answer");
+        }
     }
 }
 

@@ -1,0 +1,36 @@
+//! An outbound queue outage loses nothing: a delivery that cannot be queued is answered with a
+//! retryable status and its dedupe claim is given back, so Meta's retry is processed — once.
+use parley_tests::*;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_delivery_that_cannot_be_queued_is_processed_on_the_retry() {
+    let sys = System::start().await;
+    let sqs = sys.running.app.producer.client().clone();
+    let queue_url = sys.running.resources.queue("OutboundQueue").unwrap().to_string();
+
+    // The outage: the outbound queue is gone.
+    sqs.delete_queue().queue_url(&queue_url).send().await.expect("queue deleted");
+    let to = customer();
+    let body = wa_delivery(&to, &wamid(), now(), json!({"type": "text", "text": {"body": "Lieferzeit"}}));
+    let first = sys.post_meta(&body).await;
+
+    // The queue is back (the provisioner reuses what exists and recreates what is missing).
+    let table = sys.running.resources.table("Table").unwrap();
+    let prefix = table.strip_suffix("-Table").expect("local table names are <prefix>-Table");
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let ddb = sys.store().client().clone();
+    let again = parley_local::provision::provision(template.as_ref(), prefix, &ddb, &sqs).await.unwrap();
+    assert_eq!(again.queue("OutboundQueue"), Some(queue_url.as_str()));
+
+    if !first.status().is_success() {
+        // A non-2xx makes Meta retry the delivery; the retry must not be taken for a duplicate.
+        assert!(first.status().is_server_error(), "a retryable status, got {}", first.status());
+        let retry = sys.post_meta(&body).await;
+        assert_eq!(retry.status(), 200);
+    }
+    let got = sys.assert_settles_at(&to, 1, Duration::from_millis(1500)).await;
+    assert!(got[0]["text"].as_str().unwrap_or_default().len() > 1, "{got:#?}");
+    sys.stop().await;
+}

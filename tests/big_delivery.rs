@@ -113,3 +113,98 @@ async fn each_contact_of_a_handed_over_delivery_is_answered_in_timestamp_order()
     }
     sys.stop().await;
 }
+
+/// Re-creates the queues a test deleted (the provisioner recreates what is missing).
+async fn reprovision(sys: &System) {
+    let table = sys.running.resources.table("Table").unwrap();
+    let prefix = table.strip_suffix("-Table").expect("local table names are <prefix>-Table");
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let (ddb, sqs) = (sys.store().client().clone(), sys.running.app.producer.client().clone());
+    parley_local::provision::provision(template.as_ref(), prefix, &ddb, &sqs).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handed_over_cart_commands_survive_an_outbound_queue_outage_and_run_exactly_once() {
+    let sys = System::start().await;
+    let p = sys
+        .shop(
+            "products",
+            json!({"platform": "shopify", "title": "T-Shirt", "product_type": "Shirts",
+                   "variants": [{"sku": "TSHIRT-M", "title": "M", "price": "19.90", "inventory": 50}]}),
+        )
+        .await;
+    assert_eq!(p["webhook_status"], 200, "{p}");
+    let sqs = sys.running.app.producer.client().clone();
+    let outbound = sys.running.resources.queue("OutboundQueue").unwrap().to_string();
+    sqs.delete_queue().queue_url(&outbound).send().await.expect("outbound queue deleted");
+
+    // 60 contacts (handed over): cart adds, catalog browsing and questions.
+    let t = now();
+    let contacts: Vec<String> = (0..60).map(|_| customer()).collect();
+    let text = |i: usize| match i % 3 {
+        0 => "add TSHIRT-M 2",
+        1 => "katalog",
+        _ => "Lieferzeit",
+    };
+    let msgs = contacts.iter().enumerate().map(|(i, c)| text_msg(c, t, text(i))).collect();
+    let r = sys.post_meta(&delivery(msgs)).await;
+    assert_eq!(r.status(), 200, "the events are safe in the inbound queue");
+
+    // The worker cannot enqueue replies: it gives the claims back and the events come back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(sent_by_recipient(&sys).await.is_empty());
+    reprovision(&sys).await;
+
+    let by = wait_for_total(&sys, 60, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let by_after = sent_by_recipient(&sys).await;
+    assert_eq!(by_after.values().map(Vec::len).sum::<usize>(), 60, "one reply each, no late duplicates");
+    for (i, c) in contacts.iter().enumerate() {
+        assert_eq!(by[c].len(), 1, "replies to {c}");
+        if i % 3 == 0 {
+            let contact = parley::domain::ContactId::new(
+                parley::domain::Channel::WhatsApp,
+                parley::domain::Address::parse(c).unwrap(),
+            );
+            let cart = sys.store().get_cart(&contact).await.unwrap().expect("a cart").cart;
+            assert_eq!(cart.lines.len(), 1);
+            assert_eq!(cart.lines[0].quantity, 2, "added once, though processed twice");
+        }
+    }
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreadable_inbound_envelope_goes_to_the_dlq_without_blocking_its_contact() {
+    let sys = System::start().await;
+    let sqs = sys.running.app.producer.client().clone();
+    let inbound = sys.running.resources.queue("InboundQueue").unwrap().to_string();
+    let dlq = sys.running.resources.queue("InboundDLQ").unwrap().to_string();
+    let to = customer();
+    sqs.send_message()
+        .queue_url(&inbound)
+        .message_body(r#"{"v":1,"event":"not an event"}"#)
+        .message_group_id(format!("whatsapp#{to}"))
+        .message_deduplication_id("garbage-1")
+        .send()
+        .await
+        .unwrap();
+    // The same contact's next big delivery is handled at once, not stuck behind the bad one.
+    let t = now();
+    let mut msgs = vec![text_msg(&to, t, "Lieferzeit")];
+    msgs.extend((0..55).map(|_| text_msg(&customer(), t, "Lieferzeit")));
+    assert_eq!(sys.post_meta(&delivery(msgs)).await.status(), 200);
+    sys.wait_for_messages_within(&to, 1, Duration::from_secs(30)).await;
+
+    let start = Instant::now();
+    loop {
+        let got = sqs.receive_message().queue_url(&dlq).max_number_of_messages(10).send().await.unwrap();
+        if let Some(m) = got.messages().first() {
+            assert_eq!(m.body(), Some(r#"{"v":1,"event":"not an event"}"#));
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the envelope never reached the DLQ");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    sys.stop().await;
+}

@@ -342,7 +342,8 @@ async fn run_function(
         }
         "inbound-worker" => {
             let f = &shared.functions;
-            let handled = poller::poll_once(&f.inbound_worker, &f.inbound_worker_sqs, &shared.inbound_queue_url, 0).await;
+            let handled =
+                poller::poll_once(&f.inbound_worker, &f.inbound_worker_sqs, &shared.inbound_queue_url, 0).await;
             axum::Json(serde_json::json!({ "function": function, "records": handled })).into_response()
         }
         "cart-reminder" => match parley::carts::send_reminders(&shared.functions.cart_reminder).await {

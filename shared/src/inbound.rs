@@ -13,6 +13,8 @@
 //! 3. A contact whose events fail is retried on its own: the other contacts of the batch are done
 //!    ([`handle`] reports only the failed group's records; FIFO holds the group's later messages).
 //! 4. An envelope no worker can read goes to the DLQ at once instead of blocking its contact.
+//! 5. Failed events come back after a short backoff ([`backoff`]), not the whole visibility
+//!    timeout; after `MaxReceiveCount` receives SQS moves them to the DLQ.
 use crate::api::{meta_webhook, App};
 use crate::queue::{FifoMessage, InboundEnvelope, Producer, QueueError};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -46,6 +48,7 @@ pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
         }
     }
     let mut response = SqsBatchResponse::default();
+    let mut delays = Vec::new();
     for (rec, reason) in unreadable {
         if !reject(app, rec, &reason).await {
             if let Some(id) = &rec.message_id {
@@ -69,14 +72,30 @@ pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
                 for (rec, _) in recs {
                     if let Some(id) = &rec.message_id {
                         response.add_failure(id.clone());
+                        if let Some(handle) = &rec.receipt_handle {
+                            delays.push((id.clone(), handle.clone(), backoff(rec)));
+                        }
                     }
                 }
             }
         }
     }
+    if let Some(queue) = &app.inbound {
+        crate::queue::set_retry_delays(queue.client(), queue.queue_url(), delays).await;
+    }
     crate::observability::flush("inbound-worker");
     response
 }
+
+/// A contact's failed events come back after 2, 4, 8 … seconds (at most a minute) rather than
+/// the queue's whole visibility timeout: most failures are a moment's throttling or a claim
+/// another invocation still holds.
+fn backoff(rec: &SqsMessage) -> u64 {
+    let n: u32 = rec.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
+    2u64.saturating_pow(n.min(6)).min(MAX_BACKOFF_SECS)
+}
+
+const MAX_BACKOFF_SECS: u64 = 60;
 
 /// Moves an unreadable record to the DLQ; `false` if that failed (the record is retried, and
 /// SQS's redrive policy moves it after `maxReceiveCount`).

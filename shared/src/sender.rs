@@ -11,7 +11,6 @@ use crate::store::contacts::ContactRecord;
 use crate::store::outbound::SendClaim;
 use crate::store::Store;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 use std::time::Duration;
 
 /// How long a claimed send blocks a concurrent re-delivery (longer than one Graph call).
@@ -336,30 +335,6 @@ impl Sender {
     }
 
     async fn set_visibility(&self, delays: Vec<(String, String, u64)>) {
-        for chunk in delays.chunks(10) {
-            let entries: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (_, handle, delay))| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(format!("v{i}"))
-                        .receipt_handle(handle)
-                        .visibility_timeout(*delay as i32)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            if let Err(e) = self
-                .sqs
-                .change_message_visibility_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-            {
-                // The queue's own visibility timeout still brings the messages back.
-                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "could not set retry delays");
-            }
-        }
+        crate::queue::set_retry_delays(&self.sqs, &self.queue_url, delays).await;
     }
 }

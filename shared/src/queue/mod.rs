@@ -8,3 +8,29 @@ pub mod producer;
 pub use envelope::{Envelope, EnvelopeError, ENVELOPE_VERSION};
 pub use inbound::InboundEnvelope;
 pub use producer::{FifoMessage, Producer, QueueError};
+
+/// Brings failed records back after their own delay (`(message id, receipt handle, seconds)`)
+/// instead of the queue's whole visibility timeout.
+pub async fn set_retry_delays(sqs: &aws_sdk_sqs::Client, queue_url: &str, delays: Vec<(String, String, u64)>) {
+    use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
+    for chunk in delays.chunks(10) {
+        let entries: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, handle, delay))| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(format!("v{i}"))
+                    .receipt_handle(handle)
+                    .visibility_timeout(*delay as i32)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if let Err(e) =
+            sqs.change_message_visibility_batch().queue_url(queue_url).set_entries(Some(entries)).send().await
+        {
+            // The queue's own visibility timeout still brings the messages back.
+            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "could not set retry delays");
+        }
+    }
+}

@@ -44,7 +44,8 @@ async fn customers_of_every_country_are_found_by_every_path_route() {
         assert_eq!(export["profile"]["address"], *n, "{country}: {export}");
         assert_eq!(export["consent_events"].as_array().unwrap().len(), 4, "{country}: {export}");
 
-        let (status, body) = admin(&sys, reqwest::Method::POST, &format!("/contacts/whatsapp/{n}/release-to-bot")).await;
+        let (status, body) =
+            admin(&sys, reqwest::Method::POST, &format!("/contacts/whatsapp/{n}/release-to-bot")).await;
         assert_eq!(status, 200, "{country}: {body}");
         let released: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(released["was_handover"], true, "{country}: {released}");

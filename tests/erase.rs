@@ -190,12 +190,8 @@ async fn assert_present(sys: &System, p: &Person) {
 /// After: nothing holds any identifier; the consent proof is kept under the pseudonym.
 async fn assert_erased(sys: &System, p: &Person) {
     let items = scan_table(sys).await;
-    let leaks: Vec<(String, Vec<&str>)> = p
-        .identifiers
-        .iter()
-        .map(|id| (id.clone(), holding(&items, id)))
-        .filter(|(_, pks)| !pks.is_empty())
-        .collect();
+    let leaks: Vec<(String, Vec<&str>)> =
+        p.identifiers.iter().map(|id| (id.clone(), holding(&items, id))).filter(|(_, pks)| !pks.is_empty()).collect();
     assert!(leaks.is_empty(), "items still naming the person: {leaks:#?}");
     let contact = parley::domain::ContactId::new(
         parley::domain::Channel::WhatsApp,

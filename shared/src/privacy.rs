@@ -69,9 +69,33 @@ fn data_rule(msg: &str) -> String {
 
 /// [`describe_json_error`] with the path of the field it concerns (`purposes[1]`, `customer.phone`).
 pub fn describe_json_path_error(e: &serde_path_to_error::Error<serde_json::Error>) -> String {
-    let path = e.path().to_string();
+    use serde_path_to_error::Segment;
     let inner = describe_json_error(e.inner());
-    if path.is_empty() || path == "." {
+    let mut segments: Vec<&Segment> = e.path().iter().collect();
+    // The last segment of an unknown field is the sender's key, not ours: never repeat it.
+    if inner.starts_with("unknown field") {
+        segments.pop();
+    }
+    let mut path = String::new();
+    for seg in segments {
+        match seg {
+            Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            Segment::Map { key } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Segment::Enum { variant } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(variant);
+            }
+            Segment::Unknown => path.push_str(".?"),
+        }
+    }
+    if path.is_empty() {
         inner
     } else {
         format!("field `{path}`: {inner}")
@@ -105,6 +129,7 @@ mod tests {
             (r#"{"address": 4915123456789}"#, "field `address`: invalid type, expected a string at line 1"),
             (r#"{"address": "x", "purposes": [1, "4915123456789"]}"#, "field `purposes[1]`: invalid type, expected u8"),
             (r#"{"address": "x", "4915123456789": 1}"#, "unknown field, expected one of `address`, `purposes`"),
+            (r#"{"address": "x", "purposes": [1, 2], "4915123456789": 1}"#, "unknown field, expected one of"),
             (r#"{"purposes": []}"#, "missing field `address`"),
             (r#"{"address": "Hallo 4915123456789"#, "the JSON ends too early at line 1"),
             (r#"{"address": "4915123456789" x}"#, "malformed JSON: expected `,` or `}` at line 1"),

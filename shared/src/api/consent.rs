@@ -55,7 +55,9 @@ fn parse_purposes(raw: Option<Vec<String>>) -> Result<Vec<ConsentPurpose>, ApiEr
     let mut out = Vec::new();
     for (i, p) in raw.into_iter().enumerate() {
         let purpose: ConsentPurpose = serde_json::from_value(serde_json::Value::String(p)).map_err(|_| {
-            ApiError::Unprocessable(format!("purposes[{i}] is an unknown purpose (expected order_updates or marketing)"))
+            ApiError::Unprocessable(format!(
+                "purposes[{i}] is an unknown purpose (expected order_updates or marketing)"
+            ))
         })?;
         if !out.contains(&purpose) {
             out.push(purpose);

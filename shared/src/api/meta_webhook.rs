@@ -13,8 +13,8 @@ use crate::domain::consent::{
 use crate::domain::conversation::{self, ContactView};
 use crate::domain::flows::FlowSet;
 use crate::domain::{
-    Channel, ContactId, InboundContent, InboundEvent, InboundMessage, OutboundBody, OutboundId, Purpose,
-    StatusUpdate, TemplateRef,
+    Channel, ContactId, InboundContent, InboundEvent, InboundMessage, OutboundBody, OutboundId, Purpose, StatusUpdate,
+    TemplateRef,
 };
 use crate::observability::count;
 use crate::queue::Envelope;

@@ -298,7 +298,10 @@ mod tests {
         }
         assert!(matches!(ContactId::from_path("whatsapp", "0151 2345"), Err(IdError::BadCharacters { .. })));
         // Business-scoped user ids and page-scoped ids pass as given.
-        assert_eq!(ContactId::from_path("whatsapp", "US.13491208655302741918").unwrap().address.as_str(), "US.13491208655302741918");
+        assert_eq!(
+            ContactId::from_path("whatsapp", "US.13491208655302741918").unwrap().address.as_str(),
+            "US.13491208655302741918"
+        );
         assert_eq!(ContactId::from_path("messenger", "7100000000000001").unwrap().address.as_str(), "7100000000000001");
         assert!(matches!(ContactId::from_path("sms", "4915123456789"), Err(IdError::UnknownChannel(_))));
     }

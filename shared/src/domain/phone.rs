@@ -31,8 +31,7 @@ pub fn normalize_phone(input: &str, default_region: &str) -> Result<E164Phone, P
         Some(rest) if rest.chars().next().is_some_and(|c| c.is_ascii_digit() && c != '0') => format!("+{rest}"),
         _ => trimmed.to_string(),
     };
-    let number =
-        phonenumber::parse(Some(region), &candidate).map_err(|_| PhoneError::Unparsable)?;
+    let number = phonenumber::parse(Some(region), &candidate).map_err(|_| PhoneError::Unparsable)?;
     if !phonenumber::is_valid(&number) {
         return Err(PhoneError::Invalid);
     }

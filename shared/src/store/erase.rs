@@ -110,10 +110,11 @@ impl Store {
         }
         export.consent_events.reverse();
         export.messages = messages.into_iter().map(to_json).collect();
-        let fetched = futures::future::join_all(referenced.into_iter().map(|key| {
-            self.client.get_item().table_name(&self.table).set_key(Some(key)).consistent_read(true).send()
-        }))
-        .await;
+        let fetched =
+            futures::future::join_all(referenced.into_iter().map(|key| {
+                self.client.get_item().table_name(&self.table).set_key(Some(key)).consistent_read(true).send()
+            }))
+            .await;
         for out in fetched {
             if let Some(item) = out.map_err(StoreError::sdk)?.item {
                 export.other.push(to_json(item));

@@ -25,8 +25,8 @@ pub enum InboundParseError {
 
 /// Parses one webhook delivery body (the raw bytes whose signature was verified).
 pub fn parse_delivery(body: &[u8]) -> Result<ParsedDelivery, InboundParseError> {
-    let root: Value =
-        serde_json::from_slice(body).map_err(|e| InboundParseError::NotJson(crate::privacy::describe_json_error(&e)))?;
+    let root: Value = serde_json::from_slice(body)
+        .map_err(|e| InboundParseError::NotJson(crate::privacy::describe_json_error(&e)))?;
     let object = match root.as_object().and_then(|o| o.get("object")) {
         None | Some(Value::Null) => return Err(InboundParseError::NotAnEnvelope),
         Some(object) => object,
@@ -282,8 +282,8 @@ fn wa_sender_contact<'c>(
 }
 
 fn wa_message(m: &Value, account: &AccountId, contacts: &[WaContact]) -> Result<InboundMessage, Skipped> {
-    let head =
-        WaMessageHead::deserialize(m).map_err(|e| skip("message:malformed", crate::privacy::describe_json_error(&e)))?;
+    let head = WaMessageHead::deserialize(m)
+        .map_err(|e| skip("message:malformed", crate::privacy::describe_json_error(&e)))?;
     let malformed = |reason: String| skip("message:malformed", format!("{}: {reason}", head.id));
     let id = InboundMessageId::parse(head.id.as_str()).map_err(|e| malformed(e.to_string()))?;
     let from = head.from.as_ref().map(|f| f.0.as_str());

@@ -37,9 +37,23 @@ pub fn parse_delivery(body: &[u8]) -> Result<ParsedDelivery, InboundParseError> 
         Some("page") => for_each_entry(&root, &mut out, |e, out| social_entry(Channel::Messenger, e, out)),
         Some("instagram") => for_each_entry(&root, &mut out, |e, out| social_entry(Channel::Instagram, e, out)),
         // Other Graph subscriptions (`user`, `permissions`, …) may share the callback URL.
-        _ => out.skipped.push(skip("object:unknown", "`object` is not a messaging channel")),
+        _ => out.skipped.push(skip("object:unknown", format!("object {} is not a messaging channel", token(object)))),
     }
     Ok(out)
+}
+
+/// An unknown protocol value (`"user"`, `"deleted"`) is worth showing in a skip reason; anything
+/// else a body carries there may be personal data and is shown only as its kind.
+fn token_str(v: &str) -> String {
+    if !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        format!("`{v}`")
+    } else {
+        "(an unexpected value)".to_string()
+    }
+}
+
+fn token(v: &Value) -> String {
+    v.as_str().map(token_str).unwrap_or_else(|| format!("(a {})", type_name(v)))
 }
 
 fn skip(what: impl Into<String>, reason: impl Into<String>) -> Skipped {
@@ -450,7 +464,7 @@ fn wa_status(s: &Value, account: &AccountId) -> Result<StatusUpdate, Skipped> {
         // `played` is a voice message's read receipt.
         "read" | "played" => DeliveryState::Read,
         "failed" => DeliveryState::Failed,
-        _ => return Err(skip("status:unknown_value", format!("{}: `status` is not a known value", st.id))),
+        other => return Err(skip("status:unknown_value", format!("{}: status {}", st.id, token_str(other)))),
     };
     let errors = st
         .errors
@@ -502,7 +516,7 @@ fn wa_preference(p: &Value, account: &AccountId) -> Result<PreferenceChange, Ski
     let stop = match p.value.to_ascii_lowercase().as_str() {
         "stop" => true,
         "resume" => false,
-        _ => return Err(skip("preference:unknown_value", "`value` is neither stop nor resume")),
+        other => return Err(skip("preference:unknown_value", format!("value {}", token_str(other)))),
     };
     Ok(PreferenceChange {
         account: account.clone(),

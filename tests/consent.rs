@@ -271,7 +271,7 @@ async fn bad_requests_get_clear_errors() {
     };
     let r = post(r#"{"channel":"sms","address":"+4915123456789"}"#).await.unwrap();
     assert_eq!(r.status(), 422);
-    assert!(r.text().await.unwrap().contains("unknown channel 'sms'"));
+    assert!(r.text().await.unwrap().contains("unknown channel (expected whatsapp"));
     let r = post(r#"{"channel":"whatsapp","address":"call me maybe"}"#).await.unwrap();
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("is not a phone number"));
@@ -279,7 +279,7 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(r.status(), 422);
     let r = post(r#"{"channel":"whatsapp","address":"+4915123456789","purposes":["spam"]}"#).await.unwrap();
     assert_eq!(r.status(), 422);
-    assert!(r.text().await.unwrap().contains("unknown purpose 'spam'"));
+    assert!(r.text().await.unwrap().contains("purposes[0] is an unknown purpose"));
     let r = post(r#"{"channel":"whatsapp","address":"+4915123456789","locale":"fr"}"#).await.unwrap();
     assert_eq!(r.status(), 422);
     let r = post(r#"{"channel":"messenger","address":"7100000000000001"}"#).await.unwrap();

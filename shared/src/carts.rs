@@ -274,7 +274,17 @@ pub async fn track_checkout(
         completed: snap.completed_at.is_some(),
         reminded_at: None,
     };
-    app.store.put_checkout(snap.platform.as_str(), &snap.shop, &rec).await?;
+    // The checkout's `gsi1` slot is the reminder index, so the contact's partition points to it
+    // (an erase must find the address, items and recovery link without a scan). Shop path only,
+    // concurrently: no extra round trip, no write on the inbound-message path.
+    let pk = crate::store::carts::checkout_pk(snap.platform.as_str(), &snap.shop, snap.checkout_id);
+    let ttl = rec.updated_at + crate::store::carts::CHECKOUT_TTL_SECS + 86_400;
+    let (put, reference) = futures::join!(
+        app.store.put_checkout(snap.platform.as_str(), &snap.shop, &rec),
+        app.store.put_ref(&rec.contact, &pk, "CHK", ttl)
+    );
+    put?;
+    reference?;
     count(if rec.completed { "ShopCheckoutsCompleted" } else { "ShopCheckoutsOpen" }, 1);
     Ok(None)
 }

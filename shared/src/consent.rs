@@ -37,6 +37,7 @@ pub fn audit_events(
             source: ctx.source.to_string(),
             detail: ctx.detail.clone(),
             message_id: ctx.message_id.clone(),
+            message_id_hash: None,
             words: ctx.words.clone(),
             ip_hash: ctx.ip_hash.clone(),
             policy_version: policy_version.to_string(),

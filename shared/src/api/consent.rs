@@ -31,14 +31,15 @@ struct OptInRequest {
     account: Option<String>,
 }
 
-/// Parses a contact from a path: WhatsApp numbers may be written in any common format.
-pub fn parse_contact(app: &App, channel: &str, address: &str) -> Result<ContactId, ApiError> {
+/// Parses the contact a person typed into a form: a WhatsApp number in any common format, a
+/// national one read in `DEFAULT_PHONE_REGION` (paths use [`super::path_contact`] instead).
+fn typed_contact(app: &App, channel: &str, address: &str) -> Result<ContactId, ApiError> {
     let channel: Channel =
-        channel.parse().map_err(|e: crate::domain::IdError| ApiError::Unprocessable(e.to_string()))?;
+        channel.parse().map_err(|e: crate::domain::IdError| ApiError::Unprocessable(format!("channel: {e}")))?;
     let address = match channel {
         Channel::WhatsApp => {
             let phone = normalize_phone(address, &app.consent.default_phone_region)
-                .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+                .map_err(|e| ApiError::Unprocessable(format!("address {e}")))?;
             Address::parse(phone.digits()).map_err(|e| ApiError::Unprocessable(e.to_string()))?
         }
         _ => Address::parse(address).map_err(|e| ApiError::Unprocessable(e.to_string()))?,
@@ -52,9 +53,11 @@ fn parse_purposes(raw: Option<Vec<String>>) -> Result<Vec<ConsentPurpose>, ApiEr
         return Err(ApiError::Unprocessable("purposes must name at least one of order_updates, marketing".into()));
     }
     let mut out = Vec::new();
-    for p in raw {
-        let purpose: ConsentPurpose = serde_json::from_value(serde_json::Value::String(p.clone())).map_err(|_| {
-            ApiError::Unprocessable(format!("unknown purpose '{p}' (expected order_updates or marketing)"))
+    for (i, p) in raw.into_iter().enumerate() {
+        let purpose: ConsentPurpose = serde_json::from_value(serde_json::Value::String(p)).map_err(|_| {
+            ApiError::Unprocessable(format!(
+                "purposes[{i}] is an unknown purpose (expected order_updates or marketing)"
+            ))
         })?;
         if !out.contains(&purpose) {
             out.push(purpose);
@@ -72,12 +75,12 @@ fn client_ip(req: &Request<Bytes>) -> Option<String> {
 /// Always answers 202 `{"state":"pending"}` for a valid request, so the endpoint tells nobody
 /// whether a number was known or already subscribed.
 pub async fn opt_in(app: &App, req: &Request<Bytes>) -> Result<Response<String>, ApiError> {
-    let body: OptInRequest = serde_json::from_slice(req.body()).map_err(|e| {
+    let body: OptInRequest = crate::privacy::from_json_slice(req.body()).map_err(|e| {
         ApiError::BadRequest(format!(
             "expected JSON {{\"channel\",\"address\",\"source\",\"locale\",\"purposes\"}}: {e}"
         ))
     })?;
-    let contact = parse_contact(app, &body.channel, &body.address)?;
+    let contact = typed_contact(app, &body.channel, &body.address)?;
     if contact.channel != Channel::WhatsApp {
         return Err(ApiError::Unprocessable(format!(
             "web opt-in is only possible on whatsapp: {} ids are only known once the person writes (they can send START)",
@@ -89,13 +92,13 @@ pub async fn opt_in(app: &App, req: &Request<Bytes>) -> Result<Response<String>,
         Some(id) => app
             .accounts
             .get(Channel::WhatsApp, id)
-            .ok_or_else(|| ApiError::Unprocessable(format!("'{id}' is not a WhatsApp number of this deployment")))?,
+            .ok_or_else(|| ApiError::Unprocessable("account is not a WhatsApp number of this deployment".into()))?,
         None => app.sending_account()?,
     };
     let locale = match body.locale.as_deref().map(str::trim) {
         None | Some("") => account.locale.clone(),
         Some(l) if matches!(l.to_ascii_lowercase().as_str(), "de" | "en") => l.to_ascii_lowercase(),
-        Some(l) => return Err(ApiError::Unprocessable(format!("unsupported locale '{l}' (expected de or en)"))),
+        Some(_) => return Err(ApiError::Unprocessable("locale is not supported (expected de or en)".into())),
     };
     let source = body.source.unwrap_or_else(|| "web".into());
     if source.chars().count() > MAX_SOURCE_CHARS {
@@ -188,7 +191,7 @@ pub async fn route(app: &App, req: &Request<Bytes>, path: &str) -> Option<Result
             Method::GET => {
                 async {
                     app.check_admin(req)?;
-                    status(app, &parse_contact(app, channel, address)?).await
+                    status(app, &super::path_contact(channel, address)?).await
                 }
                 .await
             }
@@ -198,7 +201,7 @@ pub async fn route(app: &App, req: &Request<Bytes>, path: &str) -> Option<Result
             Method::DELETE => {
                 async {
                     app.check_admin(req)?;
-                    let contact = parse_contact(app, channel, address)?;
+                    let contact = super::path_contact(channel, address)?;
                     erase(app, &contact).await
                 }
                 .await
@@ -209,7 +212,7 @@ pub async fn route(app: &App, req: &Request<Bytes>, path: &str) -> Option<Result
             Method::GET => {
                 async {
                     app.check_admin(req)?;
-                    let contact = parse_contact(app, channel, address)?;
+                    let contact = super::path_contact(channel, address)?;
                     let export = app.store.export_contact(&contact).await?;
                     Ok(json_response(StatusCode::OK, &serde_json::to_value(export).unwrap_or_default()))
                 }
@@ -232,8 +235,7 @@ pub async fn erase(app: &App, contact: &ContactId) -> Result<Response<String>, A
 /// Erases a person (admin API or the shop's redact request).
 pub async fn erase_contact(app: &App, contact: &ContactId) -> Result<crate::store::erase::EraseReport, ApiError> {
     let key = app.consent.require_pseudonym_key().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let pseudonym = crate::privacy::contact_pseudonym(key, contact);
-    let report = app.store.erase_contact(contact, &pseudonym).await?;
+    let report = app.store.erase_contact(contact, key).await?;
     crate::observability::count("ContactsErased", 1);
     tracing::info!(contact = %contact.redacted(), deleted = report.deleted, kept = report.consent_events_pseudonymised, "contact erased");
     Ok(report)

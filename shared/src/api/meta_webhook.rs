@@ -15,8 +15,8 @@ use crate::domain::consent::{
 use crate::domain::conversation::{self, ContactView};
 use crate::domain::flows::FlowSet;
 use crate::domain::{
-    Address, Channel, ContactId, InboundContent, InboundEvent, InboundMessage, OutboundBody, OutboundId, Purpose,
-    StatusUpdate, TemplateRef,
+    Channel, ContactId, InboundContent, InboundEvent, InboundMessage, OutboundBody, OutboundId, Purpose, StatusUpdate,
+    TemplateRef,
 };
 use crate::observability::count;
 use crate::queue::Envelope;
@@ -518,9 +518,8 @@ pub async fn release_to_bot(app: &App, req: &Request<Bytes>, path: &str) -> Resu
     let [_, channel, address, _] = parts.as_slice() else {
         return Err(ApiError::NotFound);
     };
-    let channel: Channel = channel.parse().map_err(|e: crate::domain::IdError| ApiError::BadRequest(e.to_string()))?;
-    let address = Address::parse(*address).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let contact = ContactId::new(channel, address);
+    let contact = super::path_contact(channel, address)?;
+    let channel = contact.channel;
     let Some(record) = app.store.get_contact(&contact).await? else {
         return Err(ApiError::NotFound);
     };

@@ -116,6 +116,13 @@ impl App {
     }
 }
 
+/// The contact a route's path names (`/consent/{channel}/{address}`, `/contacts/{channel}/{address}/…`):
+/// every path route parses it here, so a WhatsApp number means the same everywhere (international
+/// E.164 digits, see [`ContactId::from_path`]). Unknown channel or bad address → 422 saying which rule.
+pub fn path_contact(channel: &str, address: &str) -> Result<crate::domain::ContactId, ApiError> {
+    crate::domain::ContactId::from_path(channel, address).map_err(|e| ApiError::Unprocessable(e.to_string()))
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     // Comparing digests keeps the time independent of where (or whether) the inputs differ.

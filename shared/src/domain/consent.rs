@@ -7,9 +7,11 @@
 //!
 //! Rules (each is enforced in [`apply`] and covered by the tests below):
 //! - A purpose is confirmed only through a double opt-in: a [`ConsentEvent::RequestOptIn`] makes
-//!   it pending, and a [`ConsentEvent::Confirm`] within [`ConsentPolicy::confirm_validity_secs`]
-//!   confirms it. A shop's own double opt-in ([`ConsentEvent::ShopConfirmed`]) is the only
-//!   other way in, and it never overrides `revoked`.
+//!   it pending, and a [`ConsentEvent::Confirm`] confirms it only when its timestamp is at or
+//!   after the request's and at most [`ConsentPolicy::confirm_validity_secs`] later. A YES
+//!   written before the request (a late or re-delivered message) cannot be an answer to it.
+//!   A shop's own double opt-in ([`ConsentEvent::ShopConfirmed`]) is the only other way in, and
+//!   it never overrides `revoked`.
 //! - STOP revokes every purpose at once and is acknowledged once.
 //! - A revoked contact comes back only through a fresh request and confirmation.
 use super::flows::normalize;
@@ -228,9 +230,11 @@ pub struct ConsentDecision {
 ///   the contact's last question went out more than `resend_after_secs` ago or never (web and
 ///   shop requests must not turn into repeated messages). Every requested purpose already
 ///   confirmed → `AlreadyConfirmed`. An empty list changes nothing.
-/// - `Confirm`: every valid pending purpose is confirmed (`Welcome`). Expired pending purposes
-///   fall back to none; if nothing was confirmed that answers `Expired`. Nothing pending → no
-///   change and no reply, so the conversation can answer the word.
+/// - `Confirm` at `now`: every pending purpose with `requested_at <= now <= requested_at +
+///   confirm_validity_secs` is confirmed (`Welcome`). Expired pending purposes fall back to none;
+///   if nothing was confirmed that answers `Expired`. A purpose requested after `now` stays
+///   pending, untouched. Nothing confirmable → no change beyond expiry and no reply, so the
+///   conversation can answer the word.
 /// - `Decline`: pending → none (`Declined`); otherwise no change and no reply.
 /// - `Stop`: every purpose → revoked, also from none. `StopAck` only if something changed,
 ///   so a second STOP is not answered again.
@@ -336,6 +340,8 @@ impl Step<'_> {
             if self.expired(p) {
                 self.set(p, ConsentState::None);
                 expired = true;
+            } else if self.consent.get(p).requested_at.is_some_and(|t| self.now < t) {
+                // Written before the question went out: not an answer to it.
             } else {
                 self.set(p, ConsentState::Confirmed);
                 confirmed = true;
@@ -516,6 +522,27 @@ mod tests {
         assert_eq!(d.reply, Some(ConsentReply::Question));
         let d = run(&d.consent, ConsentEvent::Confirm, T0 + 50 * H);
         assert_eq!(states(&d.consent), (S::Confirmed, S::Confirmed));
+    }
+
+    #[test]
+    fn a_yes_written_before_the_request_does_not_confirm_it() {
+        // One second before the request: nothing changes, nothing is said.
+        let c = pending_both();
+        let d = run(&c, ConsentEvent::Confirm, T0 - 1);
+        assert_eq!((&d.consent, &d.transitions, d.reply), (&c, &vec![], None));
+        // Long before (a re-delivered old message): the same.
+        let d = run(&c, ConsentEvent::Confirm, T0 - 30 * 24 * H);
+        assert_eq!((&d.consent, d.reply), (&c, None));
+        // Exactly at the request's second it counts (chat START and JA in the same second).
+        let d = run(&c, ConsentEvent::Confirm, T0);
+        assert_eq!((states(&d.consent), d.reply), ((S::Confirmed, S::Confirmed), Some(ConsentReply::Welcome)));
+        // A purpose asked for after the YES stays pending while the earlier one is confirmed.
+        let c = run(&Consent::default(), request(&[OrderUpdates], Via::Web), T0).consent;
+        let c = run(&c, request(&[Marketing], Via::Web), T0 + 2 * H).consent;
+        let d = run(&c, ConsentEvent::Confirm, T0 + H);
+        assert_eq!(states(&d.consent), (S::Confirmed, S::Pending));
+        assert_eq!(d.consent.marketing.requested_at, Some(T0 + 2 * H));
+        assert_eq!(d.transitions, vec![Transition { purpose: OrderUpdates, from: S::Pending, to: S::Confirmed }]);
     }
 
     #[test]
@@ -851,7 +878,7 @@ mod tests {
                             ConsentEvent::Confirm => {
                                 prop_assert_eq!(t.from, S::Pending);
                                 let start = before.get(t.purpose).requested_at.unwrap();
-                                prop_assert!(now - start <= pol.confirm_validity_secs);
+                                prop_assert!(start <= now && now - start <= pol.confirm_validity_secs);
                                 // The request that opened it is in the history, with nothing
                                 // ending the pending after it.
                                 let opened = history.iter().rposition(|(h, at)| covers(h, t.purpose)
@@ -905,6 +932,66 @@ mod tests {
                 prop_assert_eq!(d.consent.overall(), want);
 
                 history.push((e, now));
+                c = d.consent;
+            }
+        }
+
+        // (7) a confirmation counts exactly when requested_at <= its time <= requested_at + validity,
+        // whatever the offset (before, at, after the request; at, around and past expiry).
+        #[test]
+        fn confirmation_counts_only_between_request_and_expiry(
+            purposes in prop::collection::vec(prop_oneof![Just(OrderUpdates), Just(Marketing)], 1..3),
+            via in prop_oneof![Just(Via::Chat), Just(Via::Web), Just(Via::Shop)],
+            offset in prop_oneof![
+                -3 * 24 * H..3 * 24 * H,
+                -2i64..=2,
+                48 * H - 2..=48 * H + 2,
+            ],
+        ) {
+            let pol = policy();
+            let c = apply(&Consent::default(), &ConsentEvent::RequestOptIn { purposes: purposes.clone(), via }, T0, &pol).consent;
+            let d = apply(&c, &ConsentEvent::Confirm, T0 + offset, &pol);
+            let counts = (0..=pol.confirm_validity_secs).contains(&offset);
+            for p in ConsentPurpose::ALL {
+                let want = if !purposes.contains(&p) {
+                    S::None
+                } else if counts {
+                    S::Confirmed
+                } else if offset < 0 {
+                    S::Pending
+                } else {
+                    S::None
+                };
+                prop_assert_eq!(d.consent.get(p).state, want, "offset {}", offset);
+            }
+            let reply = if counts { Some(ConsentReply::Welcome) } else if offset < 0 { None } else { Some(ConsentReply::Expired) };
+            prop_assert_eq!(d.reply, reply);
+            if offset < 0 {
+                // Untouched: the request can still be answered later.
+                prop_assert_eq!(&d.consent, &c);
+                let later = apply(&d.consent, &ConsentEvent::Confirm, T0, &pol);
+                prop_assert_eq!(later.reply, Some(ConsentReply::Welcome));
+            }
+        }
+
+        // (8) with events arriving out of order (timestamps jumping back), a purpose is still
+        // confirmed only by a YES at or after its request and within the validity.
+        #[test]
+        fn out_of_order_confirmations_never_precede_their_request(
+            steps in prop::collection::vec((event(), -2 * 24 * H..2 * 24 * H), 0..40),
+        ) {
+            let pol = policy();
+            let mut c = Consent::default();
+            for (e, at) in steps {
+                let now = T0 + at;
+                let d = apply(&c, &e, now, &pol);
+                for t in &d.transitions {
+                    if t.to == S::Confirmed && e == ConsentEvent::Confirm {
+                        let start = c.get(t.purpose).requested_at.unwrap();
+                        prop_assert!(start <= now, "confirmed at {} by a YES before the request at {}", now, start);
+                        prop_assert!(now - start <= pol.confirm_validity_secs);
+                    }
+                }
                 c = d.consent;
             }
         }

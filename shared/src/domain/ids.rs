@@ -32,8 +32,15 @@ impl fmt::Display for Channel {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    #[error("unknown channel '{0}' (expected whatsapp, messenger or instagram)")]
+    /// The rejected value is kept for the caller's own use but never shown: it may be anything
+    /// a person typed (errors never echo input values).
+    #[error("unknown channel (expected whatsapp, messenger or instagram)")]
     UnknownChannel(String),
+    #[error(
+        "a whatsapp address is the number in international form: country code first, digits only, \
+         an optional leading + (E.164, e.g. 64211234567); national numbers are not accepted here"
+    )]
+    NotInternational,
     #[error("empty {0}")]
     Empty(&'static str),
     #[error("{what} is too long ({len} > {max} characters)")]
@@ -188,6 +195,27 @@ impl ContactId {
     }
 }
 
+impl ContactId {
+    /// A contact named in an API path (CONTRACT.md "Channel addresses"); the one parser every
+    /// path route uses. A WhatsApp number is E.164 digits (a leading `+`, also URL-encoded, is
+    /// accepted) and always read as international: `64215745482` is a New Zealand number,
+    /// never a national number of `DEFAULT_PHONE_REGION`. A WhatsApp address with letters is a
+    /// business-scoped user id and taken as given; Messenger/Instagram ids always are.
+    pub fn from_path(channel: &str, address: &str) -> Result<Self, IdError> {
+        let channel: Channel = channel.parse()?;
+        let trimmed = address.trim();
+        let raw = ["%2B", "%2b", "+"].iter().find_map(|p| trimmed.strip_prefix(p)).unwrap_or(trimmed);
+        let address = match channel {
+            Channel::WhatsApp if raw.bytes().all(|b| b.is_ascii_digit()) => {
+                let phone = E164Phone::from_digits(raw).ok_or(IdError::NotInternational)?;
+                Address::parse(phone.digits())?
+            }
+            _ => Address::parse(raw)?,
+        };
+        Ok(Self::new(channel, address))
+    }
+}
+
 impl fmt::Display for ContactId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.channel, self.address)
@@ -247,6 +275,50 @@ mod tests {
         assert!(Address::parse("a#b").is_err());
         assert!(Address::parse("x".repeat(129)).is_err());
         assert_eq!(Address::parse("4915123456789").unwrap().redacted(), "***6789");
+    }
+
+    #[test]
+    fn path_addresses_are_international_whatever_the_country() {
+        for (given, want) in [
+            ("4915123456789", "4915123456789"),
+            ("+4915123456789", "4915123456789"),
+            ("%2B4915123456789", "4915123456789"),
+            ("64215745482", "64215745482"),
+            ("+14155550123", "14155550123"),
+            ("447700900123", "447700900123"),
+            ("5511987654321", "5511987654321"),
+            ("919876543210", "919876543210"),
+        ] {
+            let c = ContactId::from_path("whatsapp", given).unwrap();
+            assert_eq!((c.channel, c.address.as_str()), (Channel::WhatsApp, want), "{given}");
+        }
+        // National forms are refused with a clear rule, not guessed.
+        for national in ["015123456789", "0215745482", "1234567", "+0151", "1234567890123456"] {
+            assert_eq!(ContactId::from_path("whatsapp", national), Err(IdError::NotInternational), "{national}");
+        }
+        assert!(matches!(ContactId::from_path("whatsapp", "0151 2345"), Err(IdError::BadCharacters { .. })));
+        // Business-scoped user ids and page-scoped ids pass as given.
+        assert_eq!(
+            ContactId::from_path("whatsapp", "US.13491208655302741918").unwrap().address.as_str(),
+            "US.13491208655302741918"
+        );
+        assert_eq!(ContactId::from_path("messenger", "7100000000000001").unwrap().address.as_str(), "7100000000000001");
+        assert!(matches!(ContactId::from_path("sms", "4915123456789"), Err(IdError::UnknownChannel(_))));
+    }
+
+    #[test]
+    fn id_errors_never_echo_the_value() {
+        let secret = "4915123456789";
+        for e in [
+            ContactId::from_path(secret, "1").unwrap_err(),
+            ContactId::from_path("whatsapp", "0151234567").unwrap_err(),
+            ContactId::from_path("whatsapp", "0151 234567#").unwrap_err(),
+            Address::parse(format!("{secret}#x")).unwrap_err(),
+            Address::parse(secret.repeat(20)).unwrap_err(),
+        ] {
+            let text = e.to_string();
+            assert!(!text.contains("151234") && !text.contains("0151"), "{text}");
+        }
     }
 
     #[test]

@@ -8,11 +8,12 @@ pub struct Currency([u8; 3]);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
-    #[error("'{0}' is not an ISO 4217 currency code")]
+    // The rejected text is kept for callers but never shown: errors do not echo input values.
+    #[error("is not an ISO 4217 currency code (three letters such as EUR)")]
     BadCurrency(String),
-    #[error("'{0}' is not an amount")]
+    #[error("is not an amount (expected a decimal such as 19.90)")]
     BadAmount(String),
-    #[error("amount '{0}' has more decimals than {1} allows")]
+    #[error("amount has more decimals than {1} allows")]
     TooPrecise(String, Currency),
     #[error("amount is out of range")]
     Overflow,

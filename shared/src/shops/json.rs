@@ -23,12 +23,14 @@ pub(super) fn text(v: Option<&Value>) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+const NOT_AN_ID: &str = "is not an id (expected an unsigned integer or a string of digits)";
+
 /// An id: a JSON integer read as `u64` directly (never via `f64`) or a numeric string.
 pub(super) fn opt_id(v: Option<&Value>, field: &'static str) -> Result<Option<u64>, ShopParseError> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| invalid(field, format!("{n} is not an id"))),
-        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| invalid(field, format!("{s:?} is not an id"))),
+        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| invalid(field, NOT_AN_ID)),
+        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| invalid(field, NOT_AN_ID)),
         Some(_) => Err(invalid(field, "not a number or string")),
     }
 }

@@ -396,7 +396,8 @@ fn order_ref(shop_domain: &str, order_id: u64) -> OrderRef {
 // ---- JSON helpers (the shared ones are in `super::json`) ----------------------------------------
 
 fn parse_object(body: &[u8]) -> Result<Value, ShopParseError> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| ShopParseError::NotJson(e.to_string()))?;
+    let root: Value =
+        serde_json::from_slice(body).map_err(|e| ShopParseError::NotJson(crate::privacy::describe_json_error(&e)))?;
     if root.is_object() {
         Ok(root)
     } else {

@@ -74,7 +74,7 @@ pub fn parse_webhook_with_currency(
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ShopParseError> {
-    serde_json::from_slice(body).map_err(|e| ShopParseError::NotJson(e.to_string()))
+    serde_json::from_slice(body).map_err(|e| ShopParseError::NotJson(crate::privacy::describe_json_error(&e)))
 }
 
 /// Maps one REST v3 product (webhook body or an element of `GET /wp-json/wc/v3/products`).
@@ -274,7 +274,7 @@ fn naive_utc(v: Option<&Value>) -> Option<i64> {
 
 /// A REST list; WordPress reports failures as `{"code": …, "message": …}`.
 fn parse_array(body: &[u8]) -> Result<Vec<Value>, ShopParseError> {
-    match serde_json::from_slice(body).map_err(|e| ShopParseError::NotJson(e.to_string()))? {
+    match serde_json::from_slice(body).map_err(|e| ShopParseError::NotJson(crate::privacy::describe_json_error(&e)))? {
         Value::Array(items) => Ok(items),
         Value::Object(o) if o.contains_key("code") => {
             let code = o.get("code").and_then(Value::as_str).unwrap_or_default();

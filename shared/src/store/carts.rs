@@ -251,6 +251,9 @@ pub struct CheckoutRecord {
     pub reminded_at: Option<i64>,
 }
 
+/// Checkouts are forgotten 30 days after their last update.
+pub const CHECKOUT_TTL_SECS: i64 = 30 * 86_400;
+
 pub fn checkout_pk(platform: &str, shop: &str, checkout_id: u64) -> String {
     format!("CHK#{platform}#{shop}#{checkout_id}")
 }
@@ -273,7 +276,7 @@ impl Store {
             .key("sk", s("CHK"))
             .expression_attribute_values(":rec", av)
             .expression_attribute_values(":updated", n(rec.updated_at))
-            .expression_attribute_values(":ttl", n(rec.updated_at + 30 * 86_400));
+            .expression_attribute_values(":ttl", n(rec.updated_at + CHECKOUT_TTL_SECS));
         let closing = rec.completed || rec.reminded_at.is_some();
         let set = "SET rec = :rec, updated_at = :updated, #ttl = :ttl, completed = :completed, reminded = :reminded";
         req = if due {

@@ -27,6 +27,9 @@ pub struct ConsentAuditEvent {
     /// The inbound message that carried the words (chat).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// Keyed hash of `message_id`, in place of it once the contact is erased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id_hash: Option<String>,
     /// The exact words or button payload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub words: Option<String>,

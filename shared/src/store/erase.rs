@@ -40,21 +40,65 @@ fn to_json(mut item: Item) -> serde_json::Value {
     v
 }
 
+/// The key of the item a `REF#` item points to.
+fn ref_target(item: &Item) -> Option<Item> {
+    if !sk_of(item).starts_with(keys::REF_PREFIX) {
+        return None;
+    }
+    let pk = item.get("ref_pk")?.clone();
+    let sk = item.get("ref_sk")?.clone();
+    Some(Item::from([("pk".to_string(), pk), ("sk".to_string(), sk)]))
+}
+
+fn key_of(item: &Item) -> Item {
+    ["pk", "sk"].iter().filter_map(|k| Some((k.to_string(), item.get(*k)?.clone()))).collect()
+}
+
 impl Store {
-    async fn contact_items(&self, contact: &ContactId) -> Result<(Vec<Item>, Vec<Item>), StoreError> {
+    /// Everything of a contact without a scan: their partition (profile, consent events, cart,
+    /// references), what `gsi1` lists under them (message records, order state, cart owners),
+    /// and the keys their `REF#` items point to (checkouts).
+    async fn contact_items(&self, contact: &ContactId) -> Result<(Vec<Item>, Vec<Item>, Vec<Item>), StoreError> {
         let pk = keys::contact_pk(contact);
         let partition = self.query_partition(&pk, None, true);
         let messages = super::query_gsi(self, &pk, None);
         let (partition, messages) = futures::join!(partition, messages);
-        Ok((partition?, messages?))
+        let partition = partition?;
+        let referenced = partition.iter().filter_map(ref_target).collect();
+        Ok((partition, messages?, referenced))
+    }
+
+    /// Points from the contact's partition to an item of theirs stored elsewhere (see
+    /// [`keys::ref_sk`]); it expires with the item (`ttl`).
+    pub(crate) async fn put_ref(
+        &self,
+        contact: &ContactId,
+        target_pk: &str,
+        target_sk: &str,
+        ttl: i64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(keys::contact_pk(contact)))
+            .item("sk", s(keys::ref_sk(target_pk)))
+            .item("ref_pk", s(target_pk))
+            .item("ref_sk", s(target_sk))
+            .item("ttl", AttributeValue::N(ttl.to_string()))
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(())
     }
 
     pub async fn export_contact(&self, contact: &ContactId) -> Result<ContactExport, StoreError> {
-        let (partition, messages) = self.contact_items(contact).await?;
+        let (partition, messages, referenced) = self.contact_items(contact).await?;
         let mut export = ContactExport::default();
         for item in partition {
             let sk = sk_of(&item).to_string();
-            if sk == keys::PROFILE {
+            if sk.starts_with(keys::REF_PREFIX) {
+                continue;
+            } else if sk == keys::PROFILE {
                 export.profile = Some(to_json(item));
             } else if sk.starts_with("EV#") {
                 export.consent_events.push(
@@ -66,21 +110,36 @@ impl Store {
         }
         export.consent_events.reverse();
         export.messages = messages.into_iter().map(to_json).collect();
+        let fetched =
+            futures::future::join_all(referenced.into_iter().map(|key| {
+                self.client.get_item().table_name(&self.table).set_key(Some(key)).consistent_read(true).send()
+            }))
+            .await;
+        for out in fetched {
+            if let Some(item) = out.map_err(StoreError::sdk)?.item {
+                export.other.push(to_json(item));
+            }
+        }
         Ok(export)
     }
 
-    /// Deletes the contact's profile, messages and other items; consent events are kept only
-    /// as pseudonymised copies (no address) under `pseudonym`. Idempotent.
-    pub async fn erase_contact(&self, contact: &ContactId, pseudonym: &str) -> Result<EraseReport, StoreError> {
-        let (partition, messages) = self.contact_items(contact).await?;
+    /// Deletes the contact's profile, messages, cart, order state, checkouts and every other item
+    /// that names them; consent events are kept only as pseudonymised copies (no address, the
+    /// message id as a keyed hash) under the contact's pseudonym. Idempotent; never scans.
+    pub async fn erase_contact(&self, contact: &ContactId, pseudonym_key: &str) -> Result<EraseReport, StoreError> {
+        let pseudonym = crate::privacy::contact_pseudonym(pseudonym_key, contact);
+        let (partition, messages, referenced) = self.contact_items(contact).await?;
         let mut writes = Vec::new();
         let mut report = EraseReport::default();
         for item in &partition {
             let sk = sk_of(item);
             if sk.starts_with("EV#") {
                 let mut copy = item.clone();
-                copy.insert("pk".into(), s(keys::pseudonym_pk(pseudonym)));
+                copy.insert("pk".into(), s(keys::pseudonym_pk(&pseudonym)));
                 copy.remove("address");
+                if let Some(id) = copy.remove("message_id").and_then(|v| v.as_s().ok().cloned()) {
+                    copy.insert("message_id_hash".into(), s(crate::privacy::message_pseudonym(pseudonym_key, &id)));
+                }
                 writes.push(
                     WriteRequest::builder()
                         .put_request(
@@ -96,12 +155,12 @@ impl Store {
         }
         // Copies first: if the erase stops half-way, the proof is never the part that is lost.
         self.batch_write(writes).await?;
-        let deletes = partition
-            .iter()
-            .chain(messages.iter())
-            .map(|item| {
-                let key: Item =
-                    ["pk", "sk"].iter().filter_map(|k| Some((k.to_string(), item.get(*k)?.clone()))).collect();
+        // Referenced items first, their references last: a stopped erase can be run again.
+        let deletes = referenced
+            .into_iter()
+            .chain(messages.iter().map(key_of))
+            .chain(partition.iter().map(key_of))
+            .map(|key| {
                 DeleteRequest::builder()
                     .set_key(Some(key))
                     .build()

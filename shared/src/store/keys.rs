@@ -9,9 +9,22 @@ pub fn contact_pk(c: &ContactId) -> String {
     format!("C#{}", c.key())
 }
 
+/// An inbound claim is keyed by a hash of the message id: a WhatsApp `wamid` encodes the
+/// sender's number, and the claim must keep deduplicating after that person is erased (so a
+/// late re-delivery does not bring them back) without naming them.
 pub fn inbound_pk(channel: Channel, id: &InboundMessageId) -> String {
-    format!("IN#{channel}#{id}")
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(id.as_str().as_bytes());
+    format!("IN#{channel}#{}", &hex::encode(digest)[..40])
 }
+
+/// A reference from a contact's partition to an item of theirs that lives elsewhere and cannot
+/// be listed in `gsi1` (its `gsi1` slot is taken, e.g. a checkout in the reminder index).
+/// Erase and export follow it; the referenced key is in `ref_pk` / `ref_sk`.
+pub fn ref_sk(target_pk: &str) -> String {
+    format!("REF#{target_pk}")
+}
+pub const REF_PREFIX: &str = "REF#";
 
 pub fn outbound_pk(id: &OutboundId) -> String {
     format!("OUT#{id}")

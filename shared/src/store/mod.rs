@@ -5,7 +5,7 @@
 //! | item | pk | sk | notes |
 //! |---|---|---|---|
 //! | contact profile | `C#{channel}#{address}` | `PROFILE` | last inbound time, name, phone, locale, handover |
-//! | inbound claim (dedupe) | `IN#{channel}#{message id}` | `IN` | `ttl` ≥ 7 days; `claimed` with a lease, then `done` |
+//! | inbound claim (dedupe) | `IN#{channel}#{sha256 of the message id}` | `IN` | `ttl` ≥ 7 days; `claimed` with a lease, then `done` |
 //! | outbound message | `OUT#{our id}` | `OUT` | status, attempts, envelope; `ttl` 30 days |
 //! | provider message | `PM#{provider id}` | `PM` | our id + envelope, delivery status (only moves forward) |
 //! | consent event | `C#{channel}#{address}` | `EV#{ms}#{seq}#{purpose}` | immutable audit trail, newest first |
@@ -15,9 +15,11 @@
 //! | catalog item | `CAT#{platform}#{shop}` | `SKU#{SKU}` | from product webhooks |
 //! | chat cart | `C#{channel}#{address}` | `CART` | version; in gsi1 `CARTIDLE#{shard}` while a reminder may be due |
 //! | cart owner | `CARTID#{cart id}` | `CARTID` | which contact an order's cart id belongs to |
-//! | erased consent proof | `P#{keyed hash of the contact}` | `EV#…` | the events without the address |
+//! | erased consent proof | `P#{keyed hash of the contact}` | `EV#…` | the events without the address, message id hashed |
+//! | reference | `C#{channel}#{address}` | `REF#{target pk}` | `ref_pk`/`ref_sk`: a contact's item outside `gsi1` (checkouts) |
 //!
-//! GSI `gsi1` (`gsi1pk` = the contact's pk) lists a contact's message records for export/erase.
+//! GSI `gsi1` (`gsi1pk` = the contact's pk) lists a contact's message records, order state and
+//! cart owners for export/erase; `REF#` items reach the rest, so neither ever scans.
 pub mod carts;
 pub mod consent;
 pub mod contacts;

@@ -25,7 +25,8 @@ pub enum InboundParseError {
 
 /// Parses one webhook delivery body (the raw bytes whose signature was verified).
 pub fn parse_delivery(body: &[u8]) -> Result<ParsedDelivery, InboundParseError> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| InboundParseError::NotJson(e.to_string()))?;
+    let root: Value = serde_json::from_slice(body)
+        .map_err(|e| InboundParseError::NotJson(crate::privacy::describe_json_error(&e)))?;
     let object = match root.as_object().and_then(|o| o.get("object")) {
         None | Some(Value::Null) => return Err(InboundParseError::NotAnEnvelope),
         Some(object) => object,
@@ -36,9 +37,23 @@ pub fn parse_delivery(body: &[u8]) -> Result<ParsedDelivery, InboundParseError> 
         Some("page") => for_each_entry(&root, &mut out, |e, out| social_entry(Channel::Messenger, e, out)),
         Some("instagram") => for_each_entry(&root, &mut out, |e, out| social_entry(Channel::Instagram, e, out)),
         // Other Graph subscriptions (`user`, `permissions`, …) may share the callback URL.
-        _ => out.skipped.push(skip("object:unknown", format!("object {object} is not a messaging channel"))),
+        _ => out.skipped.push(skip("object:unknown", format!("object {} is not a messaging channel", token(object)))),
     }
     Ok(out)
+}
+
+/// An unknown protocol value (`"user"`, `"deleted"`) is worth showing in a skip reason; anything
+/// else a body carries there may be personal data and is shown only as its kind.
+fn token_str(v: &str) -> String {
+    if !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        format!("`{v}`")
+    } else {
+        "(an unexpected value)".to_string()
+    }
+}
+
+fn token(v: &Value) -> String {
+    v.as_str().map(token_str).unwrap_or_else(|| format!("(a {})", type_name(v)))
 }
 
 fn skip(what: impl Into<String>, reason: impl Into<String>) -> Skipped {
@@ -79,7 +94,7 @@ fn type_name(v: &Value) -> &'static str {
 fn typed<T: DeserializeOwned>(v: Option<&Value>, what: &str) -> Result<T, String> {
     match v {
         None | Some(Value::Null) => Err(format!("missing `{what}`")),
-        Some(v) => T::deserialize(v).map_err(|e| format!("`{what}`: {e}")),
+        Some(v) => T::deserialize(v).map_err(|e| format!("`{what}`: {}", crate::privacy::describe_json_error(&e))),
     }
 }
 
@@ -236,7 +251,7 @@ fn wa_messages(value: &Value, out: &mut ParsedDelivery) {
     for c in array(value, "contacts", out) {
         match WaContact::deserialize(c) {
             Ok(c) => contacts.push(c),
-            Err(e) => out.skipped.push(skip("contact:malformed", e.to_string())),
+            Err(e) => out.skipped.push(skip("contact:malformed", crate::privacy::describe_json_error(&e))),
         }
     }
     for m in array(value, "messages", out) {
@@ -281,7 +296,8 @@ fn wa_sender_contact<'c>(
 }
 
 fn wa_message(m: &Value, account: &AccountId, contacts: &[WaContact]) -> Result<InboundMessage, Skipped> {
-    let head = WaMessageHead::deserialize(m).map_err(|e| skip("message:malformed", e.to_string()))?;
+    let head = WaMessageHead::deserialize(m)
+        .map_err(|e| skip("message:malformed", crate::privacy::describe_json_error(&e)))?;
     let malformed = |reason: String| skip("message:malformed", format!("{}: {reason}", head.id));
     let id = InboundMessageId::parse(head.id.as_str()).map_err(|e| malformed(e.to_string()))?;
     let from = head.from.as_ref().map(|f| f.0.as_str());
@@ -439,16 +455,16 @@ fn order_price(price: Option<&Value>, currency: Option<&str>) -> Option<Money> {
 }
 
 fn wa_status(s: &Value, account: &AccountId) -> Result<StatusUpdate, Skipped> {
-    let st = WaStatus::deserialize(s).map_err(|e| skip("status:malformed", e.to_string()))?;
+    let st = WaStatus::deserialize(s).map_err(|e| skip("status:malformed", crate::privacy::describe_json_error(&e)))?;
     let provider_id =
-        ProviderMessageId::parse(st.id.as_str()).map_err(|e| skip("status:malformed", format!("{}: {e}", st.id)))?;
+        ProviderMessageId::parse(st.id.as_str()).map_err(|e| skip("status:malformed", format!("status id: {e}")))?;
     let state = match st.status.as_str() {
         "sent" => DeliveryState::Sent,
         "delivered" => DeliveryState::Delivered,
         // `played` is a voice message's read receipt.
         "read" | "played" => DeliveryState::Read,
         "failed" => DeliveryState::Failed,
-        other => return Err(skip("status:unknown_value", format!("{}: status `{other}`", st.id))),
+        other => return Err(skip("status:unknown_value", format!("{}: status {}", st.id, token_str(other)))),
     };
     let errors = st
         .errors
@@ -494,13 +510,13 @@ fn wa_preferences(value: &Value, out: &mut ParsedDelivery) {
 
 fn wa_preference(p: &Value, account: &AccountId) -> Result<PreferenceChange, Skipped> {
     let malformed = |reason: String| skip("preference:malformed", reason);
-    let p = WaPreference::deserialize(p).map_err(|e| malformed(e.to_string()))?;
+    let p = WaPreference::deserialize(p).map_err(|e| malformed(crate::privacy::describe_json_error(&e)))?;
     let address = p.wa_id.or(p.user_id).ok_or_else(|| malformed("no `wa_id` or `user_id`".into()))?;
     let address = Address::parse(address.0).map_err(|e| malformed(e.to_string()))?;
     let stop = match p.value.to_ascii_lowercase().as_str() {
         "stop" => true,
         "resume" => false,
-        _ => return Err(skip("preference:unknown_value", format!("value `{}`", p.value))),
+        other => return Err(skip("preference:unknown_value", format!("value {}", token_str(other)))),
     };
     Ok(PreferenceChange {
         account: account.clone(),

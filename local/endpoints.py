@@ -8,6 +8,10 @@
 2. moto's FIFO send recomputes every queue attribute, message counts included, for each message
    it adds, reading the clock once per queued message for each count: filling a queue with 1000
    messages took ~90 s (SQS itself: well under a second). The counts read the clock once.
+3. moto's ReceiveMessage is not atomic, and a long poll keeps the FIFO groups it saw in flight
+   when it started: two concurrent receivers can each get messages of the same group, so a
+   contact's events could be handled out of order — SQS never lets that happen. Each receive pass
+   runs under a lock; long polls wait between passes, outside it.
 
 Usage: endpoints.py -H 127.0.0.1 -p PORT
 """
@@ -16,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -37,6 +42,24 @@ def _counts(queue):
         else:
             invisible += 1
     return visible, invisible, delayed
+
+
+RECEIVE_LOCK = threading.Lock()
+
+
+def atomic_fifo_receive():
+    original = sqs_models.SQSBackend.receive_message
+
+    def receive_message(self, queue_name, count, wait_seconds_timeout, visibility_timeout, *args, **kwargs):
+        deadline = time.monotonic() + (wait_seconds_timeout or 0)
+        while True:
+            with RECEIVE_LOCK:
+                result = original(self, queue_name, count, 0, visibility_timeout, *args, **kwargs)
+            if result or time.monotonic() >= deadline:
+                return result
+            time.sleep(0.05)
+
+    sqs_models.SQSBackend.receive_message = receive_message
 
 
 def fast_queue_counts():
@@ -62,6 +85,7 @@ class SerialDynamoDB:
 
 def main():
     fast_queue_counts()
+    atomic_fifo_receive()
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, required=True)

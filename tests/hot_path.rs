@@ -100,7 +100,7 @@ async fn one_inbound_message_costs_two_sequential_round_trips() {
         table: res.table("Table").unwrap().into(),
         outbound_queue_url: res.queue("OutboundQueue").unwrap().into(),
         outbound_dlq_url: None,
-        inbound_queue_url: None,
+        inbound_queue_url: res.queue("InboundQueue").map(str::to_string),
         inbound_dlq_url: None,
     };
     let app = parley::api::App::new(ddb, sqs, aws, parley::config::MetaSettings::from_env().unwrap()).unwrap();
@@ -145,6 +145,132 @@ async fn one_inbound_message_costs_two_sequential_round_trips() {
     assert_eq!(sequential_depth(&calls), 2, "{ops:?}");
 }
 
+/// The most calls in flight at the same moment.
+fn peak_in_flight(calls: &[Call]) -> usize {
+    let mut edges: Vec<(Instant, i32)> = Vec::new();
+    for c in calls {
+        edges.push((c.start, 1));
+        edges.push((c.end.unwrap_or(c.start), -1));
+    }
+    // Ends before starts at the same instant: touching calls do not overlap.
+    edges.sort_by_key(|&(t, d)| (t, d));
+    let (mut now, mut peak) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        peak = peak.max(now);
+    }
+    peak as usize
+}
+
+/// A test App whose AWS calls are recorded, with `tune` applied to its settings.
+async fn recorded_app(tune: impl FnOnce(&mut parley::config::LoopSettings)) -> (parley::api::App, Recorder) {
+    init_env();
+    let recorder = Recorder::default();
+    let conf = aws_config::load_from_env().await;
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&conf).interceptor(recorder.clone()).build(),
+    );
+    let sqs =
+        aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(&conf).interceptor(recorder.clone()).build());
+    let prefix = format!("hp{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let res = parley_local::provision::provision(template.as_ref(), &prefix, &ddb, &sqs).await.unwrap();
+    let aws = parley::config::AwsSettings {
+        table: res.table("Table").unwrap().into(),
+        outbound_queue_url: res.queue("OutboundQueue").unwrap().into(),
+        outbound_dlq_url: None,
+        inbound_queue_url: res.queue("InboundQueue").map(str::to_string),
+        inbound_dlq_url: None,
+    };
+    let mut app = parley::api::App::new(ddb, sqs, aws, parley::config::MetaSettings::from_env().unwrap()).unwrap();
+    tune(&mut app.settings);
+    recorder.take();
+    (app, recorder)
+}
+
+async fn post(app: &parley::api::App, body: String) -> u16 {
+    let req = http::Request::post("/webhooks/meta")
+        .header("x-hub-signature-256", sign(Encoding::PrefixedHex, APP_SECRET, body.as_bytes()))
+        .body(bytes::Bytes::from(body))
+        .unwrap();
+    parley::api::channel_webhook(app, req).await.status().as_u16()
+}
+
+/// One WhatsApp delivery with `n` text messages from `n` different contacts.
+fn many(n: usize, text: &str) -> String {
+    let t = now();
+    let msgs: Vec<serde_json::Value> = (0..n)
+        .map(|_| {
+            serde_json::json!({"from": customer(), "id": wamid(), "timestamp": t.to_string(),
+                               "type": "text", "text": {"body": text}})
+        })
+        .collect();
+    serde_json::json!({"object": "whatsapp_business_account", "entry": [{"id": "900000000000001",
+        "changes": [{"field": "messages", "value": {"messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550000001", "phone_number_id": WA_PHONE_NUMBER_ID},
+        "messages": msgs}}]}]})
+    .to_string()
+}
+
+fn count(calls: &[Call], op: &str) -> usize {
+    calls.iter().filter(|c| c.operation == op).count()
+}
+
+#[tokio::test]
+async fn more_than_ten_replies_still_take_two_round_trips() {
+    let (app, recorder) = recorded_app(|_| {}).await;
+    assert_eq!(post(&app, many(25, "Lieferzeit")).await, 200);
+    let calls = recorder.take();
+    let ops: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
+    // 25 replies to 25 contacts: three batch calls, sent at once instead of one after another.
+    assert_eq!(count(&calls, "SendMessageBatch"), 3, "{ops:?}");
+    assert_eq!(calls.len(), 25 * 2 + 3, "{ops:?}");
+    assert_eq!(sequential_depth(&calls), 2, "{ops:?}");
+}
+
+#[tokio::test]
+async fn dynamodb_concurrency_per_invocation_is_bounded() {
+    let (app, recorder) = recorded_app(|s| s.max_concurrency = 4).await;
+    assert_eq!(post(&app, many(40, "Lieferzeit")).await, 200);
+    let calls = recorder.take();
+    let ddb: Vec<Call> = calls.into_iter().filter(|c| c.operation != "SendMessageBatch").collect();
+    assert_eq!(ddb.len(), 80);
+    assert_eq!(peak_in_flight(&ddb), 4, "at most INBOUND_MAX_CONCURRENCY DynamoDB requests at once");
+
+    let (app, recorder) = recorded_app(|_| {}).await;
+    assert_eq!(post(&app, many(40, "Lieferzeit")).await, 200);
+    let ddb: Vec<Call> = recorder.take().into_iter().filter(|c| c.operation != "SendMessageBatch").collect();
+    let peak = peak_in_flight(&ddb);
+    assert!(peak > 4 && peak <= 32, "default bound 32, and really concurrent: {peak}");
+}
+
+#[tokio::test]
+async fn a_big_delivery_is_one_round_of_concurrent_sqs_calls_and_no_dynamodb() {
+    let (app, recorder) = recorded_app(|_| {}).await;
+    assert_eq!(post(&app, many(60, "Lieferzeit")).await, 200);
+    let calls = recorder.take();
+    let ops: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
+    assert_eq!(ops, vec!["SendMessageBatch"; 6], "60 events, ten to a call");
+    assert_eq!(sequential_depth(&calls), 1, "{ops:?}");
+}
+
+#[tokio::test]
+async fn a_status_update_is_one_round_trip_and_a_cart_command_four() {
+    let (app, recorder) = recorded_app(|_| {}).await;
+    assert_eq!(post(&app, wa_status(&wamid(), &customer(), "delivered", None)).await, 200);
+    let calls = recorder.take();
+    let ops: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
+    assert_eq!(sequential_depth(&calls), 1, "one conditional update of the message record: {ops:?}");
+
+    let to = customer();
+    assert_eq!(post(&app, wa_text(&to, &wamid(), "warenkorb")).await, 200);
+    let calls = recorder.take();
+    let ops: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
+    // claim + touch, read the cart, then the batched send.
+    assert_eq!(sequential_depth(&calls), 3, "{ops:?}");
+    assert_eq!(count(&calls, "SendMessageBatch"), 1, "{ops:?}");
+}
+
 #[test]
 fn depth_counts_only_calls_that_wait_for_each_other() {
     let t = Instant::now();
@@ -154,4 +280,6 @@ fn depth_counts_only_calls_that_wait_for_each_other() {
     assert_eq!(sequential_depth(&[call(0, 10), call(11, 20), call(21, 30)]), 3);
     assert_eq!(sequential_depth(&[call(0, 10), call(5, 15)]), 1);
     assert_eq!(sequential_depth(&[]), 0);
+    assert_eq!(peak_in_flight(&[call(0, 10), call(1, 9), call(11, 20)]), 2);
+    assert_eq!(peak_in_flight(&[call(0, 10), call(10, 20)]), 1);
 }

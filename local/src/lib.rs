@@ -46,6 +46,13 @@ pub struct Options {
     pub graph_api_base: Option<String>,
     /// The sandbox posts `sent`/`delivered` statuses back like Meta does.
     pub status_webhooks: bool,
+    /// Where this system's SDK clients connect instead of `AWS_ENDPOINT_URL_DYNAMODB` /
+    /// `AWS_ENDPOINT_URL_SQS` (tests put a fault proxy in between); `None` = the environment.
+    pub dynamodb_endpoint: Option<String>,
+    pub sqs_endpoint: Option<String>,
+    /// This system's claim lease (inbound, shop delivery and send claims) instead of
+    /// `INBOUND_CLAIM_LEASE_SECONDS` / `SEND_LEASE_SECONDS`; tests shorten it.
+    pub claim_lease: Option<std::time::Duration>,
 }
 
 impl Options {
@@ -59,6 +66,9 @@ impl Options {
             template: std::env::var("PARLEY_TEMPLATE").unwrap_or_else(|_| "template.yaml".into()).into(),
             graph_api_base: std::env::var("GRAPH_API_BASE").ok().filter(|s| !s.is_empty()),
             status_webhooks: std::env::var("SANDBOX_STATUS_WEBHOOKS").map(|v| v != "false").unwrap_or(true),
+            dynamodb_endpoint: None,
+            sqs_endpoint: None,
+            claim_lease: None,
         }
     }
 }
@@ -113,7 +123,10 @@ struct Shared {
 
 /// Provisions the local resources from the template and starts everything.
 pub async fn start(opts: Options) -> Result<Running, LocalError> {
-    let (ddb, sqs) = parley::api::aws_clients().await;
+    let budget = parley::budget::Budget::from_env()?;
+    let endpoints =
+        parley::budget::Endpoints { dynamodb: opts.dynamodb_endpoint.clone(), sqs: opts.sqs_endpoint.clone() };
+    let (ddb, sqs) = parley::budget::aws_clients_with(&budget, &endpoints).await;
     let resources = provision::provision(&opts.template, &opts.prefix, &ddb, &sqs).await?;
     let table = resources.table("Table").ok_or(LocalError::Missing("Table"))?.to_string();
     let queue_url = resources.queue("OutboundQueue").ok_or(LocalError::Missing("OutboundQueue"))?.to_string();
@@ -127,11 +140,19 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     let mut meta = MetaSettings::from_env()?;
     meta.graph_api_base = opts.graph_api_base.clone().unwrap_or_else(|| format!("{base_url}/sandbox/graph"));
     let mut app = App::new(ddb.clone(), sqs.clone(), aws.clone(), meta.clone())?;
+    if let Some(lease) = opts.claim_lease {
+        app.settings.claim_lease = lease;
+        app.settings.send_lease = lease;
+    }
     // Locally the sandbox is the shop: its REST stand-ins live on this server, whatever the port.
     app.shops.shopify_admin_base = format!("{base_url}/sandbox/shopify");
     app.shops.woo_store_url = format!("{base_url}/sandbox/woo");
     let app = Arc::new(app);
-    let sender = Arc::new(Sender::from_settings(ddb, sqs.clone(), aws, &meta)?);
+    let mut sender = Sender::from_settings(ddb, sqs.clone(), aws, &meta)?;
+    if let Some(lease) = opts.claim_lease {
+        sender.settings_mut().send_lease = lease;
+    }
+    let sender = Arc::new(sender);
 
     let env = |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.to_string());
     let sandbox = sandbox::Sandbox::new(sandbox::SandboxConfig {
@@ -155,7 +176,9 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         woo_consumer_key: secret(&app.shops.woo_consumer_key),
         woo_consumer_secret: secret(&app.shops.woo_consumer_secret),
     });
-    let http = reqwest::Client::new();
+    let http = budget.shop_http().map_err(|e| {
+        parley::config::ConfigError::Invalid { name: "PARLEY_FUNCTION_TIMEOUT_SECONDS", reason: e.to_string() }
+    })?;
 
     let (shutdown, rx) = watch::channel(false);
     let poller_alive = Arc::new(std::sync::atomic::AtomicBool::new(false));

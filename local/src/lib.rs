@@ -119,6 +119,11 @@ struct Shared {
     poller_alive: Arc<std::sync::atomic::AtomicBool>,
     queue_url: String,
     http: reqwest::Client,
+    /// Function invocations running at once (`PARLEY_LOCAL_CONCURRENCY`, default 10). Every
+    /// DynamoDB call here goes through one serial emulator, so unbounded concurrency would make
+    /// each call queue there for seconds — time AWS never charges — and run into the calls'
+    /// time budgets; beyond the bound, requests wait before their function starts instead.
+    invocations: Arc<tokio::sync::Semaphore>,
 }
 
 /// Provisions the local resources from the template and starts everything.
@@ -176,8 +181,9 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         woo_consumer_key: secret(&app.shops.woo_consumer_key),
         woo_consumer_secret: secret(&app.shops.woo_consumer_secret),
     });
-    let http = budget.shop_http().map_err(|e| {
-        parley::config::ConfigError::Invalid { name: "PARLEY_FUNCTION_TIMEOUT_SECONDS", reason: e.to_string() }
+    let http = budget.shop_http().map_err(|e| parley::config::ConfigError::Invalid {
+        name: "PARLEY_FUNCTION_TIMEOUT_SECONDS",
+        reason: e.to_string(),
     })?;
 
     let (shutdown, rx) = watch::channel(false);
@@ -188,6 +194,13 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         poller_alive: Arc::clone(&poller_alive),
         queue_url: queue_url.clone(),
         http,
+        invocations: Arc::new(tokio::sync::Semaphore::new(
+            std::env::var("PARLEY_LOCAL_CONCURRENCY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(10),
+        )),
     };
 
     let router = Router::new()
@@ -237,7 +250,10 @@ async fn functions(State(shared): State<Shared>, req: Request) -> Response {
     let Some(function) = parley::api::HttpFunction::for_path(&path) else {
         return parley::api::ApiError::NotFound.into_response().map(Body::from);
     };
-    let mut response = function.handle(&shared.app, req).await;
+    let mut response = {
+        let _permit = shared.invocations.acquire().await.expect("the semaphore is never closed");
+        function.handle(&shared.app, req).await
+    };
     if path == "/health"
         && response.status().is_success()
         && !shared.poller_alive.load(std::sync::atomic::Ordering::Relaxed)

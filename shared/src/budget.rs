@@ -107,7 +107,10 @@ pub struct Endpoints {
 }
 
 /// DynamoDB and SQS clients whose every call is bounded by `budget`.
-pub async fn aws_clients_with(budget: &Budget, endpoints: &Endpoints) -> (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client) {
+pub async fn aws_clients_with(
+    budget: &Budget,
+    endpoints: &Endpoints,
+) -> (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client) {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(budget.aws_timeouts())
         .retry_config(budget.aws_retries())

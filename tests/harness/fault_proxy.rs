@@ -31,11 +31,8 @@ impl FaultProxy {
     /// Listens on a free loopback port and forwards to `upstream` (an `http://host:port` URL).
     pub async fn start(upstream: &str) -> Self {
         let target = upstream.trim_start_matches("http://").trim_end_matches('/');
-        let upstream: SocketAddr = tokio::net::lookup_host(target)
-            .await
-            .expect("upstream resolves")
-            .next()
-            .expect("upstream has an address");
+        let upstream: SocketAddr =
+            tokio::net::lookup_host(target).await.expect("upstream resolves").next().expect("upstream has an address");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
         let addr = listener.local_addr().unwrap();
         let (mode, _) = watch::channel(Fault::Pass);

@@ -178,6 +178,11 @@ for fid, fn in functions.items():
     for name in env:
         if name not in config_names:
             fail(f"{fid}: env var {name} is not read anywhere in shared/src (typo?)")
+    # The time budget of every outside call is derived from it (shared/src/budget.rs).
+    timeout = props.get("Timeout", glob_fn.get("Timeout", 3))
+    if str(env.get("PARLEY_FUNCTION_TIMEOUT_SECONDS")) != str(timeout):
+        fail(f"{fid}: PARLEY_FUNCTION_TIMEOUT_SECONDS must equal its Timeout ({timeout}), "
+             f"found {env.get('PARLEY_FUNCTION_TIMEOUT_SECONDS')!r}")
 
     for eid, ev in (props.get("Events") or {}).items():
         etype, ep = ev.get("Type"), ev.get("Properties", {})

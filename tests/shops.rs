@@ -249,3 +249,35 @@ async fn shop_consent_and_redaction() {
     assert_eq!((c["state"].as_str(), c["events"].as_array().unwrap().len()), (Some("none"), 0), "{c}");
     sys.stop().await;
 }
+
+/// 50 deliveries of one order at once, each with its own delivery id (Shopify sends
+/// orders/create, orders/paid and orders/updated together; platforms retry): all accepted, one
+/// confirmation — an unchanged order state is not rewritten, and a write conflict is retried
+/// inside the request.
+async fn fifty_concurrent_deliveries_of_one_order(platform: &str) {
+    let sys = System::start().await;
+    let to = sys.opted_in_customer().await;
+    let (order, body) = sys.withheld_order(platform, &to).await;
+    let posts = (0..50).map(|_| async {
+        if platform == "shopify" {
+            sys.post_shopify("orders/updated", &body, SHOPIFY_DOMAIN).await
+        } else {
+            sys.post_woo("order.updated", &body).await
+        }
+    });
+    let statuses: Vec<u16> = futures::future::join_all(posts).await.iter().map(|r| r.status().as_u16()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let got = sys.assert_settles_at(&to, 3, QUIET).await;
+    assert!(got[2]["text"].as_str().unwrap().contains(order["name"].as_str().unwrap()), "{got:#?}");
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_deliveries_of_one_shopify_order_give_one_confirmation_and_no_errors() {
+    fifty_concurrent_deliveries_of_one_order("shopify").await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_deliveries_of_one_woocommerce_order_give_one_confirmation_and_no_errors() {
+    fifty_concurrent_deliveries_of_one_order("woocommerce").await;
+}

@@ -50,6 +50,13 @@ pub struct Options {
     pub graph_api_base: Option<String>,
     /// The sandbox posts `sent`/`delivered` statuses back like Meta does.
     pub status_webhooks: bool,
+    /// Where this system's SDK clients connect instead of `AWS_ENDPOINT_URL_DYNAMODB` /
+    /// `AWS_ENDPOINT_URL_SQS` (tests put a fault proxy in between); `None` = the environment.
+    pub dynamodb_endpoint: Option<String>,
+    pub sqs_endpoint: Option<String>,
+    /// This system's claim lease (inbound, shop delivery and send claims) instead of
+    /// `INBOUND_CLAIM_LEASE_SECONDS` / `SEND_LEASE_SECONDS`; tests shorten it.
+    pub claim_lease: Option<std::time::Duration>,
 }
 
 impl Options {
@@ -63,6 +70,9 @@ impl Options {
             template: std::env::var("PARLEY_TEMPLATE").unwrap_or_else(|_| "template.yaml".into()).into(),
             graph_api_base: std::env::var("GRAPH_API_BASE").ok().filter(|s| !s.is_empty()),
             status_webhooks: std::env::var("SANDBOX_STATUS_WEBHOOKS").map(|v| v != "false").unwrap_or(true),
+            dynamodb_endpoint: None,
+            sqs_endpoint: None,
+            claim_lease: None,
         }
     }
 }
@@ -146,6 +156,11 @@ struct Shared {
     queue_url: String,
     inbound_queue_url: String,
     http: reqwest::Client,
+    /// Function invocations running at once (`PARLEY_LOCAL_CONCURRENCY`, default 10). Every
+    /// DynamoDB call here goes through one serial emulator, so unbounded concurrency would make
+    /// each call queue there for seconds — time AWS never charges — and run into the calls'
+    /// time budgets; beyond the bound, requests wait before their function starts instead.
+    invocations: Arc<tokio::sync::Semaphore>,
 }
 
 /// How many inbound-worker invocations run at once locally (Lambda scales with the FIFO groups).
@@ -153,7 +168,10 @@ const LOCAL_INBOUND_WORKERS: usize = 4;
 
 /// Provisions the local resources from the template and starts everything.
 pub async fn start(opts: Options) -> Result<Running, LocalError> {
-    let (ddb, sqs) = parley::api::aws_clients().await;
+    let budget = parley::budget::Budget::from_env()?;
+    let endpoints =
+        parley::budget::Endpoints { dynamodb: opts.dynamodb_endpoint.clone(), sqs: opts.sqs_endpoint.clone() };
+    let (ddb, sqs) = parley::budget::aws_clients_with(&budget, &endpoints).await;
     let resources = provision::provision(&opts.template, &opts.prefix, &ddb, &sqs).await?;
     let table = resources.table("Table").ok_or(LocalError::Missing("Table"))?.to_string();
     let queue_url = resources.queue("OutboundQueue").ok_or(LocalError::Missing("OutboundQueue"))?.to_string();
@@ -187,13 +205,21 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     };
     let app_for = |clients: (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client)| -> Result<Arc<App>, LocalError> {
         let mut app = App::new(clients.0, clients.1, aws.clone(), meta.clone())?;
+        if let Some(lease) = opts.claim_lease {
+            app.settings.claim_lease = lease;
+            app.settings.send_lease = lease;
+        }
         // Locally the sandbox is the shop: its REST stand-ins live on this server, whatever the port.
         app.shops.shopify_admin_base = format!("{base_url}/sandbox/shopify");
         app.shops.woo_store_url = format!("{base_url}/sandbox/woo");
         Ok(Arc::new(app))
     };
     let (sender_ddb, sender_sqs) = clients("outbound-sender");
-    let sender = Arc::new(Sender::from_settings(sender_ddb, sender_sqs.clone(), aws.clone(), &meta)?);
+    let mut sender = Sender::from_settings(sender_ddb, sender_sqs.clone(), aws.clone(), &meta)?;
+    if let Some(lease) = opts.claim_lease {
+        sender.settings_mut().send_lease = lease;
+    }
+    let sender = Arc::new(sender);
     let inbound_worker = app_for(clients("inbound-worker"))?;
     let functions = Arc::new(Functions {
         channel_webhook: app_for(clients("channel-webhook"))?,
@@ -247,7 +273,10 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         woo_consumer_key: secret(&app.shops.woo_consumer_key),
         woo_consumer_secret: secret(&app.shops.woo_consumer_secret),
     });
-    let http = reqwest::Client::new();
+    let http = budget.shop_http().map_err(|e| parley::config::ConfigError::Invalid {
+        name: "PARLEY_FUNCTION_TIMEOUT_SECONDS",
+        reason: e.to_string(),
+    })?;
 
     let (shutdown, rx) = watch::channel(false);
     let poller_alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -257,6 +286,13 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         queue_url: queue_url.clone(),
         inbound_queue_url: inbound_queue_url.clone(),
         http,
+        invocations: Arc::new(tokio::sync::Semaphore::new(
+            std::env::var("PARLEY_LOCAL_CONCURRENCY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(10),
+        )),
     };
 
     let router = Router::new()
@@ -319,7 +355,10 @@ async fn http_functions(State(shared): State<Shared>, req: Request) -> Response 
     let Some(function) = parley::api::HttpFunction::for_path(&path) else {
         return parley::api::ApiError::NotFound.into_response().map(Body::from);
     };
-    let mut response = function.handle(shared.functions.http(function), req).await;
+    let mut response = {
+        let _permit = shared.invocations.acquire().await.expect("the semaphore is never closed");
+        function.handle(shared.functions.http(function), req).await
+    };
     if path == "/health"
         && response.status().is_success()
         && !shared.poller_alive.load(std::sync::atomic::Ordering::Relaxed)

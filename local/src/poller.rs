@@ -40,6 +40,18 @@ pub async fn poll_once(handler: &SqsHandler, sqs: &aws_sdk_sqs::Client, queue_ur
         .max_number_of_messages(10)
         .wait_time_seconds(wait_secs)
         .message_system_attribute_names(MessageSystemAttributeName::All)
+        // Stands in for Lambda's event source mapping, which is not bound by the function's
+        // budget: a receive cut off after the endpoint handed out messages would hide them for
+        // the queue's whole visibility timeout.
+        .customize()
+        .config_override(
+            aws_sdk_sqs::config::Builder::default().timeout_config(
+                aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(wait_secs.max(0) as u64 + 5))
+                    .operation_timeout(Duration::from_secs(wait_secs.max(0) as u64 + 5))
+                    .build(),
+            ),
+        )
         .send()
         .await;
     let messages = match received {

@@ -143,6 +143,9 @@ pub struct LoopSettings {
     pub dedupe_ttl: Duration,
     /// `INBOUND_CLAIM_LEASE_SECONDS` — default 30: how long an unfinished claim blocks a re-delivery.
     pub claim_lease: Duration,
+    /// `SEND_LEASE_SECONDS` — default 60: how long a started send blocks a re-delivery of the
+    /// same message (longer than one Graph call).
+    pub send_lease: Duration,
     /// `SERVICE_WINDOW_HOURS` — default 24 (customer-service window).
     pub service_window: Duration,
     /// `SEND_RETRY_BASE_SECONDS` — default 4 (backoff 4^n seconds, capped at 15 minutes).
@@ -165,6 +168,7 @@ impl LoopSettings {
         Ok(Self {
             dedupe_ttl: Duration::from_secs(env_parse("INBOUND_DEDUPE_TTL_DAYS", 7u64)? * 86_400),
             claim_lease: Duration::from_secs(env_parse("INBOUND_CLAIM_LEASE_SECONDS", 30u64)?),
+            send_lease: Duration::from_secs(env_parse("SEND_LEASE_SECONDS", 60u64)?),
             service_window: Duration::from_secs(env_parse("SERVICE_WINDOW_HOURS", 24u64)? * 3600),
             retry_base_seconds: env_parse("SEND_RETRY_BASE_SECONDS", 4u64)?,
             pause_seconds: env_parse("SEND_PAUSE_SECONDS", 300u64)?,

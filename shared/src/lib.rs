@@ -6,6 +6,7 @@
 //! - [`queue`]: the versioned SQS envelope, producer and batch consumer.
 //! - [`api`]: the HTTP handlers the Lambda functions and the local runtime both serve.
 pub mod api;
+pub mod budget;
 pub mod carts;
 pub mod channels;
 pub mod config;

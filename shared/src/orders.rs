@@ -122,11 +122,22 @@ async fn order_messages(
     order_locale: Option<&str>,
 ) -> Result<ShopOutcome, ApiError> {
     let policy = app.order_policy();
-    for _ in 0..4 {
+    for attempt in 0..ORDER_WRITE_ATTEMPTS {
+        if attempt > 0 {
+            // Another delivery for this order won the race: back off a random bit so the
+            // concurrent ones do not collide again, then decide again on its state.
+            tokio::time::sleep(jitter(attempt)).await;
+        }
         let stored = app.store.get_order(order).await?;
         let decision = decide(&stored.state, event, &policy);
         let contact = matched.clone().or_else(|| stored.contact.clone());
         let mut outcome = ShopOutcome { ignored: decision.ignored.map(str::to_string), ..Default::default() };
+        // Decide first, write only if something changed: a duplicate (or a delivery a concurrent
+        // one already applied) writes nothing, so it cannot conflict.
+        if !decision.changed && contact == stored.contact {
+            count("OrderStateUnchanged", 1);
+            return Ok(outcome);
+        }
         let envelopes = match (&contact, decision.notifications.is_empty()) {
             (_, true) => Vec::new(),
             (None, false) => {
@@ -149,9 +160,21 @@ async fn order_messages(
             count("OrderMessagesEnqueued", envelopes.len() as u64);
             return Ok(outcome);
         }
-        // Another delivery for this order won the race: decide again on its state.
+        count("OrderWriteConflicts", 1);
     }
     Err(ApiError::Unavailable("order state kept changing concurrently".into()))
+}
+
+/// Tries per shop event to record the order's new state against concurrent deliveries; each
+/// conflict re-reads and re-decides. With unchanged states not rewritten, a burst of one order's
+/// deliveries settles in two rounds; the rest is headroom for genuinely different events.
+const ORDER_WRITE_ATTEMPTS: u32 = 8;
+
+/// Full jitter: a random wait below `10 ms × 2^attempt`, at most 320 ms.
+fn jitter(attempt: u32) -> std::time::Duration {
+    let cap_ms = 10u64 << attempt.min(5);
+    let random = uuid::Uuid::new_v4().as_u128() as u64;
+    std::time::Duration::from_millis(random % cap_ms)
 }
 
 async fn envelopes_for(

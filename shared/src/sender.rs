@@ -13,8 +13,6 @@ use crate::store::Store;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use std::time::Duration;
 
-/// How long a claimed send blocks a concurrent re-delivery (longer than one Graph call).
-const SEND_LEASE: Duration = Duration::from_secs(60);
 const MAX_DELAY_SECS: u64 = 900;
 
 pub struct Sender {
@@ -67,8 +65,12 @@ impl Sender {
     }
 
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let (ddb, sqs) = crate::api::aws_clients().await;
-        Self::from_settings(ddb, sqs, AwsSettings::from_env()?, &MetaSettings::from_env()?)
+        let budget = crate::budget::Budget::from_env()?;
+        let (ddb, sqs) = crate::budget::aws_clients_with(&budget, &crate::budget::Endpoints::default()).await;
+        let mut meta = MetaSettings::from_env()?;
+        // A Graph call may use at most a quarter of the sender's time (it works through a batch).
+        meta.graph_timeout = budget.graph_call(meta.graph_timeout);
+        Self::from_settings(ddb, sqs, AwsSettings::from_env()?, &meta)
     }
 
     pub fn from_settings(
@@ -92,6 +94,11 @@ impl Sender {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The loop settings (the local runtime shortens leases per test system).
+    pub fn settings_mut(&mut self) -> &mut LoopSettings {
+        &mut self.settings
     }
 
     /// Handles one SQS batch. Groups are worked on concurrently, each in order.
@@ -159,7 +166,7 @@ impl Sender {
             Err(e) => return self.reject(rec, &e.to_string()).await,
         };
         let now = crate::time_util::now_unix();
-        let claim = self.store.claim_send(&env, now, SEND_LEASE);
+        let claim = self.store.claim_send(&env, now, self.settings.send_lease);
         let contact = self.store.get_contact(&env.contact);
         let finish_inbound = async {
             match &env.in_reply_to {
@@ -185,7 +192,13 @@ impl Sender {
                 count("SendDuplicateSkipped", 1);
                 return Outcome::Done;
             }
-            SendClaim::InFlight => return Outcome::Retry { delay: SEND_LEASE.as_secs() },
+            SendClaim::InFlight { lease_until } => {
+                // Held by a live claim — maybe of an invocation that died mid-send. Not done:
+                // reported failed, so SQS brings it back once the lease has run out.
+                count("SendInFlight", 1);
+                tracing::info!(id = %env.id, "send claimed elsewhere, will retry after its lease");
+                return Outcome::Retry { delay: (lease_until - now + 1).clamp(1, MAX_DELAY_SECS as i64) as u64 };
+            }
         };
         let contact = match contact {
             Ok(c) => c,

@@ -1,5 +1,7 @@
 //! Test harness: starts a fresh local Parley system (own table and queues, own port) against the
 //! local AWS endpoints that `make test` starts, and talks to it over HTTP only.
+pub mod fault_proxy;
+
 use parley::channels::signature::{sign, Encoding};
 use serde_json::{json, Value};
 use std::sync::Once;
@@ -68,15 +70,24 @@ pub struct System {
 
 impl System {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A system with some options changed (endpoint overrides, a short claim lease).
+    pub async fn start_with(change: impl FnOnce(&mut parley_local::Options)) -> Self {
         init_env();
         let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let opts = parley_local::Options {
+        let mut opts = parley_local::Options {
             addr: "127.0.0.1:0".parse().unwrap(),
             prefix,
             template: concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml").into(),
             graph_api_base: None,
             status_webhooks: false,
+            dynamodb_endpoint: None,
+            sqs_endpoint: None,
+            claim_lease: None,
         };
+        change(&mut opts);
         let running = parley_local::start(opts).await.expect("local system starts");
         let base = running.base_url.clone();
         Self { running, base, http: reqwest::Client::new() }
@@ -324,6 +335,17 @@ pub const WOO_SECRET: &str = "local-woocommerce-secret";
 impl System {
     /// Posts a Shopify delivery signed like Shopify (base64 HMAC of the raw body).
     pub async fn post_shopify(&self, topic: &str, body: &str, domain: &str) -> reqwest::Response {
+        self.post_shopify_delivery(topic, body, domain, &uuid::Uuid::new_v4().to_string()).await
+    }
+
+    /// [`Self::post_shopify`] with a given `X-Shopify-Webhook-Id` (a retry keeps it).
+    pub async fn post_shopify_delivery(
+        &self,
+        topic: &str,
+        body: &str,
+        domain: &str,
+        webhook_id: &str,
+    ) -> reqwest::Response {
         let sig = sign(Encoding::Base64, SHOPIFY_SECRET, body.as_bytes());
         self.http
             .post(self.url("/webhooks/shopify"))
@@ -331,7 +353,7 @@ impl System {
             .header("X-Shopify-Topic", topic)
             .header("X-Shopify-Hmac-Sha256", sig)
             .header("X-Shopify-Shop-Domain", domain)
-            .header("X-Shopify-Webhook-Id", uuid::Uuid::new_v4().to_string())
+            .header("X-Shopify-Webhook-Id", webhook_id)
             .header("X-Shopify-Event-Id", uuid::Uuid::new_v4().to_string())
             .header("X-Shopify-API-Version", "2026-07")
             .body(body.to_string())
@@ -342,6 +364,11 @@ impl System {
 
     /// Posts a WooCommerce delivery signed like WooCommerce.
     pub async fn post_woo(&self, topic: &str, body: &str) -> reqwest::Response {
+        self.post_woo_delivery(topic, body, &uuid::Uuid::new_v4().simple().to_string()).await
+    }
+
+    /// [`Self::post_woo`] with a given `X-WC-Webhook-Delivery-ID` (a retry keeps it).
+    pub async fn post_woo_delivery(&self, topic: &str, body: &str, delivery_id: &str) -> reqwest::Response {
         let sig = sign(Encoding::Base64, WOO_SECRET, body.as_bytes());
         let (resource, event) = topic.split_once('.').unwrap_or((topic, ""));
         self.http
@@ -353,7 +380,7 @@ impl System {
             .header("X-WC-Webhook-Event", event)
             .header("X-WC-Webhook-Signature", sig)
             .header("X-WC-Webhook-ID", "3")
-            .header("X-WC-Webhook-Delivery-ID", uuid::Uuid::new_v4().simple().to_string())
+            .header("X-WC-Webhook-Delivery-ID", delivery_id)
             .body(body.to_string())
             .send()
             .await
@@ -387,4 +414,43 @@ impl System {
 /// A repository fixture from `events/`.
 pub fn fixture(path: &str) -> String {
     std::fs::read_to_string(format!("{}/../events/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+impl System {
+    /// An order in the sandbox shop whose webhook was held back, and its webhook body (the
+    /// order as the platform sends it), for posting it by hand.
+    pub async fn withheld_order(&self, platform: &str, phone: &str) -> (serde_json::Value, String) {
+        let order = self
+            .shop(
+                "orders",
+                json!({"platform": platform, "phone": format!("+{phone}"), "first_name": "Erika", "currency": "EUR",
+                       "country": "DE", "status": "paid", "deliver": false,
+                       "items": [{"sku": "TSHIRT-M", "title": "T-Shirt M", "quantity": 2, "price": "19.90"}]}),
+            )
+            .await;
+        let id = order["order_id"].as_u64().expect("order id");
+        let r = self.http.get(self.url(&format!("/sandbox/shop/orders/{id}"))).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        (order, v["order"].to_string())
+    }
+
+    /// Writes an inbound/delivery claim exactly as an invocation that was killed mid-work leaves
+    /// it: `claimed`, lease until `lease_until`, never finished nor released.
+    pub async fn plant_claim(&self, pk: &str, lease_until: i64) {
+        use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+        self.store()
+            .client()
+            .put_item()
+            .table_name(self.store().table())
+            .item("pk", S(pk.to_string()))
+            .item("sk", S("IN".into()))
+            .item("status", S("claimed".into()))
+            .item("lease_until", N(lease_until.to_string()))
+            .item("claimed_at", N(now().to_string()))
+            .item("ttl", N((now() + 86_400).to_string()))
+            .send()
+            .await
+            .expect("claim planted");
+    }
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     parley::observability::init_logging();
     let app = Arc::new(parley::api::App::from_env().await?);
-    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build()?;
+    // Connect and total timeouts from the function's budget (PARLEY_FUNCTION_TIMEOUT_SECONDS).
+    let http = parley::budget::Budget::from_env()?.shop_http()?;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let (app, http) = (Arc::clone(&app), http.clone());
         async move {

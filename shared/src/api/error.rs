@@ -24,6 +24,10 @@ pub enum ApiError {
     /// A dependency (DynamoDB, SQS) failed: the caller should retry.
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
+    /// Another invocation holds a live claim on this delivery: not done yet, so not a 200 —
+    /// the platform retries after `retry_after` seconds and then finds it done or takes it over.
+    #[error("this delivery is being processed; retry in {retry_after} s")]
+    InFlight { retry_after: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -38,7 +42,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::InFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -54,13 +58,18 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::InFlight { .. } => "in_flight",
             ApiError::Internal(_) => "internal",
         }
     }
 
     pub fn into_response(self) -> http::Response<String> {
         let status = self.status();
-        let message = if status.is_server_error() {
+        let message = if let ApiError::InFlight { .. } = self {
+            // Expected under concurrency, and it says nothing internal.
+            tracing::info!(error = %self, "delivery still in flight");
+            self.to_string()
+        } else if status.is_server_error() {
             let reference = uuid::Uuid::new_v4().to_string();
             tracing::error!(error = %self, reference = %reference, "request failed");
             format!("the request could not be processed right now; reference {reference}")
@@ -70,8 +79,10 @@ impl ApiError {
         };
         let body = serde_json::json!({ "error": self.code(), "message": message }).to_string();
         let mut builder = http::Response::builder().status(status).header("content-type", "application/json");
-        if let ApiError::MethodNotAllowed { allow } = self {
-            builder = builder.header("allow", allow);
+        match self {
+            ApiError::MethodNotAllowed { allow } => builder = builder.header("allow", allow),
+            ApiError::InFlight { retry_after } => builder = builder.header("retry-after", retry_after),
+            _ => {}
         }
         builder.body(body).expect("valid response")
     }
@@ -115,5 +126,8 @@ mod tests {
         assert_eq!(r.status(), 401);
         let r = ApiError::MethodNotAllowed { allow: "GET, POST" }.into_response();
         assert_eq!(r.headers()["allow"], "GET, POST");
+        let r = ApiError::InFlight { retry_after: 7 }.into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["retry-after"], "7");
     }
 }

@@ -260,9 +260,19 @@ async fn handle_message(
         app.store.claim_inbound(msg.contact.channel, &msg.id, now, app.settings.claim_lease, app.settings.dedupe_ttl);
     let touch = app.store.touch_contact(msg, &account.locale);
     let (claim, contact) = futures::join!(claim, touch);
-    if claim? == Claim::Duplicate {
-        tracing::info!(contact = %msg.contact.redacted(), id = %msg.id, "duplicate inbound message ignored");
-        return Ok(None);
+    match claim? {
+        Claim::Claimed => {}
+        Claim::Done => {
+            tracing::info!(contact = %msg.contact.redacted(), id = %msg.id, "duplicate inbound message ignored");
+            return Ok(None);
+        }
+        held @ Claim::Held { .. } => {
+            // Still in flight elsewhere (or its invocation died and the lease has not run out):
+            // a 200 would be final for Meta, so the delivery fails and Meta retries it.
+            count("InboundInFlight", 1);
+            tracing::info!(contact = %msg.contact.redacted(), id = %msg.id, "inbound message still in flight");
+            return Err(ApiError::InFlight { retry_after: held.retry_after(now).unwrap_or(1) });
+        }
     }
     let contact = contact?;
     let locale = contact.locale.clone().unwrap_or_else(|| account.locale.clone());

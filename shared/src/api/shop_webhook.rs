@@ -97,10 +97,18 @@ async fn handle(
     let pk = crate::store::keys::shop_delivery_pk(d.platform.as_str(), &d.shop, d.delivery_id);
     let now = crate::time_util::now_unix();
     let ttl = Duration::from_secs(app.shops.delivery_dedupe_hours * 3600);
-    if app.store.claim(&pk, now, app.settings.claim_lease, ttl).await? == Claim::Duplicate {
-        count("ShopWebhookDuplicates", 1);
-        tracing::info!(platform = d.platform.as_str(), topic = d.topic, "duplicate shop delivery ignored");
-        return Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "duplicate" })));
+    match app.store.claim(&pk, now, app.settings.claim_lease, ttl).await? {
+        Claim::Claimed => {}
+        Claim::Done => {
+            count("ShopWebhookDuplicates", 1);
+            tracing::info!(platform = d.platform.as_str(), topic = d.topic, "duplicate shop delivery ignored");
+            return Ok(json_response(StatusCode::OK, &serde_json::json!({ "status": "duplicate" })));
+        }
+        held @ Claim::Held { .. } => {
+            // Not done yet (its invocation may have died): the shop must retry, not move on.
+            count("ShopWebhookInFlight", 1);
+            return Err(ApiError::InFlight { retry_after: held.retry_after(now).unwrap_or(1) });
+        }
     }
     let result = async {
         let event = parse(d.topic, &d.shop, req.body(), Some(app.shops.shop_currency)).map_err(|e| match e {

@@ -43,6 +43,10 @@
 //!   "correction".
 //! - **Unknown order**: a fulfillment for an order not seen yet is recorded and joined when the
 //!   order arrives; nothing is sent until then (the contact comes from the order).
+//! - **Unchanged is not rewritten.** [`OrderDecision::changed`] says whether the new state
+//!   differs from the old; a duplicate (or a delivery a concurrent one already applied) leaves it
+//!   `false`, so the adapter writes nothing and concurrent deliveries of one order do not
+//!   conflict. Anything sent always changes the state (its key joins `sent`).
 use super::flows::MAX_TEXT;
 use super::message::TemplateRef;
 use super::money::Money;
@@ -328,6 +332,8 @@ pub struct OrderDecision {
     pub notifications: Vec<Notification>,
     /// Why nothing was sent, for a counter; None when something was.
     pub ignored: Option<&'static str>,
+    /// Whether `state` differs from the state decided on: only then is it written.
+    pub changed: bool,
 }
 
 /// Applies one shop event to an order's notification state (rules: module docs). Only order and
@@ -341,10 +347,13 @@ pub fn decide(state: &OrderNotifyState, event: &ShopEvent, policy: &OrderPolicy)
         _ => Err(ignored::NOT_AN_ORDER_EVENT),
     };
     match outcome {
-        Err(reason) => OrderDecision { state: state.clone(), notifications: Vec::new(), ignored: Some(reason) },
+        Err(reason) => {
+            OrderDecision { state: state.clone(), notifications: Vec::new(), ignored: Some(reason), changed: false }
+        }
         Ok((notifications, reason)) => {
             let ignored = notifications.is_empty().then_some(reason);
-            OrderDecision { state: next, notifications, ignored }
+            let changed = next != *state;
+            OrderDecision { state: next, notifications, ignored, changed }
         }
     }
 }
@@ -1221,6 +1230,10 @@ mod tests {
         assert_eq!(f.items, vec![ItemLine { title: "Aviator sunglasses".into(), quantity: 2 }]);
         let d = decide(&s, &order(OrderStatus::Paid, T0 + 10), &OrderPolicy::default());
         assert_eq!(d.ignored, Some(ignored::NOTHING_NEW));
+        let first = decide(&OrderNotifyState::default(), &order(OrderStatus::Placed, T0), &OrderPolicy::default());
+        assert!(first.changed);
+        let again = decide(&first.state, &order(OrderStatus::Placed, T0), &OrderPolicy::default());
+        assert!(!again.changed, "a repeated snapshot must not be rewritten");
     }
 
     #[test]
@@ -1614,9 +1627,13 @@ mod tests {
                     prop_assert!(numbers(after).starts_with(&numbers(before)), "numbers replaced");
                     prop_assert!(after.delivered >= before.delivered);
                 }
-                // The same event again is a no-op.
+                // `changed` is exactly "the state differs"; whatever is sent changes it.
+                prop_assert_eq!(d.changed, d.state != s);
+                prop_assert!(d.notifications.is_empty() || d.changed);
+                // The same event again is a no-op, down to the state: nothing to write.
                 let again = decide(&d.state, e, &policy);
                 prop_assert!(again.notifications.is_empty(), "duplicate sent {:?}", again.notifications);
+                prop_assert!(!again.changed, "a duplicate changed the state: {:?}", e);
                 // What is stored reads back the same.
                 let json = serde_json::to_string(&d.state).unwrap();
                 prop_assert_eq!(&serde_json::from_str::<OrderNotifyState>(&json).unwrap(), &d.state);

@@ -1,16 +1,35 @@
 //! Inbound delivery claims: one conditional write per inbound message id makes every
 //! re-delivered or concurrently duplicated message a no-op.
+//!
+//! A claim is `claimed` with a lease while an invocation works on it, then `done`. A delivery
+//! whose claim is still live is *not* done: the invocation holding it may crash or time out, so
+//! the caller answers "retry later" (never "done", which the platform would not retry). Once the
+//! lease has run out the claim is taken over and the delivery processed.
 use super::{applied, keys, n, s, Store, StoreError};
 use crate::domain::{Channel, InboundMessageId};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// First sight (or an earlier attempt died before finishing): process it.
+    /// First sight, or an earlier attempt's lease ran out (it died): process it.
     Claimed,
-    /// Already handled, or being handled right now by another invocation.
-    Duplicate,
+    /// Already handled: a duplicate.
+    Done,
+    /// Another invocation holds a live claim until `lease_until` (unix seconds): answer
+    /// "retry later", never "done".
+    Held { lease_until: i64 },
+}
+
+impl Claim {
+    /// Seconds until a held claim may be taken over (at least 1), for `Retry-After`.
+    pub fn retry_after(&self, now: i64) -> Option<u64> {
+        match self {
+            Claim::Held { lease_until } => Some((lease_until - now + 1).max(1) as u64),
+            Claim::Claimed | Claim::Done => None,
+        }
+    }
 }
 
 const CLAIMED: &str = "claimed";
@@ -32,6 +51,9 @@ impl Store {
 
     /// Claims any delivery key (inbound messages, shop webhook deliveries) the same way.
     pub async fn claim(&self, pk: &str, now: i64, lease: Duration, ttl: Duration) -> Result<Claim, StoreError> {
+        // Tells our own write apart when the SDK retries a put that was applied but whose answer
+        // timed out: the retry then fails its condition on our own claim.
+        let owner = uuid::Uuid::new_v4().simple().to_string();
         let out = self
             .client
             .put_item()
@@ -41,15 +63,36 @@ impl Store {
             .item("status", s(CLAIMED))
             .item("lease_until", n(now + lease.as_secs() as i64))
             .item("claimed_at", n(now))
+            .item("owner", s(&owner))
             .item("ttl", n(now + ttl.as_secs() as i64))
             .condition_expression("attribute_not_exists(pk) OR (#st = :claimed AND lease_until < :now)")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":claimed", s(CLAIMED))
             .expression_attribute_values(":now", n(now))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::None)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        Ok(if applied(out)?.is_some() { Claim::Claimed } else { Claim::Duplicate })
+        let failed = match out {
+            Ok(_) => return Ok(Claim::Claimed),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(c)) => c.item().cloned().unwrap_or_default(),
+                _ => return Err(StoreError::sdk(e)),
+            },
+        };
+        let attr = |k: &str| failed.get(k).and_then(|v| v.as_s().ok()).cloned();
+        if attr("owner").as_deref() == Some(owner.as_str()) {
+            return Ok(Claim::Claimed);
+        }
+        Ok(match attr("status").as_deref() {
+            Some(CLAIMED) => Claim::Held {
+                lease_until: failed
+                    .get("lease_until")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(now),
+            },
+            _ => Claim::Done,
+        })
     }
 
     /// Marks the inbound message as fully handled (its replies are on their way).

@@ -17,8 +17,9 @@ pub enum SendClaim {
     Go { attempt: u32 },
     /// Already finished (sent, failed or dropped): nothing to do.
     Finished { status: String },
-    /// Another invocation is sending it right now.
-    InFlight,
+    /// Another invocation is sending it right now (or died doing so): its claim is live until
+    /// `lease_until` (unix seconds). Not done: the queue must bring the message back later.
+    InFlight { lease_until: i64 },
 }
 
 /// The stored state of one outbound message (for ops and tests).
@@ -51,6 +52,9 @@ fn attr_str(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
 
 impl Store {
     pub async fn claim_send(&self, env: &Envelope, now: i64, lease: Duration) -> Result<SendClaim, StoreError> {
+        // Recognises our own claim when the SDK retries an update that was applied but whose
+        // answer timed out.
+        let owner = uuid::Uuid::new_v4().simple().to_string();
         let out = self
             .client
             .update_item()
@@ -60,7 +64,7 @@ impl Store {
             .update_expression(
                 "SET #st = :sending, lease_until = :lease, attempts = if_not_exists(attempts, :zero) + :one, \
                  contact = :contact, gsi1pk = :gpk, gsi1sk = :gsk, created_at = if_not_exists(created_at, :now), \
-                 updated_at = :now, #ttl = :ttl",
+                 updated_at = :now, #ttl = :ttl, claim_owner = :owner",
             )
             .condition_expression("attribute_not_exists(pk) OR #st = :retry OR (#st = :sending AND lease_until < :now)")
             .expression_attribute_names("#st", "status")
@@ -75,6 +79,7 @@ impl Store {
             .expression_attribute_values(":gsk", s(keys::outbound_pk(&env.id)))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":ttl", n(now + OUTBOUND_TTL.as_secs() as i64))
+            .expression_attribute_values(":owner", s(&owner))
             .return_values(ReturnValue::UpdatedNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -91,9 +96,19 @@ impl Store {
             }
             Err(e) => match e.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                    let status = c.item().and_then(|i| attr_str(i, "status")).unwrap_or_default();
+                    let item = c.item();
+                    let status = item.and_then(|i| attr_str(i, "status")).unwrap_or_default();
+                    let attempts = || item.and_then(|i| i.get("attempts")).and_then(|v| v.as_n().ok());
+                    if item.and_then(|i| attr_str(i, "claim_owner")).as_deref() == Some(owner.as_str()) {
+                        return Ok(SendClaim::Go { attempt: attempts().and_then(|v| v.parse().ok()).unwrap_or(1) });
+                    }
                     if status == "sending" {
-                        Ok(SendClaim::InFlight)
+                        let lease_until = item
+                            .and_then(|i| i.get("lease_until"))
+                            .and_then(|v| v.as_n().ok())
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(now + lease.as_secs() as i64);
+                        Ok(SendClaim::InFlight { lease_until })
                     } else {
                         Ok(SendClaim::Finished { status })
                     }

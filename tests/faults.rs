@@ -1,0 +1,150 @@
+//! Every outside call has a budget: with DynamoDB or SQS hung (a loopback proxy that accepts and
+//! never answers), slow or resetting connections, the webhooks answer a retryable 5xx within 3 s
+//! and `/health` a 503 within 3 s; once the dependency is back, the same delivery succeeds —
+//! the failed attempt released its claims, so nothing is lost.
+use parley_tests::fault_proxy::{Fault, FaultProxy};
+use parley_tests::*;
+use std::time::{Duration, Instant};
+
+const ANSWER_WITHIN: Duration = Duration::from_secs(3);
+const QUIET: Duration = Duration::from_millis(1500);
+
+struct Faulty {
+    sys: System,
+    ddb: FaultProxy,
+    sqs: FaultProxy,
+}
+
+async fn faulty_system() -> Faulty {
+    init_env();
+    let upstream = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set by make test"));
+    let ddb = FaultProxy::start(&upstream("AWS_ENDPOINT_URL_DYNAMODB")).await;
+    let sqs = FaultProxy::start(&upstream("AWS_ENDPOINT_URL_SQS")).await;
+    let (d, q) = (ddb.url(), sqs.url());
+    let sys = System::start_with(|o| {
+        o.dynamodb_endpoint = Some(d);
+        o.sqs_endpoint = Some(q);
+    })
+    .await;
+    Faulty { sys, ddb, sqs }
+}
+
+/// Runs `call`, asserts it answered a retryable 5xx within the budget, and returns the answer.
+async fn fails_fast<F: std::future::Future<Output = reqwest::Response>>(what: &str, call: F) -> reqwest::Response {
+    let start = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), call).await.unwrap_or_else(|_| panic!("{what}: no answer"));
+    let took = start.elapsed();
+    assert!(took < ANSWER_WITHIN, "{what}: answered after {took:?}");
+    assert!(
+        matches!(r.status().as_u16(), 500 | 502 | 503 | 504),
+        "{what}: expected a retryable 5xx, got {}",
+        r.status()
+    );
+    r
+}
+
+async fn health(sys: &System) -> reqwest::Response {
+    sys.http.get(sys.url("/health")).send().await.unwrap()
+}
+
+/// A Meta message, a Shopify and a WooCommerce order (for an opted-in customer), each with the
+/// delivery id the platform keeps on its retries.
+struct Deliveries {
+    to: String,
+    meta: String,
+    shopify: (String, String),
+    woo: (String, String),
+}
+
+async fn deliveries(sys: &System) -> Deliveries {
+    let to = sys.opted_in_customer().await;
+    let (_, shopify) = sys.withheld_order("shopify", &to).await;
+    let (_, woo) = sys.withheld_order("woocommerce", &to).await;
+    Deliveries {
+        meta: wa_text(&to, &wamid(), "Rückgabe"),
+        shopify: (shopify, uuid::Uuid::new_v4().to_string()),
+        woo: (woo, uuid::Uuid::new_v4().simple().to_string()),
+        to,
+    }
+}
+
+impl Deliveries {
+    async fn post_all(&self, sys: &System) -> [reqwest::Response; 3] {
+        [
+            sys.post_meta(&self.meta).await,
+            sys.post_shopify_delivery("orders/create", &self.shopify.0, SHOPIFY_DOMAIN, &self.shopify.1).await,
+            sys.post_woo_delivery("order.created", &self.woo.0, &self.woo.1).await,
+        ]
+    }
+
+    async fn all_fail_fast(&self, sys: &System) {
+        fails_fast("meta webhook", sys.post_meta(&self.meta)).await;
+        fails_fast(
+            "shopify webhook",
+            sys.post_shopify_delivery("orders/create", &self.shopify.0, SHOPIFY_DOMAIN, &self.shopify.1),
+        )
+        .await;
+        fails_fast("woocommerce webhook", sys.post_woo_delivery("order.created", &self.woo.0, &self.woo.1)).await;
+        let h = fails_fast("health", health(sys)).await;
+        assert_eq!(h.status(), 503);
+    }
+
+    /// After healing: the same three deliveries succeed, and each is answered exactly once
+    /// (opt-in question + confirmation, the reply, two order confirmations).
+    async fn all_succeed_once(&self, sys: &System) {
+        for r in self.post_all(sys).await {
+            assert_eq!(r.status(), 200, "after the dependency is back: {}", r.status());
+        }
+        let got = sys.assert_settles_at(&self.to, 5, QUIET).await;
+        let reply = expected_reply(&text_content("Rückgabe"), "de")[0].clone();
+        assert_eq!(got.iter().filter(|m| m["text"] == reply.as_str()).count(), 1, "{got:#?}");
+        assert_eq!(health(sys).await.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn dynamodb_hung_answers_fast_and_nothing_is_lost() {
+    let Faulty { sys, ddb, sqs: _sqs } = faulty_system().await;
+    let d = deliveries(&sys).await;
+    ddb.set(Fault::Stall);
+    d.all_fail_fast(&sys).await;
+    ddb.set(Fault::Pass);
+    d.all_succeed_once(&sys).await;
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn sqs_hung_answers_fast_and_releases_the_claims() {
+    let Faulty { sys, ddb: _ddb, sqs } = faulty_system().await;
+    let d = deliveries(&sys).await;
+    sqs.set(Fault::Stall);
+    // DynamoDB works: the claims are taken, the enqueue hangs, the claims are given back.
+    d.all_fail_fast(&sys).await;
+    sqs.set(Fault::Pass);
+    d.all_succeed_once(&sys).await;
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn reset_connections_fail_fast_and_recover() {
+    let Faulty { sys, ddb, sqs } = faulty_system().await;
+    let d = deliveries(&sys).await;
+    ddb.set(Fault::Reset);
+    sqs.set(Fault::Reset);
+    d.all_fail_fast(&sys).await;
+    ddb.set(Fault::Pass);
+    sqs.set(Fault::Pass);
+    d.all_succeed_once(&sys).await;
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_but_answering_dependency_is_waited_for() {
+    let Faulty { sys, ddb, sqs } = faulty_system().await;
+    let d = deliveries(&sys).await;
+    // Well inside one attempt's budget: slower answers, no failures.
+    ddb.set(Fault::Delay(Duration::from_millis(150)));
+    sqs.set(Fault::Delay(Duration::from_millis(150)));
+    d.all_succeed_once(&sys).await;
+    sys.stop().await;
+}

@@ -6,7 +6,9 @@
 #      event, build metadata, env var names, routes, and the FIFO/visibility invariants;
 #   3. that no literal secret is in the template: secret env vars must come from NoEcho
 #      parameters (without defaults) or Secrets Manager dynamic references;
-#   4. that the signed sample webhook event still carries a correct signature.
+#   4. that the signed sample webhook event still carries a correct signature;
+#   5. that README's dashboard paragraph ("Operate") names exactly the Parley metrics the
+#      dashboard in the template shows, and that each of them is counted somewhere in shared/src.
 # Usage: .ci/check-template.sh [template.yaml]   (PARLEY_VENV overrides the venv, default .venv)
 set -euo pipefail
 
@@ -292,11 +294,48 @@ for path in sorted(pathlib.Path("events").rglob("*.json")):
     except ValueError as e:
         fail(f"{path}: invalid JSON: {e}")
 
+# --- 5. README's dashboard paragraph and the dashboard ----------------------------------------
+def dashboard_metrics() -> set[str]:
+    body = resources.get("Dashboard", {}).get("Properties", {}).get("DashboardBody")
+    if isinstance(body, dict) and "Fn::Sub" in body:
+        body = body["Fn::Sub"]
+        body = body[0] if isinstance(body, list) else body
+    if not isinstance(body, str):
+        fail("Dashboard.DashboardBody must be a string or !Sub of a string")
+        return set()
+    try:
+        # ${…} substitutions sit inside JSON strings, so the body parses as it is.
+        widgets = json.loads(body).get("widgets", [])
+    except ValueError as e:
+        fail(f"Dashboard.DashboardBody is not JSON: {e}")
+        return set()
+    return {m[1] for w in widgets for m in w.get("properties", {}).get("metrics", [])
+            if isinstance(m, list) and len(m) > 1 and m[0] == "Parley"}
+
+readme = pathlib.Path("README.md").read_text(encoding="utf-8")
+para = re.search(r"^- \*\*Dashboard\*\*(.*?)(?=^- |^#|\Z)", readme, re.M | re.S)
+if para is None:
+    fail("README: no '- **Dashboard**' paragraph under Operate")
+else:
+    # The names after "metrics:" ("the `Parley` metrics: `InboundMessages`, …"; the namespace is not one).
+    listed = para.group(1).split("metrics:", 1)[-1]
+    named = set(re.findall(r"`([A-Z][A-Za-z0-9]+)`", listed))
+    shown = dashboard_metrics()
+    for m in sorted(named - shown):
+        fail(f"README's dashboard paragraph names {m}, which the dashboard in {template_path} does not show")
+    for m in sorted(shown - named):
+        fail(f"the dashboard shows Parley metric {m}, which README's dashboard paragraph does not name")
+    code = "\n".join(p.read_text(encoding="utf-8") for p in pathlib.Path("shared/src").rglob("*.rs"))
+    for m in sorted(shown):
+        if f'"{m}"' not in code:
+            fail(f"the dashboard shows Parley metric {m}, which no code in shared/src counts")
+
 if errors:
     for e in errors:
         print(f"  FAIL {e}", file=sys.stderr)
     sys.exit(f"check-template: {len(errors)} problem(s) in {template_path}")
 print(f"  ok: {len(functions)} functions, {len(routes_seen)} routes, "
-      f"{sum(len(v) for v in sqs_consumers.values())} SQS event source(s), no literal secrets")
+      f"{sum(len(v) for v in sqs_consumers.values())} SQS event source(s), no literal secrets, "
+      f"README's dashboard metrics match the dashboard")
 PY
 echo "check-template: OK"

@@ -6,7 +6,8 @@
 #      event, build metadata, env var names, routes, and the FIFO/visibility invariants;
 #   3. that no literal secret is in the template: secret env vars must come from NoEcho
 #      parameters (without defaults) or Secrets Manager dynamic references;
-#   4. that the signed sample webhook event still carries a correct signature;
+#   4. that the signed sample webhook events still carry correct signatures, and every route has
+#      an API Gateway sample event;
 #   5. that README's dashboard paragraph ("Operate") names exactly the Parley metrics the
 #      dashboard in the template shows, and that each of them is counted somewhere in shared/src.
 # Usage: .ci/check-template.sh [template.yaml]   (PARLEY_VENV overrides the venv, default .venv)
@@ -36,6 +37,7 @@ fi
 
 echo "== template invariants"
 "$VENV/bin/python" - "$TEMPLATE" <<'PY'
+import base64
 import hashlib
 import hmac
 import json
@@ -288,6 +290,26 @@ for name, should_match in (("meta_post_whatsapp_text.json", True), ("meta_post_b
     if ok != should_match:
         fail(f"{path}: x-hub-signature-256 {'does not match' if should_match else 'unexpectedly matches'} "
              "the body (re-sign it with local-meta-app-secret after editing the body)")
+# The shop samples: base64 HMAC-SHA256 of the raw body with the local shop secrets.
+for name, header, secret in (("shopify_post_orders_create.json", "x-shopify-hmac-sha256", b"local-shopify-secret"),
+                             ("woocommerce_post_order_created.json", "x-wc-webhook-signature",
+                              b"local-woocommerce-secret")):
+    path = pathlib.Path("events/apigw") / name
+    if not path.exists():
+        fail(f"{path} missing")
+        continue
+    ev = json.loads(path.read_text(encoding="utf-8"))
+    want = base64.b64encode(hmac.new(secret, ev["body"].encode(), hashlib.sha256).digest()).decode()
+    if not hmac.compare_digest(want, ev["headers"].get(header, "")):
+        fail(f"{path}: {header} does not match the body (re-sign it with {secret.decode()} after editing the body)")
+# Every HTTP route of the template has an API Gateway sample (the Lambda binaries are tested with them).
+sampled = set()
+for path in pathlib.Path("events/apigw").glob("*.json"):
+    ev = json.loads(path.read_text(encoding="utf-8"))
+    method, _, route = ev.get("routeKey", "").partition(" ")
+    sampled.add((method, route))
+for route in sorted(routes_seen - sampled):
+    fail(f"events/apigw has no sample event for route {route}")
 for path in sorted(pathlib.Path("events").rglob("*.json")):
     try:
         json.loads(path.read_text(encoding="utf-8"))

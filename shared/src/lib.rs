@@ -11,6 +11,7 @@ pub mod channels;
 pub mod config;
 pub mod consent;
 pub mod domain;
+pub mod lambda_init;
 pub mod observability;
 pub mod orders;
 pub mod privacy;

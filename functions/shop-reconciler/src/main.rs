@@ -5,8 +5,12 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     parley::observability::init_logging();
-    let app = Arc::new(parley::api::App::from_env().await?);
-    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build()?;
+    let (app, http) = parley::lambda_init::or_report(async {
+        let app = parley::api::App::from_env().await?;
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(20)).build()?;
+        Ok::<_, Error>((Arc::new(app), http))
+    })
+    .await?;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let (app, http) = (Arc::clone(&app), http.clone());
         async move {

@@ -7,7 +7,8 @@ async fn main() -> std::process::ExitCode {
             // The demo catalog README's conversation uses; `PARLEY_DEMO_CATALOG=off` starts empty.
             let demo = std::env::var("PARLEY_DEMO_CATALOG").unwrap_or_default();
             if !matches!(demo.trim().to_ascii_lowercase().as_str(), "off" | "false" | "0" | "no") {
-                if let Err(e) = parley_local::sandbox_shop::seed_demo_catalog(&running.base_url, &reqwest::Client::new()).await
+                if let Err(e) =
+                    parley_local::sandbox_shop::seed_demo_catalog(&running.base_url, &reqwest::Client::new()).await
                 {
                     eprintln!("parley-local: demo catalog: {e}");
                     running.stop().await;

@@ -58,14 +58,8 @@ async fn say(http: &reqwest::Client, base: &str, from: &str, text: &str) {
 async fn wait_for(http: &reqwest::Client, base: &str, to: &str, n: usize) -> Vec<Value> {
     let start = Instant::now();
     loop {
-        let msgs: Vec<Value> = http
-            .get(format!("{base}/sandbox/messages?to={to}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let msgs: Vec<Value> =
+            http.get(format!("{base}/sandbox/messages?to={to}")).send().await.unwrap().json().await.unwrap();
         if msgs.len() >= n {
             return msgs;
         }

@@ -200,7 +200,10 @@ mod tests {
             let (resource, event) = topic.split_once('.').unwrap();
             let mut label = format!("{resource} {event}");
             label[..1].make_ascii_uppercase();
-            assert!(section.contains(&format!("**{label}**")), "README's WooCommerce setup lacks the topic **{label}**");
+            assert!(
+                section.contains(&format!("**{label}**")),
+                "README's WooCommerce setup lacks the topic **{label}**"
+            );
         }
     }
 }

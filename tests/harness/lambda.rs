@@ -108,7 +108,12 @@ impl RuntimeApi {
         let (done, outcome) = oneshot::channel();
         let id = uuid::Uuid::new_v4().to_string();
         let deadline_ms = (std::time::SystemTime::now() + timeout).duration_since(std::time::UNIX_EPOCH).unwrap();
-        let inv = Invocation { id: id.clone(), event: event.to_string().into_bytes(), deadline_ms: deadline_ms.as_millis(), done };
+        let inv = Invocation {
+            id: id.clone(),
+            event: event.to_string().into_bytes(),
+            deadline_ms: deadline_ms.as_millis(),
+            done,
+        };
         self.queue.send(inv).expect("the stand-in is running");
         match tokio::time::timeout(timeout + Duration::from_secs(5), outcome).await {
             Ok(Ok(o)) => o,
@@ -142,7 +147,12 @@ async fn next(State(s): State<Arc<Shared>>) -> Response {
     headers.insert("Lambda-Runtime-Aws-Request-Id", h(&inv.id));
     headers.insert("Lambda-Runtime-Deadline-Ms", h(&inv.deadline_ms.to_string()));
     headers.insert("Lambda-Runtime-Invoked-Function-Arn", h(&s.function_arn));
-    let trace = format!("Root=1-{:08x}-{};Parent={};Sampled=0", inv.deadline_ms / 1000, &inv.id.replace('-', "")[..24], &inv.id.replace('-', "")[..16]);
+    let trace = format!(
+        "Root=1-{:08x}-{};Parent={};Sampled=0",
+        inv.deadline_ms / 1000,
+        &inv.id.replace('-', "")[..24],
+        &inv.id.replace('-', "")[..16]
+    );
     headers.insert("Lambda-Runtime-Trace-Id", h(&trace));
     headers.insert("Content-Type", h("application/json"));
     (StatusCode::OK, headers, inv.event).into_response()
@@ -298,10 +308,11 @@ impl LambdaFunction {
 
     /// Waits for the function to report an init error and exit.
     pub async fn init_failure(&mut self) -> (InitError, ExitStatus) {
-        let err = self.api.init_error(WAIT).await.unwrap_or_else(|| {
-            panic!("no init error reported; output:\n{}", self.output().join("\n"));
-        });
         let status = tokio::time::timeout(WAIT, self.child.wait()).await.expect("the process exits").unwrap();
+        // A runtime reports before it exits; a moment's grace for the stand-in to record it.
+        let err = self.api.init_error(Duration::from_millis(500)).await.unwrap_or_else(|| {
+            panic!("exited ({status}) without reporting an init error; output:\n{}", self.output().join("\n"));
+        });
         (err, status)
     }
 

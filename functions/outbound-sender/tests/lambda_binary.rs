@@ -10,7 +10,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_outbound-sender");
 
 /// The sample record's envelope, for another contact and with a fresh id.
 fn envelope_to(address: &str) -> String {
-    let mut env: Value = serde_json::from_str(sample("sqs/outbound_batch.json")["Records"][0]["body"].as_str().unwrap()).unwrap();
+    let mut env: Value =
+        serde_json::from_str(sample("sqs/outbound_batch.json")["Records"][0]["body"].as_str().unwrap()).unwrap();
     let inbound = wamid();
     env["id"] = json!(format!("reply:{inbound}:0"));
     env["in_reply_to"] = json!(inbound);

@@ -21,7 +21,10 @@ async fn every_route_answers_through_the_runtime_api() {
     let (status, _, body) = f.http(&shopify).await;
     assert_eq!(status, 200, "{body}");
     let got = sys.wait_for_messages(SAMPLE_CUSTOMER, 3).await;
-    assert!(got[2]["text"].as_str().unwrap_or_default().contains("#1001"), "the Shopify order's confirmation: {got:#?}");
+    assert!(
+        got[2]["text"].as_str().unwrap_or_default().contains("#1001"),
+        "the Shopify order's confirmation: {got:#?}"
+    );
 
     // The WooCommerce sample comes from the documented local store URL, as the binary's
     // template environment (with `.env.example`'s values) expects.

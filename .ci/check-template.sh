@@ -6,7 +6,10 @@
 #      event, build metadata, env var names, routes, and the FIFO/visibility invariants;
 #   3. that no literal secret is in the template: secret env vars must come from NoEcho
 #      parameters (without defaults) or Secrets Manager dynamic references;
-#   4. that the signed sample webhook event still carries a correct signature.
+#   4. that the signed sample webhook events still carry correct signatures, and every route has
+#      an API Gateway sample event;
+#   5. that README's dashboard paragraph ("Operate") names exactly the Parley metrics the
+#      dashboard in the template shows, and that each of them is counted somewhere in shared/src.
 # Usage: .ci/check-template.sh [template.yaml]   (PARLEY_VENV overrides the venv, default .venv)
 set -euo pipefail
 
@@ -34,6 +37,7 @@ fi
 
 echo "== template invariants"
 "$VENV/bin/python" - "$TEMPLATE" <<'PY'
+import base64
 import hashlib
 import hmac
 import json
@@ -291,17 +295,74 @@ for name, should_match in (("meta_post_whatsapp_text.json", True), ("meta_post_b
     if ok != should_match:
         fail(f"{path}: x-hub-signature-256 {'does not match' if should_match else 'unexpectedly matches'} "
              "the body (re-sign it with local-meta-app-secret after editing the body)")
+# The shop samples: base64 HMAC-SHA256 of the raw body with the local shop secrets.
+for name, header, secret in (("shopify_post_orders_create.json", "x-shopify-hmac-sha256", b"local-shopify-secret"),
+                             ("woocommerce_post_order_created.json", "x-wc-webhook-signature",
+                              b"local-woocommerce-secret")):
+    path = pathlib.Path("events/apigw") / name
+    if not path.exists():
+        fail(f"{path} missing")
+        continue
+    ev = json.loads(path.read_text(encoding="utf-8"))
+    want = base64.b64encode(hmac.new(secret, ev["body"].encode(), hashlib.sha256).digest()).decode()
+    if not hmac.compare_digest(want, ev["headers"].get(header, "")):
+        fail(f"{path}: {header} does not match the body (re-sign it with {secret.decode()} after editing the body)")
+# Every HTTP route of the template has an API Gateway sample (the Lambda binaries are tested with them).
+sampled = set()
+for path in pathlib.Path("events/apigw").glob("*.json"):
+    ev = json.loads(path.read_text(encoding="utf-8"))
+    method, _, route = ev.get("routeKey", "").partition(" ")
+    sampled.add((method, route))
+for route in sorted(routes_seen - sampled):
+    fail(f"events/apigw has no sample event for route {route}")
 for path in sorted(pathlib.Path("events").rglob("*.json")):
     try:
         json.loads(path.read_text(encoding="utf-8"))
     except ValueError as e:
         fail(f"{path}: invalid JSON: {e}")
 
+# --- 5. README's dashboard paragraph and the dashboard ----------------------------------------
+def dashboard_metrics() -> set[str]:
+    body = resources.get("Dashboard", {}).get("Properties", {}).get("DashboardBody")
+    if isinstance(body, dict) and "Fn::Sub" in body:
+        body = body["Fn::Sub"]
+        body = body[0] if isinstance(body, list) else body
+    if not isinstance(body, str):
+        fail("Dashboard.DashboardBody must be a string or !Sub of a string")
+        return set()
+    try:
+        # ${…} substitutions sit inside JSON strings, so the body parses as it is.
+        widgets = json.loads(body).get("widgets", [])
+    except ValueError as e:
+        fail(f"Dashboard.DashboardBody is not JSON: {e}")
+        return set()
+    return {m[1] for w in widgets for m in w.get("properties", {}).get("metrics", [])
+            if isinstance(m, list) and len(m) > 1 and m[0] == "Parley"}
+
+readme = pathlib.Path("README.md").read_text(encoding="utf-8")
+para = re.search(r"^- \*\*Dashboard\*\*(.*?)(?=^- |^#|\Z)", readme, re.M | re.S)
+if para is None:
+    fail("README: no '- **Dashboard**' paragraph under Operate")
+else:
+    # The names after "metrics:" ("the `Parley` metrics: `InboundMessages`, …"; the namespace is not one).
+    listed = para.group(1).split("metrics:", 1)[-1]
+    named = set(re.findall(r"`([A-Z][A-Za-z0-9]+)`", listed))
+    shown = dashboard_metrics()
+    for m in sorted(named - shown):
+        fail(f"README's dashboard paragraph names {m}, which the dashboard in {template_path} does not show")
+    for m in sorted(shown - named):
+        fail(f"the dashboard shows Parley metric {m}, which README's dashboard paragraph does not name")
+    code = "\n".join(p.read_text(encoding="utf-8") for p in pathlib.Path("shared/src").rglob("*.rs"))
+    for m in sorted(shown):
+        if f'"{m}"' not in code:
+            fail(f"the dashboard shows Parley metric {m}, which no code in shared/src counts")
+
 if errors:
     for e in errors:
         print(f"  FAIL {e}", file=sys.stderr)
     sys.exit(f"check-template: {len(errors)} problem(s) in {template_path}")
 print(f"  ok: {len(functions)} functions, {len(routes_seen)} routes, "
-      f"{sum(len(v) for v in sqs_consumers.values())} SQS event source(s), no literal secrets")
+      f"{sum(len(v) for v in sqs_consumers.values())} SQS event source(s), no literal secrets, "
+      f"README's dashboard metrics match the dashboard")
 PY
 echo "check-template: OK"

@@ -146,6 +146,28 @@ async fn the_reconciler_reports_a_removed_subscription() {
 }
 
 #[tokio::test]
+async fn the_reconciler_requires_the_product_and_checkout_topics() {
+    // Without them a real shop gets no chat catalog and no abandoned-checkout reminders, and
+    // nothing else would say so.
+    let sys = System::start().await;
+    let shopify = ["products/create", "products/update", "checkouts/create", "checkouts/update"];
+    let woo = ["product.created", "product.updated"];
+    for topic in shopify {
+        sys.shop("webhooks/shopify/remove", json!({ "topic": topic })).await;
+    }
+    for topic in woo {
+        sys.shop("webhooks/woocommerce/remove", json!({ "topic": topic })).await;
+    }
+    let report = sys.run_function("shop-reconciler").await;
+    let of = |platform: &str| {
+        report["reports"].as_array().unwrap().iter().find(|r| r["platform"] == platform).unwrap().clone()
+    };
+    assert_eq!(of("shopify")["missing_subscriptions"], json!(shopify), "{report}");
+    assert_eq!(of("woocommerce")["missing_subscriptions"], json!(woo), "{report}");
+    sys.stop().await;
+}
+
+#[tokio::test]
 async fn orders_without_consent_or_usable_phone_send_nothing() {
     let sys = System::start().await;
     let stranger = customer();

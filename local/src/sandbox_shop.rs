@@ -2890,3 +2890,46 @@ mod tests {
         assert_eq!(parse_time("2026-07-14T12:00:00", SHOP_OFFSET), Some(t));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Demo data
+
+/// The products `make dev` starts with (CONTRACT.md: in-stock `TSHIRT-M` and `TSHIRT-L`): the ones
+/// README's "Selling in chat" conversation uses, so it works on a fresh system.
+pub fn demo_catalog() -> Vec<Value> {
+    vec![json!({
+        "platform": "shopify", "title": "T-Shirt", "product_type": "Shirts",
+        "variants": [{"sku": "TSHIRT-M", "title": "M", "price": "19.90", "inventory": 25},
+                     {"sku": "TSHIRT-L", "title": "L", "price": "21.90", "inventory": 25}],
+    })]
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("the sandbox shop did not answer: {0}")]
+    Unreachable(String),
+    #[error("the sandbox shop refused a demo product ({0})")]
+    Refused(u16),
+    #[error("Parley answered the demo product's webhook with {0}")]
+    Webhook(Value),
+}
+
+/// Fills the catalog the way a real shop does: each demo product is created in the sandbox shop
+/// (`POST /sandbox/shop/products` on the running system at `base_url`), which posts the signed
+/// product webhook to Parley. Returns the sandbox shop's answers (product and variant ids).
+pub async fn seed_demo_catalog(base_url: &str, http: &reqwest::Client) -> Result<Vec<Value>, SeedError> {
+    let mut created = Vec::new();
+    for product in demo_catalog() {
+        let url = format!("{}/sandbox/shop/products", base_url.trim_end_matches('/'));
+        let r = http.post(url).json(&product).send().await.map_err(|e| SeedError::Unreachable(error_chain(&e)))?;
+        if !r.status().is_success() {
+            return Err(SeedError::Refused(r.status().as_u16()));
+        }
+        let answer: Value = r.json().await.map_err(|e| SeedError::Unreachable(error_chain(&e)))?;
+        if answer["webhook_status"] != 200 {
+            return Err(SeedError::Webhook(answer["webhook_status"].clone()));
+        }
+        created.push(answer);
+    }
+    Ok(created)
+}

@@ -9,17 +9,23 @@ use crate::shops::{OrderSnapshot, ShopEvent, ShopParseError};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// Topics Parley needs from Shopify; a missing one raises `WebhookSubscriptionMissing`.
+/// Topics Parley needs from Shopify; a missing one raises `WebhookSubscriptionMissing`. Without
+/// the product topics the chat catalog stays empty, without the checkout topics no abandoned
+/// checkout is ever reminded: both fail silently, so they are checked like the order topics.
 pub const SHOPIFY_TOPICS: &[&str] = &[
     "orders/create",
     "orders/paid",
     "orders/cancelled",
     "fulfillments/create",
     "fulfillments/update",
+    "products/create",
+    "products/update",
+    "checkouts/create",
+    "checkouts/update",
     "customers/redact",
 ];
 /// Topics Parley needs from WooCommerce, which must be `active` (it disables hooks that fail).
-pub const WOO_TOPICS: &[&str] = &["order.created", "order.updated"];
+pub const WOO_TOPICS: &[&str] = &["order.created", "order.updated", "product.created", "product.updated"];
 
 /// Re-read a little before the last run: clocks differ and a shop's `updated_at` can lag.
 const OVERLAP_SECS: i64 = 600;
@@ -158,4 +164,46 @@ async fn reconcile_woo(app: &App, client: &WooClient<'_>) -> ReconcileReport {
         Err(e) => failed(&mut report, format!("webhook check: {e}")),
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SHOPIFY_TOPICS, WOO_TOPICS};
+
+    /// README's "Connect your shop" section: what a shop owner sets up by hand.
+    fn connect_your_shop() -> &'static str {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("## Connect your shop").expect("README has a Connect your shop section");
+        let rest = &readme[start + 3..];
+        &readme[start..start + 3 + rest.find("\n## ").unwrap_or(rest.len())]
+    }
+
+    #[test]
+    fn readme_subscribes_every_shopify_topic_the_reconciler_requires() {
+        let section = connect_your_shop();
+        // The shopify.app.toml example is what people copy: every required topic must be in it.
+        let toml_start = section.find("[webhooks]").expect("the shopify.app.toml example");
+        let toml = &section[toml_start..toml_start + section[toml_start..].find("```").unwrap()];
+        let listed = section[..toml_start].to_string();
+        for topic in SHOPIFY_TOPICS {
+            let quoted = format!("\"{topic}\"");
+            assert!(toml.contains(&quoted), "README's shopify.app.toml example lacks {topic}");
+            assert!(listed.contains(&format!("`{topic}`")), "README's Shopify topic list lacks `{topic}`");
+        }
+    }
+
+    #[test]
+    fn readme_sets_up_every_woocommerce_topic_the_reconciler_requires() {
+        let section = connect_your_shop();
+        for topic in WOO_TOPICS {
+            // `order.created` is "Order created" in WooCommerce's webhook form.
+            let (resource, event) = topic.split_once('.').unwrap();
+            let mut label = format!("{resource} {event}");
+            label[..1].make_ascii_uppercase();
+            assert!(
+                section.contains(&format!("**{label}**")),
+                "README's WooCommerce setup lacks the topic **{label}**"
+            );
+        }
+    }
 }

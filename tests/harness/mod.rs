@@ -1,6 +1,7 @@
 //! Test harness: starts a fresh local Parley system (own table and queues, own port) against the
 //! local AWS endpoints that `make test` starts, and talks to it over HTTP only.
 pub mod fault_proxy;
+pub mod lambda;
 
 use parley::channels::signature::{sign, Encoding};
 use serde_json::{json, Value};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     parley::observability::init_logging();
-    let app = Arc::new(parley::api::App::from_env().await?);
+    let app = Arc::new(parley::lambda_init::or_report(parley::api::App::from_env()).await?);
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let app = Arc::clone(&app);
         async move {

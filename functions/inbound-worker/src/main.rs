@@ -8,7 +8,7 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     parley::observability::init_logging();
-    let app = Arc::new(parley::api::App::from_env().await?);
+    let app = Arc::new(parley::lambda_init::or_report(parley::api::App::from_env()).await?);
     app.store.warm_up().await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let app = Arc::clone(&app);

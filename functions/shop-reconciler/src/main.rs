@@ -5,9 +5,13 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     parley::observability::init_logging();
-    let app = Arc::new(parley::api::App::from_env().await?);
-    // Connect and total timeouts from the function's budget (PARLEY_FUNCTION_TIMEOUT_SECONDS).
-    let http = parley::budget::Budget::from_env()?.shop_http()?;
+    let (app, http) = parley::lambda_init::or_report(async {
+        let app = parley::api::App::from_env().await?;
+        // Connect and total timeouts from the function's budget (PARLEY_FUNCTION_TIMEOUT_SECONDS).
+        let http = parley::budget::Budget::from_env()?.shop_http()?;
+        Ok::<_, Error>((Arc::new(app), http))
+    })
+    .await?;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let (app, http) = (Arc::clone(&app), http.clone());
         async move {

@@ -6,11 +6,16 @@ use std::sync::Arc;
 
 pub async fn serve(function: HttpFunction) -> Result<(), Error> {
     crate::observability::init_logging();
-    let app = Arc::new(App::from_env().await?);
-    if function == HttpFunction::ChannelWebhook {
-        // Without them every webhook would be refused; better to fail the deployment loudly.
-        app.meta.require_webhook_secrets()?;
-    }
+    let app = crate::lambda_init::or_report(async {
+        let app = App::from_env().await?;
+        if function == HttpFunction::ChannelWebhook {
+            // Without them every webhook would be refused; better to fail the deployment loudly.
+            app.meta.require_webhook_secrets()?;
+        }
+        Ok::<_, crate::config::ConfigError>(app)
+    })
+    .await?;
+    let app = Arc::new(app);
     // Open the DynamoDB connection during init, not on the first request.
     app.store.warm_up().await;
     lambda_http::run(service_fn(move |req: Request| {

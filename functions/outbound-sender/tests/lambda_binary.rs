@@ -1,0 +1,67 @@
+//! The outbound-sender binary under the Lambda Runtime API stand-in, with template.yaml's
+//! environment: an SQS batch (shaped like `events/sqs/outbound_batch.json`) with one record that
+//! cannot go now; the response names exactly that record, the others are processed.
+use parley_tests::lambda::{sample, sqs_event, LambdaFunction};
+use parley_tests::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_outbound-sender");
+
+/// The sample record's envelope, for another contact and with a fresh id.
+fn envelope_to(address: &str) -> String {
+    let mut env: Value =
+        serde_json::from_str(sample("sqs/outbound_batch.json")["Records"][0]["body"].as_str().unwrap()).unwrap();
+    let inbound = wamid();
+    env["id"] = json!(format!("reply:{inbound}:0"));
+    env["in_reply_to"] = json!(inbound);
+    env["contact"]["address"] = json!(address);
+    env["created_at"] = json!(now());
+    env.to_string()
+}
+
+#[tokio::test]
+async fn a_batch_reports_exactly_its_failed_record() {
+    let sys = System::start().await;
+    let f = LambdaFunction::start(BIN, &sys).await;
+    let (sent, held) = (customer(), customer());
+    let (to_sent, to_held) = (envelope_to(&sent), envelope_to(&held));
+    let unreadable = r#"{"v":1,"id":"reply:wamid.broken:0","body":"#;
+    // Another invocation is sending `held` right now: it must come back later, not count as done.
+    let claim = sys
+        .store()
+        .claim_send(&parley::queue::Envelope::parse(&to_held).unwrap(), now(), Duration::from_secs(300))
+        .await
+        .unwrap();
+    assert!(matches!(claim, parley::store::outbound::SendClaim::Go { .. }), "{claim:?}");
+
+    let arn = "arn:aws:sqs:eu-central-1:123456789012:parley-OutboundQueue.fifo";
+    let (event, ids) = sqs_event(
+        arn,
+        &[(&format!("whatsapp#{sent}"), &to_sent), (&format!("whatsapp#{held}"), &to_held), ("whatsapp#x", unreadable)],
+    );
+    let response = f.invoke(&event).await.response();
+    assert_eq!(response, json!({"batchItemFailures": [{"itemIdentifier": ids[1]}]}));
+
+    // Processed: sent through the Graph stand-in (no conversation yet, so as the template) …
+    let got = sys.assert_settles_at(&sent, 1, Duration::from_millis(1000)).await;
+    assert_eq!(got[0]["template"], "service_followup", "{got:#?}");
+    sys.assert_settles_at(&held, 0, Duration::ZERO).await;
+    // … and the unreadable envelope moved to the template's DLQ instead of blocking its group.
+    let dlq = sys.running.resources.queue("OutboundDLQ").unwrap().to_string();
+    let received = sys
+        .running
+        .app
+        .producer
+        .client()
+        .receive_message()
+        .queue_url(&dlq)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<_> = received.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies, vec![unreadable]);
+    sys.stop().await;
+}

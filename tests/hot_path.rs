@@ -85,26 +85,7 @@ fn sequential_depth(calls: &[Call]) -> usize {
 
 #[tokio::test]
 async fn one_inbound_message_costs_two_sequential_round_trips() {
-    init_env();
-    let recorder = Recorder::default();
-    let conf = aws_config::load_from_env().await;
-    let ddb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&conf).interceptor(recorder.clone()).build(),
-    );
-    let sqs =
-        aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(&conf).interceptor(recorder.clone()).build());
-    let prefix = format!("hp{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-    let res = parley_local::provision::provision(template.as_ref(), &prefix, &ddb, &sqs).await.unwrap();
-    let aws = parley::config::AwsSettings {
-        table: res.table("Table").unwrap().into(),
-        outbound_queue_url: res.queue("OutboundQueue").unwrap().into(),
-        outbound_dlq_url: None,
-        inbound_queue_url: res.queue("InboundQueue").map(str::to_string),
-        inbound_dlq_url: None,
-    };
-    let app = parley::api::App::new(ddb, sqs, aws, parley::config::MetaSettings::from_env().unwrap()).unwrap();
-    recorder.take();
+    let (app, recorder) = recorded_app(|_| {}).await;
 
     let body = wa_text(&customer(), &wamid(), "Lieferzeit");
     let req = http::Request::post("/webhooks/meta")

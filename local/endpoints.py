@@ -12,6 +12,8 @@
    when it started: two concurrent receivers can each get messages of the same group, so a
    contact's events could be handled out of order — SQS never lets that happen. Each receive pass
    runs under a lock; long polls wait between passes, outside it.
+4. When several received messages of one FIFO group become visible again together (a failed
+   batch), moto hands out the later ones first (see `release_visible_again`).
 
 Usage: endpoints.py -H 127.0.0.1 -p PORT
 """
@@ -47,6 +49,15 @@ def _counts(queue):
 RECEIVE_LOCK = threading.Lock()
 
 
+def release_visible_again(queue):
+    """A received message whose visibility ran out is no longer in flight. moto notices that one
+    message at a time while it walks the queue, so with two of a group coming back together the
+    first is skipped (its group still looks busy because of the second) and the second is handed
+    out before it — SQS would hand out the first again. Settle them all before the walk."""
+    for message in [m for m in queue._pending_messages if m.visible]:
+        queue._pending_messages.discard(message)
+
+
 def atomic_fifo_receive():
     original = sqs_models.SQSBackend.receive_message
 
@@ -54,6 +65,7 @@ def atomic_fifo_receive():
         deadline = time.monotonic() + (wait_seconds_timeout or 0)
         while True:
             with RECEIVE_LOCK:
+                release_visible_again(self.get_queue(queue_name))
                 result = original(self, queue_name, count, 0, visibility_timeout, *args, **kwargs)
             if result or time.monotonic() >= deadline:
                 return result

@@ -114,26 +114,10 @@ async fn each_contact_of_a_handed_over_delivery_is_answered_in_timestamp_order()
     sys.stop().await;
 }
 
-/// Re-creates the queues a test deleted (the provisioner recreates what is missing).
-async fn reprovision(sys: &System) {
-    let table = sys.running.resources.table("Table").unwrap();
-    let prefix = table.strip_suffix("-Table").expect("local table names are <prefix>-Table");
-    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-    let (ddb, sqs) = (sys.store().client().clone(), sys.running.app.producer.client().clone());
-    parley_local::provision::provision(template.as_ref(), prefix, &ddb, &sqs).await.unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn handed_over_cart_commands_survive_an_outbound_queue_outage_and_run_exactly_once() {
     let sys = System::start().await;
-    let p = sys
-        .shop(
-            "products",
-            json!({"platform": "shopify", "title": "T-Shirt", "product_type": "Shirts",
-                   "variants": [{"sku": "TSHIRT-M", "title": "M", "price": "19.90", "inventory": 50}]}),
-        )
-        .await;
-    assert_eq!(p["webhook_status"], 200, "{p}");
+    sys.seed_demo_catalog().await;
     let sqs = sys.running.app.producer.client().clone();
     let outbound = sys.running.resources.queue("OutboundQueue").unwrap().to_string();
     sqs.delete_queue().queue_url(&outbound).send().await.expect("outbound queue deleted");
@@ -153,7 +137,7 @@ async fn handed_over_cart_commands_survive_an_outbound_queue_outage_and_run_exac
     // The worker cannot enqueue replies: it gives the claims back and the events come back.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(sent_by_recipient(&sys).await.is_empty());
-    reprovision(&sys).await;
+    sys.reprovision().await;
 
     let by = wait_for_total(&sys, 60, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -179,7 +163,6 @@ async fn an_unreadable_inbound_envelope_goes_to_the_dlq_without_blocking_its_con
     let sys = System::start().await;
     let sqs = sys.running.app.producer.client().clone();
     let inbound = sys.running.resources.queue("InboundQueue").unwrap().to_string();
-    let dlq = sys.running.resources.queue("InboundDLQ").unwrap().to_string();
     let to = customer();
     sqs.send_message()
         .queue_url(&inbound)
@@ -198,15 +181,7 @@ async fn an_unreadable_inbound_envelope_goes_to_the_dlq_without_blocking_its_con
     assert_eq!(sys.post_meta(&delivery(msgs)).await.status(), 200);
     sys.wait_for_messages_within(&to, 1, Duration::from_secs(120)).await;
 
-    let start = Instant::now();
-    loop {
-        let got = sqs.receive_message().queue_url(&dlq).max_number_of_messages(10).send().await.unwrap();
-        if let Some(m) = got.messages().first() {
-            assert_eq!(m.body(), Some(r#"{"v":1,"event":"not an event"}"#));
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "the envelope never reached the DLQ");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let bodies = sys.queue_bodies("InboundDLQ", Duration::from_secs(60)).await;
+    assert_eq!(bodies, vec![r#"{"v":1,"event":"not an event"}"#.to_string()]);
     sys.stop().await;
 }

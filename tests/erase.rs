@@ -86,14 +86,7 @@ fn url_in(text: &str) -> String {
 
 /// The full journey of one WhatsApp customer through HTTP; returns what identifies them.
 async fn journey(sys: &System) -> Person {
-    let product = sys
-        .shop(
-            "products",
-            json!({"platform": "shopify", "title": "T-Shirt", "product_type": "Shirts",
-                   "variants": [{"sku": "TSHIRT-M", "title": "M", "price": "19.90", "inventory": 50}]}),
-        )
-        .await;
-    assert_eq!(product["webhook_status"], 200, "{product}");
+    sys.seed_demo_catalog().await;
 
     let digits = customer();
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];

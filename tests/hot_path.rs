@@ -237,7 +237,7 @@ async fn a_big_delivery_is_one_round_of_concurrent_sqs_calls_and_no_dynamodb() {
 }
 
 #[tokio::test]
-async fn a_status_update_is_one_round_trip_and_a_cart_command_four() {
+async fn a_status_update_is_one_round_trip_and_a_cart_command_three() {
     let (app, recorder) = recorded_app(|_| {}).await;
     assert_eq!(post(&app, wa_status(&wamid(), &customer(), "delivered", None)).await, 200);
     let calls = recorder.take();

@@ -16,12 +16,8 @@ async fn a_delivery_that_cannot_be_queued_is_processed_on_the_retry() {
     let body = wa_delivery(&to, &wamid(), now(), json!({"type": "text", "text": {"body": "Lieferzeit"}}));
     let first = sys.post_meta(&body).await;
 
-    // The queue is back (the provisioner reuses what exists and recreates what is missing).
-    let table = sys.running.resources.table("Table").unwrap();
-    let prefix = table.strip_suffix("-Table").expect("local table names are <prefix>-Table");
-    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-    let ddb = sys.store().client().clone();
-    let again = parley_local::provision::provision(template.as_ref(), prefix, &ddb, &sqs).await.unwrap();
+    // The queue is back.
+    let again = sys.reprovision().await;
     assert_eq!(again.queue("OutboundQueue"), Some(queue_url.as_str()));
 
     if !first.status().is_success() {

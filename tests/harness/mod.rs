@@ -412,6 +412,40 @@ impl System {
     }
 }
 
+impl System {
+    /// The demo catalog `make dev` starts with (T-Shirt `TSHIRT-M` / `TSHIRT-L`), created in the
+    /// sandbox shop and so, by its signed product webhook, in Parley's catalog.
+    pub async fn seed_demo_catalog(&self) {
+        parley_local::sandbox_shop::seed_demo_catalog(&self.base, &self.http).await.expect("demo catalog seeded");
+    }
+
+    /// Creates the template's tables and queues again where a test deleted them (the
+    /// provisioner reuses what exists and recreates what is missing, under the same names).
+    pub async fn reprovision(&self) -> parley_local::provision::Provisioned {
+        let table = self.running.resources.table("Table").unwrap();
+        let prefix = table.strip_suffix("-Table").expect("local table names are <prefix>-Table");
+        let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+        let (ddb, sqs) = (self.store().client().clone(), self.running.app.producer.client().clone());
+        parley_local::provision::provision(template.as_ref(), prefix, &ddb, &sqs).await.unwrap()
+    }
+
+    /// The bodies in the template queue `logical` (e.g. `OutboundDLQ`): polls until at least one
+    /// arrives or `limit` has passed, then returns what one receive got (possibly nothing).
+    pub async fn queue_bodies(&self, logical: &str, limit: Duration) -> Vec<String> {
+        let url = self.running.resources.queue(logical).expect("a queue of the template").to_string();
+        let sqs = self.running.app.producer.client();
+        let start = Instant::now();
+        loop {
+            let got = sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send();
+            let bodies: Vec<String> =
+                got.await.unwrap().messages().iter().filter_map(|m| m.body().map(str::to_string)).collect();
+            if !bodies.is_empty() || start.elapsed() >= limit {
+                return bodies;
+            }
+        }
+    }
+}
+
 /// A repository fixture from `events/`.
 pub fn fixture(path: &str) -> String {
     std::fs::read_to_string(format!("{}/../events/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()

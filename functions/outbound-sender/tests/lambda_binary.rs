@@ -48,20 +48,6 @@ async fn a_batch_reports_exactly_its_failed_record() {
     assert_eq!(got[0]["template"], "service_followup", "{got:#?}");
     sys.assert_settles_at(&held, 0, Duration::ZERO).await;
     // … and the unreadable envelope moved to the template's DLQ instead of blocking its group.
-    let dlq = sys.running.resources.queue("OutboundDLQ").unwrap().to_string();
-    let received = sys
-        .running
-        .app
-        .producer
-        .client()
-        .receive_message()
-        .queue_url(&dlq)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap();
-    let bodies: Vec<_> = received.messages().iter().filter_map(|m| m.body()).collect();
-    assert_eq!(bodies, vec![unreadable]);
+    assert_eq!(sys.queue_bodies("OutboundDLQ", Duration::from_secs(5)).await, vec![unreadable.to_string()]);
     sys.stop().await;
 }

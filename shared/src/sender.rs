@@ -130,7 +130,7 @@ impl Sender {
                 }
             }
         }
-        self.set_visibility(delays).await;
+        crate::queue::set_retry_delays(&self.sqs, &self.queue_url, delays).await;
         crate::observability::flush("outbound-sender");
         response
     }
@@ -345,9 +345,5 @@ impl Sender {
                 Outcome::Retry { delay: 0 }
             }
         }
-    }
-
-    async fn set_visibility(&self, delays: Vec<(String, String, u64)>) {
-        crate::queue::set_retry_delays(&self.sqs, &self.queue_url, delays).await;
     }
 }

@@ -233,10 +233,15 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
         .or(consent_written.into_iter().find_map(Result::err));
     if let Some(err) = failure {
         // Give the claims back so Meta's retry of this delivery is processed again.
-        join_all(
+        let released = join_all(
             claimed.iter().map(|h| limited(&limit, 1, app.store.release_inbound(h.msg.contact.channel, &h.msg.id))),
         )
         .await;
+        let kept = released.iter().filter(|r| r.is_err()).count();
+        if kept > 0 {
+            // Those claims stay until their lease runs out; the retry is answered 503 till then.
+            tracing::warn!(claims = kept, "could not give claims back after a failed delivery");
+        }
         return Err(err);
     }
     summary.enqueued = envelopes.len();

@@ -47,19 +47,6 @@ pub struct App {
     pub admin_key: Option<Secret>,
 }
 
-/// Clients for the local emulator or AWS, from the standard environment
-/// (`AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_SQS` point them at local endpoints), with
-/// timeouts and retries from the function's budget ([`crate::budget`]).
-/// An unreadable `PARLEY_FUNCTION_TIMEOUT_SECONDS` falls back to the default here, loudly; the
-/// functions' own init ([`App::from_env`]) refuses it.
-pub async fn aws_clients() -> (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client) {
-    let budget = crate::budget::Budget::from_env().unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "using the default time budget");
-        crate::budget::Budget::default()
-    });
-    crate::budget::aws_clients_with(&budget, &crate::budget::Endpoints::default()).await
-}
-
 /// Brand-editable content: flows and templates from `PARLEY_FLOWS_DIR` when set, else the
 /// files compiled in from `config/`.
 pub fn load_content() -> Result<(Flows, Templates), ConfigError> {

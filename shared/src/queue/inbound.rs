@@ -25,11 +25,12 @@ impl InboundEnvelope {
         struct Version {
             v: u32,
         }
-        let version: Version = serde_json::from_str(body).map_err(|e| EnvelopeError::Invalid(describe(&e)))?;
+        let version: Version =
+            serde_json::from_str(body).map_err(|e| EnvelopeError::Invalid(crate::privacy::describe_json_error(&e)))?;
         if version.v != INBOUND_VERSION {
             return Err(EnvelopeError::UnsupportedVersion(version.v));
         }
-        serde_json::from_str(body).map_err(|e| EnvelopeError::Invalid(describe(&e)))
+        serde_json::from_str(body).map_err(|e| EnvelopeError::Invalid(crate::privacy::describe_json_error(&e)))
     }
 
     /// The FIFO group: the contact, so its messages, statuses and preference changes are
@@ -64,12 +65,6 @@ impl InboundEnvelope {
             InboundEvent::AgentRelease { .. } => 0,
         }
     }
-}
-
-/// serde_json's messages may quote the input near the error; keep only what kind of error it
-/// was and where, never the content (it may hold a customer's words).
-fn describe(e: &serde_json::Error) -> String {
-    format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column())
 }
 
 #[cfg(test)]

@@ -227,6 +227,34 @@ async fn dynamodb_concurrency_per_invocation_is_bounded() {
 }
 
 #[tokio::test]
+async fn the_inbound_worker_shares_one_dynamodb_bound_across_the_contacts_of_a_batch() {
+    use parley::domain::{AccountId, Address, Channel, ContactId, InboundContent, InboundEvent, InboundMessage};
+    let (app, recorder) = recorded_app(|s| s.max_concurrency = 4).await;
+    let bodies: Vec<(String, String)> = (0..10)
+        .map(|_| {
+            let contact = ContactId::new(Channel::WhatsApp, Address::parse(customer()).unwrap());
+            let env = parley::queue::InboundEnvelope::new(InboundEvent::Message(InboundMessage {
+                id: parley::domain::InboundMessageId::parse(wamid()).unwrap(),
+                account: AccountId::parse(WA_PHONE_NUMBER_ID).unwrap(),
+                contact: contact.clone(),
+                profile_name: None,
+                phone: None,
+                timestamp: now(),
+                content: InboundContent::Text { body: "Lieferzeit".into() },
+            }));
+            (contact.key(), env.to_message().body)
+        })
+        .collect();
+    let records: Vec<(&str, &str)> = bodies.iter().map(|(g, b)| (g.as_str(), b.as_str())).collect();
+    let (event, _) = parley_tests::lambda::sqs_event("arn:aws:sqs:eu-central-1:123456789012:q.fifo", &records);
+    let response = parley::inbound::handle(&app, serde_json::from_value(event).unwrap()).await;
+    assert!(response.batch_item_failures.is_empty());
+    let ddb: Vec<Call> = recorder.take().into_iter().filter(|c| c.operation != "SendMessageBatch").collect();
+    assert_eq!(ddb.len(), 20, "claim and contact touch for each of the 10 contacts");
+    assert_eq!(peak_in_flight(&ddb), 4, "10 contacts handled at once, yet at most 4 DynamoDB requests");
+}
+
+#[tokio::test]
 async fn a_big_delivery_is_one_round_of_concurrent_sqs_calls_and_no_dynamodb() {
     let (app, recorder) = recorded_app(|_| {}).await;
     assert_eq!(post(&app, many(60, "Lieferzeit")).await, 200);

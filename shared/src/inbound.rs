@@ -56,9 +56,12 @@ pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
             }
         }
     }
+    // One bound on DynamoDB requests for the whole invocation, whatever the number of contacts.
+    let limit = tokio::sync::Semaphore::new(app.settings.max_concurrency);
+    let limit = &limit;
     let results = join_all(groups.into_iter().map(|(_, recs)| async move {
         let events = recs.iter().map(|(_, env)| env.event.clone()).collect();
-        let result = meta_webhook::process(app, events, 0).await;
+        let result = meta_webhook::process_within(app, events, 0, limit).await;
         (recs, result)
     }))
     .await;

@@ -96,6 +96,17 @@ struct Handled {
 }
 
 pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Result<Summary, ApiError> {
+    process_within(app, events, skipped, &Semaphore::new(app.settings.max_concurrency)).await
+}
+
+/// [`process`] sharing the invocation's DynamoDB concurrency (`INBOUND_MAX_CONCURRENCY`) with
+/// others running at the same time (the inbound worker handles a batch's contacts concurrently).
+pub async fn process_within(
+    app: &App,
+    events: Vec<InboundEvent>,
+    skipped: usize,
+    limit: &Semaphore,
+) -> Result<Summary, ApiError> {
     let mut summary = Summary { skipped, ..Default::default() };
     let mut messages = Vec::new();
     let mut statuses = Vec::new();
@@ -137,12 +148,11 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
 
     // Round trip 1: claims + contact touches (all messages concurrently) and statuses, never
     // more than `max_concurrency` DynamoDB requests at once (a message takes two).
-    let limit = Semaphore::new(app.settings.max_concurrency);
     let mut first_error_preference: Option<ApiError> = None;
     let now = crate::time_util::now_unix();
-    let handled = join_all(messages.iter().map(|(m, acc)| limited(&limit, 2, handle_message(app, m, acc, now))));
-    let status_results = join_all(statuses.iter().map(|s| limited(&limit, 1, handle_status(app, s))));
-    let preference_results = join_all(preferences.iter().map(|p| limited(&limit, 1, handle_preference(app, p))));
+    let handled = join_all(messages.iter().map(|(m, acc)| limited(limit, 2, handle_message(app, m, acc, now))));
+    let status_results = join_all(statuses.iter().map(|s| limited(limit, 1, handle_status(app, s))));
+    let preference_results = join_all(preferences.iter().map(|p| limited(limit, 1, handle_preference(app, p))));
     let (handled, status_results, preference_results) = futures::join!(handled, status_results, preference_results);
     if let Some(e) = preference_results.into_iter().find_map(Result::err) {
         first_error_preference = Some(e);
@@ -190,26 +200,26 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
     let handovers = join_all(
         claimed
             .iter()
-            .filter_map(|h| h.set_handover.map(|on| limited(&limit, 1, app.store.set_handover(&h.msg.contact, on)))),
+            .filter_map(|h| h.set_handover.map(|on| limited(limit, 1, app.store.set_handover(&h.msg.contact, on)))),
     );
-    let releases_done = join_all(releases.iter().map(|(c, _)| limited(&limit, 1, app.store.set_handover(c, false))));
+    let releases_done = join_all(releases.iter().map(|(c, _)| limited(limit, 1, app.store.set_handover(c, false))));
     let pending_cleared = join_all(
         claimed
             .iter()
             .filter(|h| h.delivered_pending > 0)
-            .map(|h| limited(&limit, 1, app.store.clear_pending_replies(&h.msg.contact, h.pending_seen))),
+            .map(|h| limited(limit, 1, app.store.clear_pending_replies(&h.msg.contact, h.pending_seen))),
     );
     // Claims without replies are finished now; those with replies are finished by the sender.
     let finished = join_all(
         claimed
             .iter()
             .filter(|h| h.envelopes.is_empty())
-            .map(|h| limited(&limit, 1, app.store.finish_inbound(h.msg.contact.channel, &h.msg.id))),
+            .map(|h| limited(limit, 1, app.store.finish_inbound(h.msg.contact.channel, &h.msg.id))),
     );
     let consent_written = join_all(claimed.iter().filter_map(|h| {
         let (version, consent, events) = h.consent_write.as_ref()?;
         let seed = ProfileSeed::default();
-        Some(limited(&limit, 1, async move {
+        Some(limited(limit, 1, async move {
             match app.store.write_consent(&h.msg.contact, *version, consent, events, &seed).await {
                 Ok(true) => Ok(()),
                 // Changed concurrently: fail the delivery so Meta's retry decides on fresh state.
@@ -234,7 +244,7 @@ pub async fn process(app: &App, events: Vec<InboundEvent>, skipped: usize) -> Re
     if let Some(err) = failure {
         // Give the claims back so Meta's retry of this delivery is processed again.
         let released = join_all(
-            claimed.iter().map(|h| limited(&limit, 1, app.store.release_inbound(h.msg.contact.channel, &h.msg.id))),
+            claimed.iter().map(|h| limited(limit, 1, app.store.release_inbound(h.msg.contact.channel, &h.msg.id))),
         )
         .await;
         let kept = released.iter().filter(|r| r.is_err()).count();

@@ -129,3 +129,38 @@ async fn a_send_held_by_a_killed_sender_is_redelivered_not_deleted() {
     assert_eq!(got[0]["text"], expected_reply(&text_content("Rückgabe"), "de")[0]);
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_part_sends_nothing_so_the_retry_keeps_the_contacts_order() {
+    let sys = system().await;
+    let to = customer();
+    let (first, second) = (wamid(), wamid());
+    let lease_until = now() + LEASE.as_secs() as i64;
+    sys.plant_claim(
+        &keys::inbound_pk(Channel::WhatsApp, &InboundMessageId::parse(first.clone()).unwrap()),
+        lease_until,
+    )
+    .await;
+    // One delivery, two messages of one contact: the first is still held by a killed invocation.
+    let t = now();
+    let msg = |id: &str, ts: i64, text: &str| serde_json::json!({"from": to, "id": id, "timestamp": ts.to_string(), "type": "text", "text": {"body": text}});
+    let mut delivery: serde_json::Value =
+        serde_json::from_str(&wa_delivery(&to, &first, t, serde_json::json!({"type": "text", "text": {"body": "x"}})))
+            .unwrap();
+    delivery["entry"][0]["changes"][0]["value"]["messages"] =
+        serde_json::json!([msg(&first, t, "Lieferzeit"), msg(&second, t + 1, "Rückgabe")]);
+    let body = delivery.to_string();
+
+    // The delivery fails as a whole: the second message's reply must not go out ahead of the first.
+    assert_retry_later(&sys.post_meta(&body).await);
+    sys.assert_settles_at(&to, 0, QUIET).await;
+
+    sleep_past(lease_until).await;
+    assert_eq!(sys.post_meta(&body).await.status(), 200);
+    let got = sys.assert_settles_at(&to, 2, QUIET).await;
+    let texts: Vec<&str> = got.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    let want: Vec<String> =
+        ["Lieferzeit", "Rückgabe"].iter().map(|t| expected_reply(&text_content(t), "de")[0].clone()).collect();
+    assert_eq!(texts, want);
+    sys.stop().await;
+}

@@ -33,18 +33,18 @@ pub async fn hand_off(queue: &Producer, events: Vec<crate::domain::InboundEvent>
 
 /// The inbound worker: handles one SQS batch (rules 3 and 4).
 pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
-    let mut groups: Vec<(String, Vec<(&SqsMessage, InboundEnvelope)>)> = Vec::new();
+    let mut groups: Vec<Vec<(&SqsMessage, InboundEnvelope)>> = Vec::new();
     let mut unreadable = Vec::new();
-    for rec in &event.records {
-        match InboundEnvelope::parse(rec.body.as_deref().unwrap_or_default()) {
-            Ok(env) => {
-                let group = rec.attributes.get("MessageGroupId").cloned().unwrap_or_else(|| env.group_id());
-                match groups.iter_mut().find(|(g, _)| *g == group) {
-                    Some((_, list)) => list.push((rec, env)),
-                    None => groups.push((group, vec![(rec, env)])),
-                }
+    for records in crate::queue::by_group(&event.records) {
+        let mut readable = Vec::new();
+        for rec in records {
+            match InboundEnvelope::parse(rec.body.as_deref().unwrap_or_default()) {
+                Ok(env) => readable.push((rec, env)),
+                Err(e) => unreadable.push((rec, e.to_string())),
             }
-            Err(e) => unreadable.push((rec, e.to_string())),
+        }
+        if !readable.is_empty() {
+            groups.push(readable);
         }
     }
     let mut response = SqsBatchResponse::default();
@@ -59,7 +59,7 @@ pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
     // One bound on DynamoDB requests for the whole invocation, whatever the number of contacts.
     let limit = tokio::sync::Semaphore::new(app.settings.max_concurrency);
     let limit = &limit;
-    let results = join_all(groups.into_iter().map(|(_, recs)| async move {
+    let results = join_all(groups.into_iter().map(|recs| async move {
         let events = recs.iter().map(|(_, env)| env.event.clone()).collect();
         let result = meta_webhook::process_within(app, events, 0, limit).await;
         (recs, result)

@@ -103,15 +103,8 @@ impl Sender {
 
     /// Handles one SQS batch. Groups are worked on concurrently, each in order.
     pub async fn handle(&self, event: SqsEvent) -> SqsBatchResponse {
-        let mut groups: Vec<(String, Vec<&SqsMessage>)> = Vec::new();
-        for rec in &event.records {
-            let group = rec.attributes.get("MessageGroupId").cloned().unwrap_or_default();
-            match groups.iter_mut().find(|(g, _)| *g == group) {
-                Some((_, list)) => list.push(rec),
-                None => groups.push((group, vec![rec])),
-            }
-        }
-        let results = futures::future::join_all(groups.iter().map(|(_, recs)| self.handle_group(recs))).await;
+        let groups = crate::queue::by_group(&event.records);
+        let results = futures::future::join_all(groups.iter().map(|recs| self.handle_group(recs))).await;
         let paused = results.iter().flatten().any(|(_, o)| *o == Outcome::Pause);
         let mut response = SqsBatchResponse::default();
         let mut delays = Vec::new();

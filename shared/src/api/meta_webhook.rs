@@ -189,6 +189,13 @@ pub async fn process_within(
         envelopes.extend(build_envelopes(app, acc, contact, None, &decision.replies, &acc.locale, now));
     }
 
+    // Something failed: nothing of this delivery goes out. Its retry handles all of it again, and
+    // a reply queued now could overtake the failed message's reply (FIFO order per contact).
+    if let Some(err) = first_error {
+        give_back(app, limit, &claimed).await;
+        return Err(err);
+    }
+
     // Round trip 2: one batched enqueue, with the state writes alongside.
     let enqueue = async {
         if envelopes.is_empty() {
@@ -237,25 +244,28 @@ pub async fn process_within(
         .chain(finished.into_iter().chain(pending_cleared).filter_map(Result::err))
         .map(ApiError::from)
         .next();
-    let failure = first_error
-        .or(enqueued.err().map(ApiError::from))
-        .or(state_error)
-        .or(consent_written.into_iter().find_map(Result::err));
+    let failure =
+        enqueued.err().map(ApiError::from).or(state_error).or(consent_written.into_iter().find_map(Result::err));
     if let Some(err) = failure {
-        // Give the claims back so Meta's retry of this delivery is processed again.
-        let released = join_all(
-            claimed.iter().map(|h| limited(limit, 1, app.store.release_inbound(h.msg.contact.channel, &h.msg.id))),
-        )
-        .await;
-        let kept = released.iter().filter(|r| r.is_err()).count();
-        if kept > 0 {
-            // Those claims stay until their lease runs out; the retry is answered 503 till then.
-            tracing::warn!(claims = kept, "could not give claims back after a failed delivery");
-        }
+        give_back(app, limit, &claimed).await;
         return Err(err);
     }
     summary.enqueued = envelopes.len();
     Ok(summary)
+}
+
+/// Gives the claims of a failed delivery back, so its retry (Meta's, or SQS's for the inbound
+/// worker) is processed again rather than taken for a duplicate.
+async fn give_back(app: &App, limit: &Semaphore, claimed: &[Handled]) {
+    let released = join_all(
+        claimed.iter().map(|h| limited(limit, 1, app.store.release_inbound(h.msg.contact.channel, &h.msg.id))),
+    )
+    .await;
+    let kept = released.iter().filter(|r| r.is_err()).count();
+    if kept > 0 {
+        // Those claims stay until their lease runs out; the retry is answered 503 till then.
+        tracing::warn!(claims = kept, "could not give claims back after a failed delivery");
+    }
 }
 
 /// Runs `work` once `permits` of the invocation's DynamoDB concurrency are free (FIFO-fair, so

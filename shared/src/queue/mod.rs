@@ -34,3 +34,19 @@ pub async fn set_retry_delays(sqs: &aws_sdk_sqs::Client, queue_url: &str, delays
         }
     }
 }
+
+/// A FIFO batch's records by message group, each group's in the order SQS delivered them (the
+/// order a group's records must be handled in; different groups are independent).
+pub fn by_group(
+    records: &[aws_lambda_events::event::sqs::SqsMessage],
+) -> Vec<Vec<&aws_lambda_events::event::sqs::SqsMessage>> {
+    let mut groups: Vec<(&str, Vec<&aws_lambda_events::event::sqs::SqsMessage>)> = Vec::new();
+    for rec in records {
+        let group = rec.attributes.get("MessageGroupId").map(String::as_str).unwrap_or_default();
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, list)) => list.push(rec),
+            None => groups.push((group, vec![rec])),
+        }
+    }
+    groups.into_iter().map(|(_, recs)| recs).collect()
+}

@@ -5,6 +5,11 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+/// The tests of this file take turns: the 1000-message one keeps the local DynamoDB (one request
+/// at a time, unlike DynamoDB) busy for a minute and more, and beside it the others would measure
+/// that queue rather than Parley.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// One signed WhatsApp delivery carrying `msgs` (objects with from/id/timestamp/type/text).
 fn delivery(msgs: Vec<Value>) -> String {
     let mut seen = std::collections::HashSet::new();
@@ -56,6 +61,7 @@ async fn wait_for_total(sys: &System, n: usize, limit: Duration) -> HashMap<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_1000_message_delivery_is_answered_within_5_s_and_every_contact_gets_one_reply() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let sys = System::start().await;
     let t = now();
     let contacts: Vec<String> = (0..1000).map(|_| customer()).collect();
@@ -91,6 +97,7 @@ async fn a_1000_message_delivery_is_answered_within_5_s_and_every_contact_gets_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_contact_of_a_handed_over_delivery_is_answered_in_timestamp_order() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let sys = System::start().await;
     let t = now();
     let texts = ["Lieferzeit", "Rückgabe", "danke"];
@@ -116,6 +123,7 @@ async fn each_contact_of_a_handed_over_delivery_is_answered_in_timestamp_order()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn handed_over_cart_commands_survive_an_outbound_queue_outage_and_run_exactly_once() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let sys = System::start().await;
     sys.seed_demo_catalog().await;
     let sqs = sys.running.app.producer.client().clone();
@@ -160,6 +168,7 @@ async fn handed_over_cart_commands_survive_an_outbound_queue_outage_and_run_exac
 
 #[tokio::test]
 async fn an_unreadable_inbound_envelope_goes_to_the_dlq_without_blocking_its_contact() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let sys = System::start().await;
     let sqs = sys.running.app.producer.client().clone();
     let inbound = sys.running.resources.queue("InboundQueue").unwrap().to_string();

@@ -153,6 +153,10 @@ CONTRACT_ROUTES |= {
     ("POST", "/contacts/{channel}/{address}/release-to-bot"),
     ("GET", "/contacts/{channel}/{address}/export"),
 }
+# The agent API (CONTRACT.md's table, and the routes README documents beyond it).
+CONTRACT_ROUTES |= {
+    ("GET", "/agent/config"), ("GET", "/agent/me"),
+}
 REQUIRED_ROUTES = {
     "ChannelWebhookFunction": {("GET", "/webhooks/meta"), ("POST", "/webhooks/meta"), ("GET", "/health")},
     "ConsentApiFunction": {("POST", "/consent/optin"), ("GET", "/consent/{channel}/{address}"),

@@ -129,6 +129,7 @@ struct Functions {
     channel_webhook: Arc<App>,
     consent_api: Arc<App>,
     shop_webhook: Arc<App>,
+    agent_api: Arc<App>,
     shop_reconciler: Arc<App>,
     cart_reminder: Arc<App>,
     outbound_sender: poller::SqsHandler,
@@ -145,6 +146,7 @@ impl Functions {
             parley::api::HttpFunction::ChannelWebhook => &self.channel_webhook,
             parley::api::HttpFunction::ConsentApi => &self.consent_api,
             parley::api::HttpFunction::ShopWebhook => &self.shop_webhook,
+            parley::api::HttpFunction::AgentApi => &self.agent_api,
         }
     }
 }
@@ -225,6 +227,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         channel_webhook: app_for(clients("channel-webhook"))?,
         consent_api: app_for(clients("consent-api"))?,
         shop_webhook: app_for(clients("shop-webhook"))?,
+        agent_api: app_for(clients("agent-api"))?,
         shop_reconciler: app_for(clients("shop-reconciler"))?,
         cart_reminder: app_for(clients("cart-reminder"))?,
         outbound_sender: {
@@ -245,7 +248,13 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         inbound_worker_sqs: inbound_worker.producer.client().clone(),
     });
     // The init warm-up each Lambda function does (parley::api::lambda::serve, the SQS functions).
-    for app in [&functions.channel_webhook, &functions.consent_api, &functions.shop_webhook, &inbound_worker] {
+    for app in [
+        &functions.channel_webhook,
+        &functions.consent_api,
+        &functions.shop_webhook,
+        &functions.agent_api,
+        &inbound_worker,
+    ] {
         app.store.warm_up().await;
     }
     sender.store().warm_up().await;

@@ -11,6 +11,16 @@ pub enum ApiError {
     BadApiKey,
     #[error("verify token does not match")]
     Forbidden,
+    /// No valid bearer token (the agent API): 401.
+    #[error("a valid bearer token is required")]
+    Unauthenticated,
+    /// A valid token whose holder may not do this: 403.
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The request conflicts with the resource's state (e.g. the 24-hour window is closed):
+    /// 409 with its own error code and extra fields for the caller.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String, extra: serde_json::Value },
     #[error("body of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
     #[error("{0}")]
@@ -36,7 +46,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadSignature(_) | ApiError::BadApiKey => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::NotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -51,7 +63,9 @@ impl ApiError {
         match self {
             ApiError::BadSignature(_) => "bad_signature",
             ApiError::BadApiKey => "bad_api_key",
-            ApiError::Forbidden => "forbidden",
+            ApiError::Forbidden | ApiError::NotAllowed(_) => "forbidden",
+            ApiError::Unauthenticated => "unauthorized",
+            ApiError::Conflict { code, .. } => *code,
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unprocessable(_) => "unprocessable",
@@ -77,11 +91,18 @@ impl ApiError {
             tracing::info!(error = %self, status = status.as_u16(), "request rejected");
             self.to_string()
         };
-        let body = serde_json::json!({ "error": self.code(), "message": message }).to_string();
+        let mut body = serde_json::json!({ "error": self.code(), "message": message });
+        if let (ApiError::Conflict { extra: serde_json::Value::Object(extra), .. }, Some(b)) =
+            (&self, body.as_object_mut())
+        {
+            b.extend(extra.clone());
+        }
+        let body = body.to_string();
         let mut builder = http::Response::builder().status(status).header("content-type", "application/json");
         match self {
             ApiError::MethodNotAllowed { allow } => builder = builder.header("allow", allow),
             ApiError::InFlight { retry_after } => builder = builder.header("retry-after", retry_after),
+            ApiError::Unauthenticated => builder = builder.header("www-authenticate", "Bearer"),
             _ => {}
         }
         builder.body(body).expect("valid response")

@@ -26,8 +26,29 @@ pub async fn serve(function: HttpFunction) -> Result<(), Error> {
 }
 
 /// The API Gateway request as the shared handlers take it: the exact body bytes (lambda_http has
-/// already base64-decoded a binary body), headers, path and query unchanged.
+/// already base64-decoded a binary body), headers, path and query unchanged, and the claims the
+/// HTTP API's JWT authorizer verified (the agent routes) as [`super::auth::Claims`].
 pub fn to_http(req: Request) -> http::Request<bytes::Bytes> {
+    let claims = jwt_claims(&req);
     let (parts, body) = req.into_parts();
-    http::Request::from_parts(parts, bytes::Bytes::copy_from_slice(body.as_ref()))
+    let mut out = http::Request::from_parts(parts, bytes::Bytes::copy_from_slice(body.as_ref()));
+    if let Some(claims) = claims {
+        out.extensions_mut().insert(claims);
+    }
+    out
+}
+
+/// The authorizer's claims; API Gateway passes every claim as a string.
+fn jwt_claims(req: &Request) -> Option<super::auth::Claims> {
+    use lambda_http::request::RequestContext;
+    use lambda_http::RequestExt;
+    let RequestContext::ApiGatewayV2(ctx) = req.request_context_ref()? else {
+        return None;
+    };
+    let jwt = ctx.authorizer.as_ref()?.jwt.as_ref()?;
+    if jwt.claims.is_empty() {
+        return None;
+    }
+    let map = jwt.claims.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    Some(super::auth::Claims(map))
 }

@@ -1,5 +1,7 @@
 //! HTTP handlers shared by the Lambda functions and the local runtime. They take and return
 //! plain `http` types, so the same code runs behind API Gateway and behind `make dev`.
+pub mod agent;
+pub mod auth;
 pub mod consent;
 pub mod error;
 #[cfg(feature = "lambda")]
@@ -222,6 +224,8 @@ pub enum HttpFunction {
     ConsentApi,
     /// `POST /webhooks/shopify`, `POST /webhooks/woocommerce`.
     ShopWebhook,
+    /// `/agent/…`: the team inbox's API and its console.
+    AgentApi,
 }
 
 impl HttpFunction {
@@ -230,6 +234,7 @@ impl HttpFunction {
             HttpFunction::ChannelWebhook => "channel-webhook",
             HttpFunction::ConsentApi => "consent-api",
             HttpFunction::ShopWebhook => "shop-webhook",
+            HttpFunction::AgentApi => "agent-api",
         }
     }
 
@@ -242,6 +247,8 @@ impl HttpFunction {
             Some(HttpFunction::ConsentApi)
         } else if p == "/webhooks/shopify" || p == "/webhooks/woocommerce" {
             Some(HttpFunction::ShopWebhook)
+        } else if p == "/agent" || p.starts_with("/agent/") {
+            Some(HttpFunction::AgentApi)
         } else {
             None
         }
@@ -262,6 +269,7 @@ impl HttpFunction {
                 Err(ApiError::MethodNotAllowed { allow: "POST" })
             }
             (HttpFunction::ShopWebhook, _, _) => Err(ApiError::NotFound),
+            (HttpFunction::AgentApi, _, p) => agent::route(app, req, p).await,
         };
         let response = result.unwrap_or_else(ApiError::into_response);
         crate::observability::flush(self.name());
@@ -322,6 +330,9 @@ mod tests {
         assert_eq!(HttpFunction::for_path("/consent/optin"), Some(ConsentApi));
         assert_eq!(HttpFunction::for_path("/webhooks/shopify"), Some(ShopWebhook));
         assert_eq!(HttpFunction::for_path("/webhooks/woocommerce"), Some(ShopWebhook));
+        assert_eq!(HttpFunction::for_path("/agent/"), Some(AgentApi));
+        assert_eq!(HttpFunction::for_path("/agent/conversations/whatsapp/49151/claim"), Some(AgentApi));
+        assert_eq!(HttpFunction::for_path("/agents"), None);
         assert_eq!(HttpFunction::for_path("/nope"), None);
     }
 

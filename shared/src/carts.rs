@@ -370,6 +370,7 @@ fn reminder_envelope(
         withheld: None,
         in_reply_to: None,
         created_at: now,
+        author: None,
     })
 }
 

@@ -141,6 +141,8 @@ impl MetaSettings {
 pub struct LoopSettings {
     /// `INBOUND_DEDUPE_TTL_DAYS` — default 7 (Meta retries deliveries for up to 7 days).
     pub dedupe_ttl: Duration,
+    /// `HISTORY_RETENTION_DAYS` — default 90: how long conversation history is kept.
+    pub history_retention: Duration,
     /// `INBOUND_CLAIM_LEASE_SECONDS` — default 30: how long an unfinished claim blocks a re-delivery.
     pub claim_lease: Duration,
     /// `SEND_LEASE_SECONDS` — default 60: how long a started send blocks a re-delivery of the
@@ -167,6 +169,7 @@ impl LoopSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             dedupe_ttl: Duration::from_secs(env_parse("INBOUND_DEDUPE_TTL_DAYS", 7u64)? * 86_400),
+            history_retention: Duration::from_secs(env_parse("HISTORY_RETENTION_DAYS", 90u64)?.max(1) * 86_400),
             claim_lease: Duration::from_secs(env_parse("INBOUND_CLAIM_LEASE_SECONDS", 30u64)?),
             send_lease: Duration::from_secs(env_parse("SEND_LEASE_SECONDS", 60u64)?),
             service_window: Duration::from_secs(env_parse("SERVICE_WINDOW_HOURS", 24u64)? * 3600),

@@ -220,6 +220,7 @@ async fn envelopes_for(
                 withheld: None,
                 in_reply_to: None,
                 created_at: now,
+                author: None,
             }
         })
         .collect())

@@ -4,6 +4,8 @@
 use crate::channels::meta::outbound::{GraphClient, SendError, SendRequest};
 use crate::config::{AwsSettings, ConfigError, LoopSettings, MetaSettings};
 use crate::domain::consent::{ConsentPolicy, ConsentPurpose, ConsentState};
+use crate::domain::history::Entry;
+use crate::domain::templates::Templates;
 use crate::domain::{Channel, OutboundBody, Purpose};
 use crate::observability::count;
 use crate::queue::Envelope;
@@ -23,6 +25,8 @@ pub struct Sender {
     dlq_url: Option<String>,
     settings: LoopSettings,
     consent: ConsentPolicy,
+    /// Renders sent templates into the conversation history.
+    templates: Templates,
 }
 
 /// Whether the contact's consent allows a message sent for `purpose`. Checked when sending, not
@@ -61,7 +65,13 @@ impl Sender {
         settings: LoopSettings,
         consent: ConsentPolicy,
     ) -> Self {
-        Self { store, graph, sqs, queue_url, dlq_url, settings, consent }
+        let store = store.with_retention(settings.history_retention);
+        let templates = Templates::embedded().unwrap_or_else(|e| {
+            // The compiled-in set is checked by the tests; an empty set only loses rendering.
+            tracing::error!(error = %e, "embedded templates unreadable; history shows template names only");
+            Templates::default()
+        });
+        Self { store, graph, sqs, queue_url, dlq_url, settings, consent, templates }
     }
 
     pub async fn from_env() -> Result<Self, ConfigError> {
@@ -159,7 +169,8 @@ impl Sender {
             Err(e) => return self.reject(rec, &e.to_string()).await,
         };
         let now = crate::time_util::now_unix();
-        let claim = self.store.claim_send(&env, now, self.settings.send_lease);
+        let hist = Entry::outbound(&env.body, &self.templates, env.author.as_deref()).to_json();
+        let claim = self.store.claim_send(&env, &hist, now, self.settings.send_lease);
         let contact = self.store.get_contact(&env.contact);
         let finish_inbound = async {
             match &env.in_reply_to {
@@ -256,7 +267,10 @@ impl Sender {
                 tracing::info!(id = %env.id, provider_id = %provider_id, contact = %env.contact.redacted(), via_template, "sent");
                 // The message is out: a failed record must not make it go out again.
                 for attempt in 0..3 {
-                    match self.store.mark_sent(env, &provider_id, via_template).await {
+                    // The window closed in the meantime and the template went out instead.
+                    let sent_hist = (via_template && !env.body.is_template())
+                        .then(|| Entry::outbound(body, &self.templates, env.author.as_deref()).to_json());
+                    match self.store.mark_sent(env, &provider_id, via_template, sent_hist.as_deref()).await {
                         Ok(()) => break,
                         Err(e) if attempt == 2 => {
                             tracing::error!(error = %e, id = %env.id, "sent, but the record could not be written");

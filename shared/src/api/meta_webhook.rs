@@ -281,8 +281,8 @@ async fn handle_message(
     account: &Account,
     now: i64,
 ) -> Result<Option<Handled>, ApiError> {
-    let claim =
-        app.store.claim_inbound(msg.contact.channel, &msg.id, now, app.settings.claim_lease, app.settings.dedupe_ttl);
+    // The claim is also the message's history entry: no extra write.
+    let claim = app.store.claim_message(msg, now, app.settings.claim_lease, app.settings.dedupe_ttl);
     let touch = app.store.touch_contact(msg, &account.locale);
     let (claim, contact) = futures::join!(claim, touch);
     match claim? {
@@ -471,6 +471,7 @@ fn build_envelopes(
             withheld: None,
             in_reply_to: inbound.map(|m| m.id.clone()),
             created_at: now,
+            author: None,
         })
         .collect()
 }

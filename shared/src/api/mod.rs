@@ -79,7 +79,7 @@ impl App {
         let settings = LoopSettings::from_env()?;
         let producer = |url: String| Producer::new(sqs.clone(), url).with_concurrency(settings.queue_send_concurrency);
         Ok(Self {
-            store: Store::new(ddb, aws.table),
+            store: Store::new(ddb, aws.table).with_retention(settings.history_retention),
             producer: producer(aws.outbound_queue_url),
             inbound: aws.inbound_queue_url.map(producer),
             inbound_dlq_url: aws.inbound_dlq_url,

@@ -3,6 +3,7 @@ pub mod cart;
 pub mod consent;
 pub mod conversation;
 pub mod flows;
+pub mod history;
 pub mod ids;
 pub mod inbound;
 pub mod message;

@@ -104,7 +104,7 @@ struct RawFile {
     templates: Vec<TemplateDef>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Templates {
     defs: Vec<TemplateDef>,
 }

@@ -25,6 +25,9 @@ pub struct Envelope {
     pub in_reply_to: Option<InboundMessageId>,
     /// Unix seconds when it was enqueued.
     pub created_at: i64,
+    /// Who wrote it, when a person did (`agent:<id>`); none for the bot and notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +99,7 @@ mod tests {
             withheld: None,
             in_reply_to: Some(InboundMessageId::parse("wamid.X").unwrap()),
             created_at: 1_764_000_000,
+            author: None,
         }
     }
 

@@ -14,6 +14,8 @@ pub struct ContactExport {
     pub profile: Option<serde_json::Value>,
     pub consent_events: Vec<ConsentAuditEvent>,
     pub messages: Vec<serde_json::Value>,
+    /// The conversation as the team inbox shows it, oldest first.
+    pub history: Vec<super::history::Message>,
     /// Other items of the contact (carts, …) as stored.
     pub other: Vec<serde_json::Value>,
 }
@@ -33,9 +35,11 @@ fn to_json(mut item: Item) -> serde_json::Value {
         item.remove(k);
     }
     let mut v: serde_json::Value = serde_dynamo::from_item(item).unwrap_or(serde_json::Value::Null);
-    // Stored envelopes are JSON strings: show them as JSON.
-    if let Some(env) = v.get("envelope").and_then(|e| e.as_str()).and_then(|e| serde_json::from_str(e).ok()) {
-        v["envelope"] = env;
+    // Stored envelopes and history entries are JSON strings: show them as JSON.
+    for k in ["envelope", "hist"] {
+        if let Some(j) = v.get(k).and_then(|e| e.as_str()).and_then(|e| serde_json::from_str(e).ok()) {
+            v[k] = j;
+        }
     }
     v
 }
@@ -48,6 +52,10 @@ fn ref_target(item: &Item) -> Option<Item> {
     let pk = item.get("ref_pk")?.clone();
     let sk = item.get("ref_sk")?.clone();
     Some(Item::from([("pk".to_string(), pk), ("sk".to_string(), sk)]))
+}
+
+fn is_inbound_claim(item: &Item) -> bool {
+    sk_of(item) == "IN" && item.get("pk").and_then(|v| v.as_s().ok()).is_some_and(|pk| pk.starts_with("IN#"))
 }
 
 fn key_of(item: &Item) -> Item {
@@ -109,6 +117,7 @@ impl Store {
             }
         }
         export.consent_events.reverse();
+        export.history = super::history::fold_all(&messages);
         export.messages = messages.into_iter().map(to_json).collect();
         let fetched =
             futures::future::join_all(referenced.into_iter().map(|key| {
@@ -153,12 +162,31 @@ impl Store {
                 report.consent_events_pseudonymised += 1;
             }
         }
+        // Inbound claims stay, stripped of the message and of the contact: a late re-delivery
+        // must still be recognised as a duplicate (their key is a hash of the message id).
+        let (claims, messages): (Vec<&Item>, Vec<&Item>) = messages.iter().partition(|i| is_inbound_claim(i));
+        for claim in claims {
+            let mut stripped = claim.clone();
+            for k in ["gsi1pk", "gsi1sk", "hist", "at"] {
+                stripped.remove(k);
+            }
+            writes.push(
+                WriteRequest::builder()
+                    .put_request(
+                        PutRequest::builder()
+                            .set_item(Some(stripped))
+                            .build()
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    )
+                    .build(),
+            );
+        }
         // Copies first: if the erase stops half-way, the proof is never the part that is lost.
         self.batch_write(writes).await?;
         // Referenced items first, their references last: a stopped erase can be run again.
         let deletes = referenced
             .into_iter()
-            .chain(messages.iter().map(key_of))
+            .chain(messages.iter().map(|i| key_of(i)))
             .chain(partition.iter().map(key_of))
             .map(|key| {
                 DeleteRequest::builder()

@@ -6,7 +6,7 @@
 //! the caller answers "retry later" (never "done", which the platform would not retry). Once the
 //! lease has run out the claim is taken over and the delivery processed.
 use super::{applied, keys, n, s, Store, StoreError};
-use crate::domain::{Channel, InboundMessageId};
+use crate::domain::{history, Channel, InboundMessage, InboundMessageId};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use std::time::Duration;
@@ -33,6 +33,14 @@ impl Claim {
 }
 
 const CLAIMED: &str = "claimed";
+
+/// The history entry an inbound claim carries.
+struct HistoryAttrs {
+    gsi1pk: String,
+    gsi1sk: String,
+    hist: String,
+    at: i64,
+}
 const DONE: &str = "done";
 
 impl Store {
@@ -46,17 +54,55 @@ impl Store {
         lease: Duration,
         ttl: Duration,
     ) -> Result<Claim, StoreError> {
-        self.claim(&keys::inbound_pk(channel, id), now, lease, ttl).await
+        self.claim_with(&keys::inbound_pk(channel, id), now, lease, ttl, None).await
+    }
+
+    /// Claims an inbound message and records it in the contact's history in the same write: the
+    /// claim item is the history entry (no extra write on the hot path). It is kept for the
+    /// history retention, at least for the dedupe window.
+    pub async fn claim_message(
+        &self,
+        msg: &InboundMessage,
+        now: i64,
+        lease: Duration,
+        dedupe_ttl: Duration,
+    ) -> Result<Claim, StoreError> {
+        let entry = history::Entry::inbound(&msg.content);
+        let history = HistoryAttrs {
+            gsi1pk: keys::contact_pk(&msg.contact),
+            gsi1sk: keys::history_in_sk(msg.timestamp, msg.contact.channel, &msg.id),
+            hist: entry.to_json(),
+            at: msg.timestamp,
+        };
+        let ttl = dedupe_ttl.max(self.retention);
+        self.claim_with(&keys::inbound_pk(msg.contact.channel, &msg.id), now, lease, ttl, Some(history)).await
     }
 
     /// Claims any delivery key (inbound messages, shop webhook deliveries) the same way.
     pub async fn claim(&self, pk: &str, now: i64, lease: Duration, ttl: Duration) -> Result<Claim, StoreError> {
+        self.claim_with(pk, now, lease, ttl, None).await
+    }
+
+    async fn claim_with(
+        &self,
+        pk: &str,
+        now: i64,
+        lease: Duration,
+        ttl: Duration,
+        history: Option<HistoryAttrs>,
+    ) -> Result<Claim, StoreError> {
         // Tells our own write apart when the SDK retries a put that was applied but whose answer
         // timed out: the retry then fails its condition on our own claim.
         let owner = uuid::Uuid::new_v4().simple().to_string();
-        let out = self
-            .client
-            .put_item()
+        let mut put = self.client.put_item();
+        if let Some(h) = history {
+            put = put
+                .item("gsi1pk", s(h.gsi1pk))
+                .item("gsi1sk", s(h.gsi1sk))
+                .item("hist", s(h.hist))
+                .item("at", n(h.at));
+        }
+        let out = put
             .table_name(&self.table)
             .item("pk", s(pk))
             .item("sk", s("IN"))

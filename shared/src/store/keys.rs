@@ -57,3 +57,23 @@ pub fn order_pk(platform: &str, shop: &str, order_id: u64) -> String {
 pub fn reconcile_pk(platform: &str, shop: &str) -> String {
     format!("RECON#{platform}#{shop}")
 }
+
+/// History entries sort by time in a contact's `gsi1` partition (`gsi1sk` begins with `H#`).
+pub const HISTORY_PREFIX: &str = "H#";
+
+/// An inbound message's history key: time, then a short hash of its id (never the id itself).
+pub fn history_in_sk(ts: i64, channel: Channel, id: &InboundMessageId) -> String {
+    let pk = inbound_pk(channel, id);
+    let hash = pk.rsplit('#').next().unwrap_or_default();
+    format!("H#{:010}#I#{}", ts.max(0), &hash[..hash.len().min(16)])
+}
+
+/// An outbound message's history key (its record), by when it was created.
+pub fn history_out_sk(created_at: i64, id: &OutboundId) -> String {
+    format!("H#{:010}#O#{id}", created_at.max(0))
+}
+
+/// The provider record of an outbound message: sorts right after the message's own record.
+pub fn history_status_sk(created_at: i64, id: &OutboundId) -> String {
+    format!("{}#S", history_out_sk(created_at, id))
+}

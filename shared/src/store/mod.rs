@@ -5,9 +5,9 @@
 //! | item | pk | sk | notes |
 //! |---|---|---|---|
 //! | contact profile | `C#{channel}#{address}` | `PROFILE` | last inbound time, name, phone, locale, handover |
-//! | inbound claim (dedupe) | `IN#{channel}#{sha256 of the message id}` | `IN` | `ttl` ≥ 7 days; `claimed` with a lease, then `done` |
-//! | outbound message | `OUT#{our id}` | `OUT` | status, attempts, envelope; `ttl` 30 days |
-//! | provider message | `PM#{provider id}` | `PM` | our id + envelope, delivery status (only moves forward) |
+//! | inbound claim (dedupe) + history | `IN#{channel}#{sha256 of the message id}` | `IN` | `claimed` with a lease, then `done`; `hist` + gsi1 `H#{ts}#I#…` under the contact; `ttl` = history retention (≥ dedupe window) |
+//! | outbound message + history | `OUT#{our id}` | `OUT` | status, attempts, `hist`; gsi1 `H#{created}#O#{id}`; `ttl` = history retention |
+//! | provider message | `PM#{provider id}` | `PM` | our id + envelope, delivery status (only moves forward); gsi1 `H#{created}#O#{id}#S` |
 //! | consent event | `C#{channel}#{address}` | `EV#{ms}#{seq}#{purpose}` | immutable audit trail, newest first |
 //! | shop order notification state | `O#{platform}#{shop}#{order id}` | `STATE` | sent keys, fulfillments; version |
 //! | shop webhook delivery (dedupe) | `DLV#{platform}#{shop}#{delivery id}` | `IN` | `ttl` ≥ 24 h |
@@ -24,6 +24,7 @@ pub mod carts;
 pub mod consent;
 pub mod contacts;
 pub mod erase;
+pub mod history;
 pub mod inbound;
 pub mod keys;
 pub mod orders;
@@ -56,11 +57,22 @@ impl StoreError {
 pub struct Store {
     pub(crate) client: aws_sdk_dynamodb::Client,
     pub(crate) table: String,
+    /// How long conversation history (inbound claims, outbound records) is kept.
+    pub(crate) retention: std::time::Duration,
 }
+
+/// `HISTORY_RETENTION_DAYS`' default.
+pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
 
 impl Store {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self { client, table: table.into(), retention: DEFAULT_RETENTION }
+    }
+
+    /// Keeps conversation history this long (`HISTORY_RETENTION_DAYS`).
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention = retention;
+        self
     }
 
     pub fn client(&self) -> &aws_sdk_dynamodb::Client {

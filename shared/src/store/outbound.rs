@@ -8,8 +8,6 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// How long message records are kept (status webhooks and re-delivered envelopes arrive late).
-pub const OUTBOUND_TTL: Duration = Duration::from_secs(30 * 86_400);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendClaim {
@@ -51,7 +49,15 @@ fn attr_str(item: &HashMap<String, AttributeValue>, k: &str) -> Option<String> {
 }
 
 impl Store {
-    pub async fn claim_send(&self, env: &Envelope, now: i64, lease: Duration) -> Result<SendClaim, StoreError> {
+    /// Claims an outbound message for sending; the record is also the message's history entry
+    /// (`hist`, rendered by the caller), kept for the history retention.
+    pub async fn claim_send(
+        &self,
+        env: &Envelope,
+        hist: &str,
+        now: i64,
+        lease: Duration,
+    ) -> Result<SendClaim, StoreError> {
         // Recognises our own claim when the SDK retries an update that was applied but whose
         // answer timed out.
         let owner = uuid::Uuid::new_v4().simple().to_string();
@@ -64,9 +70,16 @@ impl Store {
             .update_expression(
                 "SET #st = :sending, lease_until = :lease, attempts = if_not_exists(attempts, :zero) + :one, \
                  contact = :contact, gsi1pk = :gpk, gsi1sk = :gsk, created_at = if_not_exists(created_at, :now), \
-                 updated_at = :now, #ttl = :ttl, claim_owner = :owner",
+                 updated_at = :now, #ttl = :ttl, claim_owner = :owner, hist = if_not_exists(hist, :hist), #at = :at",
             )
-            .condition_expression("attribute_not_exists(pk) OR #st = :retry OR (#st = :sending AND lease_until < :now)")
+            // `queued`: an agent's message, recorded by the agent API before it was enqueued.
+            .condition_expression(
+                "attribute_not_exists(pk) OR #st IN (:retry, :queued) OR (#st = :sending AND lease_until < :now)",
+            )
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":queued", s("queued"))
+            .expression_attribute_values(":hist", s(hist))
+            .expression_attribute_values(":at", n(env.created_at))
             .expression_attribute_names("#st", "status")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":sending", s("sending"))
@@ -76,9 +89,9 @@ impl Store {
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":contact", s(env.contact.key()))
             .expression_attribute_values(":gpk", s(keys::contact_pk(&env.contact)))
-            .expression_attribute_values(":gsk", s(keys::outbound_pk(&env.id)))
+            .expression_attribute_values(":gsk", s(keys::history_out_sk(env.created_at, &env.id)))
             .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":ttl", n(now + OUTBOUND_TTL.as_secs() as i64))
+            .expression_attribute_values(":ttl", n(now + self.retention.as_secs() as i64))
             .expression_attribute_values(":owner", s(&owner))
             .return_values(ReturnValue::UpdatedNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -146,14 +159,21 @@ impl Store {
 
     /// Records a successful send under both our id and the provider's id (status webhooks
     /// carry only the latter). Both writes go out concurrently.
+    /// `sent_hist`: the history entry of what actually went out, when it differs from the
+    /// message (the window had closed and its template was sent instead).
     pub async fn mark_sent(
         &self,
         env: &Envelope,
         provider_id: &ProviderMessageId,
         via_template: bool,
+        sent_hist: Option<&str>,
     ) -> Result<(), StoreError> {
         let now = crate::time_util::now_unix();
-        let extra = [("provider_id", s(provider_id.as_str())), ("via_template", AttributeValue::Bool(via_template))];
+        let mut extra =
+            vec![("provider_id", s(provider_id.as_str())), ("via_template", AttributeValue::Bool(via_template))];
+        if let Some(h) = sent_hist {
+            extra.push(("hist", s(h)));
+        }
         let outbound = self.set_outbound_status(&env.id, "sent", &extra);
         let provider = self
             .client
@@ -173,10 +193,10 @@ impl Store {
             .expression_attribute_values(":env", s(env.to_json()))
             .expression_attribute_values(":contact", s(env.contact.key()))
             .expression_attribute_values(":gpk", s(keys::contact_pk(&env.contact)))
-            .expression_attribute_values(":gsk", s(keys::provider_pk(provider_id)))
+            .expression_attribute_values(":gsk", s(keys::history_status_sk(env.created_at, &env.id)))
             .expression_attribute_values(":sent", s(DeliveryState::Sent.as_str()))
             .expression_attribute_values(":one", n(DeliveryState::Sent.rank()))
-            .expression_attribute_values(":ttl", n(now + OUTBOUND_TTL.as_secs() as i64))
+            .expression_attribute_values(":ttl", n(now + self.retention.as_secs() as i64))
             .send();
         let (a, b) = futures::join!(outbound, provider);
         a?;
@@ -198,6 +218,32 @@ impl Store {
             extra.push(("error_code", n(c)));
         }
         self.set_outbound_status(id, "failed", &extra).await
+    }
+
+    /// Records a message an agent wrote as `queued` before it is enqueued, so the thread shows it
+    /// at once; the sender's claim takes it from there. Returns false when the id exists already.
+    pub async fn record_queued(&self, env: &Envelope, hist: &str) -> Result<bool, StoreError> {
+        let now = crate::time_util::now_unix();
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(keys::outbound_pk(&env.id)))
+            .item("sk", s("OUT"))
+            .item("status", s("queued"))
+            .item("attempts", n(0))
+            .item("contact", s(env.contact.key()))
+            .item("gsi1pk", s(keys::contact_pk(&env.contact)))
+            .item("gsi1sk", s(keys::history_out_sk(env.created_at, &env.id)))
+            .item("hist", s(hist))
+            .item("at", n(env.created_at))
+            .item("created_at", n(now))
+            .item("updated_at", n(now))
+            .item("ttl", n(now + self.retention.as_secs() as i64))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        applied(out).map(|o| o.is_some())
     }
 
     /// Not sent on purpose (e.g. window closed and no template); final.
@@ -238,7 +284,7 @@ impl Store {
             .expression_attribute_values(":st", s(st.state.as_str()))
             .expression_attribute_values(":rank", n(st.state.rank()))
             .expression_attribute_values(":ts", n(st.timestamp))
-            .expression_attribute_values(":ttl", n(now + OUTBOUND_TTL.as_secs() as i64));
+            .expression_attribute_values(":ttl", n(now + self.retention.as_secs() as i64));
         if let Some(err) = st.errors.first() {
             expr.push_str(", error_code = :code");
             req = req.expression_attribute_values(":code", n(err.code));

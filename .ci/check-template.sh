@@ -156,7 +156,12 @@ CONTRACT_ROUTES |= {
 # The agent API (CONTRACT.md's table, and the routes README documents beyond it).
 CONTRACT_ROUTES |= {
     ("GET", "/agent/config"), ("GET", "/agent/me"),
+    ("GET", "/agent/conversations"), ("GET", "/agent/conversations/{channel}/{address}"),
+    ("GET", "/agent/catalog"), ("GET", "/agent/templates"), ("GET", "/agent/audit"),
+    ("POST", "/contacts/{channel}/{address}/tags"),
 }
+CONTRACT_ROUTES |= {("POST", f"/agent/conversations/{{channel}}/{{address}}/{a}")
+                    for a in ("claim", "assign", "messages", "cart", "notes", "tags", "release", "resolve", "read")}
 REQUIRED_ROUTES = {
     "ChannelWebhookFunction": {("GET", "/webhooks/meta"), ("POST", "/webhooks/meta"), ("GET", "/health")},
     "ConsentApiFunction": {("POST", "/consent/optin"), ("GET", "/consent/{channel}/{address}"),

@@ -57,6 +57,9 @@ pub struct Options {
     /// This system's claim lease (inbound, shop delivery and send claims) instead of
     /// `INBOUND_CLAIM_LEASE_SECONDS` / `SEND_LEASE_SECONDS`; tests shorten it.
     pub claim_lease: Option<std::time::Duration>,
+    /// This system's customer-service window instead of `SERVICE_WINDOW_HOURS` (tests let it
+    /// close in seconds).
+    pub service_window: Option<std::time::Duration>,
 }
 
 impl Options {
@@ -73,6 +76,7 @@ impl Options {
             dynamodb_endpoint: None,
             sqs_endpoint: None,
             claim_lease: None,
+            service_window: None,
         }
     }
 }
@@ -211,6 +215,9 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             app.settings.claim_lease = lease;
             app.settings.send_lease = lease;
         }
+        if let Some(window) = opts.service_window {
+            app.settings.service_window = window;
+        }
         // Locally the sandbox is the shop: its REST stand-ins live on this server, whatever the port.
         app.shops.shopify_admin_base = format!("{base_url}/sandbox/shopify");
         app.shops.woo_store_url = format!("{base_url}/sandbox/woo");
@@ -220,6 +227,9 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     let mut sender = Sender::from_settings(sender_ddb, sender_sqs.clone(), aws.clone(), &meta)?;
     if let Some(lease) = opts.claim_lease {
         sender.settings_mut().send_lease = lease;
+    }
+    if let Some(window) = opts.service_window {
+        sender.settings_mut().service_window = window;
     }
     let sender = Arc::new(sender);
     let inbound_worker = app_for(clients("inbound-worker"))?;

@@ -90,6 +90,22 @@ pub async fn handle_command(
     locale: &str,
     now: i64,
 ) -> Result<Option<Vec<OutboundBody>>, ApiError> {
+    Ok(apply_command(app, contact, cmd, message_id, None, now)
+        .await?
+        .map(|(cart, reply)| vec![app.cart_texts.render(locale, &cart, &reply)]))
+}
+
+/// Applies a cart command for `contact` (from the chat, or from an agent when `agent` is set —
+/// an agent's cart remembers them, so its order is attributed to them). Returns the cart as
+/// stored and the command's outcome, or `None` when no shop is connected.
+pub async fn apply_command(
+    app: &App,
+    contact: &ContactId,
+    cmd: &CartCommand,
+    message_id: &str,
+    agent: Option<&str>,
+    now: i64,
+) -> Result<Option<(Cart, crate::domain::cart::CartReply)>, ApiError> {
     let (Some((platform, shop)), Some(checkout)) = (app.cart_shop(), app.checkout_config()) else {
         return Ok(None);
     };
@@ -105,7 +121,7 @@ pub async fn handle_command(
         };
         if cart.has_applied(message_id) {
             // Re-processed after a failure: already in the cart; just show it.
-            return Ok(Some(vec![app.cart_texts.render(locale, &cart, &crate::domain::cart::CartReply::Shown)]));
+            return Ok(Some((cart, crate::domain::cart::CartReply::Shown)));
         }
         // A converted cart is history: the next edit starts a new one.
         if cart.status == CartStatus::Converted && !matches!(cmd, CartCommand::Show) {
@@ -129,6 +145,9 @@ pub async fn handle_command(
         let mut decision = apply(&cart, cmd, &catalog, &limits, &checkout, now);
         if decision.changed {
             decision.cart.mark_applied(message_id);
+            if let Some(a) = agent {
+                decision.cart.agent = Some(a.to_string());
+            }
         }
         let written = if decision.changed {
             let idle = (!decision.cart.is_empty()
@@ -147,7 +166,7 @@ pub async fn handle_command(
             count("CartCheckoutLinks", 1);
         }
         count("CartCommands", 1);
-        return Ok(Some(vec![app.cart_texts.render(locale, &decision.cart, &decision.reply)]));
+        return Ok(Some((decision.cart, decision.reply)));
     }
     Err(ApiError::Unavailable("cart kept changing concurrently".into()))
 }
@@ -244,6 +263,17 @@ pub async fn attribute_order(
         converted.converted = Some(Conversion { order_id: order.order.order_id, revenue: order.total, at: now });
         if app.store.put_cart(&contact, stored.version, &converted, None).await? {
             count("CartsConverted", 1);
+            if let Some(agent) = &converted.agent {
+                let attribution = crate::store::inbox::AgentAttribution {
+                    order_id: order.order.order_id,
+                    cart_id: converted.id.clone(),
+                    agent: agent.clone(),
+                    revenue: order.total,
+                    at: now,
+                };
+                app.store.put_attribution(&contact, &attribution).await?;
+                count("AgentCartsConverted", 1);
+            }
             // Revenue per recipient: minor units of the shop currency (one metric per currency).
             count("ChatRevenueMinorUnits", order.total.minor.max(0) as u64);
             tracing::info!(cart = %converted.id, order = order.order.order_id, "chat cart converted");
@@ -424,4 +454,42 @@ async fn checkout_reminders(app: &App) -> Result<usize, ApiError> {
         sent += 1;
     }
     Ok(sent)
+}
+
+/// The cart service and the flows, as the team inbox sees them.
+impl crate::inbox::CartPort for App {
+    async fn apply(
+        &self,
+        contact: &ContactId,
+        cmd: &CartCommand,
+        message_id: &str,
+        agent: &str,
+        now: i64,
+    ) -> Result<Option<(Cart, crate::domain::cart::CartReply)>, crate::inbox::InboxError> {
+        apply_command(self, contact, cmd, message_id, Some(agent), now).await.map_err(|e| match e {
+            ApiError::Unavailable(d) => crate::inbox::InboxError::Unavailable(d),
+            other => crate::inbox::InboxError::Unavailable(other.to_string()),
+        })
+    }
+
+    fn render(&self, locale: &str, cart: &Cart, reply: &crate::domain::cart::CartReply) -> OutboundBody {
+        self.cart_texts.render(locale, cart, reply)
+    }
+
+    async fn catalog(&self) -> Result<Option<Vec<CatalogItem>>, crate::inbox::InboxError> {
+        let Some((platform, shop)) = self.cart_shop() else { return Ok(None) };
+        Ok(Some(self.store.catalog(platform.as_str(), &shop).await?))
+    }
+
+    async fn cart(&self, contact: &ContactId) -> Result<Option<Cart>, crate::inbox::InboxError> {
+        Ok(self.store.get_cart(contact).await?.map(|s| s.cart))
+    }
+
+    fn checkout_link(&self, cart: &Cart) -> Option<String> {
+        Some(checkout_link(cart, &self.checkout_config()?))
+    }
+
+    fn release_replies(&self, record: &crate::store::contacts::ContactRecord, now: i64) -> Vec<Envelope> {
+        crate::api::meta_webhook::release_envelopes(self, record, now)
+    }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod consent;
 pub mod domain;
 pub mod inbound;
+pub mod inbox;
 pub mod lambda_init;
 pub mod observability;
 pub mod orders;

@@ -209,6 +209,23 @@ pub async fn route(app: &App, req: &Request<Bytes>, path: &str) -> Option<Result
             }
             _ => Err(ApiError::MethodNotAllowed { allow: "DELETE" }),
         },
+        ["contacts", channel, address, "tags"] => match *req.method() {
+            Method::POST => {
+                async {
+                    // The admin key, or an admin's token (verified before the function ran).
+                    if !super::auth::is_admin(req) {
+                        app.check_admin(req)?;
+                    }
+                    let contact = super::path_contact(channel, address)?;
+                    let b: super::agent::TagsBody =
+                        crate::privacy::from_json_slice(req.body()).map_err(ApiError::BadRequest)?;
+                    let tags = crate::inbox::change_tags(&app.store, &contact, &b.add, &b.remove).await?;
+                    Ok(json_response(StatusCode::OK, &serde_json::json!({ "tags": tags })))
+                }
+                .await
+            }
+            _ => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+        },
         ["contacts", channel, address, "export"] => match *req.method() {
             Method::GET => {
                 async {

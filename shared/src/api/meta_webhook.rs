@@ -546,6 +546,18 @@ async fn handle_status(app: &App, st: &StatusUpdate) -> Result<Option<Envelope>,
     }
 }
 
+/// What the bot says to a contact a person hands back (the flows' release words, in their
+/// language, from the account they wrote to); one per contact and minute.
+pub fn release_envelopes(app: &App, record: &ContactRecord, now: i64) -> Vec<Envelope> {
+    let contact = record.contact_id();
+    let Some(acc) = record.account.as_deref().and_then(|a| app.accounts.get(contact.channel, a)) else {
+        return Vec::new();
+    };
+    let locale = record.locale.clone().unwrap_or_else(|| acc.locale.clone());
+    let decision = conversation::release(app.flows.for_locale(&acc.flows, &locale));
+    build_envelopes(app, acc, &contact, None, &decision.replies, &locale, now)
+}
+
 /// `POST /contacts/{channel}/{address}/release-to-bot` (x-api-key): the agent is done; the bot
 /// answers this contact again.
 pub async fn release_to_bot(app: &App, req: &Request<Bytes>, path: &str) -> Result<Response<String>, ApiError> {
@@ -555,18 +567,14 @@ pub async fn release_to_bot(app: &App, req: &Request<Bytes>, path: &str) -> Resu
         return Err(ApiError::NotFound);
     };
     let contact = super::path_contact(channel, address)?;
-    let channel = contact.channel;
     let Some(record) = app.store.get_contact(&contact).await? else {
         return Err(ApiError::NotFound);
     };
     let was_on = record.handover;
     app.store.set_handover(&contact, false).await?;
     if was_on {
-        if let Some(acc) = record.account.as_deref().and_then(|a| app.accounts.get(channel, a)) {
-            let locale = record.locale.clone().unwrap_or_else(|| acc.locale.clone());
-            let decision = conversation::release(app.flows.for_locale(&acc.flows, &locale));
-            let now = crate::time_util::now_unix();
-            let envelopes = build_envelopes(app, acc, &contact, None, &decision.replies, &locale, now);
+        let envelopes = release_envelopes(app, &record, crate::time_util::now_unix());
+        if !envelopes.is_empty() {
             app.producer.send(&envelopes).await?;
         }
     }

@@ -161,6 +161,9 @@ pub struct Cart {
     /// failure (the channel retries it) must not add its items twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub applied: Vec<String>,
+    /// The agent who built or changed the cart in the team inbox: its order is theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// How many applied message ids a cart remembers.

@@ -175,7 +175,10 @@ mod tests {
         let e = Entry::outbound(&t, &templates, None);
         assert_eq!(e.template.as_deref(), Some("service_followup"));
         assert!(!e.text.starts_with('['), "rendered, not the fallback: {}", e.text);
-        let b = OutboundBody::Buttons { text: "Größe?".into(), buttons: vec![Button { id: "m".into(), title: "M".into() }] };
+        let b = OutboundBody::Buttons {
+            text: "Größe?".into(),
+            buttons: vec![Button { id: "m".into(), title: "M".into() }],
+        };
         let e = Entry::outbound(&b, &templates, Some("agent:anna@example.com"));
         assert_eq!((e.text.as_str(), e.author.as_deref()), ("Größe?\n[M]", Some("agent:anna@example.com")));
         assert_eq!(Entry::from_json(&e.to_json()), Some(e));

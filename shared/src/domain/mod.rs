@@ -6,6 +6,7 @@ pub mod flows;
 pub mod history;
 pub mod ids;
 pub mod inbound;
+pub mod inbox;
 pub mod message;
 pub mod money;
 pub mod orders;

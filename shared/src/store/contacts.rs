@@ -38,6 +38,46 @@ pub struct ContactRecord {
     /// Unix seconds of the newest shop order matched to this contact.
     #[serde(default)]
     pub last_order_at: Option<i64>,
+    /// The team inbox's state (see `domain::inbox`); absent = `bot`.
+    #[serde(default)]
+    pub conv_state: Option<crate::domain::inbox::State>,
+    #[serde(default)]
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub waiting_since: Option<i64>,
+    /// Inbound messages counted by the contact touch, and how many of them the team has read.
+    #[serde(default)]
+    pub inbound_count: u64,
+    #[serde(default)]
+    pub read_count: u64,
+    /// Lower-case labels set by agents, the API or the shop.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The newest message in a few words, for the inbox list.
+    #[serde(default)]
+    pub last_preview: Option<Preview>,
+}
+
+/// The newest message of a conversation, shortened, for the inbox list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preview {
+    /// `in` or `out`.
+    pub direction: String,
+    pub text: String,
+    pub at: i64,
+}
+
+/// How many characters a preview keeps.
+pub const PREVIEW_CHARS: usize = 80;
+
+impl Preview {
+    pub fn new(direction: &str, text: &str, at: i64) -> Preview {
+        let text = match text.char_indices().nth(PREVIEW_CHARS) {
+            Some((i, _)) => format!("{}…", &text[..i]),
+            None => text.to_string(),
+        };
+        Preview { direction: direction.to_string(), text, at }
+    }
 }
 
 /// At most this many held-back replies are delivered (the newest).
@@ -53,6 +93,17 @@ impl ContactRecord {
 impl ContactRecord {
     pub fn contact_id(&self) -> ContactId {
         ContactId::new(self.channel, self.address.clone())
+    }
+
+    /// The conversation's inbox state (contacts from before the inbox: handover = waiting).
+    pub fn conversation(&self) -> crate::domain::inbox::Conversation {
+        use crate::domain::inbox::{Conversation, State};
+        let state = self.conv_state.unwrap_or(if self.handover { State::Waiting } else { State::Bot });
+        Conversation { state, assignee: self.assignee.clone(), waiting_since: self.waiting_since }
+    }
+
+    pub fn unread(&self) -> u64 {
+        self.inbound_count.saturating_sub(self.read_count)
     }
 
     /// Whether a free-form message may be sent now (the customer wrote within `window_secs`).
@@ -88,7 +139,7 @@ impl Store {
     pub async fn touch_contact(&self, msg: &InboundMessage, default_locale: &str) -> Result<ContactRecord, StoreError> {
         let mut expr = String::from(
             "SET #ch = :ch, #addr = :addr, #acc = :acc, #last = :ts, #loc = if_not_exists(#loc, :loc), \
-             #created = if_not_exists(#created, :now), #upd = :now",
+             #created = if_not_exists(#created, :now), #upd = :now, last_preview = :pv",
         );
         let mut req = self
             .client
@@ -108,7 +159,17 @@ impl Store {
             .expression_attribute_values(":acc", s(msg.account.as_str()))
             .expression_attribute_values(":ts", n(msg.timestamp))
             .expression_attribute_values(":loc", s(default_locale))
-            .expression_attribute_values(":now", n(crate::time_util::now_unix()));
+            .expression_attribute_values(":now", n(crate::time_util::now_unix()))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(
+                ":pv",
+                serde_dynamo::to_attribute_value(Preview::new(
+                    "in",
+                    &crate::domain::history::Entry::inbound(&msg.content).text,
+                    msg.timestamp,
+                ))
+                .map_err(|e| StoreError::Corrupt(format!("preview: {e}")))?,
+            );
         if let Some(name) = &msg.profile_name {
             expr.push_str(", #name = :name");
             req = req.expression_attribute_names("#name", "name").expression_attribute_values(":name", s(name));
@@ -119,6 +180,7 @@ impl Store {
                 .expression_attribute_names("#phone", "phone")
                 .expression_attribute_values(":phone", s(phone.as_str()));
         }
+        expr.push_str(" ADD inbound_count :one");
         let out = req
             .update_expression(expr)
             .condition_expression("attribute_not_exists(#last) OR #last <= :ts")
@@ -181,16 +243,38 @@ impl Store {
         applied(out).map(|_| ())
     }
 
-    /// Hands the conversation to a human (`true`) or back to the bot (`false`).
-    /// Returns whether the contact exists.
+    /// Hands the conversation to a human (`true`: it waits in the team inbox, unless a person
+    /// has it already) or back to the bot (`false`). Returns whether anything changed.
     pub async fn set_handover(&self, contact: &ContactId, on: bool) -> Result<bool, StoreError> {
-        let out = self
-            .update_profile(contact)
-            .update_expression("SET handover = :h, updated_at = :now")
-            .expression_attribute_values(":h", b(on))
-            .expression_attribute_values(":now", n(crate::time_util::now_unix()))
-            .send()
-            .await;
+        use crate::domain::inbox::State;
+        let now = crate::time_util::now_unix();
+        let req = if on {
+            // `domain::inbox` rule 2 as one conditional write: only a bot or resolved
+            // conversation starts waiting; a waiting one keeps its place, an assigned one its agent.
+            self.update_profile(contact)
+                .update_expression(
+                    "SET handover = :h, conv_state = :waiting, waiting_since = :now, conv_at = :now, \
+                     updated_at = :now, gsi1pk = :gpk, gsi1sk = :gsk REMOVE assignee",
+                )
+                .condition_expression(
+                    "attribute_exists(pk) AND (attribute_not_exists(conv_state) OR conv_state IN (:bot, :resolved))",
+                )
+                .expression_attribute_values(":waiting", s(State::Waiting.as_str()))
+                .expression_attribute_values(":bot", s(State::Bot.as_str()))
+                .expression_attribute_values(":resolved", s(State::Resolved.as_str()))
+                .expression_attribute_values(":gpk", s(keys::inbox_pk(State::Waiting)))
+                .expression_attribute_values(":gsk", s(keys::inbox_sk(now, contact)))
+        } else {
+            self.update_profile(contact)
+                .update_expression(
+                    "SET handover = :h, conv_state = :bot, conv_at = :now, updated_at = :now, gsi1pk = :gpk, \
+                     gsi1sk = :gsk REMOVE assignee, waiting_since",
+                )
+                .expression_attribute_values(":bot", s(State::Bot.as_str()))
+                .expression_attribute_values(":gpk", s(keys::inbox_pk(State::Bot)))
+                .expression_attribute_values(":gsk", s(keys::inbox_sk(now, contact)))
+        };
+        let out = req.expression_attribute_values(":h", b(on)).expression_attribute_values(":now", n(now)).send().await;
         applied(out).map(|o| o.is_some())
     }
 }

@@ -176,10 +176,8 @@ impl Store {
             }
         }
         let next_before = if more { order.last().cloned() } else { None };
-        let mut messages: Vec<Message> = order
-            .iter()
-            .filter_map(|k| fold(k, &items[k].iter().collect::<Vec<_>>()))
-            .collect();
+        let mut messages: Vec<Message> =
+            order.iter().filter_map(|k| fold(k, &items[k].iter().collect::<Vec<_>>())).collect();
         messages.reverse();
         Ok(Page { messages, next_before })
     }
@@ -209,9 +207,16 @@ mod tests {
 
     #[test]
     fn a_dropped_message_says_why_and_an_inbound_one_is_the_customers() {
-        let hist = Entry { kind: "text".into(), text: "x".into(), author: Some("agent:a".into()), template: None, media: None }
-            .to_json();
-        let dropped = item(&[("sk", "OUT"), ("status", "dropped"), ("detail", "no consent for this purpose"), ("hist", &hist)]);
+        let hist = Entry {
+            kind: "text".into(),
+            text: "x".into(),
+            author: Some("agent:a".into()),
+            template: None,
+            media: None,
+        }
+        .to_json();
+        let dropped =
+            item(&[("sk", "OUT"), ("status", "dropped"), ("detail", "no consent for this purpose"), ("hist", &hist)]);
         let m = fold("H#0000000100#O#a-1", &[&dropped]).unwrap();
         assert_eq!((m.status.as_str(), m.author.as_str()), ("failed", "agent:a"));
         assert_eq!(m.error, Some(MessageError { code: None, reason: "no consent for this purpose".into() }));

@@ -96,11 +96,8 @@ impl Store {
         let owner = uuid::Uuid::new_v4().simple().to_string();
         let mut put = self.client.put_item();
         if let Some(h) = history {
-            put = put
-                .item("gsi1pk", s(h.gsi1pk))
-                .item("gsi1sk", s(h.gsi1sk))
-                .item("hist", s(h.hist))
-                .item("at", n(h.at));
+            put =
+                put.item("gsi1pk", s(h.gsi1pk)).item("gsi1sk", s(h.gsi1sk)).item("hist", s(h.hist)).item("at", n(h.at));
         }
         let out = put
             .table_name(&self.table)

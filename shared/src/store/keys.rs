@@ -77,3 +77,13 @@ pub fn history_out_sk(created_at: i64, id: &OutboundId) -> String {
 pub fn history_status_sk(created_at: i64, id: &OutboundId) -> String {
     format!("{}#S", history_out_sk(created_at, id))
 }
+
+/// The team inbox (sparse, in `gsi1`): a contact profile is listed under its conversation state
+/// once a person was involved, sorted by when it started waiting (waiting) or last changed.
+pub fn inbox_pk(state: crate::domain::inbox::State) -> String {
+    format!("INBOX#{}", state.as_str())
+}
+
+pub fn inbox_sk(ts: i64, contact: &ContactId) -> String {
+    format!("{:010}#{}", ts.max(0), contact.key())
+}

@@ -26,6 +26,7 @@ pub mod contacts;
 pub mod erase;
 pub mod history;
 pub mod inbound;
+pub mod inbox;
 pub mod keys;
 pub mod orders;
 pub mod outbound;

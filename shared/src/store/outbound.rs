@@ -8,7 +8,6 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use std::collections::HashMap;
 use std::time::Duration;
 
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendClaim {
     /// Ours to send; `attempt` counts from 1.

@@ -13,7 +13,9 @@
 //!   passes too.
 //!
 //! Never deployed: in AWS, Cognito and API Gateway do both jobs (template.yaml).
-use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
+/// The issuer's published keys (`/.well-known/jwks.json`).
+pub use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use parley::api::auth::{Claims, Role, ADMINS_GROUP, AGENTS_GROUP};
 use serde_json::{json, Map, Value};
@@ -181,7 +183,12 @@ impl JwtAuthorizer {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejected::Malformed)?;
         if !matches!(
             header.alg,
-            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
         ) {
             return Err(Rejected::Algorithm);
         }
@@ -195,12 +202,11 @@ impl JwtAuthorizer {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| {
-            match e.kind() {
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => Rejected::Signature,
                 _ => Rejected::Malformed,
-            }
-        })?;
+            })?;
         let claims = data.claims;
         let number = |k: &str| claims.get(k).and_then(Value::as_i64);
         match number("exp") {

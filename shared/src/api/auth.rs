@@ -47,13 +47,15 @@ pub fn is_public(method: &http::Method, path: &str) -> bool {
         let route = segments(route);
         *m == method.as_str()
             && route.len() == path.len()
-            && route.iter().zip(&path).all(|(r, p)| {
-                if r.starts_with('{') && r.ends_with('}') {
-                    !p.is_empty()
-                } else {
-                    r == p
-                }
-            })
+            && route.iter().zip(&path).all(
+                |(r, p)| {
+                    if r.starts_with('{') && r.ends_with('}') {
+                        !p.is_empty()
+                    } else {
+                        r == p
+                    }
+                },
+            )
     })
 }
 

@@ -5,7 +5,9 @@
 //! `parley::sender::Sender` and `parley::inbound::handle` for SQS batches (polled here like
 //! Lambda's event source mapping). As in Lambda, each function has its own AWS clients; they
 //! record its calls ([`iam`]) so the tests can hold them against the function's policy in
-//! template.yaml.
+//! template.yaml. The agent API's sign-in runs on the same bearer-token path as in AWS
+//! ([`agent_auth`]: a token issuer standing in for Cognito, an authorizer for API Gateway's).
+pub mod agent_auth;
 pub mod iam;
 pub mod poller;
 pub mod provision;
@@ -35,6 +37,8 @@ pub enum LocalError {
     Bind(SocketAddr, std::io::Error),
     #[error("template.yaml has no {0}")]
     Missing(&'static str),
+    #[error(transparent)]
+    Issuer(#[from] agent_auth::IssuerError),
 }
 
 /// How to run the local system.
@@ -90,6 +94,9 @@ pub struct Running {
     /// An operator's view of the system (tests read and seed storage through it): its clients
     /// belong to no function, so its calls are not held against any function's policy.
     pub app: Arc<App>,
+    /// The local stand-in for the Cognito user pool (`POST /sandbox/agent-token` uses it; tests
+    /// sign the tokens the authorizer must refuse with it).
+    pub agent_tokens: Arc<agent_auth::Issuer>,
     journal: Arc<iam::Journal>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -162,6 +169,8 @@ struct Shared {
     queue_url: String,
     inbound_queue_url: String,
     http: reqwest::Client,
+    /// API Gateway's JWT authorizer on the `/agent/` routes that need a token.
+    authorizer: Arc<agent_auth::JwtAuthorizer>,
     /// Function invocations running at once (`PARLEY_LOCAL_CONCURRENCY`, default 10). Every
     /// DynamoDB call here goes through one serial emulator, so unbounded concurrency would make
     /// each call queue there for seconds — time AWS never charges — and run into the calls'
@@ -297,6 +306,14 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         reason: e.to_string(),
     })?;
 
+    let agent_tokens = Arc::new(agent_auth::Issuer::generate(format!("{base_url}{}", agent_auth::ISSUER_PATH))?);
+    // Configured like template.yaml's authorizer: the issuer's URL, the console client as audience.
+    let authorizer = Arc::new(agent_auth::JwtAuthorizer::new(
+        agent_tokens.url(),
+        vec![agent_auth::LOCAL_CLIENT_ID.to_string()],
+        agent_tokens.jwks().clone(),
+    ));
+
     let (shutdown, rx) = watch::channel(false);
     let poller_alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let shared = Shared {
@@ -305,6 +322,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         queue_url: queue_url.clone(),
         inbound_queue_url: inbound_queue_url.clone(),
         http,
+        authorizer,
         invocations: Arc::new(tokio::sync::Semaphore::new(
             std::env::var("PARLEY_LOCAL_CONCURRENCY")
                 .ok()
@@ -320,7 +338,10 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         .route("/sandbox/", axum::routing::get(sandbox::page))
         .fallback(any(http_functions))
         .with_state(shared)
-        .nest("/sandbox", sandbox.router().merge(shop_sandbox.router()));
+        .nest(
+            "/sandbox",
+            sandbox.router().merge(shop_sandbox.router()).merge(agent_auth::router(Arc::clone(&agent_tokens))),
+        );
 
     let mut server_rx = rx.clone();
     let server = tokio::spawn(async move {
@@ -350,7 +371,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         tasks.push(tokio::spawn(poller::run(worker, f.inbound_worker_sqs.clone(), url, rx.clone(), alive)));
     }
     tracing::info!(%base_url, "parley local system is up");
-    Ok(Running { addr, base_url, resources, sandbox, app, journal, shutdown, tasks })
+    Ok(Running { addr, base_url, resources, sandbox, app, agent_tokens, journal, shutdown, tasks })
 }
 
 fn first(list: &str) -> String {
@@ -369,11 +390,24 @@ async fn http_functions(State(shared): State<Shared>, req: Request) -> Response 
             return parley::api::ApiError::TooLarge { size: limit, limit: limit - 1024 }.into_response().map(Body::from)
         }
     };
-    let req = http::Request::from_parts(parts, bytes);
+    let mut req = http::Request::from_parts(parts, bytes);
     let path = req.uri().path().to_string();
     let Some(function) = parley::api::HttpFunction::for_path(&path) else {
         return parley::api::ApiError::NotFound.into_response().map(Body::from);
     };
+    // API Gateway's JWT authorizer runs before the function; a refused request never reaches it.
+    if function == parley::api::HttpFunction::AgentApi && !parley::api::auth::is_public(req.method(), &path) {
+        let header = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        match shared.authorizer.authorize(header, parley::time_util::now_unix()) {
+            Ok(claims) => {
+                req.extensions_mut().insert(claims);
+            }
+            Err(why) => {
+                tracing::info!(reason = %why, "agent API: the JWT authorizer refused the request");
+                return agent_auth::unauthorized().map(Body::from);
+            }
+        }
+    }
     let mut response = {
         let _permit = shared.invocations.acquire().await.expect("the semaphore is never closed");
         function.handle(shared.functions.http(function), req).await

@@ -490,3 +490,39 @@ impl System {
             .expect("claim planted");
     }
 }
+
+/// The agent API with sign-in, as the console and the team use it. Tokens come from the sandbox's
+/// stand-in for Cognito; every `/agent/` route except the console and `/agent/config` needs one
+/// (the local runtime checks it as API Gateway's JWT authorizer does).
+///
+/// ```ignore
+/// let anna = sys.agent_token("anna@example.com", "agent").await;
+/// let r = sys.agent_get(&anna, "/agent/conversations?state=waiting").await;
+/// let r = sys.agent_post(&anna, "/agent/conversations/whatsapp/4915123456789/claim", json!({})).await;
+/// ```
+impl System {
+    /// A bearer token for `agent` (an e-mail) in `role` (`"agent"` or `"admin"`), from
+    /// `POST /sandbox/agent-token` — an ID token as Cognito issues it after sign-in, valid 1 h.
+    pub async fn agent_token(&self, agent: &str, role: &str) -> String {
+        let r = self
+            .http
+            .post(self.url("/sandbox/agent-token"))
+            .json(&json!({"agent": agent, "role": role}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "agent token for role {role}");
+        let v: Value = r.json().await.unwrap();
+        v["token"].as_str().expect("a token").to_string()
+    }
+
+    /// `GET path` with `Authorization: Bearer <token>`.
+    pub async fn agent_get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+
+    /// `POST path` with a JSON body and `Authorization: Bearer <token>`.
+    pub async fn agent_post(&self, token: &str, path: &str, body: Value) -> reqwest::Response {
+        self.http.post(self.url(path)).bearer_auth(token).json(&body).send().await.unwrap()
+    }
+}

@@ -31,6 +31,34 @@ pub struct Agent {
 pub const AGENTS_GROUP: &str = "agents";
 pub const ADMINS_GROUP: &str = "admins";
 
+/// The `/agent/` routes served without a token — the console's page and files, and the sign-in
+/// settings it reads before anyone is signed in. The one list of them: template.yaml gives
+/// exactly these `Auth: Authorizer: NONE` and every other `/agent/` route the JWT authorizer
+/// (`.ci/check-template.sh` holds it to this list), and the local runtime's authorizer stand-in
+/// lets exactly these through ([`is_public`]). `{name}` matches one path segment.
+pub const PUBLIC_AGENT_ROUTES: &[(&str, &str)] =
+    &[("GET", "/agent/"), ("GET", "/agent/assets/{file}"), ("GET", "/agent/config")];
+
+/// Whether API Gateway serves `method path` (an `/agent/` path) without the JWT authorizer.
+pub fn is_public(method: &http::Method, path: &str) -> bool {
+    let segments = |p: &str| p.trim_end_matches('/').split('/').map(str::to_string).collect::<Vec<_>>();
+    let path = segments(path);
+    PUBLIC_AGENT_ROUTES.iter().any(|(m, route)| {
+        let route = segments(route);
+        *m == method.as_str()
+            && route.len() == path.len()
+            && route.iter().zip(&path).all(
+                |(r, p)| {
+                    if r.starts_with('{') && r.ends_with('}') {
+                        !p.is_empty()
+                    } else {
+                        r == p
+                    }
+                },
+            )
+    })
+}
+
 impl Claims {
     fn str(&self, key: &str) -> Option<&str> {
         self.0.get(key).and_then(|v| v.as_str()).filter(|s| !s.is_empty())
@@ -115,6 +143,44 @@ mod tests {
         assert!(matches!(claims(json!({"sub":"s","cognito:groups":["other"]})).agent(), Err(ApiError::NotAllowed(_))));
         let agent = claims(json!({"sub":"s","cognito:groups":["agents"]})).agent().unwrap();
         assert!(matches!(agent.require_admin(), Err(ApiError::NotAllowed(_))));
+    }
+
+    #[test]
+    fn only_the_console_and_its_sign_in_settings_are_public() {
+        use http::Method;
+        for (m, p) in [
+            (Method::GET, "/agent/"),
+            (Method::GET, "/agent"),
+            (Method::GET, "/agent/config"),
+            (Method::GET, "/agent/assets/app.js"),
+        ] {
+            assert!(is_public(&m, p), "{m} {p}");
+        }
+        for (m, p) in [
+            (Method::POST, "/agent/config"),
+            (Method::GET, "/agent/me"),
+            (Method::GET, "/agent/assets/"),
+            (Method::GET, "/agent/assets/a/b.js"),
+            (Method::GET, "/agent/conversations"),
+            (Method::POST, "/agent/conversations/whatsapp/4915123456789/assign"),
+            (Method::GET, "/agent/audit"),
+            (Method::GET, "/agent/configs"),
+        ] {
+            assert!(!is_public(&m, p), "{m} {p}");
+        }
+    }
+
+    /// The admin-only routes (`POST /agent/conversations/{c}/{a}/assign`, `GET /agent/audit`)
+    /// refuse an agent with 403 through `require_admin`; tests/agent_auth.rs asserts the same over
+    /// HTTP once those routes exist.
+    #[test]
+    fn an_agent_is_refused_admin_actions_and_an_admin_is_not() {
+        let agent = claims(json!({"sub":"s","email":"a@example.com","cognito:groups":"[agents]"})).agent().unwrap();
+        let err = agent.require_admin().unwrap_err();
+        assert!(matches!(err, ApiError::NotAllowed(_)));
+        assert_eq!(err.into_response().status(), http::StatusCode::FORBIDDEN);
+        let admin = claims(json!({"sub":"s","cognito:groups":"[agents admins]"})).agent().unwrap();
+        assert!(admin.require_admin().is_ok());
     }
 
     #[test]

@@ -360,7 +360,8 @@ impl<C: CartPort> Inbox<'_, C> {
             .map(|p| {
                 let view = PurposeView {
                     state: record.consent.get(*p).state,
-                    latest_event: events.iter().rfind(|e| e.purpose == *p).cloned(),
+                    // Newest first.
+                    latest_event: events.iter().find(|e| e.purpose == *p).cloned(),
                 };
                 (p.as_str(), view)
             })

@@ -43,12 +43,6 @@ impl ConsoleAuth {
     }
 }
 
-/// Routes that answer without a token (template.yaml gives them `Auth: NONE`).
-pub fn is_public(method: &Method, path: &str) -> bool {
-    let p = path.trim_end_matches('/');
-    *method == Method::GET && (p == "/agent" || p == "/agent/config" || p.starts_with("/agent/assets/"))
-}
-
 impl App {
     /// The inbox service over this container's store, queue and content.
     pub fn inbox(&self) -> Inbox<'_, App> {
@@ -372,16 +366,6 @@ fn strip(v: &mut serde_json::Value, key: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_console_and_its_config_are_public() {
-        assert!(is_public(&Method::GET, "/agent/"));
-        assert!(is_public(&Method::GET, "/agent/config"));
-        assert!(is_public(&Method::GET, "/agent/assets/app.js"));
-        assert!(!is_public(&Method::GET, "/agent/me"));
-        assert!(!is_public(&Method::GET, "/agent/conversations"));
-        assert!(!is_public(&Method::POST, "/agent/config"));
-    }
 
     #[test]
     fn the_etag_ignores_the_countdown_and_answers_304() {

@@ -24,6 +24,26 @@ struct Call {
     operation: String,
     start: Instant,
     end: Option<Instant>,
+    /// The item a DynamoDB single-item write addressed (pk, sk).
+    key: Option<(String, String)>,
+}
+
+/// The key a PutItem or UpdateItem writes.
+fn written_key(ctx: &BeforeSerializationInterceptorContextRef<'_>) -> Option<(String, String)> {
+    use aws_sdk_dynamodb::operation::{put_item::PutItemInput, update_item::UpdateItemInput};
+    use aws_sdk_dynamodb::types::AttributeValue;
+    type Item = std::collections::HashMap<String, AttributeValue>;
+    let pair = |m: &Item| -> Option<(String, String)> {
+        Some((m.get("pk")?.as_s().ok()?.clone(), m.get("sk")?.as_s().ok()?.clone()))
+    };
+    let input = ctx.input();
+    if let Some(p) = input.downcast_ref::<PutItemInput>() {
+        return pair(p.item.as_ref()?);
+    }
+    if let Some(u) = input.downcast_ref::<UpdateItemInput>() {
+        return pair(u.key.as_ref()?);
+    }
+    None
 }
 
 /// Records every AWS call's operation and when it started and finished.
@@ -37,11 +57,12 @@ impl Intercept for Recorder {
 
     fn read_before_execution(
         &self,
-        _ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        ctx: &BeforeSerializationInterceptorContextRef<'_>,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        let key = written_key(ctx);
         let mut calls = self.0.lock().unwrap();
-        calls.push(Call { operation: String::new(), start: Instant::now(), end: None });
+        calls.push(Call { operation: String::new(), start: Instant::now(), end: None, key });
         cfg.interceptor_state().store_put(CallIndex(calls.len() - 1));
         Ok(())
     }
@@ -285,11 +306,89 @@ async fn a_status_update_is_one_round_trip_and_a_cart_command_three() {
 fn depth_counts_only_calls_that_wait_for_each_other() {
     let t = Instant::now();
     let ms = |n: u64| t + std::time::Duration::from_millis(n);
-    let call = |s, e| Call { operation: String::new(), start: ms(s), end: Some(ms(e)) };
+    let call = |s, e| Call { operation: String::new(), start: ms(s), end: Some(ms(e)), key: None };
     assert_eq!(sequential_depth(&[call(0, 10), call(1, 9), call(11, 20)]), 2);
     assert_eq!(sequential_depth(&[call(0, 10), call(11, 20), call(21, 30)]), 3);
     assert_eq!(sequential_depth(&[call(0, 10), call(5, 15)]), 1);
     assert_eq!(sequential_depth(&[]), 0);
     assert_eq!(peak_in_flight(&[call(0, 10), call(1, 9), call(11, 20)]), 2);
     assert_eq!(peak_in_flight(&[call(0, 10), call(10, 20)]), 1);
+}
+
+/// DynamoDB's item size: attribute names plus values (strings and binaries by length, numbers
+/// about one byte per two digits plus one, maps and lists 3 bytes plus one per element).
+fn item_size(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    fn value(v: &A) -> usize {
+        match v {
+            A::S(s) => s.len(),
+            A::N(n) => n.trim_start_matches('-').replace('.', "").trim_start_matches('0').len().div_ceil(2) + 1,
+            A::B(b) => b.as_ref().len(),
+            A::Bool(_) | A::Null(_) => 1,
+            A::L(l) => 3 + l.iter().map(|e| value(e) + 1).sum::<usize>(),
+            A::M(m) => 3 + m.iter().map(|(k, e)| k.len() + value(e) + 1).sum::<usize>(),
+            A::Ss(v) => v.iter().map(String::len).sum(),
+            A::Ns(v) => v.iter().map(|n| n.len() / 2 + 1).sum(),
+            A::Bs(v) => v.iter().map(|b| b.as_ref().len()).sum(),
+            _ => 0,
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + value(v)).sum()
+}
+
+/// Write units of the writes in `calls`, on the item as it stands now: one unit per started KB
+/// on the table, and the same again on `gsi1` (it projects all attributes) when the item is in it.
+async fn write_units(app: &parley::api::App, calls: &[Call]) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    for (pk, sk) in calls.iter().filter_map(|c| c.key.clone()) {
+        let got = app
+            .store
+            .client()
+            .get_item()
+            .table_name(app.store.table())
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk.clone()))
+            .send()
+            .await
+            .unwrap();
+        let item = got.item.expect("the written item exists");
+        let units = item_size(&item).div_ceil(1024).max(1);
+        let indexed = if item.contains_key("gsi1pk") { units } else { 0 };
+        out.push((format!("{}/{sk}", pk.split('#').next().unwrap_or_default()), units + indexed));
+    }
+    out
+}
+
+#[tokio::test]
+async fn history_adds_no_write_to_the_hot_path_and_write_units_are_counted() {
+    let (app, recorder) = recorded_app(|_| {}).await;
+    let to = customer();
+    assert_eq!(post(&app, wa_text(&to, &wamid(), "Lieferzeit")).await, 200);
+    let calls = recorder.take();
+    let writes: Vec<&Call> = calls.iter().filter(|c| c.key.is_some()).collect();
+    let ops: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
+    // The claim (which is also the history entry) and the contact touch: no third write.
+    assert_eq!(writes.len(), 2, "{ops:?}");
+    let units = write_units(&app, &calls).await;
+    recorder.take();
+    let total: usize = units.iter().map(|(_, u)| u).sum();
+    println!("write units per inbound text message on the webhook path: {total} {units:?}");
+    // Claim 1 KB + its history entry in gsi1 1 KB + the profile 1 KB (a bot conversation is
+    // not in the inbox index, so its touch writes no index entry).
+    assert_eq!(total, 3, "{units:?}");
+
+    // The history reads back from those same records.
+    let contact = parley::domain::ContactId::from_path("whatsapp", &to).unwrap();
+    let page = app.store.history(&contact, None, 10).await.unwrap();
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.messages[0].text, "Lieferzeit");
+
+    // A long text stays within a few units: history keeps at most 1000 characters.
+    let long = "Ich habe eine Frage zu meiner Bestellung. ".repeat(100);
+    assert_eq!(post(&app, wa_text(&customer(), &wamid(), &long)).await, 200);
+    let calls = recorder.take();
+    let units = write_units(&app, &calls).await;
+    let total: usize = units.iter().map(|(_, u)| u).sum();
+    println!("write units for a 4 KB text: {total} {units:?}");
+    assert!(total <= 7, "{units:?}");
 }

@@ -1,11 +1,14 @@
 //! openapi.yaml against the running router. Every documented operation is called on a fresh local
 //! system, built from the document alone: path parameters, required query parameters, headers and
-//! request bodies from its examples, credentials from its `security` (the local secrets):
-//!   - with credentials, the route is served (never a 404 or 405: the examples' contact exists),
-//!     the examples succeed (< 400), the status is one the document lists, the content type a documented one and the body valid
-//!     against that status's schema; where `ETag` and 304 are documented, `If-None-Match` gives 304;
-//!   - without credentials, an operation that requires them answers a documented 401;
-//!   - an admin-only operation (`x-parley-role: admin`) answers a documented 403 to an agent.
+//! request bodies from its examples, credentials from its `security` (the local secrets).
+//!
+//! - With credentials, the route is served (never a 404 or 405: the examples' contact exists),
+//!   the examples succeed (< 400), the status is one the document lists, the content type a
+//!   documented one and the body valid against that status's schema; where `ETag` and 304 are
+//!   documented, `If-None-Match` gives 304.
+//! - Without credentials, an operation that requires them answers a documented 401.
+//! - An admin-only operation (`x-parley-role: admin`) answers a documented 403 to an agent.
+//!
 //! `.ci/check-template.sh` lints the same document and holds its routes against template.yaml's.
 use parley::channels::signature::{sign, Encoding};
 use parley_tests::*;

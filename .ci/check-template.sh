@@ -9,7 +9,10 @@
 #   4. that the signed sample webhook events still carry correct signatures, and every route has
 #      an API Gateway sample event;
 #   5. that README's dashboard paragraph ("Operate") names exactly the Parley metrics the
-#      dashboard in the template shows, and that each of them is counted somewhere in shared/src.
+#      dashboard in the template shows, and that each of them is counted somewhere in shared/src;
+#   6. openapi.yaml: a valid OpenAPI 3.1 document (openapi-spec-validator, pinned in
+#      local/requirements.txt), every example valid against its schema, and exactly the
+#      template's HttpApi routes (tests/openapi.rs checks it against the running router).
 # Usage: .ci/check-template.sh [template.yaml]   (PARLEY_VENV overrides the venv, default .venv)
 set -euo pipefail
 
@@ -35,8 +38,15 @@ if (( rc & 7 )); then
     exit 1
 fi
 
+OPENAPI=openapi.yaml
+echo "== openapi-spec-validator $OPENAPI"
+if ! "$VENV/bin/openapi-spec-validator" "$OPENAPI"; then
+    echo "check-template: $OPENAPI is not a valid OpenAPI document" >&2
+    exit 1
+fi
+
 echo "== template invariants"
-"$VENV/bin/python" - "$TEMPLATE" <<'PY'
+"$VENV/bin/python" - "$TEMPLATE" "$OPENAPI" <<'PY'
 import base64
 import hashlib
 import hmac
@@ -366,12 +376,88 @@ else:
         if f'"{m}"' not in code:
             fail(f"the dashboard shows Parley metric {m}, which no code in shared/src counts")
 
+# --- 6. openapi.yaml: its examples and its routes ---------------------------------------------
+import yaml  # PyYAML, jsonschema and referencing come with openapi-spec-validator
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+openapi_path = pathlib.Path(sys.argv[2])
+doc = yaml.safe_load(openapi_path.read_text(encoding="utf-8"))
+DOC_URI = "urn:parley:openapi"
+# The document is one resource, so the schemas' "#/components/..." references resolve inside it.
+registry = Registry().with_resource(DOC_URI, Resource.from_contents(doc, default_specification=DRAFT202012))
+
+
+def check_example(value, where: str) -> None:
+    # $ref through the registry; the schema's own pointer would not survive json-pointer escaping.
+    validator = Draft202012Validator({"$ref": f"{DOC_URI}#{where}"}, registry=registry)
+    for err in validator.iter_errors(value):
+        fail(f"{openapi_path}: example at {where} does not match its schema: {err.message}")
+
+
+def pointer(*parts) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+documented = set()
+for path, item in (doc.get("paths") or {}).items():
+    for method, op in item.items():
+        if method not in HTTP_METHODS:
+            continue
+        documented.add((method.upper(), path))
+        params = list(item.get("parameters", [])) + list(op.get("parameters", []))
+        for i, prm in enumerate(op.get("parameters", [])):
+            if "example" in prm and "schema" in prm:
+                check_example(prm["example"], pointer("paths", path, method, "parameters", i, "schema"))
+        for i, prm in enumerate(params):
+            if "$ref" not in prm and prm.get("in") == "path" and "example" not in prm:
+                fail(f"{openapi_path}: {method.upper()} {path}: path parameter {prm.get('name')} has no example "
+                     "(tests/openapi.rs fills paths from the examples)")
+        bodies = [("requestBody", op.get("requestBody", {}).get("content", {}))]
+        bodies += [(("responses", code), (resp or {}).get("content", {})) for code, resp in op.get("responses", {}).items()]
+        for where, content in bodies:
+            for media, mt in (content or {}).items():
+                base = ("paths", path, method) + (where if isinstance(where, tuple) else (where, )) + ("content", media)
+                if "schema" not in mt:
+                    continue
+                if "example" in mt:
+                    check_example(mt["example"], pointer(*base, "schema"))
+                for name, ex in (mt.get("examples") or {}).items():
+                    if "value" in ex:
+                        check_example(ex["value"], pointer(*base, "schema"))
+for name, prm in (doc.get("components", {}).get("parameters") or {}).items():
+    if "example" in prm and "schema" in prm:
+        check_example(prm["example"], pointer("components", "parameters", name, "schema"))
+for name, resp in (doc.get("components", {}).get("responses") or {}).items():
+    for media, mt in (resp.get("content") or {}).items():
+        base = ("components", "responses", name, "content", media, "schema")
+        if "example" in mt:
+            check_example(mt["example"], pointer(*base))
+        for ex in (mt.get("examples") or {}).values():
+            check_example(ex.get("value"), pointer(*base))
+
+
+def route_key(route):
+    # API Gateway routes `/agent` and `/agent/` alike.
+    method, path = route
+    return method, (path.rstrip("/") or "/")
+
+
+in_template = {route_key(r): r for r in routes_seen}
+in_doc = {route_key(r): r for r in documented}
+for key in sorted(set(in_template) - set(in_doc)):
+    fail(f"route {in_template[key]} is in {template_path} but not documented in {openapi_path}")
+for key in sorted(set(in_doc) - set(in_template)):
+    fail(f"route {in_doc[key]} is documented in {openapi_path} but not deployed by {template_path}")
+
 if errors:
     for e in errors:
         print(f"  FAIL {e}", file=sys.stderr)
     sys.exit(f"check-template: {len(errors)} problem(s) in {template_path}")
 print(f"  ok: {len(functions)} functions, {len(routes_seen)} routes, "
       f"{sum(len(v) for v in sqs_consumers.values())} SQS event source(s), no literal secrets, "
-      f"README's dashboard metrics match the dashboard")
+      f"README's dashboard metrics match the dashboard, {openapi_path} documents exactly these routes")
 PY
 echo "check-template: OK"

@@ -182,7 +182,10 @@ pub struct CartView {
     pub id: String,
     pub status: crate::domain::cart::CartStatus,
     pub lines: Vec<serde_json::Value>,
-    pub total: Vec<serde_json::Value>,
+    /// The total (`null` for an empty cart); a cart mixing currencies has one per currency in
+    /// `totals`.
+    pub total: Option<serde_json::Value>,
+    pub totals: Vec<serde_json::Value>,
     pub checkout_url: Option<String>,
     pub agent: Option<String>,
 }
@@ -246,7 +249,8 @@ fn cart_view(cart: &Cart, checkout_url: Option<String>) -> CartView {
                 })
             })
             .collect(),
-        total: cart.totals().iter().map(money_json).collect(),
+        total: cart.totals().first().map(money_json),
+        totals: cart.totals().iter().map(money_json).collect(),
         checkout_url,
         agent: cart.agent.clone(),
     }

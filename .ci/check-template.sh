@@ -13,6 +13,10 @@
 #   6. openapi.yaml: a valid OpenAPI 3.1 document (openapi-spec-validator, pinned in
 #      local/requirements.txt), every example valid against its schema, and exactly the
 #      template's HttpApi routes (tests/openapi.rs checks it against the running router).
+#   7. agent sign-in: the HTTP API's default authorizer is the Cognito JWT authorizer, every
+#      /agent/ route has it except exactly parley::api::auth::PUBLIC_AGENT_ROUTES (explicitly
+#      `Authorizer: NONE`, as the local runtime's authorizer stand-in lets them through), and every
+#      other route is explicitly NONE (webhooks and x-api-key routes authenticate themselves).
 # Usage: .ci/check-template.sh [template.yaml]   (PARLEY_VENV overrides the venv, default .venv)
 set -euo pipefail
 
@@ -242,6 +246,52 @@ for fid, fn in functions.items():
     if missing:
         fail(f"{fid}: missing routes {sorted(missing)}")
 
+# --- 6. agent sign-in: which routes need a Cognito token -------------------------------------
+auth_rs = pathlib.Path("shared/src/api/auth.rs").read_text(encoding="utf-8")
+public_block = re.search(r"PUBLIC_AGENT_ROUTES: &\[\(&str, &str\)\] =(.*?);", auth_rs, re.S)
+if public_block is None:
+    fail("shared/src/api/auth.rs: PUBLIC_AGENT_ROUTES not found")
+    public_agent_routes = set()
+else:
+    public_agent_routes = set(re.findall(r'\("([A-Z]+)", "([^"]+)"\)', public_block.group(1)))
+api_auth = resources.get("HttpApi", {}).get("Properties", {}).get("Auth", {})
+default_authorizer = api_auth.get("DefaultAuthorizer")
+jwt = (api_auth.get("Authorizers") or {}).get(default_authorizer or "", {})
+jwt_conf = jwt.get("JwtConfiguration", {})
+if not default_authorizer or not jwt_conf:
+    fail("HttpApi.Auth.DefaultAuthorizer must name a JWT authorizer in HttpApi.Auth.Authorizers")
+else:
+    if jwt.get("IdentitySource") != "$request.header.Authorization":
+        fail(f"HttpApi authorizer {default_authorizer}: IdentitySource must be $request.header.Authorization")
+    issuer = jwt_conf.get("issuer", {})
+    if not (isinstance(issuer, dict) and re.fullmatch(r"https://cognito-idp\.\$\{AWS::Region\}\.amazonaws\.com/\$\{(\w+)\}",
+                                                       str(issuer.get("Fn::Sub", "")))):
+        fail(f"HttpApi authorizer {default_authorizer}: issuer must be !Sub https://cognito-idp.${{AWS::Region}}"
+             ".amazonaws.com/${<user pool>}")
+    else:
+        pool = re.search(r"\$\{(\w+)\}$", issuer["Fn::Sub"]).group(1)
+        if resources.get(pool, {}).get("Type") != "AWS::Cognito::UserPool":
+            fail(f"HttpApi authorizer {default_authorizer}: the issuer's {pool} is not an AWS::Cognito::UserPool")
+    audience = [ref_target(a) for a in jwt_conf.get("audience", [])]
+    if not audience or any(resources.get(a, {}).get("Type") != "AWS::Cognito::UserPoolClient" for a in audience):
+        fail(f"HttpApi authorizer {default_authorizer}: audience must be !Ref of the console's user pool client")
+for fid, fn in functions.items():
+    for eid, ev in ((fn.get("Properties", {}).get("Events")) or {}).items():
+        if ev.get("Type") != "HttpApi":
+            continue
+        ep = ev.get("Properties", {})
+        route = (str(ep.get("Method", "")).upper(), ep.get("Path"))
+        authorizer = (ep.get("Auth") or {}).get("Authorizer", default_authorizer)
+        where = f"{fid}.Events.{eid} {route[0]} {route[1]}"
+        if str(route[1]).startswith("/agent/") and route not in public_agent_routes:
+            if authorizer != default_authorizer or not default_authorizer:
+                fail(f"{where}: an agent route needs the JWT authorizer (or add it to PUBLIC_AGENT_ROUTES "
+                     "in shared/src/api/auth.rs)")
+        elif authorizer != "NONE":
+            fail(f"{where}: must say `Auth: Authorizer: NONE` "
+                 + ("(it is in PUBLIC_AGENT_ROUTES)" if route in public_agent_routes
+                    else "(it is public or authenticates itself: signature or x-api-key)"))
+
 sender_events = (functions.get("OutboundSenderFunction", {}).get("Properties", {}).get("Events") or {})
 if not any(e.get("Type") == "SQS" and ref_target(e.get("Properties", {}).get("Queue")) == "OutboundQueue"
            and "ReportBatchItemFailures" in (e.get("Properties", {}).get("FunctionResponseTypes") or [])
@@ -456,7 +506,8 @@ if errors:
     for e in errors:
         print(f"  FAIL {e}", file=sys.stderr)
     sys.exit(f"check-template: {len(errors)} problem(s) in {template_path}")
-print(f"  ok: {len(functions)} functions, {len(routes_seen)} routes, "
+print(f"  ok: {len(functions)} functions, {len(routes_seen)} routes "
+      f"({sum(1 for r in routes_seen if r[1].startswith('/agent/') and r not in public_agent_routes)} behind the JWT authorizer), "
       f"{sum(len(v) for v in sqs_consumers.values())} SQS event source(s), no literal secrets, "
       f"README's dashboard metrics match the dashboard, {openapi_path} documents exactly these routes")
 PY

@@ -153,7 +153,6 @@ async fn a_valid_token_outside_the_agent_groups_is_forbidden_by_the_function() {
 /// with the agent API (issue 9 item 2); until they are on this branch, the rule itself is pinned
 /// by `parley::api::auth::tests::an_agent_is_refused_admin_actions_and_an_admin_is_not`.
 #[tokio::test]
-#[ignore = "needs the agent API's assign and audit routes (issue 9 item 2): remove once merged"]
 async fn an_agent_on_an_admin_only_route_is_forbidden() {
     let sys = System::start().await;
     let customer = customer();

@@ -398,18 +398,37 @@ impl Template {
 
     /// Globals' variables, then the function's, with `!Ref`s resolved: resources to what `sys`
     /// provisioned, parameters to the local default for that variable (`.env.example`), else the
-    /// parameter's `Default`.
+    /// parameter's `Default`. Variables naming the Cognito user pool's resources stay unset: the
+    /// local world has no user pool, agents sign in through the sandbox (as under `make dev`).
     fn environment(&self, function: &Yaml, sys: &System) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
         for vars in [&self.doc["Globals"]["Function"], &function["Properties"]] {
             let Some(vars) = vars["Environment"]["Variables"].as_mapping() else { continue };
             for (k, v) in vars {
                 let name = k.as_str().unwrap().to_string();
+                if self.names_cognito(v) {
+                    continue;
+                }
                 let value = self.resolve(&name, v, sys);
                 env.insert(name, value);
             }
         }
         env
+    }
+
+    /// Whether a `!Ref X` or `!Sub "…${X}…"` names an `AWS::Cognito::*` resource.
+    fn names_cognito(&self, v: &Yaml) -> bool {
+        let Yaml::Tagged(t) = v else { return false };
+        let Some(text) = t.value.as_str() else { return false };
+        let names: Vec<&str> = match t.tag.to_string().trim_start_matches('!') {
+            "Ref" => vec![text],
+            "Sub" => text.split("${").skip(1).filter_map(|s| s.split('}').next()).collect(),
+            _ => vec![],
+        };
+        names.iter().any(|n| {
+            let logical = n.split('.').next().unwrap_or(n);
+            self.doc["Resources"][logical]["Type"].as_str().is_some_and(|t| t.starts_with("AWS::Cognito::"))
+        })
     }
 
     fn resolve(&self, name: &str, v: &Yaml, sys: &System) -> String {

@@ -242,7 +242,7 @@ async fn erase_leaves_only_pseudonymised_proof_and_is_idempotent() {
         assert_eq!(r.status(), 204);
     }
     let after = export(&sys, to.clone()).await;
-    assert_eq!(after, json!({"profile": null, "consent_events": [], "messages": [], "other": []}));
+    assert_eq!(after, json!({"profile": null, "consent_events": [], "messages": [], "history": [], "other": []}));
     assert!(!after.to_string().contains(&to));
     let c = sys.consent_of("whatsapp", &to).await;
     assert_eq!((c["state"].as_str(), c["events"].as_array().unwrap().len()), (Some("none"), 0));

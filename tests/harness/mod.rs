@@ -87,6 +87,7 @@ impl System {
             dynamodb_endpoint: None,
             sqs_endpoint: None,
             claim_lease: None,
+            bridge: None,
         };
         change(&mut opts);
         let running = parley_local::start(opts).await.expect("local system starts");

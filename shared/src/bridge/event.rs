@@ -299,6 +299,21 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_event_holds_what_the_producers_queue() {
+        let event: Value = serde_json::from_str(include_str!("../../../events/sqs/bridge_batch.json")).unwrap();
+        let mut m = msg("Hilfe");
+        m.id = InboundMessageId::parse("wamid.HBgNNDkxNTEyMzQ1Njc4ORUCABIYFjNFQjBDMEY5").unwrap();
+        let want = [BridgeEvent::message_received(&m), BridgeEvent::handover_requested(&m)];
+        let got: Vec<BridgeEvent> = event["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| BridgeEvent::parse(r["body"].as_str().unwrap()).unwrap())
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn every_kind_of_message_reads_as_one_line() {
         let order = InboundContent::Order {
             catalog_id: None,

@@ -71,7 +71,10 @@ async fn a_customer_message_arrives_signed_once_with_what_an_inbox_needs() {
     assert_eq!(data["contact"]["key"], format!("whatsapp#{from}"));
     assert_eq!(data["contact"]["name"], "Erika Muster");
     assert_eq!(data["contact"]["reply_path"], format!("/agent/conversations/whatsapp/{from}/messages"));
-    assert_eq!(data["message"], json!({"id": id, "kind": "text", "text": "Wann kommt mein Paket?", "at": p["timestamp"]}));
+    assert_eq!(
+        data["message"],
+        json!({"id": id, "kind": "text", "text": "Wann kommt mein Paket?", "at": p["timestamp"]})
+    );
     // The signature is exactly Standard Webhooks': another secret does not verify it.
     let other = parley::bridge::SigningSecret::generate();
     assert!(verify(&inbox.secret, &a.id, &a.timestamp, &a.signature, a.body.as_bytes()));

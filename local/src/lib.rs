@@ -88,10 +88,12 @@ impl Options {
             dynamodb_endpoint: None,
             sqs_endpoint: None,
             claim_lease: None,
-            bridge: std::env::var("BRIDGE_WEBHOOK_URL").ok().filter(|u| !u.trim().is_empty()).map(|url| BridgeOptions {
-                url: Some(url),
-                secret: std::env::var("BRIDGE_WEBHOOK_SECRET").unwrap_or_default(),
-                retry_base_seconds: std::env::var("BRIDGE_RETRY_BASE_SECONDS").ok().and_then(|v| v.parse().ok()),
+            bridge: std::env::var("BRIDGE_WEBHOOK_URL").ok().filter(|u| !u.trim().is_empty()).map(|url| {
+                BridgeOptions {
+                    url: Some(url),
+                    secret: std::env::var("BRIDGE_WEBHOOK_SECRET").unwrap_or_default(),
+                    retry_base_seconds: std::env::var("BRIDGE_RETRY_BASE_SECONDS").ok().and_then(|v| v.parse().ok()),
+                }
             }),
         }
     }
@@ -246,22 +248,21 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             aws_sdk_sqs::Client::from_conf(sqs.config().to_builder().interceptor(recorder).build()),
         )
     };
-    let app_with = |clients: (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client),
-                    bridged: bool|
-     -> Result<Arc<App>, LocalError> {
-        let mut app = App::new(clients.0, clients.1, aws.clone(), meta.clone())?;
-        if bridged {
-            app.bridge = publisher(app.producer.client());
-        }
-        if let Some(lease) = opts.claim_lease {
-            app.settings.claim_lease = lease;
-            app.settings.send_lease = lease;
-        }
-        // Locally the sandbox is the shop: its REST stand-ins live on this server, whatever the port.
-        app.shops.shopify_admin_base = format!("{base_url}/sandbox/shopify");
-        app.shops.woo_store_url = format!("{base_url}/sandbox/woo");
-        Ok(Arc::new(app))
-    };
+    let app_with =
+        |clients: (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client), bridged: bool| -> Result<Arc<App>, LocalError> {
+            let mut app = App::new(clients.0, clients.1, aws.clone(), meta.clone())?;
+            if bridged {
+                app.bridge = publisher(app.producer.client());
+            }
+            if let Some(lease) = opts.claim_lease {
+                app.settings.claim_lease = lease;
+                app.settings.send_lease = lease;
+            }
+            // Locally the sandbox is the shop: its REST stand-ins live on this server, whatever the port.
+            app.shops.shopify_admin_base = format!("{base_url}/sandbox/shopify");
+            app.shops.woo_store_url = format!("{base_url}/sandbox/woo");
+            Ok(Arc::new(app))
+        };
     let app_for = |clients: (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client)| app_with(clients, false);
     let (sender_ddb, sender_sqs) = clients("outbound-sender");
     let mut sender = Sender::from_settings(sender_ddb, sender_sqs.clone(), aws.clone(), &meta)?;

@@ -108,7 +108,11 @@ impl Receiver {
             if got.len() >= n {
                 return got;
             }
-            assert!(start.elapsed() < within, "expected {n} matching deliveries within {within:?}: {:#?}", self.attempts());
+            assert!(
+                start.elapsed() < within,
+                "expected {n} matching deliveries within {within:?}: {:#?}",
+                self.attempts()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -116,7 +120,8 @@ impl Receiver {
 
 /// Standard Webhooks verification, written out from the spec.
 pub fn verify(secret: &str, id: &str, timestamp: &str, signatures: &str, body: &[u8]) -> bool {
-    let Some(key) = secret.strip_prefix("whsec_").and_then(|k| base64::engine::general_purpose::STANDARD.decode(k).ok())
+    let Some(key) =
+        secret.strip_prefix("whsec_").and_then(|k| base64::engine::general_purpose::STANDARD.decode(k).ok())
     else {
         return false;
     };

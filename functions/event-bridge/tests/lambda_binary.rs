@@ -36,7 +36,8 @@ fn batch(extra: &[&str]) -> (Value, Vec<String>) {
 async fn the_sample_batch_is_delivered_signed_and_an_unreadable_record_goes_to_the_dlq() {
     let sys = System::start().await;
     let inbox = Receiver::start().await;
-    let settings = [("BRIDGE_WEBHOOK_URL", Some(inbox.url.as_str())), ("BRIDGE_WEBHOOK_SECRET", Some(inbox.secret.as_str()))];
+    let settings =
+        [("BRIDGE_WEBHOOK_URL", Some(inbox.url.as_str())), ("BRIDGE_WEBHOOK_SECRET", Some(inbox.secret.as_str()))];
     let f = LambdaFunction::start_with(BIN, &sys, &settings).await;
     assert_eq!(f.env["PARLEY_BRIDGE_QUEUE_URL"], sys.running.resources.queue("BridgeQueue").unwrap());
 
@@ -52,7 +53,9 @@ async fn the_sample_batch_is_delivered_signed_and_an_unreadable_record_goes_to_t
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap()["id"].as_str().unwrap().to_string())
+        .map(|r| {
+            serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap()["id"].as_str().unwrap().to_string()
+        })
         .collect();
     assert!(got.iter().all(|a| sample_ids.contains(&a.id)), "webhook-id is the event's id");
     assert_eq!(sys.queue_bodies("BridgeDLQ", Duration::from_secs(5)).await, vec![unreadable.to_string()]);
@@ -68,7 +71,8 @@ async fn a_record_the_receiver_cannot_take_now_is_reported_failed() {
     let sys = System::start().await;
     let inbox = Receiver::start().await;
     inbox.always(503);
-    let settings = [("BRIDGE_WEBHOOK_URL", Some(inbox.url.as_str())), ("BRIDGE_WEBHOOK_SECRET", Some(inbox.secret.as_str()))];
+    let settings =
+        [("BRIDGE_WEBHOOK_URL", Some(inbox.url.as_str())), ("BRIDGE_WEBHOOK_SECRET", Some(inbox.secret.as_str()))];
     let f = LambdaFunction::start_with(BIN, &sys, &settings).await;
     let (event, ids) = batch(&[]);
     let response = f.invoke(&event).await.response();

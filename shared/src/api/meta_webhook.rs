@@ -6,9 +6,9 @@
 //! than `INBOUND_INLINE_MAX_EVENTS` is handed to the inbound queue instead (`crate::inbound`),
 //! whose worker runs the same [`process`] on batches of at most ten events.
 use super::{query_param, text_response, ApiError, App};
+use crate::bridge::BridgeEvent;
 use crate::channels::meta::inbound::{parse_delivery, InboundParseError};
 use crate::config::Account;
-use crate::bridge::BridgeEvent;
 use crate::consent::{audit_events, AuditContext};
 use crate::domain::consent::{
     self as dconsent, Consent, ConsentCommand, ConsentEvent, ConsentPurpose, ConsentReply, ConsentState, Via,
@@ -543,7 +543,8 @@ async fn handle_preference(app: &App, p: &crate::domain::PreferenceChange) -> Re
 async fn handle_status(app: &App, st: &StatusUpdate) -> Result<(Option<Envelope>, Option<BridgeEvent>), ApiError> {
     let outcome = app.store.record_status(st).await?;
     count("InboundStatuses", 1);
-    let failed = |envelope: Option<&Envelope>| app.bridge.as_ref().and_then(|_| BridgeEvent::status_failed(st, envelope));
+    let failed =
+        |envelope: Option<&Envelope>| app.bridge.as_ref().and_then(|_| BridgeEvent::status_failed(st, envelope));
     let StatusOutcome::Applied { envelope } = outcome else {
         count("InboundStatusesStale", 1);
         // Meta re-delivering a failure (after a delivery whose event may not have been queued):

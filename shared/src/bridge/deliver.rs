@@ -26,7 +26,9 @@ const BACKOFF_FACTOR: u64 = 4;
 pub enum Verdict {
     Delivered,
     /// Try again later (at least `after` seconds, when the receiver said so).
-    Retry { after: Option<u64> },
+    Retry {
+        after: Option<u64>,
+    },
     /// Will not succeed as it is.
     Permanent,
 }
@@ -198,7 +200,8 @@ impl Deliverer {
         let Some(dlq) = &self.dlq_url else {
             return Outcome::Retry { delay: backoff(self.retry_base, receive_count(rec), 0) };
         };
-        let sent = self.sqs.send_message().queue_url(dlq).message_body(rec.body.clone().unwrap_or_default()).send().await;
+        let sent =
+            self.sqs.send_message().queue_url(dlq).message_body(rec.body.clone().unwrap_or_default()).send().await;
         match sent {
             Ok(_) => Outcome::Done,
             Err(e) => {

@@ -273,7 +273,13 @@ mod tests {
     fn message_failed_names_our_id_the_code_and_a_plain_reason() {
         let contact = ContactId::new(Channel::WhatsApp, Address::parse("4915123456789").unwrap());
         let id = OutboundId::parse("r-0123456789abcdef").unwrap();
-        let f = FailedMessage { contact: &contact, id: Some(&id), provider_id: None, code: Some(131026), at: 1_764_000_000 };
+        let f = FailedMessage {
+            contact: &contact,
+            id: Some(&id),
+            provider_id: None,
+            code: Some(131026),
+            at: 1_764_000_000,
+        };
         let e = BridgeEvent::message_failed(&f);
         let p: Value = serde_json::from_str(&e.payload).unwrap();
         assert_eq!(p["type"], "message.failed");

@@ -45,7 +45,8 @@ impl SigningSecret {
         Ok(Self { key })
     }
 
-    /// A fresh random secret in the `whsec_` form (32 bytes), for README's recipe and the sandbox.
+    /// A fresh random secret in the `whsec_` form: 32 bytes from two v4 UUIDs (244 random bits),
+    /// for tests and tools; a deployment makes its own (`openssl rand -base64 32`, README).
     pub fn generate() -> String {
         let bytes: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()].iter().flat_map(|u| *u.as_bytes()).collect();
         format!("{PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(bytes))

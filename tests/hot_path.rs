@@ -392,3 +392,16 @@ async fn history_adds_no_write_to_the_hot_path_and_write_units_are_counted() {
     println!("write units for a 4 KB text: {total} {units:?}");
     assert!(total <= 7, "{units:?}");
 }
+
+#[tokio::test]
+async fn with_the_bridge_on_its_events_go_out_beside_the_replies_still_two_round_trips() {
+    let (mut app, recorder) = recorded_app(|_| {}).await;
+    let bridge_queue = app.producer.queue_url().replace("-OutboundQueue.fifo", "-BridgeQueue");
+    app.bridge = Some(parley::bridge::Publisher::new(app.producer.client().clone(), bridge_queue));
+    // "Hilfe": the reply, and two events (the message, the handover request) in one batch.
+    assert_eq!(post(&app, wa_text(&customer(), &wamid(), "Hilfe")).await, 200);
+    let calls = recorder.take();
+    let ops: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
+    assert_eq!(count(&calls, "SendMessageBatch"), 2, "replies and bridge events: {ops:?}");
+    assert_eq!(sequential_depth(&calls), 2, "the events travel in round trip 2: {ops:?}");
+}

@@ -3,7 +3,8 @@
 //!
 //! The same handlers run here and under Lambda: `parley::api::*` for HTTP routes,
 //! `parley::sender::Sender` and `parley::inbound::handle` for SQS batches (polled here like
-//! Lambda's event source mapping). As in Lambda, each function has its own AWS clients; they
+//! Lambda's event source mapping; `parley::bridge::Deliverer` for the bridge queue when the
+//! bridge is on). As in Lambda, each function has its own AWS clients; they
 //! record its calls ([`iam`]) so the tests can hold them against the function's policy in
 //! template.yaml. The agent API's sign-in runs on the same bearer-token path as in AWS
 //! ([`agent_auth`]: a token issuer standing in for Cognito, an authorizer for API Gateway's).
@@ -12,6 +13,7 @@ pub mod iam;
 pub mod poller;
 pub mod provision;
 pub mod sandbox;
+pub mod sandbox_bridge;
 pub mod sandbox_shop;
 
 use axum::body::Body;
@@ -64,6 +66,19 @@ pub struct Options {
     /// This system's customer-service window instead of `SERVICE_WINDOW_HOURS` (tests let it
     /// close in seconds).
     pub service_window: Option<std::time::Duration>,
+    /// The bridge to a brand's inbox (`None`: off, as without `BRIDGE_WEBHOOK_URL`).
+    pub bridge: Option<BridgeOptions>,
+}
+
+/// The bridge, locally: where the events go and the secret they are signed with.
+#[derive(Debug, Clone)]
+pub struct BridgeOptions {
+    /// The receiver; `None` = this system's sandbox receiver (`/sandbox/bridge`), whatever its port.
+    pub url: Option<String>,
+    /// `whsec_<base64>` (`BRIDGE_WEBHOOK_SECRET`).
+    pub secret: String,
+    /// The first retry's delay (`BRIDGE_RETRY_BASE_SECONDS`; default 5).
+    pub retry_base_seconds: Option<u64>,
 }
 
 impl Options {
@@ -81,6 +96,13 @@ impl Options {
             sqs_endpoint: None,
             claim_lease: None,
             service_window: None,
+            bridge: std::env::var("BRIDGE_WEBHOOK_URL").ok().filter(|u| !u.trim().is_empty()).map(|url| {
+                BridgeOptions {
+                    url: Some(url),
+                    secret: std::env::var("BRIDGE_WEBHOOK_SECRET").unwrap_or_default(),
+                    retry_base_seconds: std::env::var("BRIDGE_RETRY_BASE_SECONDS").ok().and_then(|v| v.parse().ok()),
+                }
+            }),
         }
     }
 }
@@ -91,6 +113,8 @@ pub struct Running {
     pub base_url: String,
     pub resources: provision::Provisioned,
     pub sandbox: sandbox::Sandbox,
+    /// The sandbox's stand-in for a brand's inbox (`/sandbox/bridge`).
+    pub bridge_receiver: sandbox_bridge::BridgeReceiver,
     /// An operator's view of the system (tests read and seed storage through it): its clients
     /// belong to no function, so its calls are not held against any function's policy.
     pub app: Arc<App>,
@@ -149,6 +173,9 @@ struct Functions {
     inbound_worker: poller::SqsHandler,
     /// The inbound queue's event source polls with the worker's role.
     inbound_worker_sqs: aws_sdk_sqs::Client,
+    event_bridge: poller::SqsHandler,
+    /// The bridge queue's event source polls with the event-bridge role.
+    event_bridge_sqs: aws_sdk_sqs::Client,
 }
 
 impl Functions {
@@ -168,6 +195,7 @@ struct Shared {
     poller_alive: Arc<std::sync::atomic::AtomicBool>,
     queue_url: String,
     inbound_queue_url: String,
+    bridge_queue_url: String,
     http: reqwest::Client,
     /// API Gateway's JWT authorizer on the `/agent/` routes that need a token.
     authorizer: Arc<agent_auth::JwtAuthorizer>,
@@ -193,6 +221,8 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     let dlq_url = resources.queue("OutboundDLQ").map(str::to_string);
     let inbound_queue_url = resources.queue("InboundQueue").ok_or(LocalError::Missing("InboundQueue"))?.to_string();
     let inbound_dlq_url = resources.queue("InboundDLQ").map(str::to_string);
+    let bridge_queue_url = resources.queue("BridgeQueue").ok_or(LocalError::Missing("BridgeQueue"))?.to_string();
+    let bridge_dlq_url = resources.queue("BridgeDLQ").map(str::to_string);
 
     let listener = tokio::net::TcpListener::bind(opts.addr).await.map_err(|e| LocalError::Bind(opts.addr, e))?;
     let addr = listener.local_addr().map_err(|e| LocalError::Bind(opts.addr, e))?;
@@ -207,6 +237,21 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     };
     let mut meta = MetaSettings::from_env()?;
     meta.graph_api_base = opts.graph_api_base.clone().unwrap_or_else(|| format!("{base_url}/sandbox/graph"));
+    let bridge = match &opts.bridge {
+        Some(b) => {
+            let url = b.url.clone().unwrap_or_else(|| format!("{base_url}/sandbox/bridge"));
+            let mut settings = parley::bridge::BridgeSettings::new(&url, &b.secret)?;
+            if let Some(base) = b.retry_base_seconds {
+                settings.retry_base_seconds = base.max(1);
+            }
+            Some(settings)
+        }
+        None => None,
+    };
+    // As template.yaml gives the bridge's settings to its producers only.
+    let publisher = |sqs: &aws_sdk_sqs::Client| {
+        bridge.as_ref().map(|_| parley::bridge::Publisher::new(sqs.clone(), bridge_queue_url.clone()))
+    };
 
     let journal = Arc::new(iam::Journal::default());
     let names = Arc::new(iam::Resources::new(&resources));
@@ -218,20 +263,25 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             aws_sdk_sqs::Client::from_conf(sqs.config().to_builder().interceptor(recorder).build()),
         )
     };
-    let app_for = |clients: (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client)| -> Result<Arc<App>, LocalError> {
-        let mut app = App::new(clients.0, clients.1, aws.clone(), meta.clone())?;
-        if let Some(lease) = opts.claim_lease {
-            app.settings.claim_lease = lease;
-            app.settings.send_lease = lease;
-        }
-        if let Some(window) = opts.service_window {
-            app.settings.service_window = window;
-        }
-        // Locally the sandbox is the shop: its REST stand-ins live on this server, whatever the port.
-        app.shops.shopify_admin_base = format!("{base_url}/sandbox/shopify");
-        app.shops.woo_store_url = format!("{base_url}/sandbox/woo");
-        Ok(Arc::new(app))
-    };
+    let app_with =
+        |clients: (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client), bridged: bool| -> Result<Arc<App>, LocalError> {
+            let mut app = App::new(clients.0, clients.1, aws.clone(), meta.clone())?;
+            if bridged {
+                app.bridge = publisher(app.producer.client());
+            }
+            if let Some(lease) = opts.claim_lease {
+                app.settings.claim_lease = lease;
+                app.settings.send_lease = lease;
+            }
+            if let Some(window) = opts.service_window {
+                app.settings.service_window = window;
+            }
+            // Locally the sandbox is the shop: its REST stand-ins live on this server, whatever the port.
+            app.shops.shopify_admin_base = format!("{base_url}/sandbox/shopify");
+            app.shops.woo_store_url = format!("{base_url}/sandbox/woo");
+            Ok(Arc::new(app))
+        };
+    let app_for = |clients: (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client)| app_with(clients, false);
     let (sender_ddb, sender_sqs) = clients("outbound-sender");
     let mut sender = Sender::from_settings(sender_ddb, sender_sqs.clone(), aws.clone(), &meta)?;
     if let Some(lease) = opts.claim_lease {
@@ -240,10 +290,21 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     if let Some(window) = opts.service_window {
         sender.settings_mut().service_window = window;
     }
-    let sender = Arc::new(sender);
-    let inbound_worker = app_for(clients("inbound-worker"))?;
+    let sender = Arc::new(sender.with_bridge(publisher(&sender_sqs)));
+    let inbound_worker = app_with(clients("inbound-worker"), true)?;
+    let (_, event_bridge_sqs) = clients("event-bridge");
+    let deliverer = Arc::new(parley::bridge::Deliverer::new(
+        bridge.clone(),
+        budget.webhook_http().map_err(|e| parley::config::ConfigError::Invalid {
+            name: "PARLEY_FUNCTION_TIMEOUT_SECONDS",
+            reason: e.to_string(),
+        })?,
+        event_bridge_sqs.clone(),
+        bridge_queue_url.clone(),
+        bridge_dlq_url,
+    ));
     let functions = Arc::new(Functions {
-        channel_webhook: app_for(clients("channel-webhook"))?,
+        channel_webhook: app_with(clients("channel-webhook"), true)?,
         consent_api: app_for(clients("consent-api"))?,
         shop_webhook: app_for(clients("shop-webhook"))?,
         agent_api: app_for(clients("agent-api"))?,
@@ -265,6 +326,11 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             })
         },
         inbound_worker_sqs: inbound_worker.producer.client().clone(),
+        event_bridge: Arc::new(move |event| {
+            let deliverer = Arc::clone(&deliverer);
+            Box::pin(async move { deliverer.handle(event).await })
+        }),
+        event_bridge_sqs,
     });
     // The init warm-up each Lambda function does (parley::api::lambda::serve, the SQS functions).
     for app in [
@@ -321,6 +387,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         poller_alive: Arc::clone(&poller_alive),
         queue_url: queue_url.clone(),
         inbound_queue_url: inbound_queue_url.clone(),
+        bridge_queue_url: bridge_queue_url.clone(),
         http,
         authorizer,
         invocations: Arc::new(tokio::sync::Semaphore::new(
@@ -332,6 +399,8 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         )),
     };
 
+    let bridge_receiver =
+        sandbox_bridge::BridgeReceiver::new(bridge.as_ref().map(|b| parley::bridge::Signer::new(&b.secret)));
     let router = Router::new()
         .route("/sandbox/run/{function}", post(run_function))
         // A nested router answers `/sandbox` but not `/sandbox/`, the page's documented address.
@@ -340,7 +409,11 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         .with_state(shared)
         .nest(
             "/sandbox",
-            sandbox.router().merge(shop_sandbox.router()).merge(agent_auth::router(Arc::clone(&agent_tokens))),
+            sandbox
+                .router()
+                .merge(shop_sandbox.router())
+                .merge(agent_auth::router(Arc::clone(&agent_tokens)))
+                .merge(bridge_receiver.router()),
         );
 
     let mut server_rx = rx.clone();
@@ -370,8 +443,15 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         let (worker, url) = (Arc::clone(&f.inbound_worker), inbound_queue_url.clone());
         tasks.push(tokio::spawn(poller::run(worker, f.inbound_worker_sqs.clone(), url, rx.clone(), alive)));
     }
-    tracing::info!(%base_url, "parley local system is up");
-    Ok(Running { addr, base_url, resources, sandbox, app, agent_tokens, journal, shutdown, tasks })
+    // The bridge queue's event source is enabled only with the bridge on (template.yaml's
+    // `Enabled`): off, it makes no request at all.
+    if bridge.is_some() {
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (deliverer, url) = (Arc::clone(&f.event_bridge), bridge_queue_url.clone());
+        tasks.push(tokio::spawn(poller::run(deliverer, f.event_bridge_sqs.clone(), url, rx.clone(), alive)));
+    }
+    tracing::info!(%base_url, bridge = bridge.is_some(), "parley local system is up");
+    Ok(Running { addr, base_url, resources, sandbox, bridge_receiver, app, agent_tokens, journal, shutdown, tasks })
 }
 
 fn first(list: &str) -> String {
@@ -438,6 +518,11 @@ async fn run_function(
                 poller::poll_once(&f.inbound_worker, &f.inbound_worker_sqs, &shared.inbound_queue_url, 0).await;
             axum::Json(serde_json::json!({ "function": function, "records": handled })).into_response()
         }
+        "event-bridge" => {
+            let f = &shared.functions;
+            let handled = poller::poll_once(&f.event_bridge, &f.event_bridge_sqs, &shared.bridge_queue_url, 0).await;
+            axum::Json(serde_json::json!({ "function": function, "records": handled })).into_response()
+        }
         "cart-reminder" => match parley::carts::send_reminders(&shared.functions.cart_reminder).await {
             Ok(sent) => axum::Json(serde_json::json!({ "function": function, "reminders_sent": sent })).into_response(),
             Err(e) => e.into_response().map(Body::from),
@@ -451,7 +536,7 @@ async fn run_function(
             axum::Json(serde_json::json!({
                 "error": "unknown_function",
                 "message": format!("no function '{function}' to run"),
-                "functions": ["outbound-sender", "inbound-worker", "shop-reconciler", "cart-reminder"],
+                "functions": ["outbound-sender", "inbound-worker", "event-bridge", "shop-reconciler", "cart-reminder"],
             })),
         )
             .into_response(),

@@ -15,6 +15,8 @@ const MAX_AWS_OPERATION: Duration = Duration::from_secs(2);
 const MIN_AWS_OPERATION: Duration = Duration::from_millis(500);
 /// Shop REST calls (reconciler) page through order lists: longer, but still bounded.
 const MAX_SHOP_HTTP: Duration = Duration::from_secs(20);
+/// Per bridge delivery: Standard Webhooks recommends giving receivers 15 to 30 s.
+const MAX_WEBHOOK_HTTP: Duration = Duration::from_secs(15);
 /// Attempts per AWS call (first try included): a quick retry on a fresh connection, no more.
 const AWS_MAX_ATTEMPTS: u32 = 3;
 
@@ -72,6 +74,12 @@ impl Budget {
         (self.function_timeout / 4).clamp(MIN_AWS_OPERATION, MAX_SHOP_HTTP)
     }
 
+    /// Per bridge delivery (one POST to the brand's receiver): a quarter of the function's
+    /// time, at most 15 s.
+    pub fn webhook_call(&self) -> Duration {
+        (self.function_timeout / 4).clamp(MIN_AWS_OPERATION, MAX_WEBHOOK_HTTP)
+    }
+
     pub fn aws_timeouts(&self) -> aws_config::timeout::TimeoutConfig {
         aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(self.connect())
@@ -92,6 +100,19 @@ impl Budget {
         reqwest::Client::builder()
             .connect_timeout(self.connect())
             .timeout(self.shop_call())
+            .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
+            .build()
+    }
+}
+
+impl Budget {
+    /// The bridge's HTTP client: connect and total timeouts, and no redirects (the spec counts a
+    /// 3xx as a failure: the URL is to be fixed, not followed).
+    pub fn webhook_http(&self) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
+            .connect_timeout(self.connect())
+            .timeout(self.webhook_call())
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
             .build()
     }
@@ -147,6 +168,7 @@ mod tests {
         assert_eq!(sender.graph_call(Duration::from_secs(10)), Duration::from_secs(10));
         let reconciler = Budget::for_timeout(Duration::from_secs(300));
         assert_eq!(reconciler.shop_call(), Duration::from_secs(20));
+        assert_eq!(sender.webhook_call(), Duration::from_secs(15));
         let tiny = Budget::for_timeout(Duration::from_secs(3));
         assert_eq!(tiny.aws_operation(), Duration::from_millis(600));
         assert!(tiny.aws_attempt() < tiny.aws_operation());

@@ -5,7 +5,9 @@
 //! - [`store`]: DynamoDB repositories (one table).
 //! - [`queue`]: the versioned SQS envelope, producer and batch consumer.
 //! - [`api`]: the HTTP handlers the Lambda functions and the local runtime both serve.
+//! - [`bridge`]: conversation events for a brand's own inbox (Standard Webhooks, via SQS).
 pub mod api;
+pub mod bridge;
 pub mod budget;
 pub mod carts;
 pub mod channels;

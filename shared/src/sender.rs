@@ -27,6 +27,8 @@ pub struct Sender {
     consent: ConsentPolicy,
     /// Renders sent templates into the conversation history.
     templates: Templates,
+    /// Failures for good become the bridge's `message.failed` (`None`: the bridge is off).
+    bridge: Option<crate::bridge::Publisher>,
 }
 
 /// Whether the contact's consent allows a message sent for `purpose`. Checked when sending, not
@@ -71,7 +73,13 @@ impl Sender {
             tracing::error!(error = %e, "embedded templates unreadable; history shows template names only");
             Templates::default()
         });
-        Self { store, graph, sqs, queue_url, dlq_url, settings, consent, templates }
+        Self { store, graph, sqs, queue_url, dlq_url, settings, consent, templates, bridge: None }
+    }
+
+    /// Publishes failures for good to the bridge queue.
+    pub fn with_bridge(mut self, bridge: Option<crate::bridge::Publisher>) -> Self {
+        self.bridge = bridge;
+        self
     }
 
     pub async fn from_env() -> Result<Self, ConfigError> {
@@ -80,7 +88,8 @@ impl Sender {
         let mut meta = MetaSettings::from_env()?;
         // A Graph call may use at most a quarter of the sender's time (it works through a batch).
         meta.graph_timeout = budget.graph_call(meta.graph_timeout);
-        Self::from_settings(ddb, sqs, AwsSettings::from_env()?, &meta)
+        let bridge = crate::bridge::Publisher::from_env(&sqs)?;
+        Ok(Self::from_settings(ddb, sqs, AwsSettings::from_env()?, &meta)?.with_bridge(bridge))
     }
 
     pub fn from_settings(
@@ -313,6 +322,24 @@ impl Sender {
                     // The person stopped marketing messages in WhatsApp: that is a revocation.
                     let revoked = crate::consent::marketing_rejected(&self.store, &env.contact, &self.consent);
                     self.record(revoked).await;
+                }
+                // The bridge learns of it before the failure is recorded: if the event cannot be
+                // queued, the message comes back (the next attempt fails the same way and
+                // queues the same event) instead of being finished without it.
+                if let Some(bridge) = &self.bridge {
+                    let failed = crate::bridge::FailedMessage {
+                        contact: &env.contact,
+                        id: Some(&env.id),
+                        provider_id: None,
+                        code,
+                        at: crate::time_util::now_unix(),
+                    };
+                    if let Err(e) = bridge.publish(&[crate::bridge::BridgeEvent::message_failed(&failed)]).await {
+                        let delay = self.backoff(rec);
+                        tracing::warn!(id = %env.id, error = %e, delay, "failure event not queued; will retry");
+                        self.record(self.store.mark_retry(&env.id, code, &detail)).await;
+                        return Outcome::Retry { delay };
+                    }
                 }
                 tracing::warn!(id = %env.id, code, detail, contact = %env.contact.redacted(), "send failed for good");
                 self.record(self.store.mark_failed(&env.id, code, &detail)).await;

@@ -1,5 +1,6 @@
 //! Test harness: starts a fresh local Parley system (own table and queues, own port) against the
 //! local AWS endpoints that `make test` starts, and talks to it over HTTP only.
+pub mod bridge_receiver;
 pub mod fault_proxy;
 pub mod lambda;
 
@@ -88,11 +89,21 @@ impl System {
             sqs_endpoint: None,
             claim_lease: None,
             service_window: None,
+            bridge: None,
         };
         change(&mut opts);
         let running = parley_local::start(opts).await.expect("local system starts");
         let base = running.base_url.clone();
         Self { running, base, http: reqwest::Client::new() }
+    }
+
+    /// A system whose bridge posts to `receiver` (retries after 1 s, then 4 s, …).
+    pub async fn with_bridge_to(receiver: &bridge_receiver::Receiver) -> Self {
+        let (url, secret) = (receiver.url.clone(), receiver.secret.clone());
+        Self::start_with(|o| {
+            o.bridge = Some(parley_local::BridgeOptions { url: Some(url), secret, retry_base_seconds: Some(1) })
+        })
+        .await
     }
 
     pub async fn stop(self) {

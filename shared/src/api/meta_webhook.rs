@@ -6,6 +6,7 @@
 //! than `INBOUND_INLINE_MAX_EVENTS` is handed to the inbound queue instead (`crate::inbound`),
 //! whose worker runs the same [`process`] on batches of at most ten events.
 use super::{query_param, text_response, ApiError, App};
+use crate::bridge::BridgeEvent;
 use crate::channels::meta::inbound::{parse_delivery, InboundParseError};
 use crate::config::Account;
 use crate::consent::{audit_events, AuditContext};
@@ -15,8 +16,8 @@ use crate::domain::consent::{
 use crate::domain::conversation::{self, ContactView};
 use crate::domain::flows::FlowSet;
 use crate::domain::{
-    Channel, ContactId, InboundContent, InboundEvent, InboundMessage, OutboundBody, OutboundId, Purpose, StatusUpdate,
-    TemplateRef,
+    Channel, ContactId, DeliveryState, InboundContent, InboundEvent, InboundMessage, OutboundBody, OutboundId, Purpose,
+    StatusUpdate, TemplateRef,
 };
 use crate::observability::count;
 use crate::queue::Envelope;
@@ -173,10 +174,13 @@ pub async fn process_within(
             }
         }
     }
+    let mut bridge_events = Vec::new();
     for r in status_results {
         match r {
-            Ok(Some(fallback)) => envelopes.push(fallback),
-            Ok(None) => {}
+            Ok((fallback, failed)) => {
+                envelopes.extend(fallback);
+                bridge_events.extend(failed);
+            }
             Err(e) => {
                 first_error.get_or_insert(e);
             }
@@ -196,7 +200,23 @@ pub async fn process_within(
         return Err(err);
     }
 
-    // Round trip 2: one batched enqueue, with the state writes alongside.
+    // The bridge's events (only when it is on): every new message, and each request for a human.
+    if app.bridge.is_some() {
+        for h in &claimed {
+            bridge_events.push(crate::bridge::BridgeEvent::message_received(&h.msg));
+            if h.set_handover == Some(true) {
+                bridge_events.push(crate::bridge::BridgeEvent::handover_requested(&h.msg));
+            }
+        }
+    }
+
+    // Round trip 2: one batched enqueue, with the state writes (and the bridge's events) alongside.
+    let bridged = async {
+        match &app.bridge {
+            Some(bridge) => bridge.publish(&bridge_events).await,
+            None => Ok(()),
+        }
+    };
     let enqueue = async {
         if envelopes.is_empty() {
             Ok(())
@@ -235,8 +255,8 @@ pub async fn process_within(
             }
         }))
     }));
-    let (enqueued, handovers, releases_done, finished, pending_cleared, consent_written) =
-        futures::join!(enqueue, handovers, releases_done, finished, pending_cleared, consent_written);
+    let (enqueued, handovers, releases_done, finished, pending_cleared, consent_written, bridged) =
+        futures::join!(enqueue, handovers, releases_done, finished, pending_cleared, consent_written, bridged);
     let state_error = handovers
         .into_iter()
         .chain(releases_done)
@@ -244,8 +264,14 @@ pub async fn process_within(
         .chain(finished.into_iter().chain(pending_cleared).filter_map(Result::err))
         .map(ApiError::from)
         .next();
-    let failure =
-        enqueued.err().map(ApiError::from).or(state_error).or(consent_written.into_iter().find_map(Result::err));
+    // A bridge event that was not queued fails the delivery like a reply that was not: Meta's
+    // retry produces it again, under the same id.
+    let failure = enqueued
+        .err()
+        .or(bridged.err())
+        .map(ApiError::from)
+        .or(state_error)
+        .or(consent_written.into_iter().find_map(Result::err));
     if let Some(err) = failure {
         give_back(app, limit, &claimed).await;
         return Err(err);
@@ -513,13 +539,24 @@ async fn handle_preference(app: &App, p: &crate::domain::PreferenceChange) -> Re
 }
 
 /// Applies a delivery status; a late "window closed" failure re-queues the message once as its
-/// template fallback (returned for the batched enqueue).
-async fn handle_status(app: &App, st: &StatusUpdate) -> Result<Option<Envelope>, ApiError> {
+/// template fallback (returned for the batched enqueue), a failure for good is the bridge's
+/// `message.failed` (returned for round 2, when the bridge is on).
+async fn handle_status(app: &App, st: &StatusUpdate) -> Result<(Option<Envelope>, Option<BridgeEvent>), ApiError> {
     let outcome = app.store.record_status(st).await?;
     count("InboundStatuses", 1);
+    let failed =
+        |envelope: Option<&Envelope>| app.bridge.as_ref().and_then(|_| BridgeEvent::status_failed(st, envelope));
     let StatusOutcome::Applied { envelope } = outcome else {
         count("InboundStatusesStale", 1);
-        return Ok(None);
+        // Meta re-delivering a failure (after a delivery whose event may not have been queued):
+        // its event again, under the same id.
+        if app.bridge.is_some() && st.state == DeliveryState::Failed {
+            let envelope = app.store.provider_envelope(&st.provider_id).await?;
+            let requeued = st.errors.iter().any(|e| e.code == 131047)
+                && envelope.as_ref().and_then(Envelope::as_template_fallback).is_some();
+            return Ok((None, if requeued { None } else { failed(envelope.as_ref()) }));
+        }
+        return Ok((None, None));
     };
     if st.errors.iter().any(|e| e.code == 131050) {
         if let Some(env) = envelope.as_deref() {
@@ -532,17 +569,18 @@ async fn handle_status(app: &App, st: &StatusUpdate) -> Result<Option<Envelope>,
             tracing::warn!(provider_id = %st.provider_id, code = err.code, "message failed after sending");
             count("DeliveryFailed", 1);
         }
-        return Ok(None);
+        let event = (st.state == DeliveryState::Failed).then(|| failed(envelope.as_deref())).flatten();
+        return Ok((None, event));
     }
     let Some(fallback) = envelope.as_deref().and_then(Envelope::as_template_fallback) else {
         count("DeliveryFailed", 1);
-        return Ok(None);
+        return Ok((None, failed(envelope.as_deref())));
     };
     if app.store.claim_fallback(&st.provider_id).await? {
         count("TemplateFallbackRequeued", 1);
-        Ok(Some(fallback))
+        Ok((Some(fallback), None))
     } else {
-        Ok(None)
+        Ok((None, None))
     }
 }
 

@@ -47,6 +47,8 @@ pub struct App {
     pub consent: ConsentSettings,
     /// `PARLEY_ADMIN_KEY` — the `x-api-key` for the admin routes; unset disables them.
     pub admin_key: Option<Secret>,
+    /// Conversation events for the brand's own inbox (`None`: the bridge is off).
+    pub bridge: Option<crate::bridge::Publisher>,
 }
 
 /// Brand-editable content: flows and templates from `PARLEY_FLOWS_DIR` when set, else the
@@ -63,7 +65,8 @@ impl App {
     pub async fn from_env() -> Result<Self, ConfigError> {
         let budget = crate::budget::Budget::from_env()?;
         let (ddb, sqs) = crate::budget::aws_clients_with(&budget, &crate::budget::Endpoints::default()).await;
-        Self::new(ddb, sqs, AwsSettings::from_env()?, MetaSettings::from_env()?)
+        let bridge = crate::bridge::Publisher::from_env(&sqs)?;
+        Ok(Self { bridge, ..Self::new(ddb, sqs, AwsSettings::from_env()?, MetaSettings::from_env()?)? })
     }
 
     /// Table, queue and Meta settings are explicit so the local runtime and the tests can run
@@ -99,6 +102,7 @@ impl App {
             cart_texts: CartTexts::embedded()?,
             consent: ConsentSettings::from_env()?,
             admin_key: crate::config::env_opt("PARLEY_ADMIN_KEY").map(Secret::new),
+            bridge: None,
         })
     }
 

@@ -2,6 +2,7 @@
 pub mod cart;
 pub mod consent;
 pub mod conversation;
+pub mod failure;
 pub mod flows;
 pub mod history;
 pub mod ids;

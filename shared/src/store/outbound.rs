@@ -339,4 +339,20 @@ impl Store {
             .map_err(StoreError::sdk)?;
         Ok(out.item().and_then(|i| attr_str(i, "status")))
     }
+
+    /// The envelope a provider message was sent from (kept on its record since it was sent).
+    pub async fn provider_envelope(&self, id: &ProviderMessageId) -> Result<Option<Envelope>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(keys::provider_pk(id)))
+            .key("sk", s("PM"))
+            .projection_expression("envelope")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(out.item().and_then(|i| attr_str(i, "envelope")).and_then(|j| Envelope::parse(&j).ok()))
+    }
 }

@@ -30,7 +30,7 @@ async fn a_batch_reports_exactly_its_failed_record() {
     // Another invocation is sending `held` right now: it must come back later, not count as done.
     let claim = sys
         .store()
-        .claim_send(&parley::queue::Envelope::parse(&to_held).unwrap(), now(), Duration::from_secs(300))
+        .claim_send(&parley::queue::Envelope::parse(&to_held).unwrap(), "{}", now(), Duration::from_secs(300))
         .await
         .unwrap();
     assert!(matches!(claim, parley::store::outbound::SendClaim::Go { .. }), "{claim:?}");

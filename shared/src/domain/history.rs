@@ -1,6 +1,6 @@
 //! Conversation history: what a message looks like in the team inbox, rendered once when it is
-//! recorded (inbound: on the inbound claim; outbound: on the send claim), and the plain-language
-//! reason for a Graph error code. Pure: no storage, no HTTP.
+//! recorded (inbound: on the inbound claim; outbound: on the send claim). Failure reasons come
+//! from [`super::failure`]. Pure: no storage, no HTTP.
 use super::inbound::InboundContent;
 use super::message::OutboundBody;
 use super::templates::Templates;
@@ -90,49 +90,6 @@ impl Entry {
     }
 }
 
-/// The plain-language reason for a Graph API error code (WhatsApp Cloud API, Messenger,
-/// Instagram), for the people reading the inbox; sources in ../shared/reference/meta-channels.md.
-pub fn graph_error_reason(code: i64) -> &'static str {
-    match code {
-        0 | 190 => "The access token has expired or was revoked; the brand must renew it.",
-        3 | 10 | 200..=299 | 131005 => "The app lacks a permission for this; check the Meta app's setup.",
-        4 | 80007 | 130429 => "Meta's rate limit was reached; the message is retried later.",
-        131048 => "Meta restricted messages from this number (spam or quality); check the number's quality.",
-        131056 => "Too many messages to this customer in a short time; retried after a pause.",
-        131064 => "Messaging is limited after template category violations.",
-        368 => "The business account is restricted for a policy violation.",
-        131031 => "The business account is locked.",
-        130497 => "Messages to customers in this country are restricted.",
-        1 | 2 | 131000 | 131016 => "A temporary problem at Meta; the message is retried.",
-        100 | 131008 | 131009 => "The message had a missing or invalid field.",
-        131021 => "The sender and the recipient are the same number.",
-        131026 => {
-            "The message could not be delivered: not a WhatsApp number, terms not accepted, or an old app version."
-        }
-        131042 => "There is a problem with the business's payment method.",
-        131045 => "The business phone number is not registered correctly.",
-        131047 => "The 24-hour window is closed: only an approved template can be sent.",
-        131049 => "Meta held back this marketing message to protect engagement; do not resend within 24 hours.",
-        131050 => "The customer stopped marketing messages from this business.",
-        130403 => "The business has blocked this customer.",
-        130472 => "Held back by a Meta marketing experiment.",
-        131051 => "This message type is not supported.",
-        131052 => "The customer's media could not be downloaded.",
-        131053 => "The media could not be uploaded.",
-        131057 | 2494100 => "The business account is in maintenance; retried shortly.",
-        132000 => "The template's parameter count does not match the approved template.",
-        132001 => "The template does not exist or is not approved in this language.",
-        132005 => "The template's translated text is too long.",
-        132007 => "The template violates a WhatsApp policy.",
-        132012 => "A template parameter has the wrong format.",
-        132015 => "The template is paused because of low quality.",
-        132016 => "The template is disabled.",
-        133010 => "The business phone number is not registered on WhatsApp.",
-        551 => "This person is not available right now (Messenger).",
-        _ => "The channel refused the message; see the error code in Meta's documentation.",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,13 +139,5 @@ mod tests {
         let e = Entry::outbound(&b, &templates, Some("agent:anna@example.com"));
         assert_eq!((e.text.as_str(), e.author.as_deref()), ("Größe?\n[M]", Some("agent:anna@example.com")));
         assert_eq!(Entry::from_json(&e.to_json()), Some(e));
-    }
-
-    #[test]
-    fn every_documented_permanent_code_has_its_own_reason() {
-        let generic = graph_error_reason(-1);
-        for code in [131026, 131047, 131049, 131050, 131048, 132000, 132001, 190, 130429] {
-            assert_ne!(graph_error_reason(code), generic, "{code}");
-        }
     }
 }

@@ -2,7 +2,8 @@
 //! inbound claims and the outbound records (with their provider records for delivery status),
 //! all under the contact in `gsi1`, sorted by time (`H#{ts}#…`). Newest page first, paged back.
 use super::{keys, s, Store, StoreError};
-use crate::domain::history::{graph_error_reason, Entry};
+use crate::domain::failure::failure_reason;
+use crate::domain::history::Entry;
 use crate::domain::ContactId;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
@@ -63,7 +64,7 @@ fn message_key(sk: &str) -> &str {
 fn error_of(item: &Item) -> Option<MessageError> {
     let code = num(item, "error_code");
     let reason = match code {
-        Some(c) => graph_error_reason(c).to_string(),
+        Some(_) => failure_reason(code).to_string(),
         None => attr(item, "detail")?.to_string(),
     };
     Some(MessageError { code, reason })
@@ -200,7 +201,7 @@ mod tests {
         pm.insert("error_code".into(), AttributeValue::N("131026".into()));
         let m = fold("H#0000000100#O#r-1", &[&pm, &out]).unwrap();
         assert_eq!((m.id.as_str(), m.status.as_str(), m.author.as_str(), m.at), ("r-1", "failed", "bot", 100));
-        assert_eq!(m.error.unwrap().reason, graph_error_reason(131026));
+        assert_eq!(m.error.unwrap().reason, failure_reason(Some(131026)));
         let read = item(&[("sk", "PM"), ("status", "read")]);
         assert_eq!(fold("H#0000000100#O#r-1", &[&out, &read]).unwrap().status, "read");
     }

@@ -33,7 +33,7 @@ async fn every_whatsapp_message_type_gets_the_right_reply() {
         ),
         (
             json!({"type": "image", "image": {"id": "1234", "mime_type": "image/jpeg", "sha256": "abc"}}),
-            InboundContent::Media { media_kind: "image".into() },
+            InboundContent::Media { media_kind: "image".into(), media_id: None, caption: None },
         ),
         (
             json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "X"}}]}),

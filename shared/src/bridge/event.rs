@@ -192,25 +192,7 @@ fn message(msg: &InboundMessage) -> Value {
 
 /// What the customer sent, as one line of text an inbox can show.
 pub fn text_of(content: &InboundContent) -> String {
-    match content {
-        InboundContent::Text { body } => body.clone(),
-        InboundContent::Button { title, .. } | InboundContent::ListReply { title, .. } => title.clone(),
-        InboundContent::Order { items, note, .. } => {
-            let lines: Vec<String> = items.iter().map(|i| format!("{} x {}", i.quantity, i.retailer_id)).collect();
-            let order = format!("Order: {}", lines.join(", "));
-            match note {
-                Some(n) if !n.is_empty() => format!("{order} ({n})"),
-                _ => order,
-            }
-        }
-        InboundContent::Location { latitude, longitude, name } => match name {
-            Some(n) => format!("Location: {n} ({latitude}, {longitude})"),
-            None => format!("Location: {latitude}, {longitude}"),
-        },
-        InboundContent::Media { media_kind } => format!("[{media_kind}]"),
-        InboundContent::Reaction { emoji } => emoji.clone(),
-        InboundContent::Unsupported { type_name } => format!("[{type_name}]"),
-    }
+    crate::domain::history::inbound_text(content)
 }
 
 #[cfg(test)]
@@ -330,7 +312,10 @@ mod tests {
             note: Some("als Geschenk".into()),
         };
         assert_eq!(text_of(&order), "Order: 2 x TSHIRT-M, 1 x TSHIRT-L (als Geschenk)");
-        assert_eq!(text_of(&InboundContent::Media { media_kind: "image".into() }), "[image]");
+        assert_eq!(
+            text_of(&InboundContent::Media { media_kind: "image".into(), media_id: None, caption: None }),
+            "[image]"
+        );
         assert_eq!(text_of(&InboundContent::Button { payload: "p:1".into(), title: "Ja".into() }), "Ja");
         let loc = InboundContent::Location { latitude: 52.5, longitude: 13.4, name: None };
         assert_eq!(text_of(&loc), "Location: 52.5, 13.4");

@@ -332,7 +332,7 @@ mod tests {
             InboundContent::ListReply { id: "sizes".into(), title: "x".into(), description: None },
             InboundContent::Order { catalog_id: None, items: vec![], note: None },
             InboundContent::Location { latitude: 52.5, longitude: 13.4, name: None },
-            InboundContent::Media { media_kind: "image".into() },
+            InboundContent::Media { media_kind: "image".into(), media_id: None, caption: None },
             InboundContent::Reaction { emoji: "👍".into() },
             InboundContent::Unsupported { type_name: "contacts".into() },
         ];
@@ -367,7 +367,7 @@ mod tests {
     #[test]
     fn media_location_unsupported_order_and_reactions() {
         let c = bot("de");
-        let d = decide(de(), &c, &InboundContent::Media { media_kind: "audio".into() });
+        let d = decide(de(), &c, &InboundContent::Media { media_kind: "audio".into(), media_id: None, caption: None });
         assert_eq!((d.outcome.clone(), d.replies.clone()), (Outcome::MediaAnswered, vec![de().media().clone()]));
         assert!(reply_text(&d).contains("Sprachnachrichten"));
         let d = decide(de(), &c, &InboundContent::Location { latitude: 52.5, longitude: 13.4, name: None });

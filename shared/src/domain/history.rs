@@ -10,6 +10,32 @@ use serde::{Deserialize, Serialize};
 /// must stay small so the write stays at few write units).
 pub const MAX_TEXT_CHARS: usize = 1000;
 
+/// What the customer sent, as text an advisor (or the brand's own inbox) can read.
+pub fn inbound_text(content: &InboundContent) -> String {
+    match content {
+        InboundContent::Text { body } => body.clone(),
+        InboundContent::Button { title, .. } | InboundContent::ListReply { title, .. } => title.clone(),
+        InboundContent::Order { items, note, .. } => {
+            let lines: Vec<String> = items.iter().map(|i| format!("{} x {}", i.quantity, i.retailer_id)).collect();
+            let order = format!("Order: {}", lines.join(", "));
+            match note {
+                Some(n) if !n.is_empty() => format!("{order} ({n})"),
+                _ => order,
+            }
+        }
+        InboundContent::Location { latitude, longitude, name } => match name {
+            Some(n) => format!("Location: {n} ({latitude}, {longitude})"),
+            None => format!("Location: {latitude}, {longitude}"),
+        },
+        InboundContent::Media { media_kind, caption, .. } => match caption {
+            Some(c) => format!("[{media_kind}] {c}"),
+            None => format!("[{media_kind}]"),
+        },
+        InboundContent::Reaction { emoji } => emoji.clone(),
+        InboundContent::Unsupported { type_name } => format!("[{type_name}]"),
+    }
+}
+
 /// One message as the history keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -38,27 +64,17 @@ fn clip(s: &str) -> String {
 
 impl Entry {
     pub fn inbound(content: &InboundContent) -> Entry {
-        let text = match content {
-            InboundContent::Text { body } => body.clone(),
-            InboundContent::Button { title, .. } => title.clone(),
-            InboundContent::ListReply { title, .. } => title.clone(),
-            InboundContent::Order { items, note, .. } => {
-                let lines: Vec<String> = items.iter().map(|i| format!("{}× {}", i.quantity, i.retailer_id)).collect();
-                let mut t = format!("🛒 {}", lines.join(", "));
-                if let Some(n) = note.as_deref().filter(|n| !n.is_empty()) {
-                    t.push_str(&format!(" — {n}"));
-                }
-                t
-            }
-            InboundContent::Location { latitude, longitude, name } => match name {
-                Some(n) => format!("📍 {n} ({latitude:.5}, {longitude:.5})"),
-                None => format!("📍 {latitude:.5}, {longitude:.5}"),
-            },
-            InboundContent::Media { media_kind } => format!("[{media_kind}]"),
-            InboundContent::Reaction { emoji } => emoji.clone(),
-            InboundContent::Unsupported { type_name } => format!("[{type_name}]"),
+        let media = match content {
+            InboundContent::Media { media_id, .. } => media_id.clone(),
+            _ => None,
         };
-        Entry { kind: content.kind_name().to_string(), text: clip(&text), author: None, template: None, media: None }
+        Entry {
+            kind: content.kind_name().to_string(),
+            text: clip(&inbound_text(content)),
+            author: None,
+            template: None,
+            media,
+        }
     }
 
     /// An outbound body as the customer sees it; templates rendered from the approved text.
@@ -105,8 +121,18 @@ mod tests {
             items: vec![OrderItem { retailer_id: "TSHIRT-M".into(), quantity: 2, unit_price: None }],
             note: None,
         };
-        assert_eq!(Entry::inbound(&order).text, "🛒 2× TSHIRT-M");
-        assert_eq!(Entry::inbound(&InboundContent::Media { media_kind: "image".into() }).text, "[image]");
+        assert_eq!(Entry::inbound(&order).text, "Order: 2 x TSHIRT-M");
+        let photo = InboundContent::Media {
+            media_kind: "image".into(),
+            media_id: Some("1043219".into()),
+            caption: Some("Passt das?".into()),
+        };
+        let e = Entry::inbound(&photo);
+        assert_eq!((e.text.as_str(), e.media.as_deref()), ("[image] Passt das?", Some("1043219")));
+        assert_eq!(
+            Entry::inbound(&InboundContent::Media { media_kind: "image".into(), media_id: None, caption: None }).text,
+            "[image]"
+        );
         let tap = InboundContent::Button { payload: "p".into(), title: "Ja".into() };
         assert_eq!(Entry::inbound(&tap).kind, "button");
     }

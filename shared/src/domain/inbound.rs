@@ -43,6 +43,12 @@ pub enum InboundContent {
     /// Image, audio, video, document, sticker, file… (`kind` names which).
     Media {
         media_kind: String,
+        /// WhatsApp's media id (fetch it with `GET /{media-id}` while Meta keeps it); none for
+        /// Messenger/Instagram, whose attachment URLs carry access keys and are not kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        media_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
     },
     Reaction {
         emoji: String,

@@ -366,6 +366,14 @@ struct WaProductItem {
     currency: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+struct WaMedia {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    caption: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct WaLocation {
     latitude: f64,
@@ -411,7 +419,15 @@ fn wa_content(kind: &str, m: &Value) -> Result<InboundContent, Skipped> {
             let l: WaLocation = typed(body, kind).map_err(malformed)?;
             InboundContent::Location { latitude: l.latitude, longitude: l.longitude, name: l.name }
         }
-        "image" | "audio" | "video" | "document" | "sticker" => InboundContent::Media { media_kind: kind.to_owned() },
+        "image" | "audio" | "video" | "document" | "sticker" => {
+            // The media object is only a reference: a message without one is still a message.
+            let m: WaMedia = typed(body, kind).unwrap_or_default();
+            InboundContent::Media {
+                media_kind: kind.to_owned(),
+                media_id: m.id.filter(|i| !i.is_empty()),
+                caption: m.caption.filter(|c| !c.is_empty()),
+            }
+        }
         "reaction" => {
             let r: WaReaction = typed(body, kind).map_err(malformed)?;
             match r.emoji.filter(|e| !e.is_empty()) {
@@ -669,7 +685,7 @@ fn social_content(m: SocialMessage) -> InboundContent {
             return InboundContent::Location { latitude: c.lat, longitude: c.long, name };
         }
         return match kind {
-            Some(kind) => InboundContent::Media { media_kind: kind.to_owned() },
+            Some(kind) => InboundContent::Media { media_kind: kind.to_owned(), media_id: None, caption: None },
             None => InboundContent::Unsupported { type_name: "attachment".into() },
         };
     }
@@ -869,7 +885,15 @@ mod tests {
     #[test]
     fn whatsapp_image_is_media() {
         let d = parse(include_bytes!("../../../../events/meta/whatsapp_image.json"));
-        assert_eq!(only_message(&d).content, InboundContent::Media { media_kind: "image".into() });
+        // The media stays a reference (its id) with the caption the customer typed.
+        assert_eq!(
+            only_message(&d).content,
+            InboundContent::Media {
+                media_kind: "image".into(),
+                media_id: Some("1234567890123456".into()),
+                caption: Some("This one, but in blue".into())
+            }
+        );
     }
 
     #[test]
@@ -1114,7 +1138,7 @@ mod tests {
         assert_eq!(
             contents,
             [
-                InboundContent::Media { media_kind: "image".into() },
+                InboundContent::Media { media_kind: "image".into(), media_id: None, caption: None },
                 InboundContent::Location { latitude: 59.33, longitude: 18.06, name: Some("Home".into()) },
             ]
         );
@@ -1221,7 +1245,7 @@ mod tests {
         let d = parse(&wa_delivery(value));
         let [InboundEvent::Message(m)] = &d.events[..] else { panic!("expected one message: {d:?}") };
         assert_eq!((m.account.as_str(), m.contact.address.as_str()), (WA_ACCOUNT, WA_ID));
-        assert_eq!(m.content, InboundContent::Media { media_kind: "sticker".into() });
+        assert_eq!(m.content, InboundContent::Media { media_kind: "sticker".into(), media_id: None, caption: None });
         assert_eq!(skipped_whats(&d), ["reaction:removed"]);
     }
 

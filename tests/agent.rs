@@ -331,3 +331,40 @@ async fn tags_through_the_admin_api_follow_the_contract() {
     assert_eq!(status, 404, "unknown contact");
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn a_new_customer_message_reaches_a_polling_console_within_two_seconds() {
+    let sys = System::start().await;
+    let to = customer();
+    sys.say("whatsapp", &to, "Hilfe").await;
+    sys.wait_for_messages(&to, 1).await;
+    let anna = sys.agent_token(ANNA, "agent").await;
+    let list = sys.agent_get(&anna, "/agent/conversations").await;
+    let mut etag = list.headers()["etag"].to_str().unwrap().to_string();
+    // The console's loop: a conditional GET every second, 304 while nothing changed.
+    let poll = |etag: String| {
+        let req = sys.http.get(sys.url("/agent/conversations")).bearer_auth(&anna).header("if-none-match", etag);
+        async move { req.send().await.unwrap() }
+    };
+    assert_eq!(poll(etag.clone()).await.status(), 304);
+
+    let written = Instant::now();
+    sys.say("whatsapp", &to, "Ist jemand da?").await;
+    let seen = loop {
+        let r = poll(etag.clone()).await;
+        if r.status() == 200 {
+            etag = r.headers()["etag"].to_str().unwrap().to_string();
+            let v: Value = r.json().await.unwrap();
+            let c = v["conversations"].as_array().unwrap().iter().find(|c| c["address"] == to.as_str()).cloned();
+            if c.is_some_and(|c| c["last_message"]["text"] == "Ist jemand da?") {
+                break written.elapsed();
+            }
+        }
+        assert!(written.elapsed() < Duration::from_secs(5), "never showed up");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    };
+    println!("a new customer message reached the polling console after {seen:?} (poll interval 1 s)");
+    assert!(seen < Duration::from_secs(2), "{seen:?}");
+    assert_eq!(poll(etag).await.status(), 304, "nothing new since");
+    sys.stop().await;
+}

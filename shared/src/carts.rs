@@ -400,6 +400,7 @@ fn reminder_envelope(
         withheld: None,
         in_reply_to: None,
         created_at: now,
+        created_ms: Some(crate::time_util::now_millis()),
         author: None,
     })
 }

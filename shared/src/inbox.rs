@@ -510,11 +510,14 @@ impl<C: CartPort> Inbox<'_, C> {
 
     /// Queues an agent's message: text inside the window; an approved template (WhatsApp) any
     /// time, outside the window only with the customer's consent for its category.
+    /// `idempotency_key` (the client's, per composed message) makes a retried request the same
+    /// message: same id, sent once.
     pub async fn reply(
         &self,
         agent: &str,
         contact: &ContactId,
         reply: Reply,
+        idempotency_key: Option<&str>,
         now: i64,
     ) -> Result<OutboundId, InboxError> {
         let record = self.record(contact).await?;
@@ -560,18 +563,22 @@ impl<C: CartPort> Inbox<'_, C> {
                 (body, purpose, "template")
             }
         };
-        let id = self.send(agent, &record, body, purpose, now).await?;
+        let id = agent_message_id(agent, contact, idempotency_key)?;
+        self.send(agent, &record, id.clone(), body, purpose, now).await?;
         self.transition(agent, contact, Command::Replied { agent: agent.to_string() }, "take", now).await?;
         self.audit(contact, agent, kind, json!({ "message_id": id.as_str() })).await?;
         count("AgentMessages", 1);
         Ok(id)
     }
 
-    /// Records the message as queued (the thread shows it at once) and enqueues it.
+    /// Records the message as queued (the thread shows it at once) and enqueues it. The same id
+    /// again (a retried request) is enqueued again but sent once: the queue's deduplication and
+    /// the sender's claim on the id see to that.
     async fn send(
         &self,
         agent: &str,
         record: &ContactRecord,
+        id: OutboundId,
         body: OutboundBody,
         purpose: Purpose,
         now: i64,
@@ -582,8 +589,6 @@ impl<C: CartPort> Inbox<'_, C> {
             .and_then(|a| self.accounts.get(record.channel, a))
             .or_else(|| self.accounts.iter().find(|a| a.channel == record.channel))
             .ok_or_else(|| InboxError::Invalid("no configured account can reach this channel".into()))?;
-        let id = OutboundId::parse(format!("a-{}", uuid::Uuid::new_v4().simple()))
-            .map_err(|e| InboxError::Invalid(e.to_string()))?;
         let author = format!("agent:{agent}");
         let env = Envelope {
             v: crate::queue::ENVELOPE_VERSION,
@@ -596,13 +601,14 @@ impl<C: CartPort> Inbox<'_, C> {
             withheld: None,
             in_reply_to: None,
             created_at: now,
+            created_ms: Some(crate::time_util::now_millis()),
             author: Some(author.clone()),
         };
         let entry = Entry::outbound(&env.body, self.templates, Some(&author));
         self.store.record_queued(&env, &entry.to_json()).await?;
         if let Err(e) = self.producer.send(std::slice::from_ref(&env)).await {
             // Not queued: say so in the thread rather than showing it as on its way forever.
-            if let Err(mark) = self.store.mark_failed(&env.id, None, "could not be queued; send it again").await {
+            if let Err(mark) = self.store.mark_failed(&env.id, None, crate::store::outbound::UNQUEUED).await {
                 tracing::warn!(error = %mark, "could not mark an unqueued agent message failed");
             }
             return Err(e.into());
@@ -675,7 +681,8 @@ impl<C: CartPort> Inbox<'_, C> {
             checkout_url = Some(url.clone());
             let locale = record.locale.clone().unwrap_or_else(|| "de".into());
             let body = self.carts.render(&locale, &cart, &reply);
-            message_id = Some(self.send(agent, &record, body, Purpose::Reply, now).await?.as_str().to_string());
+            let id = agent_message_id(agent, contact, Some(&format!("checkout:{request}")))?;
+            message_id = Some(self.send(agent, &record, id, body, Purpose::Reply, now).await?.as_str().to_string());
             self.transition(agent, contact, Command::Replied { agent: agent.to_string() }, "take", now).await?;
             last = Some(cart);
         }
@@ -727,6 +734,23 @@ impl<C: CartPort> Inbox<'_, C> {
         items.truncate(50);
         Ok(items)
     }
+}
+
+/// The id of an agent's message: derived from the client's idempotency key (so a retry is the
+/// same message), else fresh.
+fn agent_message_id(agent: &str, contact: &ContactId, idempotency_key: Option<&str>) -> Result<OutboundId, InboxError> {
+    let id = match idempotency_key.map(str::trim).filter(|k| !k.is_empty()) {
+        Some(key) if key.len() > 200 => {
+            return Err(InboxError::Invalid("the idempotency key is at most 200 characters".into()))
+        }
+        Some(key) => {
+            use sha2::{Digest, Sha256};
+            let digest = Sha256::digest(format!("{agent}\n{}\n{key}", contact.key()).as_bytes());
+            format!("a-{}", &hex::encode(digest)[..32])
+        }
+        None => format!("a-{}", uuid::Uuid::new_v4().simple()),
+    };
+    OutboundId::parse(id).map_err(|e| InboxError::Invalid(e.to_string()))
 }
 
 /// Which consent a template of `category` needs outside the window.

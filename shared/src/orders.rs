@@ -220,6 +220,7 @@ async fn envelopes_for(
                 withheld: None,
                 in_reply_to: None,
                 created_at: now,
+                created_ms: Some(crate::time_util::now_millis()),
                 author: None,
             }
         })

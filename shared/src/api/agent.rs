@@ -291,7 +291,8 @@ async fn conversation_action(
                 (None, Some(t)) => Reply::Template { name: t.name, language: t.language, parameters: t.parameters },
                 _ => return Err(ApiError::BadRequest("send either text or template".into())),
             };
-            let id = inbox.reply(&agent.id, contact, reply, now).await?;
+            let key = req.headers().get("idempotency-key").and_then(|v| v.to_str().ok());
+            let id = inbox.reply(&agent.id, contact, reply, key, now).await?;
             Ok(json_response(StatusCode::ACCEPTED, &json!({ "id": id.as_str(), "status": "queued" })))
         }
         "cart" => {

@@ -153,6 +153,7 @@ pub fn confirmation_envelope(
         withheld: None,
         in_reply_to: None,
         created_at: crate::time_util::now_unix(),
+        created_ms: Some(crate::time_util::now_millis()),
         author: None,
     })
 }

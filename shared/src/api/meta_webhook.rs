@@ -497,6 +497,7 @@ fn build_envelopes(
             withheld: None,
             in_reply_to: inbound.map(|m| m.id.clone()),
             created_at: now,
+            created_ms: Some(crate::time_util::now_millis() + i as i64),
             author: None,
         })
         .collect()

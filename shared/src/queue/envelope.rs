@@ -25,6 +25,10 @@ pub struct Envelope {
     pub in_reply_to: Option<InboundMessageId>,
     /// Unix seconds when it was enqueued.
     pub created_at: i64,
+    /// Unix milliseconds when it was enqueued, stepped per message of one batch: orders the
+    /// conversation history within a second (older envelopes have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_ms: Option<i64>,
     /// Who wrote it, when a person did (`agent:<id>`); none for the bot and notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
@@ -49,6 +53,11 @@ impl Envelope {
             return Err(EnvelopeError::UnsupportedVersion(version.v));
         }
         serde_json::from_str(body).map_err(|e| EnvelopeError::Invalid(e.to_string()))
+    }
+
+    /// The history's sort time in milliseconds.
+    pub fn sort_ms(&self) -> i64 {
+        self.created_ms.unwrap_or(self.created_at * 1000)
     }
 
     pub fn to_json(&self) -> String {
@@ -99,6 +108,7 @@ mod tests {
             withheld: None,
             in_reply_to: Some(InboundMessageId::parse("wamid.X").unwrap()),
             created_at: 1_764_000_000,
+            created_ms: None,
             author: None,
         }
     }

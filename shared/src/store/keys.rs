@@ -62,20 +62,22 @@ pub fn reconcile_pk(platform: &str, shop: &str) -> String {
 pub const HISTORY_PREFIX: &str = "H#";
 
 /// An inbound message's history key: time, then a short hash of its id (never the id itself).
+/// Times are milliseconds: a customer's message (the channel gives seconds) sorts at the start
+/// of its second, the replies after it.
 pub fn history_in_sk(ts: i64, channel: Channel, id: &InboundMessageId) -> String {
     let pk = inbound_pk(channel, id);
     let hash = pk.rsplit('#').next().unwrap_or_default();
-    format!("H#{:010}#I#{}", ts.max(0), &hash[..hash.len().min(16)])
+    format!("H#{:013}#I#{}", ts.max(0) * 1000, &hash[..hash.len().min(16)])
 }
 
-/// An outbound message's history key (its record), by when it was created.
-pub fn history_out_sk(created_at: i64, id: &OutboundId) -> String {
-    format!("H#{:010}#O#{id}", created_at.max(0))
+/// An outbound message's history key (its record), by when it was enqueued (milliseconds).
+pub fn history_out_sk(created_ms: i64, id: &OutboundId) -> String {
+    format!("H#{:013}#O#{id}", created_ms.max(0))
 }
 
 /// The provider record of an outbound message: sorts right after the message's own record.
-pub fn history_status_sk(created_at: i64, id: &OutboundId) -> String {
-    format!("{}#S", history_out_sk(created_at, id))
+pub fn history_status_sk(created_ms: i64, id: &OutboundId) -> String {
+    format!("{}#S", history_out_sk(created_ms, id))
 }
 
 /// The team inbox (sparse, in `gsi1`): a contact profile is listed under its conversation state

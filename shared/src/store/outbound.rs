@@ -8,6 +8,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// Why an agent's message is marked failed when it could not be put on the queue.
+pub const UNQUEUED: &str = "could not be queued; send it again";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendClaim {
     /// Ours to send; `attempt` counts from 1.
@@ -88,7 +91,7 @@ impl Store {
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":contact", s(env.contact.key()))
             .expression_attribute_values(":gpk", s(keys::contact_pk(&env.contact)))
-            .expression_attribute_values(":gsk", s(keys::history_out_sk(env.created_at, &env.id)))
+            .expression_attribute_values(":gsk", s(keys::history_out_sk(env.sort_ms(), &env.id)))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":ttl", n(now + self.retention.as_secs() as i64))
             .expression_attribute_values(":owner", s(&owner))
@@ -192,7 +195,7 @@ impl Store {
             .expression_attribute_values(":env", s(env.to_json()))
             .expression_attribute_values(":contact", s(env.contact.key()))
             .expression_attribute_values(":gpk", s(keys::contact_pk(&env.contact)))
-            .expression_attribute_values(":gsk", s(keys::history_status_sk(env.created_at, &env.id)))
+            .expression_attribute_values(":gsk", s(keys::history_status_sk(env.sort_ms(), &env.id)))
             .expression_attribute_values(":sent", s(DeliveryState::Sent.as_str()))
             .expression_attribute_values(":one", n(DeliveryState::Sent.rank()))
             .expression_attribute_values(":ttl", n(now + self.retention.as_secs() as i64))
@@ -220,7 +223,8 @@ impl Store {
     }
 
     /// Records a message an agent wrote as `queued` before it is enqueued, so the thread shows it
-    /// at once; the sender's claim takes it from there. Returns false when the id exists already.
+    /// at once; the sender's claim takes it from there. Returns false when the id exists already
+    /// (a retried request: its record stays as it is).
     pub async fn record_queued(&self, env: &Envelope, hist: &str) -> Result<bool, StoreError> {
         let now = crate::time_util::now_unix();
         let out = self
@@ -233,13 +237,17 @@ impl Store {
             .item("attempts", n(0))
             .item("contact", s(env.contact.key()))
             .item("gsi1pk", s(keys::contact_pk(&env.contact)))
-            .item("gsi1sk", s(keys::history_out_sk(env.created_at, &env.id)))
+            .item("gsi1sk", s(keys::history_out_sk(env.sort_ms(), &env.id)))
             .item("hist", s(hist))
             .item("at", n(env.created_at))
             .item("created_at", n(now))
             .item("updated_at", n(now))
             .item("ttl", n(now + self.retention.as_secs() as i64))
-            .condition_expression("attribute_not_exists(pk)")
+            // A retry of a request whose enqueue failed takes the record over again.
+            .condition_expression("attribute_not_exists(pk) OR (#st = :failed AND detail = :unqueued)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":failed", s("failed"))
+            .expression_attribute_values(":unqueued", s(UNQUEUED))
             .send()
             .await;
         applied(out).map(|o| o.is_some())

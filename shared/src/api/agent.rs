@@ -42,6 +42,11 @@ pub async fn route(app: &App, req: Request<Bytes>, path: &str) -> Result<Respons
         (_, "/config") => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         (Method::GET, "/me") => me(&auth::agent(&req)?),
         (_, "/me") => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        // The console's static files (no token: the page signs the agent in).
+        (Method::GET, "") => Ok(super::console::index(&req, &ConsoleAuth::from_env())),
+        (Method::GET, p) if p.starts_with("/assets/") => {
+            super::console::asset(&req, &p["/assets/".len()..], &ConsoleAuth::from_env())
+        }
         _ => {
             let _ = app;
             Err(ApiError::NotFound)

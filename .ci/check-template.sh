@@ -156,6 +156,8 @@ CONTRACT_ROUTES |= {
 # The agent API (CONTRACT.md's table, and the routes README documents beyond it).
 CONTRACT_ROUTES |= {
     ("GET", "/agent/config"), ("GET", "/agent/me"),
+    # The console: CONTRACT.md's `GET /agent/` (an HTTP API path cannot end in `/`) and its assets.
+    ("GET", "/agent"), ("GET", "/agent/assets/{file}"),
 }
 REQUIRED_ROUTES = {
     "ChannelWebhookFunction": {("GET", "/webhooks/meta"), ("POST", "/webhooks/meta"), ("GET", "/health")},

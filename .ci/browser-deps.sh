@@ -20,6 +20,7 @@ if [[ ! -x "$CHROMIUM" ]]; then
     export DEBIAN_FRONTEND=noninteractive
     "${as_root[@]}" apt-get update -qq
     "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+    [[ -x "$CHROMIUM" ]] || { echo "browser-deps: chromium was installed, but $CHROMIUM is still missing" >&2; exit 1; }
 fi
 
 command -v npm >/dev/null || { echo "browser-deps: npm is required (Debian package nodejs/npm)" >&2; exit 1; }

@@ -37,7 +37,7 @@ const step = (what) => {
 // The customer's side: signed WhatsApp webhook deliveries, and what the Graph stand-in received.
 const customerNumber = () => `49151${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
 
-async function customerSays(from, text) {
+async function customerSays(from, text, name = "Erika Muster") {
   const body = JSON.stringify({
     object: "whatsapp_business_account",
     entry: [{
@@ -47,7 +47,7 @@ async function customerSays(from, text) {
         value: {
           messaging_product: "whatsapp",
           metadata: { display_phone_number: "15550000001", phone_number_id: PHONE_NUMBER_ID },
-          contacts: [{ profile: { name: "Erika Muster" }, wa_id: from }],
+          contacts: [{ profile: { name }, wa_id: from }],
           messages: [{
             from, id: `wamid.B${Date.now()}${randomInt(0, 1e9)}`, timestamp: String(Math.floor(Date.now() / 1000)),
             type: "text", text: { body: text },
@@ -104,6 +104,7 @@ async function scenario({ name, viewport, locale, agent, phone, docsShot }) {
 
 async function run(context, { name, locale, agent, phone, docsShot }) {
   const page = context.pages()[0] || (await context.newPage());
+  const viewportWidth = page.viewportSize().width;
   page.setDefaultTimeout(WAIT);
   // Any script error or content-security-policy violation fails the run.
   const problems = [];
@@ -111,14 +112,19 @@ async function run(context, { name, locale, agent, phone, docsShot }) {
   page.on("console", (m) => {
     if (m.type() === "error" && !/status of 40[19]|Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
   });
-  const shot = (file) => page.screenshot({ path: join(SHOTS, `${name}-${file}.png`) });
+  // Every view that is photographed must also fit the screen's width (no sideways scrolling).
+  const shot = async (file) => {
+    await page.screenshot({ path: join(SHOTS, `${name}-${file}.png`) });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 0) throw new Error(`${file}: the page is ${overflow} px wider than the ${viewportWidth} px screen`);
+  };
   const de = locale.startsWith("de");
 
   const customer = customerNumber();
   await customerSays(customer, "Hilfe");
   // A second customer waits too (on the desktop run), so the list shows the order: waiting first.
   const other = phone ? null : customerNumber();
-  if (other) await customerSays(other, "Hilfe, wo bleibt meine Bestellung?");
+  if (other) await customerSays(other, "Hilfe", "Jonas Becker");
   step(`${name}: customer ${customer.slice(0, 5)}… wrote "Hilfe" through the signed webhook`);
 
   // Sign in with the sandbox form (pre-filled with a demo agent locally).

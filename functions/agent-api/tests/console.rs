@@ -24,7 +24,8 @@ async fn the_console_is_served_without_a_token_and_revalidates_with_its_etag() {
     assert_eq!(header(&headers, "content-type"), "text/html; charset=utf-8");
     assert!(header(&headers, "content-security-policy").starts_with("default-src 'none'; script-src 'self';"));
     assert!(body.contains("<title>Parley · Agent console</title>"));
-    let version = body.split("console.js?v=").nth(1).and_then(|s| s.split('"').next()).expect("versioned script").to_string();
+    let version =
+        body.split("console.js?v=").nth(1).and_then(|s| s.split('"').next()).expect("versioned script").to_string();
 
     let mut again = page.clone();
     again["headers"]["if-none-match"] = Value::from(header(&headers, "etag"));

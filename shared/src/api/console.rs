@@ -154,7 +154,8 @@ mod tests {
 
     #[test]
     fn in_aws_the_policy_also_allows_the_cognito_token_endpoint_and_nothing_else() {
-        let auth = ConsoleAuth::Cognito { domain: "parley.auth.eu-central-1.amazoncognito.com".into(), client_id: "c".into() };
+        let auth =
+            ConsoleAuth::Cognito { domain: "parley.auth.eu-central-1.amazoncognito.com".into(), client_id: "c".into() };
         let r = index(&get("/agent/", None), &auth);
         assert!(header_of(&r, "content-security-policy")
             .contains("connect-src 'self' https://parley.auth.eu-central-1.amazoncognito.com;"));
@@ -176,11 +177,8 @@ mod tests {
     #[test]
     fn every_asset_the_page_names_is_served_with_its_type_and_the_current_version_is_immutable() {
         let page = index(&get("/agent/", None), &ConsoleAuth::Sandbox).into_body();
-        let named: Vec<&str> = page
-            .split("/agent/assets/")
-            .skip(1)
-            .map(|rest| rest.split(['"', '\'']).next().unwrap())
-            .collect();
+        let named: Vec<&str> =
+            page.split("/agent/assets/").skip(1).map(|rest| rest.split(['"', '\'']).next().unwrap()).collect();
         assert_eq!(named.len(), ASSETS.len(), "the page names {named:?}");
         for url in named {
             let (file, query) = url.split_once('?').expect("versioned asset url");
@@ -197,7 +195,10 @@ mod tests {
     #[test]
     fn unknown_assets_and_paths_that_try_to_leave_the_folder_are_404() {
         for file in ["nope.js", "../index.html", "console.js/../../Cargo.toml", ""] {
-            assert!(matches!(asset(&get("/agent/assets/x", None), file, &ConsoleAuth::Sandbox), Err(ApiError::NotFound)));
+            assert!(matches!(
+                asset(&get("/agent/assets/x", None), file, &ConsoleAuth::Sandbox),
+                Err(ApiError::NotFound)
+            ));
         }
     }
 

@@ -6,20 +6,25 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 CHROMIUM="${PARLEY_CHROMIUM:-/usr/bin/chromium}"
-if [[ ! -x "$CHROMIUM" ]]; then
-    command -v apt-get >/dev/null || { echo "browser-deps: $CHROMIUM is missing and apt-get is not available" >&2; exit 1; }
+# Chromium, plus fonts so the screenshots show every character (emoji in bot replies, too).
+missing=()
+[[ -x "$CHROMIUM" ]] || missing+=(chromium)
+for font in fonts-dejavu-core fonts-noto-color-emoji; do
+    dpkg-query -W -f='${Status}' "$font" 2>/dev/null | grep -q "ok installed" || missing+=("$font")
+done
+if (( ${#missing[@]} )); then
+    command -v apt-get >/dev/null || { echo "browser-deps: ${missing[*]} missing and apt-get is not available" >&2; exit 1; }
     if [[ "$(id -u)" -eq 0 ]]; then
         as_root=()
     elif command -v sudo >/dev/null; then
         as_root=(sudo -n)
     else
-        echo "browser-deps: installing chromium needs root or sudo" >&2
+        echo "browser-deps: installing ${missing[*]} needs root or sudo" >&2
         exit 1
     fi
-    echo "browser-deps: installing Debian's chromium"
-    export DEBIAN_FRONTEND=noninteractive
+    echo "browser-deps: installing Debian's ${missing[*]}"
     "${as_root[@]}" apt-get update -qq
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     [[ -x "$CHROMIUM" ]] || { echo "browser-deps: chromium was installed, but $CHROMIUM is still missing" >&2; exit 1; }
 fi
 

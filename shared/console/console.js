@@ -30,16 +30,17 @@ const STRINGS = {
     assigned_to: "Assigned to {who}", handover_state: "State: {state}", handover_waiting: "Waiting since {t} ({d})",
     st_queued: "queued", st_sending: "sending", st_sent: "sent", st_delivered: "delivered", st_read: "read", st_failed: "failed", st_received: "received",
     failed_with: "Not delivered: {code} · {reason}",
-    kind_template: "Template {name}", kind_button: "Tapped a button", kind_order: "Catalog order", kind_media: "Media", kind_interactive: "Buttons",
+    kind_template: "Template {name}", kind_button: "Tapped a button", kind_list_reply: "Picked from a list", kind_order: "Catalog order",
+    kind_media: "Media", kind_location: "Location", kind_buttons: "With buttons", kind_list: "With a list",
     consent: "Consent", purpose_order_updates: "Order updates", purpose_marketing: "Marketing",
-    consent_granted: "granted", consent_revoked: "revoked", consent_none: "not asked", consent_pending: "pending",
+    consent_confirmed: "confirmed", consent_granted: "granted", consent_revoked: "revoked", consent_none: "not asked", consent_pending: "asked, awaiting YES",
     window: "Customer service window", handover: "Handover",
     cart: "Cart", no_cart: "No open cart.", total: "Total", checkout_link: "Checkout link",
     catalog_search: "Search the catalog", catalog_placeholder: "Name or SKU", catalog_results: "Catalog results",
     cart_draft: "Items to add", add: "Add", add_item: "Add {name}", remove: "Remove", remove_item: "Remove {name}", quantity_of: "Quantity of {name}",
     cart_add: "Add to cart", send_checkout: "Send checkout link", unavailable: "not available",
     cart_sent: "Checkout link sent.", cart_saved: "Cart updated.", nothing_found: "Nothing found.",
-    orders: "Orders", no_orders: "No orders.", order_by: "by {agent}",
+    orders: "Orders", no_orders: "No orders.", order_by: "from {agent}'s cart", tracking: "tracking {n}",
     tags: "Tags", add_tag: "Add a tag", notes: "Notes", add_note: "Add a note", save_note: "Save note", no_notes: "No notes.",
     shortcuts: "Keyboard shortcuts", close: "Close",
     k_next: "next / previous conversation", k_move: "move through the list", k_open: "open the focused conversation",
@@ -72,16 +73,17 @@ const STRINGS = {
     assigned_to: "Zugewiesen an {who}", handover_state: "Status: {state}", handover_waiting: "Wartet seit {t} ({d})",
     st_queued: "in Warteschlange", st_sending: "wird gesendet", st_sent: "gesendet", st_delivered: "zugestellt", st_read: "gelesen", st_failed: "fehlgeschlagen", st_received: "empfangen",
     failed_with: "Nicht zugestellt: {code} · {reason}",
-    kind_template: "Vorlage {name}", kind_button: "Knopf getippt", kind_order: "Katalogbestellung", kind_media: "Medien", kind_interactive: "Knöpfe",
+    kind_template: "Vorlage {name}", kind_button: "Knopf getippt", kind_list_reply: "Aus einer Liste gewählt", kind_order: "Katalogbestellung",
+    kind_media: "Medien", kind_location: "Standort", kind_buttons: "Mit Knöpfen", kind_list: "Mit Liste",
     consent: "Einwilligung", purpose_order_updates: "Bestell-Updates", purpose_marketing: "Marketing",
-    consent_granted: "erteilt", consent_revoked: "widerrufen", consent_none: "nicht gefragt", consent_pending: "ausstehend",
+    consent_confirmed: "bestätigt", consent_granted: "erteilt", consent_revoked: "widerrufen", consent_none: "nicht gefragt", consent_pending: "gefragt, JA ausstehend",
     window: "Kundenservice-Fenster", handover: "Übergabe",
     cart: "Warenkorb", no_cart: "Kein offener Warenkorb.", total: "Summe", checkout_link: "Checkout-Link",
     catalog_search: "Katalog durchsuchen", catalog_placeholder: "Name oder SKU", catalog_results: "Katalogtreffer",
     cart_draft: "Hinzuzufügende Artikel", add: "Hinzufügen", add_item: "{name} hinzufügen", remove: "Entfernen", remove_item: "{name} entfernen", quantity_of: "Menge von {name}",
     cart_add: "In den Warenkorb", send_checkout: "Checkout-Link senden", unavailable: "nicht verfügbar",
     cart_sent: "Checkout-Link gesendet.", cart_saved: "Warenkorb aktualisiert.", nothing_found: "Nichts gefunden.",
-    orders: "Bestellungen", no_orders: "Keine Bestellungen.", order_by: "von {agent}",
+    orders: "Bestellungen", no_orders: "Keine Bestellungen.", order_by: "aus dem Warenkorb von {agent}", tracking: "Sendung {n}",
     tags: "Tags", add_tag: "Tag hinzufügen", notes: "Notizen", add_note: "Notiz hinzufügen", save_note: "Notiz speichern", no_notes: "Keine Notizen.",
     shortcuts: "Tastenkürzel", close: "Schließen",
     k_next: "nächste / vorige Unterhaltung", k_move: "durch die Liste bewegen", k_open: "fokussierte Unterhaltung öffnen",
@@ -181,6 +183,7 @@ function secsSince(v) {
 
 function money(v) {
   if (v === null || v === undefined) return "";
+  if (Array.isArray(v)) return v.map(money).filter(Boolean).join(" + ");
   if (typeof v === "object") {
     if (v.display) return v.display;
     if (v.minor !== undefined && v.currency) {
@@ -763,7 +766,10 @@ function renderPanel() {
     h("strong", {}, o.name || o.order_id), " · ", money(o.total), " · ", o.state || "", " ",
     h("span", { class: "hint" }, o.platform || ""),
     o.agent ? h("div", { class: "hint" }, t("order_by", { agent: o.agent })) : null,
-    (o.notifications || []).length ? h("ol", { class: "timeline" }, ...o.notifications.map((n) => h("li", {}, `${fmtTime(n.at)} · ${n.kind}${n.status ? ` (${n.status})` : ""}`))) : null,
+    (o.notifications || []).length || (o.fulfillments || []).length ? h("ol", { class: "timeline" },
+      ...(o.notifications || []).map((n) => h("li", {}, [fmtTime(n.at), n.kind, n.status].filter(Boolean).join(" · "))),
+      ...(o.fulfillments || []).map((f) => h("li", {}, [f.status, f.carrier, (f.tracking || []).length ? t("tracking", { n: f.tracking.join(", ") }) : ""].filter(Boolean).join(" · "))),
+    ) : null,
   )) : [h("li", { class: "hint" }, t("no_orders"))]));
 
   const tags = c.tags || [];
@@ -775,11 +781,12 @@ function renderPanel() {
     h("div", { class: "by" }, `${n.author || ""} · ${fmtTime(n.at)}`), h("div", { class: "text" }, n.text))) : [h("li", { class: "hint" }, t("no_notes"))]));
 }
 
+/** A consent audit event: `{from, to, source, detail, at_ms}` → "not asked → confirmed · chat · 10:02". */
 function describeEvent(ev) {
   if (typeof ev !== "object") return String(ev);
-  const what = ev.kind || ev.event || ev.action || ev.type || "";
-  const via = ev.source || ev.via || ev.channel || "";
-  return [what, via, fmtTime(ev.at || ev.timestamp)].filter(Boolean).join(" · ");
+  const state = (s) => (STRINGS.en[`consent_${s}`] ? t(`consent_${s}`) : s);
+  const what = ev.to ? `${ev.from ? `${state(ev.from)} → ` : ""}${state(ev.to)}` : ev.kind || ev.event || "";
+  return [what, ev.source, ev.detail, fmtTime(ev.at_ms ?? ev.at)].filter(Boolean).join(" · ");
 }
 
 function renderWindow() {

@@ -2,8 +2,10 @@
 // against a running local Parley system: a customer writes "Hilfe" through the signed Meta
 // webhook, an agent signs in (sandbox form), sees the conversation waiting, opens and claims it,
 // replies (the reply must reach the Graph stand-in), builds a cart from the catalog and sends the
-// checkout link; a second customer message appears in the open thread within 2 s (measured).
-// Desktop 1280×800 in English, phone 390×844 in German. Screenshots go to target/screenshots/.
+// checkout link, adds a tag and a note; a second customer message appears in the open thread
+// within 2 s (measured); the agent releases the conversation to the bot. Desktop 1280×800 in
+// English, phone 390×844 in German; then, outside the 24-hour window, the composer offers only
+// templates and the chosen one reaches the customer. Screenshots go to target/screenshots/.
 //
 // Usage: node tests/browser/agent_console.mjs <base_url>   (run by tests/browser.rs)
 // Env: META_APP_SECRET, WHATSAPP_PHONE_NUMBER_ID (the harness's values by default),
@@ -37,7 +39,7 @@ const step = (what) => {
 // The customer's side: signed WhatsApp webhook deliveries, and what the Graph stand-in received.
 const customerNumber = () => `49151${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
 
-async function customerSays(from, text, name = "Erika Muster") {
+async function customerSays(from, text, name = "Erika Muster", at = Math.floor(Date.now() / 1000)) {
   const body = JSON.stringify({
     object: "whatsapp_business_account",
     entry: [{
@@ -49,7 +51,7 @@ async function customerSays(from, text, name = "Erika Muster") {
           metadata: { display_phone_number: "15550000001", phone_number_id: PHONE_NUMBER_ID },
           contacts: [{ profile: { name }, wa_id: from }],
           messages: [{
-            from, id: `wamid.B${Date.now()}${randomInt(0, 1e9)}`, timestamp: String(Math.floor(Date.now() / 1000)),
+            from, id: `wamid.B${Date.now()}${randomInt(0, 1e9)}`, timestamp: String(at),
             type: "text", text: { body: text },
           }],
         },
@@ -82,7 +84,8 @@ async function waitForSent(to, predicate, what) {
 
 // ---------------------------------------------------------------------------------------------
 // The agent's side.
-async function scenario({ name, viewport, locale, agent, phone, docsShot }) {
+async function scenario(opts, body = run) {
+  const { viewport, locale, phone } = opts;
   // A fresh profile per run; no network of Chromium's own (updates, sync, QUIC probes).
   const profile = mkdtempSync(join(tmpdir(), "parley-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
@@ -95,7 +98,7 @@ async function scenario({ name, viewport, locale, agent, phone, docsShot }) {
     viewport, locale, isMobile: phone, hasTouch: phone, deviceScaleFactor: phone ? 2 : 1,
   });
   try {
-    await run(context, { name, locale, agent, phone, docsShot });
+    await body(context, opts);
   } finally {
     await context.close();
     rmSync(profile, { recursive: true, force: true });
@@ -113,11 +116,7 @@ async function run(context, { name, locale, agent, phone, docsShot }) {
     if (m.type() === "error" && !/status of 40[19]|Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
   });
   // Every view that is photographed must also fit the screen's width (no sideways scrolling).
-  const shot = async (file) => {
-    await page.screenshot({ path: join(SHOTS, `${name}-${file}.png`) });
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    if (overflow > 0) throw new Error(`${file}: the page is ${overflow} px wider than the ${viewportWidth} px screen`);
-  };
+  const shot = (file) => shotOf(page, name, file, viewportWidth);
   const de = locale.startsWith("de");
 
   const customer = customerNumber();
@@ -204,6 +203,17 @@ async function run(context, { name, locale, agent, phone, docsShot }) {
   const linkMessage = await waitForSent(customer, (msg, i) => i >= before && JSON.stringify(msg).includes(checkoutUrl), "the checkout link");
   step(`${name}: cart 2 × TSHIRT-M + 1 × TSHIRT-L built from the catalog; checkout link sent (${linkMessage.type})`);
   await shot("3-cart");
+  if (!phone) {
+    // Tags and notes from the panel.
+    await page.locator("#tag-input").fill("vip");
+    await page.locator("#tag-input").press("Enter");
+    await page.locator("#p-tags li", { hasText: "vip" }).waitFor();
+    await page.locator("#note-input").fill("Wants it in blue; call back tomorrow.");
+    await page.locator("#note-form button[type=submit]").click();
+    await page.locator("#p-notes li", { hasText: "call back tomorrow" }).waitFor();
+    await page.locator("#p-notes li", { hasText: agent }).waitFor();
+    step(`${name}: tag and note added from the contact panel`);
+  }
 
   // Live: a new customer message shows in the open thread within 2 s, without a reload.
   if (phone) {
@@ -219,10 +229,18 @@ async function run(context, { name, locale, agent, phone, docsShot }) {
   if (latency > LIVE_LIMIT_MS) throw new Error(`the new message took ${latency} ms to appear (limit ${LIVE_LIMIT_MS} ms)`);
   step(`${name}: the second customer message appeared in ${latency} ms`);
   await page.locator("#toast").waitFor({ state: "hidden" });
+  await page.locator("#panel-pane").evaluate((el) => { el.scrollTop = 0; });
   await shot("4-thread");
   if (phone) {
+    // Hand the conversation back to the bot.
+    await page.locator("#act-release").click();
+    await page.locator("#t-state", { hasText: "Bot" }).waitFor();
+    await page.locator("#act-release").waitFor({ state: "hidden" });
     await page.locator("#back-to-list").click();
     await page.locator("#conv-list").waitFor({ state: "visible" });
+    await page.locator("#f-state").selectOption("");
+    await page.locator(`#conv-list li.bot[data-key="whatsapp/${customer}"]`).waitFor();
+    step(`${name}: released to the bot`);
     await shot("5-list");
   }
   if (docsShot) {
@@ -231,6 +249,58 @@ async function run(context, { name, locale, agent, phone, docsShot }) {
   }
   if (problems.length) throw new Error(`the page reported problems:\n  ${problems.join("\n  ")}`);
   step(`${name}: no script errors or policy violations`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outside the 24-hour window: the composer offers the approved templates instead of free text,
+// says why, and the chosen template reaches the customer. The customer opted in (START, JA) and
+// asked for help, all more than 24 hours ago (the channel's timestamps date the window).
+async function windowClosed(context, { name }) {
+  const page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(WAIT);
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  const customer = customerNumber();
+  const dayAgo = Math.floor(Date.now() / 1000) - 25 * 3600;
+  for (const [i, text] of ["START", "JA", "Hilfe"].entries()) await customerSays(customer, text, "Erika Muster", dayAgo + i * 60);
+  step(`${name}: customer ${customer.slice(0, 5)}… opted in and wrote "Hilfe" 25 hours ago`);
+
+  await page.goto(`${base}/agent/`);
+  await page.locator("#signin-email").fill("anna@example.com");
+  await page.locator("#signin-submit").click();
+  await page.locator("#app:not([hidden])").waitFor();
+  await page.locator(`#conv-list li[data-key="whatsapp/${customer}"]`).click();
+  await page.locator("#act-claim").click();
+  await page.locator("#act-claim").waitFor({ state: "hidden" });
+  await page.locator("#compose-template").waitFor({ state: "visible" });
+  if (await page.locator("#compose-text").isVisible()) throw new Error("free text is offered although the window is closed");
+  const reason = await page.locator("#window-reason").textContent();
+  if (!reason) throw new Error("the composer does not say why only templates are possible");
+  await page.locator('#p-consent dd[data-purpose="order_updates"]', { hasText: "confirmed" }).waitFor();
+  step(`${name}: window closed: the composer offers templates only ("${reason}")`);
+
+  const option = page.locator("#tpl-select option", { hasText: "service_followup" }).first();
+  await page.locator("#tpl-select").selectOption(await option.getAttribute("value"));
+  for (const [i, input] of (await page.locator("#tpl-params input").all()).entries()) await input.fill(`Wert ${i + 1}`);
+  await shotOf(page, name, "template", 1280);
+  const before = (await sentTo(customer)).length;
+  // The bot's own replies outside the window went out as this template too: count the agent's.
+  const agentTemplates = () => page.locator("#msg-list li.msg.out", { hasText: "anna@example.com" }).locator(".kind", { hasText: "service_followup" });
+  const shown = await agentTemplates().count();
+  await page.locator("#send-template").click();
+  const sent = await waitForSent(customer, (m, i) => i >= before && m.template === "service_followup", "the agent's template");
+  for (const until = Date.now() + WAIT; (await agentTemplates().count()) <= shown;) {
+    if (Date.now() > until) throw new Error("the sent template does not show in the thread");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  step(`${name}: the template went out (${sent.type} ${sent.template}) and shows in the thread`);
+  if (problems.length) throw new Error(`the page reported problems:\n  ${problems.join("\n  ")}`);
+}
+
+async function shotOf(page, name, file, width) {
+  await page.screenshot({ path: join(SHOTS, `${name}-${file}.png`) });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  if (overflow > 0) throw new Error(`${file}: the page is ${overflow} px wider than the ${width} px screen`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,6 +314,7 @@ try {
   await scenario({
     name: "phone", viewport: { width: 390, height: 844 }, locale: "de-DE", agent: "ben@example.com", phone: true,
   });
+  await scenario({ name: "desktop-window-closed", viewport: { width: 1280, height: 800 }, locale: "en-US", phone: false }, windowClosed);
 } catch (e) {
   failed = 1;
   console.log(`not ok ${passed + 1} - ${e.message}`);

@@ -65,7 +65,7 @@ impl ApiError {
             ApiError::BadApiKey => "bad_api_key",
             ApiError::Forbidden | ApiError::NotAllowed(_) => "forbidden",
             ApiError::Unauthenticated => "unauthorized",
-            ApiError::Conflict { code, .. } => *code,
+            ApiError::Conflict { code, .. } => code,
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unprocessable(_) => "unprocessable",

@@ -934,6 +934,7 @@ let polling = false;
 async function pollOnce() {
   if (polling || !S.token) return;
   polling = true;
+  lastPollStart = Date.now();
   try {
     await Promise.all([pollList(), pollThread()]);
     setLive(true);
@@ -956,13 +957,17 @@ function setLive(ok) {
   el.classList.toggle("off", !ok);
 }
 
+let lastPollStart = 0;
+
+/** The next poll one second after the previous one started (not after it ended). */
 function schedule() {
   clearTimeout(pollTimer);
   if (document.hidden || !S.token) return;
+  const wait = Math.max(0, POLL_MS - (Date.now() - lastPollStart));
   pollTimer = setTimeout(async () => {
     await pollOnce();
     schedule();
-  }, POLL_MS);
+  }, wait);
 }
 
 function stopPolling() {

@@ -8,7 +8,7 @@ CARGO ?= cargo
 ENV_FILE := $(if $(wildcard .env),.env,.env.example)
 LOCAL_BIN ?= target/debug/parley-local
 
-.PHONY: help dev test venv build-dev unit check-template lint fmt sam-build clean
+.PHONY: help dev test venv browser-deps build-dev unit check-template lint fmt sam-build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -19,6 +19,11 @@ $(VENV)/.installed: local/requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed ## install the local endpoints (moto) and cfn-lint into .venv
+
+# The browser test (tests/browser.rs) drives Debian's chromium with Playwright: chromium from apt
+# when missing, the pinned npm packages when the lockfile changed (quick when both are there).
+browser-deps: ## install what the browser test needs (Debian chromium, npm ci in tests/browser)
+	.ci/browser-deps.sh
 
 build-dev:
 	$(CARGO) build --locked -p parley-local
@@ -31,7 +36,7 @@ dev: venv build-dev ## run the whole system on 127.0.0.1:3000 (PARLEY_PORT) with
 # against its policy in template.yaml (.ci/check-iam.py).
 IAM_RECORDS := $(CURDIR)/target/iam-records
 
-test: venv ## run every test (starts and stops its own local endpoints)
+test: venv browser-deps ## run every test (starts and stops its own local endpoints)
 	.ci/check-template.sh
 	@rm -rf $(IAM_RECORDS); mkdir -p target $(IAM_RECORDS)
 	@set -o pipefail; PARLEY_IAM_RECORD_DIR=$(IAM_RECORDS) \

@@ -173,6 +173,8 @@ CONTRACT_ROUTES |= {
     ("GET", "/agent/conversations"), ("GET", "/agent/conversations/{channel}/{address}"),
     ("GET", "/agent/catalog"), ("GET", "/agent/templates"), ("GET", "/agent/audit"),
     ("POST", "/contacts/{channel}/{address}/tags"),
+    # The console: CONTRACT.md's `GET /agent/` (an HTTP API path cannot end in `/`) and its assets.
+    ("GET", "/agent"), ("GET", "/agent/assets/{file}"),
 }
 CONTRACT_ROUTES |= {("POST", f"/agent/conversations/{{channel}}/{{address}}/{a}")
                     for a in ("claim", "assign", "messages", "cart", "notes", "tags", "release", "resolve", "read")}

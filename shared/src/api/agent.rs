@@ -101,6 +101,9 @@ pub async fn route(app: &App, req: Request<Bytes>, path: &str) -> Result<Respons
     match (method, parts.as_slice()) {
         (Method::GET, ["config"]) => Ok(json_response(StatusCode::OK, &ConsoleAuth::from_env().to_json())),
         (_, ["config"]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+        // The console's static files (no token: the page signs the agent in).
+        (Method::GET, []) => Ok(super::console::index(&req, &ConsoleAuth::from_env())),
+        (Method::GET, ["assets", file]) => super::console::asset(&req, file, &ConsoleAuth::from_env()),
         (method, parts) => {
             // Everything else needs a verified token.
             let agent = auth::agent(&req)?;

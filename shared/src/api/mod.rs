@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod auth;
 pub mod consent;
+pub mod console;
 pub mod error;
 #[cfg(feature = "lambda")]
 pub mod lambda;

@@ -201,6 +201,46 @@ async fn no_log_line_and_no_error_body_holds_personal_data() {
     assert_eq!(order["webhook_status"], 200, "{order}");
     sys.wait_for_messages(&a.digits, 6).await;
 
+    // The team inbox: the customer asks for a person, an agent answers with the customer's name,
+    // notes their e-mail, and sends requests that carry personal data where it does not belong.
+    let agent_email = format!("advisor.{}@example.org", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let anna = sys.agent_token(&agent_email, "agent").await;
+    let other = sys.agent_token("other.advisor@example.org", "agent").await;
+    let before = sys.messages_to(&a.digits).await.len();
+    sys.say("whatsapp", &a.digits, "Hilfe").await;
+    sys.wait_for_messages(&a.digits, before + 1).await;
+    let thread = format!("/agent/conversations/whatsapp/{}", a.digits);
+    assert_eq!(sys.agent_post(&anna, &format!("{thread}/claim"), json!({})).await.status(), 200);
+    let r = sys.agent_post(&anna, &format!("{thread}/messages"), json!({"text": format!("Hallo {}!", a.first)})).await;
+    assert_eq!(r.status(), 202);
+    sys.wait_for_messages(&a.digits, before + 2).await;
+    let r = sys.agent_post(&anna, &format!("{thread}/notes"), json!({"text": format!("Mail: {}", a.email)})).await;
+    assert_eq!(r.status(), 201);
+    let r = sys.agent_get(&anna, &thread).await;
+    assert_eq!(r.status(), 200);
+    let agent_cases: Vec<(&str, reqwest::Response)> = vec![
+        ("claimed by someone else", sys.agent_post(&other, &format!("{thread}/claim"), json!({})).await),
+        ("assign by an agent", sys.agent_post(&other, &format!("{thread}/assign"), json!({"assignee": a.email})).await),
+        ("a name as SKU", sys.agent_post(&anna, &format!("{thread}/cart"), json!({"items": [{"sku": a.last}]})).await),
+        ("a name as tag", {
+            sys.agent_post(&anna, &format!("{thread}/tags"), json!({"add": [format!("{} {}", a.first, a.last)]})).await
+        }),
+        ("an e-mail as template", {
+            let body = json!({"template": {"name": a.email, "language": "de"}});
+            sys.agent_post(&anna, &format!("{thread}/messages"), body).await
+        }),
+        (
+            "a number as field",
+            sys.agent_post(&anna, &format!("{thread}/messages"), json!({ a.digits.clone(): a.first })).await,
+        ),
+        ("a name as channel", sys.agent_get(&anna, &format!("/agent/conversations/{}/{}", a.first, a.digits)).await),
+        ("an unknown number", sys.agent_get(&anna, &format!("/agent/conversations/whatsapp/{}9", a.digits)).await),
+        ("a number as state", sys.agent_get(&anna, &format!("/agent/conversations?state={}", a.national())).await),
+    ];
+    for (what, r) in agent_cases {
+        keep(what, r.status().as_u16(), r.text().await.unwrap());
+    }
+
     // Erase both.
     for who in [&a, &b] {
         let r = sys
@@ -234,6 +274,10 @@ async fn no_log_line_and_no_error_body_holds_personal_data() {
                     .map(|(w, b)| format!("{w}: body holds {needle}: {b}")),
             );
         }
+    }
+    // The advisors' e-mails are personal data too: in answers to the team, never in a log line.
+    for needle in [agent_email.as_str(), "other.advisor@example.org"] {
+        leaks.extend(lines.iter().filter(|l| l.contains(needle)).map(|l| format!("log holds {needle}: {l}")));
     }
     assert!(leaks.is_empty(), "personal data leaked:\n{}", leaks.join("\n"));
     // Client errors still say what is wrong.

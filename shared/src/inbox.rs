@@ -540,10 +540,11 @@ impl<C: CartPort> Inbox<'_, C> {
                 let def = self
                     .templates
                     .get(&name, &language)
-                    .ok_or_else(|| InboxError::Invalid(format!("no approved template '{name}' in '{language}'")))?;
+                    // Never echoed: a caller's typo may be anything, personal data included.
+                    .ok_or_else(|| InboxError::Invalid("no approved template has this name and language".into()))?;
                 let body = self.templates.body(&name, &language, &parameters).ok_or_else(|| {
                     InboxError::Invalid(format!(
-                        "template '{name}' takes {} parameter(s), {} given",
+                        "this template takes {} parameter(s), {} given",
                         def.param_count(),
                         parameters.len()
                     ))
@@ -654,12 +655,15 @@ impl<C: CartPort> Inbox<'_, C> {
                 .ok_or(InboxError::NoShop)?;
             match &reply {
                 CartReply::Added { .. } | CartReply::Updated | CartReply::Shown => {}
-                CartReply::UnknownSku { sku } => return Err(InboxError::Cart(format!("unknown SKU '{sku}'"))),
-                CartReply::SoldOut { title } => return Err(InboxError::Cart(format!("'{title}' is sold out"))),
+                // Items are named by their position: what was typed is never echoed.
+                CartReply::UnknownSku { .. } => {
+                    return Err(InboxError::Cart(format!("item {}: no product has this SKU", i + 1)))
+                }
+                CartReply::SoldOut { .. } => return Err(InboxError::Cart(format!("item {}: sold out", i + 1))),
                 CartReply::LimitReached { max, .. } => {
                     return Err(InboxError::Cart(format!("the cart limit ({max}) is reached")))
                 }
-                other => return Err(InboxError::Cart(format!("the cart did not take the item ({other:?})"))),
+                _ => return Err(InboxError::Cart(format!("item {}: the cart did not take it", i + 1))),
             }
             last = Some(cart);
         }
@@ -675,7 +679,7 @@ impl<C: CartPort> Inbox<'_, C> {
                 return Err(InboxError::Cart(match reply {
                     CartReply::Empty => "the cart is empty".into(),
                     CartReply::Unavailable { .. } => "nothing in the cart is available any more".into(),
-                    other => format!("no checkout link ({other:?})"),
+                    _ => "no checkout link could be made from this cart".into(),
                 }));
             };
             checkout_url = Some(url.clone());

@@ -60,7 +60,9 @@ impl App {
 impl From<InboxError> for ApiError {
     fn from(e: InboxError) -> Self {
         match e {
-            InboxError::NotFound => ApiError::NotFound,
+            InboxError::NotFound => {
+                ApiError::Missing("no conversation with this contact: they never wrote, or were erased")
+            }
             InboxError::WindowClosed { templates } => ApiError::Conflict {
                 code: "window_closed",
                 message: "The 24-hour window is closed: send an approved template instead.".into(),
@@ -73,9 +75,12 @@ impl From<InboxError> for ApiError {
                 ),
                 extra: json!({ "purpose": purpose }),
             },
-            InboxError::Refused(r) => {
-                ApiError::Conflict { code: "assigned_to_other", message: r.to_string(), extra: json!({}) }
-            }
+            InboxError::Refused(crate::domain::inbox::Refusal::AssignedToOther(assignee)) => ApiError::Conflict {
+                code: "assigned_to_other",
+                // Who has it is for the caller, not for the log line the message goes to.
+                message: "this conversation is assigned to another agent; an admin can reassign it".into(),
+                extra: json!({ "assignee": assignee }),
+            },
             InboxError::Contended => ApiError::Conflict {
                 code: "changed_concurrently",
                 message: "the conversation changed at the same time; reload and try again".into(),

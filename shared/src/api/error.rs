@@ -29,6 +29,9 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("not found")]
     NotFound,
+    /// 404 saying what does not exist (never naming it).
+    #[error("{0}")]
+    Missing(&'static str),
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
     /// A dependency (DynamoDB, SQS) failed: the caller should retry.
@@ -52,7 +55,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::Missing(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) | ApiError::InFlight { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -69,7 +72,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unprocessable(_) => "unprocessable",
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::Missing(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::InFlight { .. } => "in_flight",

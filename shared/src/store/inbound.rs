@@ -70,7 +70,7 @@ impl Store {
         let entry = history::Entry::inbound(&msg.content);
         let history = HistoryAttrs {
             gsi1pk: keys::contact_pk(&msg.contact),
-            gsi1sk: keys::history_in_sk(msg.timestamp, msg.contact.channel, &msg.id),
+            gsi1sk: keys::history_in_sk(msg.timestamp, crate::time_util::now_millis(), msg.contact.channel, &msg.id),
             hist: entry.to_json(),
             at: msg.timestamp,
         };

@@ -62,12 +62,15 @@ pub fn reconcile_pk(platform: &str, shop: &str) -> String {
 pub const HISTORY_PREFIX: &str = "H#";
 
 /// An inbound message's history key: time, then a short hash of its id (never the id itself).
-/// Times are milliseconds: a customer's message (the channel gives seconds) sorts at the start
-/// of its second, the replies after it.
-pub fn history_in_sk(ts: i64, channel: Channel, id: &InboundMessageId) -> String {
+/// Times are milliseconds. The channel stamps a customer's message in whole seconds, so within its
+/// second it sorts by when Parley took it (`received_ms`): two messages of one second keep the
+/// order they arrived in, and the replies (stamped when enqueued, later) come after them.
+pub fn history_in_sk(ts: i64, received_ms: i64, channel: Channel, id: &InboundMessageId) -> String {
     let pk = inbound_pk(channel, id);
     let hash = pk.rsplit('#').next().unwrap_or_default();
-    format!("H#{:013}#I#{}", ts.max(0) * 1000, &hash[..hash.len().min(16)])
+    let second = ts.max(0) * 1000;
+    let ms = second + (received_ms - second).clamp(0, 999);
+    format!("H#{ms:013}#I#{}", &hash[..hash.len().min(16)])
 }
 
 /// An outbound message's history key (its record), by when it was enqueued (milliseconds).

@@ -72,6 +72,7 @@ impl From<TokenError> for super::ApiError {
 pub struct RemoteJwks {
     url: String,
     http: reqwest::Client,
+    refetch_interval: Duration,
     cache: tokio::sync::Mutex<Cached>,
 }
 
@@ -87,7 +88,7 @@ impl RemoteJwks {
     async fn keys_for(&self, kid: &str) -> Result<Arc<JwkSet>, TokenError> {
         let mut cache = self.cache.lock().await;
         if let Some(keys) = &cache.keys {
-            let recent = cache.fetched_at.is_some_and(|at| at.elapsed() < JWKS_REFETCH_INTERVAL);
+            let recent = cache.fetched_at.is_some_and(|at| at.elapsed() < self.refetch_interval);
             if keys.find(kid).is_some() || recent {
                 return Ok(Arc::clone(keys));
             }
@@ -197,7 +198,8 @@ impl TokenVerifier {
     pub fn new(issuer: impl Into<String>, audience: Vec<String>, http: reqwest::Client) -> Self {
         let rules = JwtRules::new(issuer, audience);
         let url = format!("{}/.well-known/jwks.json", rules.issuer.trim_end_matches('/'));
-        let jwks = Arc::new(RemoteJwks { url, http, cache: tokio::sync::Mutex::new(Cached::default()) });
+        let cache = tokio::sync::Mutex::new(Cached::default());
+        let jwks = Arc::new(RemoteJwks { url, http, refetch_interval: JWKS_REFETCH_INTERVAL, cache });
         Self { rules, jwks }
     }
 
@@ -412,5 +414,126 @@ mod tests {
             assert_eq!(err, TokenError::Rejected(why));
             assert_eq!(super::super::ApiError::from(err).status(), http::StatusCode::UNAUTHORIZED);
         }
+    }
+
+    /// A user pool's `/.well-known/jwks.json` over real HTTP on a free port: counts the requests,
+    /// serves what `keys` holds (swap it to rotate), or `status` when that is not 200.
+    struct JwksRoute {
+        issuer: String,
+        requests: Arc<std::sync::atomic::AtomicUsize>,
+        keys: Arc<std::sync::Mutex<JwkSet>>,
+        status: Arc<std::sync::atomic::AtomicU16>,
+    }
+
+    impl JwksRoute {
+        fn start(keys: &JwkSet) -> Self {
+            use std::io::{Read, Write};
+            use std::sync::atomic::Ordering;
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let route = JwksRoute {
+                issuer: format!("http://{}/eu-central-1_test", listener.local_addr().unwrap()),
+                requests: Default::default(),
+                keys: Arc::new(std::sync::Mutex::new(keys.clone())),
+                status: Arc::new(200.into()),
+            };
+            let (requests, keys, status) = (route.requests.clone(), route.keys.clone(), route.status.clone());
+            std::thread::spawn(move || {
+                for mut conn in listener.incoming().map_while(Result::ok) {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                        head.push(byte[0]);
+                    }
+                    let path_ok = head.starts_with(b"GET /eu-central-1_test/.well-known/jwks.json ");
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    let code = if path_ok { status.load(Ordering::SeqCst) } else { 404 };
+                    let body = serde_json::to_string(&*keys.lock().unwrap()).unwrap();
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+            route
+        }
+
+        fn requests(&self) -> usize {
+            self.requests.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    fn verifier_for(route: &JwksRoute) -> TokenVerifier {
+        TokenVerifier::new(
+            route.issuer.clone(),
+            vec![CLIENT.into()],
+            crate::budget::Budget::default().jwks_http().unwrap(),
+        )
+    }
+
+    fn token_for(pool: &Pool, route: &JwksRoute, now: i64) -> String {
+        let mut claims = id_token(now);
+        claims["iss"] = json!(route.issuer);
+        bearer(&pool.sign(&claims))
+    }
+
+    #[tokio::test]
+    async fn the_keys_are_fetched_once_and_kept() {
+        let pool = Pool::new();
+        let route = JwksRoute::start(&pool.jwks);
+        let verifier = verifier_for(&route);
+        let now = crate::time_util::now_unix();
+        let token = token_for(&pool, &route, now);
+        assert_eq!(route.requests(), 0, "nothing is fetched before a token needs the keys");
+        // Many requests at once on a cold container: one fetch between them.
+        let copies: Vec<TokenVerifier> = (0..8).map(|_| verifier.clone()).collect();
+        let all = futures::future::join_all(copies.iter().map(|v| v.verify_at(Some(&token), now))).await;
+        assert!(all.iter().all(Result::is_ok), "{all:?}");
+        assert!(verifier.verify_at(Some(&token), now).await.is_ok());
+        assert_eq!(route.requests(), 1);
+        // A kid the keys lack, within the minute after the fetch: refused without a fetch.
+        let mut claims = id_token(now);
+        claims["iss"] = json!(route.issuer);
+        let stranger = bearer(&Pool::new().sign(&claims));
+        let err = verifier.verify_at(Some(&stranger), now).await.unwrap_err();
+        assert_eq!(err, TokenError::Rejected(Rejected::UnknownKey));
+        assert_eq!(route.requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_refetches_the_keys_so_a_rotation_is_picked_up() {
+        let (old, new) = (Pool::new(), Pool::new());
+        let route = JwksRoute::start(&old.jwks);
+        let mut verifier = verifier_for(&route);
+        // The minute has always passed.
+        Arc::get_mut(&mut verifier.jwks).unwrap().refetch_interval = Duration::ZERO;
+        let now = crate::time_util::now_unix();
+        assert!(verifier.verify_at(Some(&token_for(&old, &route, now)), now).await.is_ok());
+        assert_eq!(route.requests(), 1);
+        // The pool rotates to a new key: its tokens pass after one refetch.
+        *route.keys.lock().unwrap() = new.jwks.clone();
+        assert!(verifier.verify_at(Some(&token_for(&new, &route, now)), now).await.is_ok());
+        assert_eq!(route.requests(), 2);
+        assert!(verifier.verify_at(Some(&token_for(&new, &route, now)), now).await.is_ok());
+        assert_eq!(route.requests(), 2, "a known kid needs no fetch");
+        // The retired key's tokens: refetched, still unknown, refused.
+        let err = verifier.verify_at(Some(&token_for(&old, &route, now)), now).await.unwrap_err();
+        assert_eq!(err, TokenError::Rejected(Rejected::UnknownKey));
+        assert_eq!(route.requests(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_issuer_answering_an_error_is_a_503() {
+        let pool = Pool::new();
+        let route = JwksRoute::start(&pool.jwks);
+        route.status.store(500, std::sync::atomic::Ordering::SeqCst);
+        let verifier = verifier_for(&route);
+        let now = crate::time_util::now_unix();
+        let err = verifier.verify_at(Some(&token_for(&pool, &route, now)), now).await.unwrap_err();
+        assert!(matches!(err, TokenError::KeysUnavailable(_)), "{err:?}");
+        // Nothing bad was cached: once the issuer answers, the same token passes.
+        route.status.store(200, std::sync::atomic::Ordering::SeqCst);
+        assert!(verifier.verify_at(Some(&token_for(&pool, &route, now)), now).await.is_ok());
+        assert_eq!(route.requests(), 2);
     }
 }

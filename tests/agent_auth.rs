@@ -230,3 +230,103 @@ async fn the_console_settings_need_no_token_and_the_sandbox_issues_cognito_shape
     assert_eq!(r.status(), 400);
     sys.stop().await;
 }
+
+/// `POST /contacts/{c}/{a}/tags` takes the admin `x-api-key` or an admin's token. No authorizer
+/// runs on it (template.yaml: `Authorizer: NONE`, so an `x-api-key` caller needs no token): the
+/// consent-api function verifies the token itself, by the same rules, with the issuer's keys
+/// fetched from its JWKS once and kept.
+#[tokio::test]
+async fn the_tags_route_takes_the_admin_key_or_an_admin_token_verified_by_the_function() {
+    let sys = System::start().await;
+    let issuer = &sys.running.agent_tokens;
+    let to = customer();
+    sys.say("whatsapp", &to, "Hallo").await;
+    sys.wait_for_messages(&to, 1).await;
+    let path = format!("/contacts/whatsapp/{to}/tags");
+    let tags = |authorization: Option<String>, key: Option<&str>, body: Value| {
+        let mut r = sys.http.post(sys.url(&path)).json(&body);
+        if let Some(a) = authorization {
+            r = r.header("authorization", a);
+        }
+        if let Some(k) = key {
+            r = r.header("x-api-key", k);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            let www = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
+            (r.status().as_u16(), r.json::<Value>().await.unwrap(), www)
+        }
+    };
+    let jwks_before = issuer.jwks_requests();
+    let boss = sys.agent_token("boss@example.com", "admin").await;
+    let anna = sys.agent_token("anna@example.com", "agent").await;
+
+    // An admin's token, with or without the Bearer prefix.
+    let (status, v, _) = tags(Some(format!("Bearer {boss}")), None, json!({"add": ["vip"]})).await;
+    assert_eq!((status, v), (200, json!({"tags": ["vip"]})));
+    let (status, v, _) = tags(Some(boss.clone()), None, json!({"add": ["shirts"]})).await;
+    assert_eq!((status, v), (200, json!({"tags": ["shirts", "vip"]})));
+    // The admin key, as before; a good key is enough whatever the token.
+    let (status, v, _) = tags(None, Some(ADMIN_KEY), json!({"remove": ["shirts"]})).await;
+    assert_eq!((status, v), (200, json!({"tags": ["vip"]})));
+    let (status, _, _) = tags(Some(format!("Bearer {anna}")), Some(ADMIN_KEY), json!({"add": ["b"]})).await;
+    assert_eq!(status, 200);
+    // An agent's token: known, but not allowed.
+    let (status, v, _) = tags(Some(format!("Bearer {anna}")), None, json!({"add": ["x"]})).await;
+    assert_eq!((status, v["error"].clone()), (403, json!("forbidden")));
+    // A wrong key does not spoil a good admin token, nor an agent's token become enough with it.
+    let (status, _, _) = tags(Some(format!("Bearer {boss}")), Some("wrong-key"), json!({"add": ["c"]})).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = tags(Some(format!("Bearer {anna}")), Some("wrong-key"), json!({"add": ["x"]})).await;
+    assert_eq!(status, 403);
+
+    // Refused tokens: 401 from the function, as the agent routes' authorizer would refuse them.
+    let now = now();
+    let admin = issuer.id_token_claims("boss@example.com", parley::api::auth::Role::Admin, now);
+    let with = |changes: Value| {
+        let mut c = admin.clone();
+        for (k, v) in changes.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        issuer.sign(&c)
+    };
+    let forger = Issuer::generate(issuer.url()).unwrap();
+    let mut tampered: Vec<String> = anna.split('.').map(str::to_string).collect();
+    let mut promoted = payload(&anna);
+    promoted["cognito:groups"] = json!(["admins"]);
+    tampered[1] = B64.encode(promoted.to_string());
+    for (case, token) in [
+        ("another key under the issuer's kid", forger.sign_as(issuer.kid(), &admin)),
+        ("an agent's token promoted after signing", tampered.join(".")),
+        ("expired", with(json!({"iat": now - 7200, "exp": now - 60}))),
+        ("not yet valid", with(json!({"nbf": now + 600}))),
+        ("wrong issuer", with(json!({"iss": "https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1_other"}))),
+        ("wrong audience", with(json!({"aud": "another-app-client"}))),
+        ("not a JWT", "not-a-jwt".to_string()),
+    ] {
+        let (status, v, www) = tags(Some(format!("Bearer {token}")), None, json!({"add": ["x"]})).await;
+        assert_eq!((status, v["error"].clone()), (401, json!("unauthorized")), "{case}");
+        assert_eq!(www.as_deref(), Some("Bearer"), "{case}");
+    }
+    // Nothing, or only a wrong key: 401 as for every x-api-key route.
+    let (status, v, _) = tags(None, None, json!({"add": ["x"]})).await;
+    assert_eq!((status, v["error"].clone()), (401, json!("bad_api_key")));
+    let (status, _, _) = tags(None, Some("wrong-key"), json!({"add": ["x"]})).await;
+    assert_eq!(status, 401);
+    // None of the refused calls changed anything.
+    let (_, v, _) = tags(None, Some(ADMIN_KEY), json!({})).await;
+    assert_eq!(v, json!({"tags": ["b", "c", "vip"]}));
+
+    // Many verifications, one fetch of the keys.
+    assert_eq!(issuer.jwks_requests() - jwks_before, 1, "the keys are fetched once and kept");
+    // A kid the keys lack may mean the pool rotated them, but not a minute after they were
+    // fetched: refused without another fetch (parley::api::jwt's tests cover the refetch).
+    for stranger in [forger, Issuer::generate(issuer.url()).unwrap()] {
+        let (status, _, _) = tags(Some(format!("Bearer {}", stranger.sign(&admin))), None, json!({"add": ["x"]})).await;
+        assert_eq!(status, 401);
+    }
+    let (status, _, _) = tags(Some(format!("Bearer {boss}")), None, json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(issuer.jwks_requests() - jwks_before, 1, "tokens naming made-up keys cause no fetches");
+    sys.stop().await;
+}

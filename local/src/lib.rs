@@ -228,6 +228,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     let addr = listener.local_addr().map_err(|e| LocalError::Bind(opts.addr, e))?;
     let base_url = format!("http://{addr}");
 
+    let agent_tokens = Arc::new(agent_auth::Issuer::generate(format!("{base_url}{}", agent_auth::ISSUER_PATH))?);
     let aws = AwsSettings {
         table,
         outbound_queue_url: queue_url.clone(),
@@ -305,7 +306,23 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     ));
     let functions = Arc::new(Functions {
         channel_webhook: app_with(clients("channel-webhook"), true)?,
-        consent_api: app_for(clients("consent-api"))?,
+        consent_api: {
+            // Its routes that take x-api-key or an admin token verify the token themselves (no
+            // authorizer there): template.yaml points AGENT_AUTH_ISSUER/AGENT_AUTH_AUDIENCE at the
+            // user pool, here they are the local issuer and client. The keys are fetched over HTTP
+            // from the issuer's JWKS route, as in AWS.
+            let mut app = Arc::unwrap_or_clone(app_for(clients("consent-api"))?);
+            let http = budget.jwks_http().map_err(|e| parley::config::ConfigError::Invalid {
+                name: "PARLEY_FUNCTION_TIMEOUT_SECONDS",
+                reason: e.to_string(),
+            })?;
+            app.token_verifier = Some(parley::api::jwt::TokenVerifier::new(
+                agent_tokens.url(),
+                vec![agent_auth::LOCAL_CLIENT_ID.to_string()],
+                http,
+            ));
+            Arc::new(app)
+        },
         shop_webhook: app_for(clients("shop-webhook"))?,
         agent_api: app_for(clients("agent-api"))?,
         shop_reconciler: app_for(clients("shop-reconciler"))?,
@@ -372,7 +389,6 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         reason: e.to_string(),
     })?;
 
-    let agent_tokens = Arc::new(agent_auth::Issuer::generate(format!("{base_url}{}", agent_auth::ISSUER_PATH))?);
     // Configured like template.yaml's authorizer: the issuer's URL, the console client as audience.
     let authorizer = Arc::new(agent_auth::JwtAuthorizer::new(
         agent_tokens.url(),

@@ -103,6 +103,16 @@ impl Budget {
             .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
             .build()
     }
+
+    /// An HTTP client for the token issuer's keys (JWKS): bounded like one AWS call, so a route
+    /// that verifies a token still answers a hung issuer within 3 s (with a 503).
+    pub fn jwks_http(&self) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
+            .connect_timeout(self.connect())
+            .timeout(self.aws_operation())
+            .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
+            .build()
+    }
 }
 
 impl Budget {

@@ -286,6 +286,40 @@ impl ConsentSettings {
     }
 }
 
+/// Who may sign bearer tokens for the routes that verify them themselves (those that accept
+/// `x-api-key` or an admin token): the user pool's issuer URL and the app client ids its tokens
+/// must be for — what template.yaml gives the HTTP API's JWT authorizer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentAuthSettings {
+    /// `AGENT_AUTH_ISSUER` — e.g. `https://cognito-idp.{region}.amazonaws.com/{pool id}`; unset:
+    /// no bearer tokens there, `x-api-key` only.
+    pub issuer: Option<String>,
+    /// `AGENT_AUTH_AUDIENCE` — comma-separated client ids (`aud`, or `client_id` without `aud`);
+    /// required with an issuer.
+    pub audience: Vec<String>,
+}
+
+impl AgentAuthSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let issuer = env_opt("AGENT_AUTH_ISSUER");
+        let audience: Vec<String> = env_opt("AGENT_AUTH_AUDIENCE")
+            .map(|v| v.split(',').map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect())
+            .unwrap_or_default();
+        if let Some(url) = &issuer {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    name: "AGENT_AUTH_ISSUER",
+                    reason: "must be an http(s) URL".into(),
+                });
+            }
+            if audience.is_empty() {
+                return Err(ConfigError::Missing("AGENT_AUTH_AUDIENCE"));
+            }
+        }
+        Ok(Self { issuer, audience })
+    }
+}
+
 /// Shop platforms: webhook secrets, the shop they must come from, and the REST credentials the
 /// reconciler polls with. A platform without its webhook secret is switched off (its webhook
 /// answers 404).

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod consent;
 pub mod console;
 pub mod error;
+pub mod jwt;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod meta_webhook;
@@ -14,7 +15,8 @@ pub use error::ApiError;
 
 use crate::channels::signature::{Encoding, Verifier};
 use crate::config::{
-    Accounts, AwsSettings, CartSettings, ConfigError, ConsentSettings, LoopSettings, MetaSettings, Secret, ShopSettings,
+    Accounts, AgentAuthSettings, AwsSettings, CartSettings, ConfigError, ConsentSettings, LoopSettings, MetaSettings,
+    Secret, ShopSettings,
 };
 use crate::domain::cart::CartTexts;
 use crate::domain::flows::Flows;
@@ -50,6 +52,19 @@ pub struct App {
     pub admin_key: Option<Secret>,
     /// Conversation events for the brand's own inbox (`None`: the bridge is off).
     pub bridge: Option<crate::bridge::Publisher>,
+    /// Verifies the bearer tokens of routes that accept `x-api-key` or an admin token (no
+    /// authorizer runs there); `None` (`AGENT_AUTH_ISSUER` unset): `x-api-key` only. Clones share
+    /// the cached keys: one JWKS per container.
+    pub token_verifier: Option<jwt::TokenVerifier>,
+}
+
+/// Who passed [`App::check_admin_or_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminCaller {
+    /// The admin `x-api-key` (a back-office system).
+    ApiKey,
+    /// A signed-in admin, as the token says.
+    Token(auth::Agent),
 }
 
 /// Brand-editable content: flows and templates from `PARLEY_FLOWS_DIR` when set, else the
@@ -81,6 +96,9 @@ impl App {
         let (flows, templates) = load_content()?;
         let shops = ShopSettings::from_env()?;
         let settings = LoopSettings::from_env()?;
+        let jwks_http = crate::budget::Budget::from_env()?
+            .jwks_http()
+            .map_err(|e| ConfigError::Invalid { name: "PARLEY_FUNCTION_TIMEOUT_SECONDS", reason: e.to_string() })?;
         let producer = |url: String| Producer::new(sqs.clone(), url).with_concurrency(settings.queue_send_concurrency);
         Ok(Self {
             store: Store::new(ddb, aws.table).with_retention(settings.history_retention),
@@ -104,6 +122,7 @@ impl App {
             consent: ConsentSettings::from_env()?,
             admin_key: crate::config::env_opt("PARLEY_ADMIN_KEY").map(Secret::new),
             bridge: None,
+            token_verifier: jwt::TokenVerifier::from_settings(&AgentAuthSettings::from_env()?, jwks_http),
         })
     }
 
@@ -113,6 +132,29 @@ impl App {
         match &self.admin_key {
             Some(key) if constant_time_eq(given.as_bytes(), key.expose().as_bytes()) => Ok(()),
             _ => Err(ApiError::BadApiKey),
+        }
+    }
+
+    /// Routes open to the admin `x-api-key` or an admin's bearer token. No authorizer runs on them
+    /// (an `x-api-key` caller has no token), so the token is verified here, by API Gateway's
+    /// rules ([`jwt`]). A valid key → ok; else a token: an admin's → ok, an agent's (or one
+    /// outside the groups) → 403, a refused one → 401, keys out of reach → 503. Neither → 401.
+    pub async fn check_admin_or_token(&self, req: &Request<Bytes>) -> Result<AdminCaller, ApiError> {
+        let key = self.check_admin(req);
+        let authorization = req.headers().get(http::header::AUTHORIZATION);
+        match (key, authorization, &self.token_verifier) {
+            (Ok(()), _, _) => Ok(AdminCaller::ApiKey),
+            (Err(_), Some(value), Some(verifier)) => {
+                // A header that is not text is no token either.
+                let claims = verifier.verify(Some(value.to_str().unwrap_or(""))).await.map_err(|e| {
+                    tracing::info!(reason = %e, "bearer token refused on an admin route");
+                    ApiError::from(e)
+                })?;
+                let agent = claims.agent()?;
+                agent.require_admin()?;
+                Ok(AdminCaller::Token(agent))
+            }
+            (Err(key), _, _) => Err(key),
         }
     }
 }

@@ -166,6 +166,7 @@ async fn stop_wins_over_a_notification_already_in_the_queue() {
         in_reply_to: None,
         created_at: now(),
         created_ms: None,
+        campaign: None,
         author: None,
     };
     sys.running.app.producer.send(std::slice::from_ref(&notification)).await.unwrap();

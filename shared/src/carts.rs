@@ -401,6 +401,7 @@ fn reminder_envelope(
         in_reply_to: None,
         created_at: now,
         created_ms: Some(crate::time_util::now_millis()),
+        campaign: None,
         author: None,
     })
 }

@@ -603,6 +603,7 @@ impl<C: CartPort> Inbox<'_, C> {
             in_reply_to: None,
             created_at: now,
             created_ms: Some(crate::time_util::now_millis()),
+            campaign: None,
             author: Some(author.clone()),
         };
         let entry = Entry::outbound(&env.body, self.templates, Some(&author));

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod bridge;
 pub mod budget;
+pub mod campaigns;
 pub mod carts;
 pub mod channels;
 pub mod config;

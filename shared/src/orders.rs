@@ -221,6 +221,7 @@ async fn envelopes_for(
                 in_reply_to: None,
                 created_at: now,
                 created_ms: Some(crate::time_util::now_millis()),
+                campaign: None,
                 author: None,
             }
         })

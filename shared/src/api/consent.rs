@@ -154,6 +154,7 @@ pub fn confirmation_envelope(
         in_reply_to: None,
         created_at: crate::time_util::now_unix(),
         created_ms: Some(crate::time_util::now_millis()),
+        campaign: None,
         author: None,
     })
 }

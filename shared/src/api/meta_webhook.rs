@@ -498,6 +498,7 @@ fn build_envelopes(
             in_reply_to: inbound.map(|m| m.id.clone()),
             created_at: now,
             created_ms: Some(crate::time_util::now_millis() + i as i64),
+            campaign: None,
             author: None,
         })
         .collect()

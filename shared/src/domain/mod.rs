@@ -1,4 +1,5 @@
 //! The pure domain: no AWS, no Lambda, no HTTP. State and an event in, a decision out.
+pub mod campaign;
 pub mod cart;
 pub mod consent;
 pub mod conversation;
@@ -12,6 +13,7 @@ pub mod message;
 pub mod money;
 pub mod orders;
 pub mod phone;
+pub mod segment;
 pub mod templates;
 mod texts;
 

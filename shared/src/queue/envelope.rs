@@ -29,6 +29,9 @@ pub struct Envelope {
     /// conversation history within a second (older envelopes have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_ms: Option<i64>,
+    /// The campaign it belongs to (a campaign message: its delivery counts in the report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
     /// Who wrote it, when a person did (`agent:<id>`); none for the bot and notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
@@ -109,6 +112,7 @@ mod tests {
             in_reply_to: Some(InboundMessageId::parse("wamid.X").unwrap()),
             created_at: 1_764_000_000,
             created_ms: None,
+            campaign: None,
             author: None,
         }
     }

@@ -109,6 +109,14 @@ impl Store {
         };
         let update = update.update_expression(expr).build().map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut items = vec![TransactWriteItem::builder().update(update).build()];
+        // The marketing audience index follows the consent in the same transaction.
+        let marketing = consent.allows(crate::domain::consent::ConsentPurpose::Marketing);
+        let audience = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(super::campaigns::audience_item(contact, marketing)))
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        items.push(TransactWriteItem::builder().put(audience).build());
         let written_ms = crate::time_util::now_millis();
         for (seq, e) in events.iter().enumerate() {
             let mut item = item_of(e)?;

@@ -20,6 +20,7 @@
 //!
 //! GSI `gsi1` (`gsi1pk` = the contact's pk) lists a contact's message records, order state and
 //! cart owners for export/erase; `REF#` items reach the rest, so neither ever scans.
+pub mod campaigns;
 pub mod carts;
 pub mod consent;
 pub mod contacts;

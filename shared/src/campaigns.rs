@@ -1,0 +1,679 @@
+//! Campaigns as an application service: create (validated against the approved templates),
+//! preview a segment's size, start/pause/resume/cancel, the paced fan-out, the delivery and
+//! order hooks, and the report.
+//!
+//! The fan-out reads top-down as named steps, per page of one audience shard:
+//! load the campaign → take send slots from the number's bucket → read a page of the audience →
+//! load the contacts → decide each recipient → record them → enqueue the messages → move the
+//! cursor → queue the next page.
+//!
+//! Pace: a DynamoDB token bucket per sending number (`store::campaigns::take_send_slots`). The
+//! outbound queue is FIFO, where SQS has no per-message delay, and concurrent chains (one per
+//! audience shard, and other campaigns on the same number) must share one pace: one bucket item
+//! every chain draws from does both, and a chain that gets no slots comes back after the time
+//! the bucket says (a delayed message on the standard campaign queue).
+use crate::config::Accounts;
+use crate::domain::campaign::{
+    check_parameters, decide_recipient, timezone_for_country, transition, Action, Decision, Fields, FrequencyCap,
+    QuietHours, State, DEFAULT_DAILY_CAP, DEFAULT_RATE, MAX_RATE,
+};
+use crate::domain::consent::ConsentPurpose;
+use crate::domain::segment::{Facts, Segment, Skip};
+use crate::domain::templates::{TemplateCategory, Templates};
+use crate::domain::{Channel, ContactId, OutboundId, Purpose};
+use crate::queue::{Envelope, Producer, QueueError};
+use crate::store::campaigns::{CampaignRecord, RecipientRecord, AUDIENCE_SHARDS};
+use crate::store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// Recipients one page handles at most (one BatchGetItem; a second's worth at 80/s).
+pub const PAGE: u32 = 50;
+const DONE: &str = "done";
+/// The longest delay SQS allows on a message.
+const MAX_DELAY_SECS: i64 = 900;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignError {
+    #[error("no campaign with this id")]
+    NotFound,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    BadTransition(#[from] crate::domain::campaign::BadTransition),
+    #[error("the campaign changed at the same time; try again")]
+    Contended,
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Queue(#[from] QueueError),
+}
+
+impl CampaignError {
+    /// Whether a dispatcher job that failed with it should be retried (SQS) or dropped.
+    pub fn retryable(&self) -> bool {
+        matches!(self, CampaignError::Store(StoreError::Unavailable(_)) | CampaignError::Queue(_) | CampaignError::Contended)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSpec {
+    pub name: String,
+    pub language: String,
+    #[serde(default)]
+    pub parameters: Vec<String>,
+}
+
+/// A campaign as created through the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: String,
+    pub template: TemplateSpec,
+    #[serde(default)]
+    pub segment: Segment,
+    #[serde(default = "default_rate")]
+    pub rate_per_second: u32,
+    #[serde(default = "default_daily_cap")]
+    pub daily_cap: u32,
+    #[serde(default)]
+    pub start_at: Option<i64>,
+    #[serde(default)]
+    pub quiet_hours: Option<QuietHoursSpec>,
+    #[serde(default)]
+    pub frequency_cap: Option<FrequencyCap>,
+    #[serde(default = "default_attribution_days")]
+    pub attribution_days: u32,
+    /// The WhatsApp phone number id it is sent from (default: the first configured).
+    #[serde(default)]
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHoursSpec {
+    pub start: String,
+    pub end: String,
+    #[serde(default)]
+    pub sundays: bool,
+}
+
+fn default_rate() -> u32 {
+    DEFAULT_RATE
+}
+fn default_daily_cap() -> u32 {
+    DEFAULT_DAILY_CAP
+}
+fn default_attribution_days() -> u32 {
+    5
+}
+
+impl Spec {
+    fn quiet(&self) -> QuietHours {
+        self.quiet_hours
+            .as_ref()
+            .and_then(|q| QuietHours::parse(&q.start, &q.end, q.sundays).ok())
+            .unwrap_or_default()
+    }
+
+    fn cap(&self) -> FrequencyCap {
+        self.frequency_cap.unwrap_or_default()
+    }
+}
+
+/// The campaign service's ports.
+pub struct Campaigns<'a> {
+    pub store: &'a Store,
+    pub outbound: &'a Producer,
+    /// The campaign queue (standard SQS) the paced page jobs travel on.
+    pub jobs: &'a JobQueue,
+    pub templates: &'a Templates,
+    pub accounts: &'a Accounts,
+    /// Where a recipient whose phone has no known country is (`CAMPAIGN_DEFAULT_TIMEZONE`).
+    pub default_tz: &'a jiff::tz::TimeZone,
+}
+
+/// A page job on the campaign queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub campaign: String,
+    /// An audience shard, or `None` for the pass over recipients waiting for their quiet hours.
+    pub shard: Option<u8>,
+}
+
+/// The campaign queue: standard SQS, so a job can be delayed (up to 15 minutes).
+#[derive(Debug, Clone)]
+pub struct JobQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl JobQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self { client, url: url.into() }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn send(&self, job: &Job, delay_secs: i64) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(serde_json::to_string(job).expect("job serialises"))
+            .delay_seconds(delay_secs.clamp(0, MAX_DELAY_SECS) as i32)
+            .send()
+            .await
+            .map_err(|e| QueueError::Unavailable(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()))?;
+        Ok(())
+    }
+}
+
+fn spec_of(rec: &CampaignRecord) -> Result<Spec, CampaignError> {
+    serde_json::from_str(&rec.spec).map_err(|e| CampaignError::Store(StoreError::Corrupt(format!("campaign spec: {e}"))))
+}
+
+/// A contact's phone country (ISO alpha-2), when the phone is known.
+fn phone_country(phone: Option<&str>) -> Option<String> {
+    let number = phonenumber::parse(None, phone?).ok()?;
+    number.country().id().map(|id| format!("{id:?}"))
+}
+
+/// The message id of a campaign and a contact: the same on every retry, so it is sent once.
+fn message_id(campaign: &str, contact: &ContactId) -> OutboundId {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(contact.key().as_bytes());
+    OutboundId::parse(format!("c-{campaign}-{}", &hex::encode(digest)[..16])).expect("a valid id")
+}
+
+fn skip_counter(skip: Skip) -> String {
+    format!("skipped_{}", skip.as_str())
+}
+
+impl Campaigns<'_> {
+    /// Validates and stores a draft.
+    pub async fn create(&self, spec: Spec, now: i64) -> Result<CampaignRecord, CampaignError> {
+        let spec = self.validate(spec)?;
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let rec = CampaignRecord {
+            id,
+            spec: serde_json::to_string(&spec).expect("spec serialises"),
+            state: State::Draft,
+            version: 0,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            cursors: Default::default(),
+        };
+        self.store.create_campaign(&rec).await?;
+        Ok(rec)
+    }
+
+    fn validate(&self, mut spec: Spec) -> Result<Spec, CampaignError> {
+        let bad = |m: String| Err(CampaignError::Invalid(m));
+        spec.name = spec.name.trim().to_string();
+        if spec.name.is_empty() || spec.name.chars().count() > 200 {
+            return bad("name must be 1 to 200 characters".into());
+        }
+        let Some(def) = self.templates.get(&spec.template.name, &spec.template.language) else {
+            return bad("no approved template has this name and language".into());
+        };
+        if def.category != TemplateCategory::Marketing {
+            return bad("campaigns send MARKETING templates only".into());
+        }
+        if spec.template.parameters.len() != def.param_count() {
+            return bad(format!(
+                "this template takes {} parameter(s) (body first, then the URL button's), {} given",
+                def.param_count(),
+                spec.template.parameters.len()
+            ));
+        }
+        check_parameters(&spec.template.parameters).map_err(|e| CampaignError::Invalid(e.to_string()))?;
+        spec.segment = spec.segment.validated().map_err(|e| CampaignError::Invalid(e.to_string()))?;
+        if !(1..=MAX_RATE).contains(&spec.rate_per_second) {
+            return bad(format!("rate_per_second must be 1 to {MAX_RATE}"));
+        }
+        if spec.daily_cap == 0 {
+            return bad("daily_cap must be at least 1".into());
+        }
+        if let Some(q) = &spec.quiet_hours {
+            QuietHours::parse(&q.start, &q.end, q.sundays).map_err(CampaignError::Invalid)?;
+        }
+        if spec.frequency_cap.is_some_and(|c| c.max == 0 || c.days == 0 || c.days > 30) {
+            return bad("frequency_cap needs max ≥ 1 and 1 to 30 days".into());
+        }
+        if !(1..=30).contains(&spec.attribution_days) {
+            return bad("attribution_days must be 1 to 30".into());
+        }
+        let account = match &spec.account {
+            Some(a) => self.accounts.get(Channel::WhatsApp, a),
+            None => self.accounts.iter().find(|a| a.channel == Channel::WhatsApp),
+        };
+        let Some(account) = account else {
+            return bad("no WhatsApp number is configured to send from".into());
+        };
+        spec.account = Some(account.id.as_str().to_string());
+        Ok(spec)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<CampaignRecord, CampaignError> {
+        self.store.get_campaign(id).await?.ok_or(CampaignError::NotFound)
+    }
+
+    /// Start, pause, resume or cancel; a start or resume queues one page job per shard.
+    pub async fn act(&self, id: &str, action: Action, now: i64) -> Result<State, CampaignError> {
+        for _ in 0..5 {
+            let rec = self.get(id).await?;
+            let spec = spec_of(&rec)?;
+            let later = spec.start_at.is_some_and(|t| t > now);
+            let to = transition(rec.state, action, later)?;
+            if to == rec.state {
+                return Ok(to);
+            }
+            if !self.store.set_campaign_state(id, rec.version, to, now).await? {
+                continue;
+            }
+            if matches!(to, State::Running | State::Scheduled) {
+                let delay = spec.start_at.map(|t| t - now).unwrap_or(0).max(0);
+                for shard in 0..AUDIENCE_SHARDS {
+                    if rec.cursors.get(&shard.to_string()).map(String::as_str) != Some(DONE) {
+                        self.jobs.send(&Job { campaign: id.to_string(), shard: Some(shard) }, delay).await?;
+                    }
+                }
+                self.jobs.send(&Job { campaign: id.to_string(), shard: None }, delay.max(1)).await?;
+            }
+            return Ok(to);
+        }
+        Err(CampaignError::Contended)
+    }
+
+    /// How many contacts the segment reaches now, and why the others are left out.
+    pub async fn preview(&self, segment: Segment, now: i64) -> Result<serde_json::Value, CampaignError> {
+        let segment = segment.validated().map_err(|e| CampaignError::Invalid(e.to_string()))?;
+        let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut total = 0u64;
+        for shard in 0..AUDIENCE_SHARDS {
+            let mut after: Option<String> = None;
+            loop {
+                let (contacts, more) = self.store.audience_page(shard, after.as_deref(), 100).await?;
+                total += contacts.len() as u64;
+                for (_, facts) in self.facts(&segment, &contacts).await? {
+                    let key = match segment.check(&facts) {
+                        Ok(()) => "matched",
+                        Err(s) => s.as_str(),
+                    };
+                    *counts.entry(key).or_default() += 1;
+                }
+                after = contacts.last().map(|c| c.key());
+                if !more || after.is_none() {
+                    break;
+                }
+            }
+        }
+        let _ = now;
+        Ok(json!({ "matched": counts.get("matched").copied().unwrap_or(0), "audience": total,
+                   "excluded": counts.iter().filter(|(k, _)| **k != "matched").map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>() }))
+    }
+
+    /// The facts a segment needs for each contact (orders and cart only when asked for).
+    async fn facts(
+        &self,
+        segment: &Segment,
+        contacts: &[ContactId],
+    ) -> Result<Vec<(ContactId, Facts)>, CampaignError> {
+        let profiles = self.store.contacts_batch(contacts).await?;
+        let mut out = Vec::with_capacity(contacts.len());
+        for c in contacts {
+            let Some(p) = profiles.get(&c.key()) else { continue };
+            let orders = if segment.needs_orders() {
+                self.store
+                    .contact_orders(c)
+                    .await?
+                    .iter()
+                    .filter_map(|o| o.order.as_ref())
+                    .map(|o| (o.created_at.unwrap_or_default(), o.total.minor))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let cart = if segment.needs_cart() { self.store.get_cart(c).await?.map(|s| s.cart.status) } else { None };
+            let facts = Facts {
+                channel: Some(c.channel),
+                marketing: p.consent.get(ConsentPurpose::Marketing).state,
+                locale: p.locale.clone(),
+                country: phone_country(p.phone.as_deref()),
+                tags: p.tags.clone(),
+                last_inbound_at: p.last_inbound_at,
+                orders,
+                cart,
+            };
+            out.push((c.clone(), facts));
+        }
+        Ok(out)
+    }
+
+    /// One page job: the fan-out's named steps (module docs). Returns when the job is done; an
+    /// error is retried by SQS.
+    pub async fn dispatch(&self, job: &Job, now_ms: i64) -> Result<(), CampaignError> {
+        let now = now_ms / 1000;
+        // Load the campaign.
+        let Some(mut rec) = self.store.get_campaign(&job.campaign).await? else { return Ok(()) };
+        let spec = spec_of(&rec)?;
+        if rec.state == State::Scheduled {
+            match spec.start_at {
+                Some(t) if t > now => return Ok(self.jobs.send(job, t - now).await?),
+                _ => {
+                    if self.store.set_campaign_state(&rec.id, rec.version, State::Running, now).await? {
+                        rec.version += 1;
+                    }
+                    rec.state = State::Running;
+                }
+            }
+        }
+        if rec.state != State::Running {
+            return Ok(()); // paused or ended: resume queues fresh jobs
+        }
+        let Some(shard) = job.shard else { return self.waiting_pass(&rec, &spec, job, now_ms).await };
+        let cursor = rec.cursors.get(&shard.to_string()).cloned();
+        if cursor.as_deref() == Some(DONE) {
+            return self.finish_if_complete(&rec.id, now).await;
+        }
+        // Take send slots from the number's bucket.
+        let number = spec.account.clone().unwrap_or_default();
+        let want = spec.rate_per_second.min(PAGE);
+        let (granted, wait_ms) = self.store.take_send_slots(&number, spec.rate_per_second, spec.daily_cap, want, now_ms).await?;
+        if granted == 0 {
+            return Ok(self.jobs.send(job, (wait_ms + 999) / 1000).await?);
+        }
+        // Read a page of the audience and decide each recipient.
+        let (contacts, more) = self.store.audience_page(shard, cursor.as_deref(), granted as usize).await?;
+        self.handle_recipients(&rec.id, &spec, &contacts, now_ms, false).await?;
+        // Move the cursor (a duplicate job that lost the race stops here) and queue the next page.
+        let next = match contacts.last() {
+            Some(last) if more => last.key(),
+            _ => DONE.to_string(),
+        };
+        if !self.store.set_cursor(&rec.id, shard, cursor.as_deref(), &next).await? {
+            return Ok(());
+        }
+        if next == DONE {
+            self.finish_if_complete(&rec.id, now).await
+        } else {
+            Ok(self.jobs.send(job, 0).await?)
+        }
+    }
+
+    /// Decides, records and enqueues a page of recipients.
+    async fn handle_recipients(
+        &self,
+        campaign: &str,
+        spec: &Spec,
+        contacts: &[ContactId],
+        now_ms: i64,
+        were_waiting: bool,
+    ) -> Result<(), CampaignError> {
+        let now = now_ms / 1000;
+        let (cap, quiet) = (spec.cap(), spec.quiet());
+        let profiles = self.store.contacts_batch(contacts).await?;
+        let facts = self.facts(&spec.segment, contacts).await?;
+        let mut envelopes = Vec::new();
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for (contact, facts) in facts {
+            let profile = profiles.get(&contact.key());
+            let recent: Vec<i64> = self
+                .store
+                .marketing_sends(&contact, now - i64::from(cap.days) * 86_400)
+                .await?
+                .into_iter()
+                .filter(|(_, c)| c != campaign)
+                .map(|(at, _)| at)
+                .collect();
+            let fields = Fields {
+                name: profile.and_then(|p| p.name.clone()),
+                locale: profile.and_then(|p| p.locale.clone()),
+                country: facts.country.clone(),
+                last_order: None,
+            };
+            let tz = timezone_for_country(facts.country.as_deref(), self.default_tz);
+            let decision =
+                decide_recipient(&spec.segment, &facts, &cap, &recent, &spec.template.parameters, &fields, &quiet, &tz, now);
+            let (status, reason, due) = match &decision {
+                Decision::Send { .. } => ("queued", None, None),
+                Decision::Skip(Skip::NotInSegment) => continue, // not a recipient at all
+                Decision::Skip(s) => ("skipped", Some(s.as_str().to_string()), None),
+                Decision::Wait { until } => ("waiting", None, Some(*until)),
+            };
+            let id = message_id(campaign, &contact);
+            let rec = RecipientRecord {
+                contact: contact.key(),
+                status: status.to_string(),
+                reason,
+                error_code: None,
+                message_id: matches!(decision, Decision::Send { .. }).then(|| id.as_str().to_string()),
+                due_at: due,
+                at: now,
+                clicks: 0,
+                orders: 0,
+            };
+            if !self.store.put_recipient(campaign, &contact, &rec).await? {
+                continue; // handled by an earlier attempt of this page
+            }
+            if !were_waiting {
+                *counts.entry("recipients".into()).or_default() += 1;
+            } else {
+                *counts.entry("waiting".into()).or_default() -= 1;
+            }
+            match decision {
+                Decision::Send { parameters } => {
+                    let Some(body) = self.templates.body(&spec.template.name, &spec.template.language, &parameters) else {
+                        continue;
+                    };
+                    let account = crate::domain::AccountId::parse(spec.account.clone().unwrap_or_default())
+                        .map_err(|e| CampaignError::Invalid(e.to_string()))?;
+                    self.store.mark_marketing_send(&contact, campaign, now_ms).await?;
+                    envelopes.push(Envelope {
+                        v: crate::queue::ENVELOPE_VERSION,
+                        id,
+                        account,
+                        contact: contact.clone(),
+                        purpose: Purpose::Marketing,
+                        body,
+                        fallback: None,
+                        withheld: None,
+                        in_reply_to: None,
+                        created_at: now,
+                        created_ms: Some(now_ms),
+                        campaign: Some(campaign.to_string()),
+                        author: None,
+                    });
+                    *counts.entry("queued".into()).or_default() += 1;
+                }
+                Decision::Skip(s) => *counts.entry(skip_counter(s)).or_default() += 1,
+                Decision::Wait { .. } => *counts.entry("waiting".into()).or_default() += 1,
+            }
+        }
+        // Enqueue; a failure leaves the recipients recorded as queued with their ids, and the
+        // job's retry enqueues nothing twice (the sender's claim on the id).
+        if !envelopes.is_empty() {
+            if let Err(e) = self.outbound.send(&envelopes).await {
+                self.requeue_lost(campaign, &envelopes).await;
+                return Err(e.into());
+            }
+        }
+        let counts: Vec<(String, i64)> = counts.into_iter().collect();
+        self.store.add_campaign_counts(campaign, &counts).await?;
+        Ok(())
+    }
+
+    /// The recipients of a page whose enqueue failed go back to waiting (due now), so the
+    /// waiting pass picks them up instead of the page being lost.
+    async fn requeue_lost(&self, campaign: &str, envelopes: &[Envelope]) {
+        for env in envelopes {
+            let rec = RecipientRecord {
+                contact: env.contact.key(),
+                status: "waiting".into(),
+                reason: None,
+                error_code: None,
+                message_id: None,
+                due_at: Some(env.created_at),
+                at: env.created_at,
+                clicks: 0,
+                orders: 0,
+            };
+            // Overwrites the queued record (not conditional: it is ours).
+            if let Err(e) = self.store.put_recipient_unconditional(campaign, &env.contact, &rec).await {
+                tracing::warn!(error = %e, "a recipient of a failed page could not be put back to waiting");
+            }
+        }
+    }
+
+    /// Recipients waiting for their quiet hours: decided again once due.
+    async fn waiting_pass(&self, rec: &CampaignRecord, spec: &Spec, job: &Job, now_ms: i64) -> Result<(), CampaignError> {
+        let now = now_ms / 1000;
+        let mut after: Option<String> = None;
+        let mut next_due: Option<i64> = None;
+        let mut still_waiting = 0u64;
+        loop {
+            let (page, next) = self.store.recipients_page(&rec.id, after.as_deref(), 200, Some("waiting")).await?;
+            let mut due = Vec::new();
+            for r in &page {
+                let (Some((channel, address)), Some(at)) = (r.contact.split_once('#'), r.due_at) else { continue };
+                if at <= now {
+                    if let Ok(c) = ContactId::from_path(channel, address) {
+                        due.push(c);
+                    }
+                } else {
+                    still_waiting += 1;
+                    next_due = Some(next_due.map_or(at, |n: i64| n.min(at)));
+                }
+            }
+            if !due.is_empty() {
+                let number = spec.account.clone().unwrap_or_default();
+                let (granted, wait_ms) = self
+                    .store
+                    .take_send_slots(&number, spec.rate_per_second, spec.daily_cap, due.len().min(PAGE as usize) as u32, now_ms)
+                    .await?;
+                if granted == 0 {
+                    return Ok(self.jobs.send(job, (wait_ms + 999) / 1000).await?);
+                }
+                due.truncate(granted as usize);
+                self.handle_recipients(&rec.id, spec, &due, now_ms, true).await?;
+                // More may be due: come back at once (the bucket paces).
+                return Ok(self.jobs.send(job, 0).await?);
+            }
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let shards_done = (0..AUDIENCE_SHARDS).all(|s| rec.cursors.get(&s.to_string()).map(String::as_str) == Some(DONE));
+        if still_waiting == 0 && shards_done {
+            return self.finish_if_complete(&rec.id, now).await;
+        }
+        let delay = next_due.map(|d| d - now).unwrap_or(60).clamp(1, MAX_DELAY_SECS);
+        Ok(self.jobs.send(job, if shards_done { delay } else { delay.min(30) }).await?)
+    }
+
+    /// Done once every shard is read and nobody waits any more.
+    async fn finish_if_complete(&self, id: &str, now: i64) -> Result<(), CampaignError> {
+        let rec = self.get(id).await?;
+        let shards_done = (0..AUDIENCE_SHARDS).all(|s| rec.cursors.get(&s.to_string()).map(String::as_str) == Some(DONE));
+        let waiting = self.store.campaign_counts(id).await?.get("waiting").copied().unwrap_or(0);
+        if shards_done && waiting <= 0 && rec.state == State::Running {
+            self.store.set_campaign_state(id, rec.version, State::Done, now).await?;
+        }
+        Ok(())
+    }
+
+    /// The report (CONTRACT.md `GET /campaigns/{id}`), with rates and failure reasons.
+    pub async fn report(&self, id: &str) -> Result<serde_json::Value, CampaignError> {
+        let rec = self.get(id).await?;
+        let spec = spec_of(&rec)?;
+        let c = self.store.campaign_counts(id).await?;
+        let get = |k: &str| c.get(k).copied().unwrap_or(0).max(0);
+        let recipients = get("recipients");
+        let skipped: BTreeMap<String, i64> = c
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("skipped_")?.to_string(), *v)))
+            .chain(std::iter::once(("quiet_hours_pending".to_string(), get("waiting"))))
+            .collect();
+        let failed_by_code: Vec<serde_json::Value> = c
+            .iter()
+            .filter_map(|(k, v)| {
+                let code: i64 = k.strip_prefix("failed_code_")?.parse().ok()?;
+                Some(json!({ "code": code, "count": v, "reason": crate::domain::failure::failure_reason(Some(code)) }))
+            })
+            .collect();
+        let revenue: BTreeMap<String, i64> =
+            c.iter().filter_map(|(k, v)| Some((k.strip_prefix("revenue_")?.to_string(), *v))).collect();
+        let sent = get("sent");
+        let per_recipient: BTreeMap<String, i64> =
+            revenue.iter().map(|(cur, v)| (cur.clone(), if sent > 0 { v / sent } else { 0 })).collect();
+        let rate = |x: i64| if sent > 0 { (x as f64 / sent as f64 * 10_000.0).round() / 10_000.0 } else { 0.0 };
+        Ok(json!({
+            "id": rec.id, "name": spec.name, "state": rec.state, "template": spec.template.name,
+            "created_at": rec.created_at, "started_at": rec.started_at, "finished_at": rec.finished_at,
+            "recipients": recipients, "queued": get("queued"), "sent": sent, "delivered": get("delivered"),
+            "read": get("read"), "failed": get("failed"), "failed_by_code": failed_by_code, "skipped": skipped,
+            "clicks_total": get("clicks_total"), "clicks_unique": get("clicks_unique"),
+            "click_rate": rate(get("clicks_unique")), "replies": get("replies"), "opt_outs": get("opt_outs"),
+            "orders": get("orders"), "conversion_rate": rate(get("orders")), "revenue": revenue,
+            "revenue_per_recipient": per_recipient,
+        }))
+    }
+}
+
+/// Delivery hooks: the sender and the status webhooks report a campaign message's progress.
+pub async fn record_delivery(store: &Store, env: &Envelope, status: &str, code: Option<i64>) -> Result<(), StoreError> {
+    let Some(campaign) = env.campaign.as_deref() else { return Ok(()) };
+    let rank = match status {
+        "sent" => 1,
+        "delivered" => 2,
+        "read" => 3,
+        "failed" => 4,
+        _ => return Ok(()),
+    };
+    let Some(old) = store.advance_recipient(campaign, &env.contact, status, rank, code).await? else { return Ok(()) };
+    let mut counts = Vec::new();
+    if rank == 4 {
+        counts.push(("failed".to_string(), 1));
+        if let Some(c) = code {
+            counts.push((format!("failed_code_{c}"), 1));
+        }
+    } else {
+        for (level, name) in [(1, "sent"), (2, "delivered"), (3, "read")] {
+            if old < level && rank >= level {
+                counts.push((name.to_string(), 1));
+            }
+        }
+    }
+    store.add_campaign_counts(campaign, &counts).await
+}
+
+/// An order by a contact who got a campaign message within its attribution window (last touch)
+/// counts for that campaign, once. Orders that came from a chat cart are the cart's.
+pub async fn attribute_order(
+    store: &Store,
+    contact: &ContactId,
+    order_key: &str,
+    total: &crate::domain::Money,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    let sends = store.marketing_sends(contact, now - 30 * 86_400).await?;
+    let Some((at, campaign)) = sends.into_iter().next() else { return Ok(None) };
+    let Some(rec) = store.get_campaign(&campaign).await? else { return Ok(None) };
+    let days = spec_of(&rec).map(|s| s.attribution_days).unwrap_or(5);
+    if now - at > i64::from(days) * 86_400 {
+        return Ok(None);
+    }
+    if !store.claim_campaign_order(&campaign, order_key).await? {
+        return Ok(Some(campaign));
+    }
+    let counts = vec![("orders".to_string(), 1), (format!("revenue_{}", total.currency.as_str()), total.minor)];
+    store.add_campaign_counts(&campaign, &counts).await?;
+    store.bump_recipient(&campaign, contact, "orders").await?;
+    Ok(Some(campaign))
+}

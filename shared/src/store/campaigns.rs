@@ -1,0 +1,549 @@
+//! Campaign storage: the campaign (`CAMP#{id}` / `META`), its counters (`STATS`, atomic `ADD`s),
+//! one item per recipient (`R#{contact}`, listed under the contact in `gsi1` so erase finds it),
+//! the marketing audience index (`AUDIENCE` items in the sparse `gsi1` partitions `MKT#{shard}`,
+//! written with every consent change), the contacts' marketing send marks (frequency cap and
+//! attribution) and the token bucket of each sending number (`RATE#{number}`).
+use super::{applied, keys, n, s, Store, StoreError};
+use crate::domain::campaign::Bucket;
+use crate::domain::ContactId;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Audience shards: the marketing audience is spread over this many `gsi1` partitions, read
+/// concurrently by the dispatcher (one paced chain per shard).
+pub const AUDIENCE_SHARDS: u8 = 8;
+const META: &str = "META";
+const STATS: &str = "STATS";
+const RECIPIENT_PREFIX: &str = "R#";
+pub const AUDIENCE: &str = "AUDIENCE";
+const MARK_PREFIX: &str = "MKT#";
+/// Send marks live this long (the longest frequency-cap or attribution window).
+const MARK_TTL_SECS: i64 = 31 * 86_400;
+
+pub fn campaign_pk(id: &str) -> String {
+    format!("CAMP#{id}")
+}
+
+pub fn audience_shard(contact: &ContactId) -> u8 {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(contact.key().as_bytes())[0] % AUDIENCE_SHARDS
+}
+
+pub fn audience_pk(shard: u8) -> String {
+    format!("MKT#{shard:02}")
+}
+
+/// The audience item of a contact: in the index while marketing consent is confirmed.
+pub(crate) fn audience_item(contact: &ContactId, marketing: bool) -> Item {
+    let mut item = Item::from([
+        ("pk".to_string(), s(keys::contact_pk(contact))),
+        ("sk".to_string(), s(AUDIENCE)),
+        ("channel".to_string(), s(contact.channel.as_str())),
+        ("address".to_string(), s(contact.address.as_str())),
+    ]);
+    if marketing {
+        item.insert("gsi1pk".into(), s(audience_pk(audience_shard(contact))));
+        item.insert("gsi1sk".into(), s(contact.key()));
+    }
+    item
+}
+
+/// The stored campaign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignRecord {
+    pub id: String,
+    /// The definition as created (JSON), see `crate::campaigns::Spec`.
+    pub spec: String,
+    pub state: crate::domain::campaign::State,
+    pub version: u64,
+    pub created_at: i64,
+    #[serde(default)]
+    pub started_at: Option<i64>,
+    #[serde(default)]
+    pub finished_at: Option<i64>,
+    /// Per audience shard: the last contact key handed out, or `"done"`.
+    #[serde(default)]
+    pub cursors: HashMap<String, String>,
+}
+
+/// One recipient's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecipientRecord {
+    pub contact: String,
+    /// `queued`, `waiting`, `skipped`, `sent`, `delivered`, `read`, `failed`.
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub error_code: Option<i64>,
+    #[serde(default)]
+    pub message_id: Option<String>,
+    #[serde(default)]
+    pub due_at: Option<i64>,
+    pub at: i64,
+    #[serde(default)]
+    pub clicks: u64,
+    #[serde(default)]
+    pub orders: u64,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(item: Item, what: &str) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+impl Store {
+    pub async fn create_campaign(&self, rec: &CampaignRecord) -> Result<(), StoreError> {
+        let mut item: Item =
+            serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("campaign: {e}")))?;
+        item.insert("pk".into(), s(campaign_pk(&rec.id)));
+        item.insert("sk".into(), s(META));
+        item.insert("gsi1pk".into(), s("CAMPAIGNS"));
+        item.insert("gsi1sk".into(), s(format!("{:010}#{}", rec.created_at, rec.id)));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(())
+    }
+
+    pub async fn get_campaign(&self, id: &str) -> Result<Option<CampaignRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(campaign_pk(id)))
+            .key("sk", s(META))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        out.item.map(|i| decode(i, "campaign")).transpose()
+    }
+
+    /// Moves the campaign's state if it is still at `version`; `Ok(false)`: it changed meanwhile.
+    pub async fn set_campaign_state(
+        &self,
+        id: &str,
+        version: u64,
+        state: crate::domain::campaign::State,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        use crate::domain::campaign::State;
+        let mut expr = String::from("SET #st = :st, version = :next");
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(campaign_pk(id)))
+            .key("sk", s(META))
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":st", s(state.as_str()))
+            .expression_attribute_values(":next", n(version + 1))
+            .expression_attribute_values(":v", n(version))
+            .condition_expression("version = :v");
+        match state {
+            State::Running => {
+                expr.push_str(", started_at = if_not_exists(started_at, :now)");
+                req = req.expression_attribute_values(":now", n(now));
+            }
+            State::Done | State::Cancelled => {
+                expr.push_str(", finished_at = :now");
+                req = req.expression_attribute_values(":now", n(now));
+            }
+            _ => {}
+        }
+        applied(req.update_expression(expr).send().await).map(|o| o.is_some())
+    }
+
+    /// Remembers how far a shard's chain got (never moves back: a late duplicate job is ignored).
+    pub async fn set_cursor(&self, id: &str, shard: u8, from: Option<&str>, to: &str) -> Result<bool, StoreError> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(campaign_pk(id)))
+            .key("sk", s(META))
+            .update_expression("SET cursors.#s = :to")
+            .expression_attribute_names("#s", shard.to_string())
+            .expression_attribute_values(":to", s(to));
+        let req = match from {
+            Some(f) => req.condition_expression("cursors.#s = :from").expression_attribute_values(":from", s(f)),
+            None => req.condition_expression("attribute_not_exists(cursors.#s)"),
+        };
+        applied(req.send().await).map(|o| o.is_some())
+    }
+
+    /// Campaigns, newest first.
+    pub async fn list_campaigns(&self, limit: usize) -> Result<Vec<CampaignRecord>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::GSI1)
+            .key_condition_expression("gsi1pk = :pk")
+            .expression_attribute_values(":pk", s("CAMPAIGNS"))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 100) as i32)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        out.items.unwrap_or_default().into_iter().map(|i| decode(i, "campaign")).collect()
+    }
+
+    /// Adds to the campaign's counters (`ADD`, so concurrent dispatchers and senders never lose a count).
+    pub async fn add_campaign_counts(&self, id: &str, counts: &[(String, i64)]) -> Result<(), StoreError> {
+        let counts: Vec<&(String, i64)> = counts.iter().filter(|(_, v)| *v != 0).collect();
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut req =
+            self.client.update_item().table_name(&self.table).key("pk", s(campaign_pk(id))).key("sk", s(STATS));
+        let mut parts = Vec::new();
+        for (i, (name, value)) in counts.iter().enumerate() {
+            parts.push(format!("#c{i} :c{i}"));
+            req = req.expression_attribute_names(format!("#c{i}"), name.as_str()).expression_attribute_values(
+                format!(":c{i}"),
+                n(*value),
+            );
+        }
+        req.update_expression(format!("ADD {}", parts.join(", "))).send().await.map_err(StoreError::sdk)?;
+        Ok(())
+    }
+
+    pub async fn campaign_counts(&self, id: &str) -> Result<HashMap<String, i64>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(campaign_pk(id)))
+            .key("sk", s(STATS))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(out
+            .item
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.as_n().ok()?.parse().ok()?)))
+            .collect())
+    }
+
+    /// One page of a shard of the marketing audience, after `after` (a contact key).
+    pub async fn audience_page(
+        &self,
+        shard: u8,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ContactId>, bool), StoreError> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::GSI1)
+            .expression_attribute_values(":pk", s(audience_pk(shard)))
+            .limit(limit.clamp(1, 100) as i32);
+        q = match after {
+            Some(a) => q.key_condition_expression("gsi1pk = :pk AND gsi1sk > :after").expression_attribute_values(":after", s(a)),
+            None => q.key_condition_expression("gsi1pk = :pk"),
+        };
+        let out = q.send().await.map_err(StoreError::sdk)?;
+        let more = out.last_evaluated_key.as_ref().is_some_and(|k| !k.is_empty());
+        let contacts = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| {
+                let ch = i.get("channel")?.as_s().ok()?;
+                let addr = i.get("address")?.as_s().ok()?;
+                ContactId::from_path(ch, addr).ok()
+            })
+            .collect();
+        Ok((contacts, more))
+    }
+
+    /// The profiles of several contacts at once (BatchGetItem, 100 keys a call).
+    pub async fn contacts_batch(
+        &self,
+        contacts: &[ContactId],
+    ) -> Result<HashMap<String, super::contacts::ContactRecord>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in contacts.chunks(100) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|c| Item::from([("pk".to_string(), s(keys::contact_pk(c))), ("sk".to_string(), s(keys::PROFILE))]))
+                .collect();
+            let mut request = HashMap::from([(
+                self.table.clone(),
+                KeysAndAttributes::builder().set_keys(Some(keys)).build().map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            )]);
+            for attempt in 0..6 {
+                let resp =
+                    self.client.batch_get_item().set_request_items(Some(request.clone())).send().await.map_err(StoreError::sdk)?;
+                for item in resp.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                    let rec: super::contacts::ContactRecord = decode(item, "contact")?;
+                    out.insert(rec.contact_id().key(), rec);
+                }
+                match resp.unprocessed_keys {
+                    Some(u) if !u.is_empty() => {
+                        request = u;
+                        tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records a recipient once (a retried page finds it and leaves it): `Ok(false)` if known.
+    pub async fn put_recipient(&self, campaign: &str, contact: &ContactId, rec: &RecipientRecord) -> Result<bool, StoreError> {
+        let mut item: Item =
+            serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("recipient: {e}")))?;
+        item.insert("pk".into(), s(campaign_pk(campaign)));
+        item.insert("sk".into(), s(format!("{RECIPIENT_PREFIX}{}", contact.key())));
+        item.insert("gsi1pk".into(), s(keys::contact_pk(contact)));
+        item.insert("gsi1sk".into(), s(format!("CAMPR#{campaign}")));
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR #st = :waiting")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":waiting", s("waiting"))
+            .send()
+            .await;
+        applied(out).map(|o| o.is_some())
+    }
+
+    /// Overwrites a recipient (their own page puts them back after a failed enqueue).
+    pub async fn put_recipient_unconditional(
+        &self,
+        campaign: &str,
+        contact: &ContactId,
+        rec: &RecipientRecord,
+    ) -> Result<(), StoreError> {
+        let mut item: Item =
+            serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("recipient: {e}")))?;
+        item.insert("pk".into(), s(campaign_pk(campaign)));
+        item.insert("sk".into(), s(format!("{RECIPIENT_PREFIX}{}", contact.key())));
+        item.insert("gsi1pk".into(), s(keys::contact_pk(contact)));
+        item.insert("gsi1sk".into(), s(format!("CAMPR#{campaign}")));
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(StoreError::sdk)?;
+        Ok(())
+    }
+
+    /// Moves a recipient's delivery status forward (`rank`: queued 0, sent 1, delivered 2,
+    /// read 3, failed 4); returns the previous rank when it moved.
+    pub async fn advance_recipient(
+        &self,
+        campaign: &str,
+        contact: &ContactId,
+        status: &str,
+        rank: i64,
+        code: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(campaign_pk(campaign)))
+            .key("sk", s(format!("{RECIPIENT_PREFIX}{}", contact.key())))
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":st", s(status))
+            .expression_attribute_values(":rank", n(rank))
+            .expression_attribute_values(":zero", n(0))
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(#rank) OR #rank < :rank)")
+            .expression_attribute_names("#rank", "rank")
+            .return_values(ReturnValue::UpdatedOld);
+        let mut expr = String::from("SET #st = :st, #rank = :rank, old_rank = if_not_exists(#rank, :zero)");
+        if let Some(c) = code {
+            expr.push_str(", error_code = :code");
+            req = req.expression_attribute_values(":code", n(c));
+        }
+        let out = applied(req.update_expression(expr).send().await)?;
+        Ok(out.map(|o| {
+            o.attributes()
+                .and_then(|a| a.get("rank"))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        }))
+    }
+
+    /// Adds one to a recipient's counter (`clicks`, `orders`).
+    pub async fn bump_recipient(&self, campaign: &str, contact: &ContactId, field: &str) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(campaign_pk(campaign)))
+            .key("sk", s(format!("{RECIPIENT_PREFIX}{}", contact.key())))
+            .update_expression("ADD #f :one")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#f", field)
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        applied(out).map(|_| ())
+    }
+
+    /// A page of the campaign's recipients (by contact key), after `after`.
+    pub async fn recipients_page(
+        &self,
+        campaign: &str,
+        after: Option<&str>,
+        limit: usize,
+        only_status: Option<&str>,
+    ) -> Result<(Vec<RecipientRecord>, Option<String>), StoreError> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_values(":pk", s(campaign_pk(campaign)))
+            .limit(limit.clamp(1, 500) as i32);
+        q = match after {
+            Some(a) => q
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":from", s(format!("{RECIPIENT_PREFIX}{a}#")))
+                .expression_attribute_values(":to", s(format!("{RECIPIENT_PREFIX}~"))),
+            None => q.key_condition_expression("pk = :pk AND begins_with(sk, :r)").expression_attribute_values(":r", s(RECIPIENT_PREFIX)),
+        };
+        if let Some(st) = only_status {
+            q = q
+                .filter_expression("#st = :st")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":st", s(st));
+        }
+        let out = q.send().await.map_err(StoreError::sdk)?;
+        let next = out
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|k| k.get("sk")?.as_s().ok()?.strip_prefix(RECIPIENT_PREFIX).map(str::to_string));
+        let recs = out.items.unwrap_or_default().into_iter().map(|i| decode(i, "recipient")).collect::<Result<_, _>>()?;
+        Ok((recs, next))
+    }
+
+    /// Marks a marketing message to the contact (frequency cap, attribution).
+    pub async fn mark_marketing_send(&self, contact: &ContactId, campaign: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(keys::contact_pk(contact)))
+            .item("sk", s(format!("{MARK_PREFIX}{now_ms:013}#{campaign}")))
+            .item("campaign", s(campaign))
+            .item("at", n(now_ms / 1000))
+            .item("ttl", n(now_ms / 1000 + MARK_TTL_SECS))
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(())
+    }
+
+    /// The contact's marketing sends since `since` (unix seconds), newest first: (at, campaign).
+    pub async fn marketing_sends(&self, contact: &ContactId, since: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(":pk", s(keys::contact_pk(contact)))
+            .expression_attribute_values(":from", s(format!("{MARK_PREFIX}{:013}", since.max(0) * 1000)))
+            .expression_attribute_values(":to", s(format!("{MARK_PREFIX}~")))
+            .scan_index_forward(false)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        Ok(out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| {
+                Some((i.get("at")?.as_n().ok()?.parse().ok()?, i.get("campaign")?.as_s().ok()?.clone()))
+            })
+            .collect())
+    }
+
+    /// Takes up to `want` send slots from the number's bucket (and its daily cap); `(granted, wait_ms)`.
+    pub async fn take_send_slots(
+        &self,
+        number: &str,
+        rate: u32,
+        daily_cap: u32,
+        want: u32,
+        now_ms: i64,
+    ) -> Result<(u32, i64), StoreError> {
+        let pk = format!("RATE#{number}");
+        let day = now_ms / 86_400_000;
+        for _ in 0..8 {
+            let cur = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .key("sk", s("RATE"))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(StoreError::sdk)?
+                .item;
+            let num = |k: &str| cur.as_ref().and_then(|i| i.get(k)).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<f64>().ok());
+            let bucket = match (num("tokens"), num("at_ms")) {
+                (Some(tokens), Some(at)) => Bucket { tokens, at_ms: at as i64 },
+                _ => Bucket::full(rate, now_ms),
+            };
+            let version = num("v").unwrap_or(0.0) as i64;
+            let today = if num("day").map(|d| d as i64) == Some(day) { num("today").unwrap_or(0.0) as u32 } else { 0 };
+            let room = daily_cap.saturating_sub(today);
+            if room == 0 {
+                let next_day_ms = (day + 1) * 86_400_000;
+                return Ok((0, next_day_ms - now_ms));
+            }
+            let (granted, after) = bucket.take(rate, want.min(room), now_ms);
+            let wait = if granted == 0 { after.wait_ms(rate, want.min(room).max(1)) } else { 0 };
+            let req = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(&pk))
+                .item("sk", s("RATE"))
+                .item("tokens", n(after.tokens))
+                .item("at_ms", n(after.at_ms))
+                .item("day", n(day))
+                .item("today", n(today + granted))
+                .item("v", n(version + 1));
+            let req = if cur.is_some() {
+                req.condition_expression("v = :v").expression_attribute_values(":v", n(version))
+            } else {
+                req.condition_expression("attribute_not_exists(pk)")
+            };
+            if applied(req.send().await)?.is_some() {
+                return Ok((granted, wait));
+            }
+        }
+        // Heavily contended: let the caller come back shortly.
+        Ok((0, 200))
+    }
+
+    /// Counts an order for the campaign once (`ORDER#…` marker): `Ok(false)` if already counted.
+    pub async fn claim_campaign_order(&self, campaign: &str, order_key: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(campaign_pk(campaign)))
+            .item("sk", s(format!("ORDER#{order_key}")))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        applied(out).map(|o| o.is_some())
+    }
+}

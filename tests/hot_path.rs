@@ -183,6 +183,7 @@ async fn recorded_app(tune: impl FnOnce(&mut parley::config::LoopSettings)) -> (
         outbound_dlq_url: None,
         inbound_queue_url: res.queue("InboundQueue").map(str::to_string),
         inbound_dlq_url: None,
+        campaign_queue_url: None,
     };
     let mut app = parley::api::App::new(ddb, sqs, aws, parley::config::MetaSettings::from_env().unwrap()).unwrap();
     tune(&mut app.settings);

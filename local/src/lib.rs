@@ -176,6 +176,9 @@ struct Functions {
     event_bridge: poller::SqsHandler,
     /// The bridge queue's event source polls with the event-bridge role.
     event_bridge_sqs: aws_sdk_sqs::Client,
+    campaign_dispatcher: poller::SqsHandler,
+    /// The campaign queue's event source polls with the dispatcher's role.
+    campaign_dispatcher_sqs: aws_sdk_sqs::Client,
 }
 
 impl Functions {
@@ -196,6 +199,7 @@ struct Shared {
     queue_url: String,
     inbound_queue_url: String,
     bridge_queue_url: String,
+    campaign_queue_url: String,
     http: reqwest::Client,
     /// API Gateway's JWT authorizer on the `/agent/` routes that need a token.
     authorizer: Arc<agent_auth::JwtAuthorizer>,
@@ -222,6 +226,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     let inbound_queue_url = resources.queue("InboundQueue").ok_or(LocalError::Missing("InboundQueue"))?.to_string();
     let inbound_dlq_url = resources.queue("InboundDLQ").map(str::to_string);
     let bridge_queue_url = resources.queue("BridgeQueue").ok_or(LocalError::Missing("BridgeQueue"))?.to_string();
+    let campaign_queue_url = resources.queue("CampaignQueue").ok_or(LocalError::Missing("CampaignQueue"))?.to_string();
     let bridge_dlq_url = resources.queue("BridgeDLQ").map(str::to_string);
 
     let listener = tokio::net::TcpListener::bind(opts.addr).await.map_err(|e| LocalError::Bind(opts.addr, e))?;
@@ -235,6 +240,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         outbound_dlq_url: dlq_url,
         inbound_queue_url: Some(inbound_queue_url.clone()),
         inbound_dlq_url,
+        campaign_queue_url: Some(campaign_queue_url.clone()),
     };
     let mut meta = MetaSettings::from_env()?;
     meta.graph_api_base = opts.graph_api_base.clone().unwrap_or_else(|| format!("{base_url}/sandbox/graph"));
@@ -294,6 +300,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     let sender = Arc::new(sender.with_bridge(publisher(&sender_sqs)));
     let inbound_worker = app_with(clients("inbound-worker"), true)?;
     let (_, event_bridge_sqs) = clients("event-bridge");
+    let campaign_dispatcher = app_for(clients("campaign-dispatcher"))?;
     let deliverer = Arc::new(parley::bridge::Deliverer::new(
         bridge.clone(),
         budget.webhook_http().map_err(|e| parley::config::ConfigError::Invalid {
@@ -348,6 +355,14 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             Box::pin(async move { deliverer.handle(event).await })
         }),
         event_bridge_sqs,
+        campaign_dispatcher: {
+            let app = Arc::clone(&campaign_dispatcher);
+            Arc::new(move |event| {
+                let app = Arc::clone(&app);
+                Box::pin(async move { parley::campaigns::handle_jobs(&app, event).await })
+            })
+        },
+        campaign_dispatcher_sqs: campaign_dispatcher.producer.client().clone(),
     });
     // The init warm-up each Lambda function does (parley::api::lambda::serve, the SQS functions).
     for app in [
@@ -356,6 +371,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         &functions.shop_webhook,
         &functions.agent_api,
         &inbound_worker,
+        &campaign_dispatcher,
     ] {
         app.store.warm_up().await;
     }
@@ -404,6 +420,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         queue_url: queue_url.clone(),
         inbound_queue_url: inbound_queue_url.clone(),
         bridge_queue_url: bridge_queue_url.clone(),
+        campaign_queue_url: campaign_queue_url.clone(),
         http,
         authorizer,
         invocations: Arc::new(tokio::sync::Semaphore::new(
@@ -458,6 +475,11 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         let alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (worker, url) = (Arc::clone(&f.inbound_worker), inbound_queue_url.clone());
         tasks.push(tokio::spawn(poller::run(worker, f.inbound_worker_sqs.clone(), url, rx.clone(), alive)));
+    }
+    {
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (dispatcher, url) = (Arc::clone(&f.campaign_dispatcher), campaign_queue_url.clone());
+        tasks.push(tokio::spawn(poller::run(dispatcher, f.campaign_dispatcher_sqs.clone(), url, rx.clone(), alive)));
     }
     // The bridge queue's event source is enabled only with the bridge on (template.yaml's
     // `Enabled`): off, it makes no request at all.
@@ -539,6 +561,13 @@ async fn run_function(
             let handled = poller::poll_once(&f.event_bridge, &f.event_bridge_sqs, &shared.bridge_queue_url, 0).await;
             axum::Json(serde_json::json!({ "function": function, "records": handled })).into_response()
         }
+        "campaign-dispatcher" => {
+            let f = &shared.functions;
+            let handled =
+                poller::poll_once(&f.campaign_dispatcher, &f.campaign_dispatcher_sqs, &shared.campaign_queue_url, 0)
+                    .await;
+            axum::Json(serde_json::json!({ "function": function, "records": handled })).into_response()
+        }
         "cart-reminder" => match parley::carts::send_reminders(&shared.functions.cart_reminder).await {
             Ok(sent) => axum::Json(serde_json::json!({ "function": function, "reminders_sent": sent })).into_response(),
             Err(e) => e.into_response().map(Body::from),
@@ -552,7 +581,8 @@ async fn run_function(
             axum::Json(serde_json::json!({
                 "error": "unknown_function",
                 "message": format!("no function '{function}' to run"),
-                "functions": ["outbound-sender", "inbound-worker", "event-bridge", "shop-reconciler", "cart-reminder"],
+                "functions": ["outbound-sender", "inbound-worker", "event-bridge", "campaign-dispatcher", "shop-reconciler",
+                               "cart-reminder"],
             })),
         )
             .into_response(),

@@ -53,7 +53,10 @@ pub enum CampaignError {
 impl CampaignError {
     /// Whether a dispatcher job that failed with it should be retried (SQS) or dropped.
     pub fn retryable(&self) -> bool {
-        matches!(self, CampaignError::Store(StoreError::Unavailable(_)) | CampaignError::Queue(_) | CampaignError::Contended)
+        matches!(
+            self,
+            CampaignError::Store(StoreError::Unavailable(_)) | CampaignError::Queue(_) | CampaignError::Contended
+        )
     }
 }
 
@@ -112,10 +115,7 @@ fn default_attribution_days() -> u32 {
 
 impl Spec {
     fn quiet(&self) -> QuietHours {
-        self.quiet_hours
-            .as_ref()
-            .and_then(|q| QuietHours::parse(&q.start, &q.end, q.sundays).ok())
-            .unwrap_or_default()
+        self.quiet_hours.as_ref().and_then(|q| QuietHours::parse(&q.start, &q.end, q.sundays).ok()).unwrap_or_default()
     }
 
     fn cap(&self) -> FrequencyCap {
@@ -173,7 +173,8 @@ impl JobQueue {
 }
 
 fn spec_of(rec: &CampaignRecord) -> Result<Spec, CampaignError> {
-    serde_json::from_str(&rec.spec).map_err(|e| CampaignError::Store(StoreError::Corrupt(format!("campaign spec: {e}"))))
+    serde_json::from_str(&rec.spec)
+        .map_err(|e| CampaignError::Store(StoreError::Corrupt(format!("campaign spec: {e}"))))
 }
 
 /// A contact's phone country (ISO alpha-2), when the phone is known.
@@ -319,11 +320,7 @@ impl Campaigns<'_> {
     }
 
     /// The facts a segment needs for each contact (orders and cart only when asked for).
-    async fn facts(
-        &self,
-        segment: &Segment,
-        contacts: &[ContactId],
-    ) -> Result<Vec<(ContactId, Facts)>, CampaignError> {
+    async fn facts(&self, segment: &Segment, contacts: &[ContactId]) -> Result<Vec<(ContactId, Facts)>, CampaignError> {
         let profiles = self.store.contacts_batch(contacts).await?;
         let mut out = Vec::with_capacity(contacts.len());
         for c in contacts {
@@ -384,7 +381,8 @@ impl Campaigns<'_> {
         // Take send slots from the number's bucket.
         let number = spec.account.clone().unwrap_or_default();
         let want = spec.rate_per_second.min(PAGE);
-        let (granted, wait_ms) = self.store.take_send_slots(&number, spec.rate_per_second, spec.daily_cap, want, now_ms).await?;
+        let (granted, wait_ms) =
+            self.store.take_send_slots(&number, spec.rate_per_second, spec.daily_cap, want, now_ms).await?;
         if granted == 0 {
             return Ok(self.jobs.send(job, (wait_ms + 999) / 1000).await?);
         }
@@ -438,8 +436,17 @@ impl Campaigns<'_> {
                 last_order: None,
             };
             let tz = timezone_for_country(facts.country.as_deref(), self.default_tz);
-            let decision =
-                decide_recipient(&spec.segment, &facts, &cap, &recent, &spec.template.parameters, &fields, &quiet, &tz, now);
+            let decision = decide_recipient(
+                &spec.segment,
+                &facts,
+                &cap,
+                &recent,
+                &spec.template.parameters,
+                &fields,
+                &quiet,
+                &tz,
+                now,
+            );
             let (status, reason, due) = match &decision {
                 Decision::Send { .. } => ("queued", None, None),
                 Decision::Skip(Skip::NotInSegment) => continue, // not a recipient at all
@@ -468,7 +475,8 @@ impl Campaigns<'_> {
             }
             match decision {
                 Decision::Send { parameters } => {
-                    let Some(body) = self.templates.body(&spec.template.name, &spec.template.language, &parameters) else {
+                    let Some(body) = self.templates.body(&spec.template.name, &spec.template.language, &parameters)
+                    else {
                         continue;
                     };
                     let account = crate::domain::AccountId::parse(spec.account.clone().unwrap_or_default())
@@ -531,7 +539,13 @@ impl Campaigns<'_> {
     }
 
     /// Recipients waiting for their quiet hours: decided again once due.
-    async fn waiting_pass(&self, rec: &CampaignRecord, spec: &Spec, job: &Job, now_ms: i64) -> Result<(), CampaignError> {
+    async fn waiting_pass(
+        &self,
+        rec: &CampaignRecord,
+        spec: &Spec,
+        job: &Job,
+        now_ms: i64,
+    ) -> Result<(), CampaignError> {
         let now = now_ms / 1000;
         let mut after: Option<String> = None;
         let mut next_due: Option<i64> = None;
@@ -554,7 +568,13 @@ impl Campaigns<'_> {
                 let number = spec.account.clone().unwrap_or_default();
                 let (granted, wait_ms) = self
                     .store
-                    .take_send_slots(&number, spec.rate_per_second, spec.daily_cap, due.len().min(PAGE as usize) as u32, now_ms)
+                    .take_send_slots(
+                        &number,
+                        spec.rate_per_second,
+                        spec.daily_cap,
+                        due.len().min(PAGE as usize) as u32,
+                        now_ms,
+                    )
                     .await?;
                 if granted == 0 {
                     return Ok(self.jobs.send(job, (wait_ms + 999) / 1000).await?);
@@ -569,7 +589,8 @@ impl Campaigns<'_> {
                 None => break,
             }
         }
-        let shards_done = (0..AUDIENCE_SHARDS).all(|s| rec.cursors.get(&s.to_string()).map(String::as_str) == Some(DONE));
+        let shards_done =
+            (0..AUDIENCE_SHARDS).all(|s| rec.cursors.get(&s.to_string()).map(String::as_str) == Some(DONE));
         if still_waiting == 0 && shards_done {
             return self.finish_if_complete(&rec.id, now).await;
         }
@@ -580,7 +601,8 @@ impl Campaigns<'_> {
     /// Done once every shard is read and nobody waits any more.
     async fn finish_if_complete(&self, id: &str, now: i64) -> Result<(), CampaignError> {
         let rec = self.get(id).await?;
-        let shards_done = (0..AUDIENCE_SHARDS).all(|s| rec.cursors.get(&s.to_string()).map(String::as_str) == Some(DONE));
+        let shards_done =
+            (0..AUDIENCE_SHARDS).all(|s| rec.cursors.get(&s.to_string()).map(String::as_str) == Some(DONE));
         let waiting = self.store.campaign_counts(id).await?.get("waiting").copied().unwrap_or(0);
         if shards_done && waiting <= 0 && rec.state == State::Running {
             self.store.set_campaign_state(id, rec.version, State::Done, now).await?;
@@ -653,6 +675,16 @@ pub async fn record_delivery(store: &Store, env: &Envelope, status: &str, code: 
     store.add_campaign_counts(campaign, &counts).await
 }
 
+/// A campaign message the sender dropped (the customer said STOP while it waited): the
+/// recipient counts as skipped for that reason.
+pub async fn record_skip(store: &Store, env: &Envelope, skip: Skip) -> Result<(), StoreError> {
+    let Some(campaign) = env.campaign.as_deref() else { return Ok(()) };
+    if store.advance_recipient(campaign, &env.contact, "skipped", 5, None).await?.is_some() {
+        store.add_campaign_counts(campaign, &[(skip_counter(skip), 1), ("queued".to_string(), -1)]).await?;
+    }
+    Ok(())
+}
+
 /// An order by a contact who got a campaign message within its attribution window (last touch)
 /// counts for that campaign, once. Orders that came from a chat cart are the cart's.
 pub async fn attribute_order(
@@ -676,4 +708,56 @@ pub async fn attribute_order(
     store.add_campaign_counts(&campaign, &counts).await?;
     store.bump_recipient(&campaign, contact, "orders").await?;
     Ok(Some(campaign))
+}
+
+/// The campaign dispatcher's SQS handler: each record is a page job. A job whose step failed
+/// for a passing reason is reported as a batch item failure (SQS retries it); one that can
+/// never succeed (unreadable, a campaign that broke its own rules) is logged and dropped.
+pub async fn handle_jobs(
+    app: &crate::api::App,
+    event: aws_lambda_events::event::sqs::SqsEvent,
+) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+    let mut response = aws_lambda_events::event::sqs::SqsBatchResponse::default();
+    let campaigns = match app.campaigns() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "campaign dispatcher without its queue");
+            for rec in &event.records {
+                if let Some(id) = &rec.message_id {
+                    response.add_failure(id.clone());
+                }
+            }
+            return response;
+        }
+    };
+    let campaigns = &campaigns;
+    let results = futures::future::join_all(event.records.iter().map(|rec| async move {
+        let job: Job = match rec.body.as_deref().map(serde_json::from_str) {
+            Some(Ok(j)) => j,
+            _ => {
+                crate::observability::count("CampaignJobRejected", 1);
+                tracing::error!(message_id = ?rec.message_id, "unreadable campaign job dropped");
+                return (rec, Ok(()));
+            }
+        };
+        (rec, campaigns.dispatch(&job, crate::time_util::now_millis()).await)
+    }))
+    .await;
+    for (rec, result) in results {
+        match result {
+            Ok(()) => {}
+            Err(e) if e.retryable() => {
+                tracing::warn!(error = %e, "campaign page failed; SQS retries it");
+                if let Some(id) = &rec.message_id {
+                    response.add_failure(id.clone());
+                }
+            }
+            Err(e) => {
+                crate::observability::count("CampaignJobFailed", 1);
+                tracing::error!(error = %e, "campaign page failed for good");
+            }
+        }
+    }
+    crate::observability::flush("campaign-dispatcher");
+    response
 }

@@ -70,6 +70,9 @@ pub struct AwsSettings {
     pub inbound_queue_url: Option<String>,
     /// `PARLEY_INBOUND_DLQ_URL` — its dead-letter queue (unreadable envelopes go straight there).
     pub inbound_dlq_url: Option<String>,
+    /// `PARLEY_CAMPAIGN_QUEUE_URL` — the campaign queue the paced fan-out runs on (unset: this
+    /// function runs no campaigns).
+    pub campaign_queue_url: Option<String>,
 }
 
 impl AwsSettings {
@@ -80,6 +83,7 @@ impl AwsSettings {
             outbound_dlq_url: env_opt("PARLEY_OUTBOUND_DLQ_URL"),
             inbound_queue_url: env_opt("PARLEY_INBOUND_QUEUE_URL"),
             inbound_dlq_url: env_opt("PARLEY_INBOUND_DLQ_URL"),
+            campaign_queue_url: env_opt("PARLEY_CAMPAIGN_QUEUE_URL"),
         })
     }
 }
@@ -452,4 +456,14 @@ impl CartSettings {
             attribution_days: env_parse("CART_ATTRIBUTION_DAYS", 7i64)?,
         })
     }
+}
+
+/// `CAMPAIGN_DEFAULT_TIMEZONE` — where campaign recipients whose phone country is unknown are
+/// (their quiet hours); default `Europe/Berlin`.
+pub fn campaign_timezone() -> Result<jiff::tz::TimeZone, ConfigError> {
+    let name = env_opt("CAMPAIGN_DEFAULT_TIMEZONE").unwrap_or_else(|| "Europe/Berlin".into());
+    jiff::tz::TimeZone::get(&name).map_err(|_| ConfigError::Invalid {
+        name: "CAMPAIGN_DEFAULT_TIMEZONE",
+        reason: "is not an IANA time zone such as Europe/Berlin".into(),
+    })
 }

@@ -11,7 +11,7 @@ use crate::domain::phone::normalize_phone;
 use crate::domain::{Address, Channel, ContactId, OutboundBody, OutboundId, Purpose};
 use crate::observability::count;
 use crate::queue::Envelope;
-use crate::shops::{OrderRef, ShopConsent, ShopEvent};
+use crate::shops::{OrderRef, OrderStatus, ShopConsent, ShopEvent};
 use crate::store::consent::ProfileSeed;
 use sha2::{Digest, Sha256};
 
@@ -79,6 +79,15 @@ pub async fn handle_shop_event(app: &App, event: &ShopEvent) -> Result<ShopOutco
             }
             // An order from a chat cart is answered on the cart's channel (and converts the cart).
             let cart_contact = crate::carts::attribute_order(app, snapshot, matched.as_ref().ok()).await?;
+            // Otherwise the last campaign message the contact got may take it (a chat cart wins).
+            if let (None, Ok(contact)) = (&cart_contact, &matched) {
+                if matches!(snapshot.status, OrderStatus::Placed | OrderStatus::Paid | OrderStatus::Completed) {
+                    let o = &snapshot.order;
+                    let key = format!("{}#{}#{}", o.platform.as_str(), o.shop, o.order_id);
+                    let now = crate::time_util::now_unix();
+                    crate::campaigns::attribute_order(&app.store, contact, &key, &snapshot.total, now).await?;
+                }
+            }
             order_messages(app, &snapshot.order, event, cart_contact.or(matched.ok()), snapshot.locale.as_deref()).await
         }
         ShopEvent::Fulfillment { order, .. } => order_messages(app, order, event, None, None).await,

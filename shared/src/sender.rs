@@ -225,6 +225,9 @@ impl Sender {
             tracing::info!(id = %env.id, contact = %env.contact.redacted(), purpose = ?env.purpose, "no consent: not sent");
             count("SendSkippedNoConsent", 1);
             self.record(self.store.mark_dropped(&env.id, "no consent for this purpose")).await;
+            // STOP during a campaign: the recipient is skipped before their message went out.
+            self.record(crate::campaigns::record_skip(&self.store, &env, crate::domain::segment::Skip::NoConsent))
+                .await;
             return Outcome::Done;
         }
         let Some((body, via_template)) = self.choose_body(&env, contact.as_ref(), now) else {
@@ -280,7 +283,11 @@ impl Sender {
                     let sent_hist = (via_template && !env.body.is_template())
                         .then(|| Entry::outbound(body, &self.templates, env.author.as_deref()).to_json());
                     match self.store.mark_sent(env, &provider_id, via_template, sent_hist.as_deref()).await {
-                        Ok(()) => break,
+                        Ok(()) => {
+                            // A campaign message counts in its campaign's report.
+                            self.record(crate::campaigns::record_delivery(&self.store, env, "sent", None)).await;
+                            break;
+                        }
                         Err(e) if attempt == 2 => {
                             tracing::error!(error = %e, id = %env.id, "sent, but the record could not be written");
                             count("RecordFailed", 1);
@@ -343,6 +350,7 @@ impl Sender {
                 }
                 tracing::warn!(id = %env.id, code, detail, contact = %env.contact.redacted(), "send failed for good");
                 self.record(self.store.mark_failed(&env.id, code, &detail)).await;
+                self.record(crate::campaigns::record_delivery(&self.store, env, "failed", code)).await;
                 Outcome::Done
             }
         }

@@ -20,6 +20,7 @@ fn app() -> App {
         outbound_dlq_url: None,
         inbound_queue_url: None,
         inbound_dlq_url: None,
+        campaign_queue_url: None,
     };
     App::new(ddb, sqs, aws, MetaSettings::from_env().unwrap()).unwrap()
 }

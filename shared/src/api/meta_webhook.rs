@@ -560,6 +560,11 @@ async fn handle_status(app: &App, st: &StatusUpdate) -> Result<(Option<Envelope>
         }
         return Ok((None, None));
     };
+    // A campaign message's delivery counts in its campaign's report.
+    if let Some(env) = envelope.as_deref().filter(|e| e.campaign.is_some()) {
+        crate::campaigns::record_delivery(&app.store, env, st.state.as_str(), st.errors.first().map(|e| e.code))
+            .await?;
+    }
     if st.errors.iter().any(|e| e.code == 131050) {
         if let Some(env) = envelope.as_deref() {
             crate::consent::marketing_rejected(&app.store, &env.contact, &app.consent.policy()).await?;

@@ -2,6 +2,7 @@
 //! plain `http` types, so the same code runs behind API Gateway and behind `make dev`.
 pub mod agent;
 pub mod auth;
+pub mod campaigns;
 pub mod consent;
 pub mod console;
 pub mod error;
@@ -56,6 +57,10 @@ pub struct App {
     /// authorizer runs there); `None` (`AGENT_AUTH_ISSUER` unset): `x-api-key` only. Clones share
     /// the cached keys: one JWKS per container.
     pub token_verifier: Option<jwt::TokenVerifier>,
+    /// The campaign queue (`None`: this function runs no campaigns).
+    pub campaign_jobs: Option<crate::campaigns::JobQueue>,
+    /// `CAMPAIGN_DEFAULT_TIMEZONE`.
+    pub campaign_tz: jiff::tz::TimeZone,
 }
 
 /// Who passed [`App::check_admin_or_token`].
@@ -123,6 +128,8 @@ impl App {
             admin_key: crate::config::env_opt("PARLEY_ADMIN_KEY").map(Secret::new),
             bridge: None,
             token_verifier: jwt::TokenVerifier::from_settings(&AgentAuthSettings::from_env()?, jwks_http),
+            campaign_jobs: aws.campaign_queue_url.clone().map(|u| crate::campaigns::JobQueue::new(sqs.clone(), u)),
+            campaign_tz: crate::config::campaign_timezone()?,
         })
     }
 

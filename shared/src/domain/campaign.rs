@@ -142,7 +142,8 @@ impl QuietHours {
     pub fn parse(start: &str, end: &str, sundays: bool) -> Result<QuietHours, String> {
         let minutes = |s: &str| -> Result<u16, String> {
             let (h, m) = s.trim().split_once(':').ok_or("times are HH:MM")?;
-            let (h, m): (u16, u16) = (h.parse().map_err(|_| "times are HH:MM")?, m.parse().map_err(|_| "times are HH:MM")?);
+            let (h, m): (u16, u16) =
+                (h.parse().map_err(|_| "times are HH:MM")?, m.parse().map_err(|_| "times are HH:MM")?);
             if h > 23 || m > 59 {
                 return Err("times are HH:MM between 00:00 and 23:59".into());
             }
@@ -262,7 +263,9 @@ pub fn resolve_parameters(params: &[String], f: &Fields) -> Option<Vec<String>> 
                 };
                 let value = match field {
                     "contact.name" => f.name.clone(),
-                    "contact.first_name" => f.name.as_deref().and_then(|n| n.split_whitespace().next()).map(str::to_string),
+                    "contact.first_name" => {
+                        f.name.as_deref().and_then(|n| n.split_whitespace().next()).map(str::to_string)
+                    }
                     "contact.locale" => f.locale.clone(),
                     "contact.country" => f.country.clone(),
                     "order.last_name" => f.last_order.clone(),
@@ -277,10 +280,14 @@ pub fn resolve_parameters(params: &[String], f: &Fields) -> Option<Vec<String>> 
 /// What happens to one recipient now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Send { parameters: Vec<String> },
+    Send {
+        parameters: Vec<String>,
+    },
     Skip(Skip),
     /// Outside quiet hours: try again at this unix time.
-    Wait { until: i64 },
+    Wait {
+        until: i64,
+    },
 }
 
 /// Rule 2, in this order: consent and segment, frequency cap, parameters, quiet hours.
@@ -314,29 +321,73 @@ pub fn decide_recipient(
 /// The time zone for a phone's country: the zone most of its people live in (a country with
 /// several is approximated by its largest); unknown countries get `fallback`.
 pub fn timezone_for_country(country: Option<&str>, fallback: &jiff::tz::TimeZone) -> jiff::tz::TimeZone {
-    let name = country.and_then(|c| {
-        COUNTRY_ZONES.iter().find(|(cc, _)| cc.eq_ignore_ascii_case(c)).map(|(_, z)| *z)
-    });
+    let name = country.and_then(|c| COUNTRY_ZONES.iter().find(|(cc, _)| cc.eq_ignore_ascii_case(c)).map(|(_, z)| *z));
     name.and_then(|n| jiff::tz::TimeZone::get(n).ok()).unwrap_or_else(|| fallback.clone())
 }
 
 const COUNTRY_ZONES: &[(&str, &str)] = &[
-    ("DE", "Europe/Berlin"), ("AT", "Europe/Vienna"), ("CH", "Europe/Zurich"), ("NL", "Europe/Amsterdam"),
-    ("BE", "Europe/Brussels"), ("LU", "Europe/Luxembourg"), ("FR", "Europe/Paris"), ("IT", "Europe/Rome"),
-    ("ES", "Europe/Madrid"), ("PT", "Europe/Lisbon"), ("GB", "Europe/London"), ("IE", "Europe/Dublin"),
-    ("DK", "Europe/Copenhagen"), ("SE", "Europe/Stockholm"), ("NO", "Europe/Oslo"), ("FI", "Europe/Helsinki"),
-    ("PL", "Europe/Warsaw"), ("CZ", "Europe/Prague"), ("SK", "Europe/Bratislava"), ("HU", "Europe/Budapest"),
-    ("SI", "Europe/Ljubljana"), ("HR", "Europe/Zagreb"), ("RO", "Europe/Bucharest"), ("BG", "Europe/Sofia"),
-    ("GR", "Europe/Athens"), ("TR", "Europe/Istanbul"), ("UA", "Europe/Kyiv"), ("RU", "Europe/Moscow"),
-    ("EE", "Europe/Tallinn"), ("LV", "Europe/Riga"), ("LT", "Europe/Vilnius"), ("US", "America/New_York"),
-    ("CA", "America/Toronto"), ("MX", "America/Mexico_City"), ("BR", "America/Sao_Paulo"),
-    ("AR", "America/Argentina/Buenos_Aires"), ("CL", "America/Santiago"), ("CO", "America/Bogota"),
-    ("PE", "America/Lima"), ("IN", "Asia/Kolkata"), ("ID", "Asia/Jakarta"), ("PH", "Asia/Manila"),
-    ("SG", "Asia/Singapore"), ("MY", "Asia/Kuala_Lumpur"), ("TH", "Asia/Bangkok"), ("VN", "Asia/Ho_Chi_Minh"),
-    ("CN", "Asia/Shanghai"), ("HK", "Asia/Hong_Kong"), ("JP", "Asia/Tokyo"), ("KR", "Asia/Seoul"),
-    ("AE", "Asia/Dubai"), ("SA", "Asia/Riyadh"), ("IL", "Asia/Jerusalem"), ("EG", "Africa/Cairo"),
-    ("ZA", "Africa/Johannesburg"), ("NG", "Africa/Lagos"), ("KE", "Africa/Nairobi"), ("MA", "Africa/Casablanca"),
-    ("AU", "Australia/Sydney"), ("NZ", "Pacific/Auckland"), ("PK", "Asia/Karachi"), ("BD", "Asia/Dhaka"),
+    ("DE", "Europe/Berlin"),
+    ("AT", "Europe/Vienna"),
+    ("CH", "Europe/Zurich"),
+    ("NL", "Europe/Amsterdam"),
+    ("BE", "Europe/Brussels"),
+    ("LU", "Europe/Luxembourg"),
+    ("FR", "Europe/Paris"),
+    ("IT", "Europe/Rome"),
+    ("ES", "Europe/Madrid"),
+    ("PT", "Europe/Lisbon"),
+    ("GB", "Europe/London"),
+    ("IE", "Europe/Dublin"),
+    ("DK", "Europe/Copenhagen"),
+    ("SE", "Europe/Stockholm"),
+    ("NO", "Europe/Oslo"),
+    ("FI", "Europe/Helsinki"),
+    ("PL", "Europe/Warsaw"),
+    ("CZ", "Europe/Prague"),
+    ("SK", "Europe/Bratislava"),
+    ("HU", "Europe/Budapest"),
+    ("SI", "Europe/Ljubljana"),
+    ("HR", "Europe/Zagreb"),
+    ("RO", "Europe/Bucharest"),
+    ("BG", "Europe/Sofia"),
+    ("GR", "Europe/Athens"),
+    ("TR", "Europe/Istanbul"),
+    ("UA", "Europe/Kyiv"),
+    ("RU", "Europe/Moscow"),
+    ("EE", "Europe/Tallinn"),
+    ("LV", "Europe/Riga"),
+    ("LT", "Europe/Vilnius"),
+    ("US", "America/New_York"),
+    ("CA", "America/Toronto"),
+    ("MX", "America/Mexico_City"),
+    ("BR", "America/Sao_Paulo"),
+    ("AR", "America/Argentina/Buenos_Aires"),
+    ("CL", "America/Santiago"),
+    ("CO", "America/Bogota"),
+    ("PE", "America/Lima"),
+    ("IN", "Asia/Kolkata"),
+    ("ID", "Asia/Jakarta"),
+    ("PH", "Asia/Manila"),
+    ("SG", "Asia/Singapore"),
+    ("MY", "Asia/Kuala_Lumpur"),
+    ("TH", "Asia/Bangkok"),
+    ("VN", "Asia/Ho_Chi_Minh"),
+    ("CN", "Asia/Shanghai"),
+    ("HK", "Asia/Hong_Kong"),
+    ("JP", "Asia/Tokyo"),
+    ("KR", "Asia/Seoul"),
+    ("AE", "Asia/Dubai"),
+    ("SA", "Asia/Riyadh"),
+    ("IL", "Asia/Jerusalem"),
+    ("EG", "Africa/Cairo"),
+    ("ZA", "Africa/Johannesburg"),
+    ("NG", "Africa/Lagos"),
+    ("KE", "Africa/Nairobi"),
+    ("MA", "Africa/Casablanca"),
+    ("AU", "Australia/Sydney"),
+    ("NZ", "Pacific/Auckland"),
+    ("PK", "Asia/Karachi"),
+    ("BD", "Asia/Dhaka"),
 ];
 
 #[cfg(test)]

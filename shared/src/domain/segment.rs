@@ -225,9 +225,17 @@ mod tests {
 
     #[test]
     fn filters_are_normalised_and_checked_once() {
-        let s = Segment { country: Some(" de".into()), locale: Some("DE".into()), tags_any: vec!["VIP".into()], ..Segment::default() };
+        let s = Segment {
+            country: Some(" de".into()),
+            locale: Some("DE".into()),
+            tags_any: vec!["VIP".into()],
+            ..Segment::default()
+        };
         let s = s.validated().unwrap();
-        assert_eq!((s.country.as_deref(), s.locale.as_deref(), s.tags_any[0].as_str()), (Some("DE"), Some("de"), "vip"));
+        assert_eq!(
+            (s.country.as_deref(), s.locale.as_deref(), s.tags_any[0].as_str()),
+            (Some("DE"), Some("de"), "vip")
+        );
         assert!(Segment { country: Some("Germany".into()), ..Segment::default() }.validated().is_err());
         assert!(Segment { tags_all: vec!["no spaces".into()], ..Segment::default() }.validated().is_err());
     }

@@ -96,8 +96,7 @@ fn decode<T: serde::de::DeserializeOwned>(item: Item, what: &str) -> Result<T, S
 
 impl Store {
     pub async fn create_campaign(&self, rec: &CampaignRecord) -> Result<(), StoreError> {
-        let mut item: Item =
-            serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("campaign: {e}")))?;
+        let mut item: Item = serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("campaign: {e}")))?;
         item.insert("pk".into(), s(campaign_pk(&rec.id)));
         item.insert("sk".into(), s(META));
         item.insert("gsi1pk".into(), s("CAMPAIGNS"));
@@ -208,10 +207,9 @@ impl Store {
         let mut parts = Vec::new();
         for (i, (name, value)) in counts.iter().enumerate() {
             parts.push(format!("#c{i} :c{i}"));
-            req = req.expression_attribute_names(format!("#c{i}"), name.as_str()).expression_attribute_values(
-                format!(":c{i}"),
-                n(*value),
-            );
+            req = req
+                .expression_attribute_names(format!("#c{i}"), name.as_str())
+                .expression_attribute_values(format!(":c{i}"), n(*value));
         }
         req.update_expression(format!("ADD {}", parts.join(", "))).send().await.map_err(StoreError::sdk)?;
         Ok(())
@@ -251,7 +249,9 @@ impl Store {
             .expression_attribute_values(":pk", s(audience_pk(shard)))
             .limit(limit.clamp(1, 100) as i32);
         q = match after {
-            Some(a) => q.key_condition_expression("gsi1pk = :pk AND gsi1sk > :after").expression_attribute_values(":after", s(a)),
+            Some(a) => q
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk > :after")
+                .expression_attribute_values(":after", s(a)),
             None => q.key_condition_expression("gsi1pk = :pk"),
         };
         let out = q.send().await.map_err(StoreError::sdk)?;
@@ -282,11 +282,19 @@ impl Store {
                 .collect();
             let mut request = HashMap::from([(
                 self.table.clone(),
-                KeysAndAttributes::builder().set_keys(Some(keys)).build().map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .build()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             )]);
             for attempt in 0..6 {
-                let resp =
-                    self.client.batch_get_item().set_request_items(Some(request.clone())).send().await.map_err(StoreError::sdk)?;
+                let resp = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(request.clone()))
+                    .send()
+                    .await
+                    .map_err(StoreError::sdk)?;
                 for item in resp.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
                     let rec: super::contacts::ContactRecord = decode(item, "contact")?;
                     out.insert(rec.contact_id().key(), rec);
@@ -304,9 +312,13 @@ impl Store {
     }
 
     /// Records a recipient once (a retried page finds it and leaves it): `Ok(false)` if known.
-    pub async fn put_recipient(&self, campaign: &str, contact: &ContactId, rec: &RecipientRecord) -> Result<bool, StoreError> {
-        let mut item: Item =
-            serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("recipient: {e}")))?;
+    pub async fn put_recipient(
+        &self,
+        campaign: &str,
+        contact: &ContactId,
+        rec: &RecipientRecord,
+    ) -> Result<bool, StoreError> {
+        let mut item: Item = serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("recipient: {e}")))?;
         item.insert("pk".into(), s(campaign_pk(campaign)));
         item.insert("sk".into(), s(format!("{RECIPIENT_PREFIX}{}", contact.key())));
         item.insert("gsi1pk".into(), s(keys::contact_pk(contact)));
@@ -331,8 +343,7 @@ impl Store {
         contact: &ContactId,
         rec: &RecipientRecord,
     ) -> Result<(), StoreError> {
-        let mut item: Item =
-            serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("recipient: {e}")))?;
+        let mut item: Item = serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("recipient: {e}")))?;
         item.insert("pk".into(), s(campaign_pk(campaign)));
         item.insert("sk".into(), s(format!("{RECIPIENT_PREFIX}{}", contact.key())));
         item.insert("gsi1pk".into(), s(keys::contact_pk(contact)));
@@ -415,7 +426,9 @@ impl Store {
                 .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
                 .expression_attribute_values(":from", s(format!("{RECIPIENT_PREFIX}{a}#")))
                 .expression_attribute_values(":to", s(format!("{RECIPIENT_PREFIX}~"))),
-            None => q.key_condition_expression("pk = :pk AND begins_with(sk, :r)").expression_attribute_values(":r", s(RECIPIENT_PREFIX)),
+            None => q
+                .key_condition_expression("pk = :pk AND begins_with(sk, :r)")
+                .expression_attribute_values(":r", s(RECIPIENT_PREFIX)),
         };
         if let Some(st) = only_status {
             q = q
@@ -428,12 +441,18 @@ impl Store {
             .last_evaluated_key
             .as_ref()
             .and_then(|k| k.get("sk")?.as_s().ok()?.strip_prefix(RECIPIENT_PREFIX).map(str::to_string));
-        let recs = out.items.unwrap_or_default().into_iter().map(|i| decode(i, "recipient")).collect::<Result<_, _>>()?;
+        let recs =
+            out.items.unwrap_or_default().into_iter().map(|i| decode(i, "recipient")).collect::<Result<_, _>>()?;
         Ok((recs, next))
     }
 
     /// Marks a marketing message to the contact (frequency cap, attribution).
-    pub async fn mark_marketing_send(&self, contact: &ContactId, campaign: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub async fn mark_marketing_send(
+        &self,
+        contact: &ContactId,
+        campaign: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
@@ -466,9 +485,7 @@ impl Store {
             .items
             .unwrap_or_default()
             .iter()
-            .filter_map(|i| {
-                Some((i.get("at")?.as_n().ok()?.parse().ok()?, i.get("campaign")?.as_s().ok()?.clone()))
-            })
+            .filter_map(|i| Some((i.get("at")?.as_n().ok()?.parse().ok()?, i.get("campaign")?.as_s().ok()?.clone())))
             .collect())
     }
 
@@ -495,7 +512,9 @@ impl Store {
                 .await
                 .map_err(StoreError::sdk)?
                 .item;
-            let num = |k: &str| cur.as_ref().and_then(|i| i.get(k)).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<f64>().ok());
+            let num = |k: &str| {
+                cur.as_ref().and_then(|i| i.get(k)).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<f64>().ok())
+            };
             let bucket = match (num("tokens"), num("at_ms")) {
                 (Some(tokens), Some(at)) => Bucket { tokens, at_ms: at as i64 },
                 _ => Bucket::full(rate, now_ms),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod jwt;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod links;
 pub mod meta_webhook;
 pub mod shop_webhook;
 
@@ -15,8 +16,8 @@ pub use error::ApiError;
 
 use crate::channels::signature::{Encoding, Verifier};
 use crate::config::{
-    Accounts, AgentAuthSettings, AwsSettings, CartSettings, ConfigError, ConsentSettings, LoopSettings, MetaSettings,
-    Secret, ShopSettings,
+    Accounts, AgentAuthSettings, AwsSettings, CartSettings, ConfigError, ConsentSettings, LinkSettings, LoopSettings,
+    MetaSettings, Secret, ShopSettings,
 };
 use crate::domain::cart::CartTexts;
 use crate::domain::flows::Flows;
@@ -56,6 +57,8 @@ pub struct App {
     /// authorizer runs there); `None` (`AGENT_AUTH_ISSUER` unset): `x-api-key` only. Clones share
     /// the cached keys: one JWKS per container.
     pub token_verifier: Option<jwt::TokenVerifier>,
+    /// Tracked links: the key their tokens derive from and the public URL they point to.
+    pub links: LinkSettings,
 }
 
 /// Who passed [`App::check_admin_or_token`].
@@ -123,7 +126,13 @@ impl App {
             admin_key: crate::config::env_opt("PARLEY_ADMIN_KEY").map(Secret::new),
             bridge: None,
             token_verifier: jwt::TokenVerifier::from_settings(&AgentAuthSettings::from_env()?, jwks_http),
+            links: LinkSettings::from_env()?,
         })
+    }
+
+    /// Mints tracked links (campaign fan-out); needs `PARLEY_LINK_KEY` and `PARLEY_PUBLIC_BASE_URL`.
+    pub fn links(&self) -> Result<crate::links::Links<'_>, ConfigError> {
+        crate::links::Links::new(&self.store, &self.links)
     }
 
     /// Checks the admin `x-api-key` in constant time.
@@ -273,6 +282,8 @@ pub enum HttpFunction {
     ShopWebhook,
     /// `/agent/…`: the team inbox's API and its console.
     AgentApi,
+    /// `GET /r/{token}` (tracked links), `/campaigns…`, `/segments/…`.
+    CampaignApi,
 }
 
 impl HttpFunction {
@@ -282,6 +293,7 @@ impl HttpFunction {
             HttpFunction::ConsentApi => "consent-api",
             HttpFunction::ShopWebhook => "shop-webhook",
             HttpFunction::AgentApi => "agent-api",
+            HttpFunction::CampaignApi => "campaign-api",
         }
     }
 
@@ -296,6 +308,12 @@ impl HttpFunction {
             Some(HttpFunction::ShopWebhook)
         } else if p == "/agent" || p.starts_with("/agent/") {
             Some(HttpFunction::AgentApi)
+        } else if p.starts_with("/r/")
+            || p == "/campaigns"
+            || p.starts_with("/campaigns/")
+            || p.starts_with("/segments/")
+        {
+            Some(HttpFunction::CampaignApi)
         } else {
             None
         }
@@ -317,6 +335,8 @@ impl HttpFunction {
             }
             (HttpFunction::ShopWebhook, _, _) => Err(ApiError::NotFound),
             (HttpFunction::AgentApi, _, p) => agent::route(app, req, p).await,
+            (HttpFunction::CampaignApi, _, p) if p.starts_with("/r/") => links::route(app, &req, p).await,
+            (HttpFunction::CampaignApi, _, _) => Err(ApiError::NotFound),
         };
         let response = result.unwrap_or_else(ApiError::into_response);
         crate::observability::flush(self.name());
@@ -379,6 +399,14 @@ mod tests {
         assert_eq!(HttpFunction::for_path("/webhooks/woocommerce"), Some(ShopWebhook));
         assert_eq!(HttpFunction::for_path("/agent/"), Some(AgentApi));
         assert_eq!(HttpFunction::for_path("/agent/conversations/whatsapp/49151/claim"), Some(AgentApi));
+        assert_eq!(HttpFunction::for_path("/r/AAAAAAAAAAAAAAAAAAAAAA"), Some(CampaignApi));
+        assert_eq!(HttpFunction::for_path("/r/"), None);
+        assert_eq!(HttpFunction::for_path("/campaigns"), Some(CampaignApi));
+        assert_eq!(HttpFunction::for_path("/campaigns/c-1/start"), Some(CampaignApi));
+        assert_eq!(HttpFunction::for_path("/segments/preview"), Some(CampaignApi));
+        assert_eq!(HttpFunction::for_path("/r"), None);
+        assert_eq!(HttpFunction::for_path("/redirect/x"), None);
+        assert_eq!(HttpFunction::for_path("/campaignsx"), None);
         assert_eq!(HttpFunction::for_path("/agents"), None);
         assert_eq!(HttpFunction::for_path("/nope"), None);
     }

@@ -165,6 +165,7 @@ struct Functions {
     consent_api: Arc<App>,
     shop_webhook: Arc<App>,
     agent_api: Arc<App>,
+    campaign_api: Arc<App>,
     shop_reconciler: Arc<App>,
     cart_reminder: Arc<App>,
     outbound_sender: poller::SqsHandler,
@@ -185,6 +186,7 @@ impl Functions {
             parley::api::HttpFunction::ConsentApi => &self.consent_api,
             parley::api::HttpFunction::ShopWebhook => &self.shop_webhook,
             parley::api::HttpFunction::AgentApi => &self.agent_api,
+            parley::api::HttpFunction::CampaignApi => &self.campaign_api,
         }
     }
 }
@@ -280,6 +282,8 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             // Locally the sandbox is the shop: its REST stand-ins live on this server, whatever the port.
             app.shops.shopify_admin_base = format!("{base_url}/sandbox/shopify");
             app.shops.woo_store_url = format!("{base_url}/sandbox/woo");
+            // Tracked links point at this server (template.yaml: the HTTP API's URL).
+            app.links.public_base_url = Some(base_url.clone());
             Ok(Arc::new(app))
         };
     let app_for = |clients: (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client)| app_with(clients, false);
@@ -325,6 +329,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         },
         shop_webhook: app_for(clients("shop-webhook"))?,
         agent_api: app_for(clients("agent-api"))?,
+        campaign_api: app_for(clients("campaign-api"))?,
         shop_reconciler: app_for(clients("shop-reconciler"))?,
         cart_reminder: app_for(clients("cart-reminder"))?,
         outbound_sender: {
@@ -355,6 +360,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         &functions.consent_api,
         &functions.shop_webhook,
         &functions.agent_api,
+        &functions.campaign_api,
         &inbound_worker,
     ] {
         app.store.warm_up().await;

@@ -178,6 +178,8 @@ CONTRACT_ROUTES |= {
 }
 CONTRACT_ROUTES |= {("POST", f"/agent/conversations/{{channel}}/{{address}}/{a}")
                     for a in ("claim", "assign", "messages", "cart", "notes", "tags", "release", "resolve", "read")}
+# Tracked links (CONTRACT.md's `GET /r/{token}`; HEAD for link checkers and preview fetchers).
+CONTRACT_ROUTES |= {("GET", "/r/{token}"), ("HEAD", "/r/{token}")}
 REQUIRED_ROUTES = {
     "ChannelWebhookFunction": {("GET", "/webhooks/meta"), ("POST", "/webhooks/meta"), ("GET", "/health")},
     "ConsentApiFunction": {("POST", "/consent/optin"), ("GET", "/consent/{channel}/{address}"),

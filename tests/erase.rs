@@ -1,7 +1,7 @@
 //! Erase means erased: after a whole journey (chat, consent, cart, checkout link, an abandoned
-//! Shopify checkout, an order from the cart, a shipment) the admin erase and Shopify's
-//! `customers/redact` leave no item in the table that holds the person's number (in any
-//! format), name, e-mail, texts or links — only the pseudonymised consent proof.
+//! Shopify checkout, an order from the cart, a shipment, a campaign's tracked link) the admin
+//! erase and Shopify's `customers/redact` leave no item in the table that holds the person's
+//! number (in any format), name, e-mail, texts or links — only the pseudonymised consent proof.
 use aws_sdk_dynamodb::types::AttributeValue;
 use parley_tests::*;
 use serde_json::json;
@@ -18,6 +18,8 @@ struct Person {
     checkout_link: String,
     recovery: String,
     order_id: u64,
+    /// Their tracked link (`{base}/r/{token}`).
+    short_link: String,
     /// Everything to look for in the table afterwards (numbers in every format, names, …).
     identifiers: Vec<String>,
 }
@@ -153,6 +155,11 @@ async fn journey(sys: &System) -> Person {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // A campaign's tracked link for them, clicked.
+    let link_target = format!("https://parley-demo.myshopify.com/pages/gift-{tag}");
+    let link = sys.track_link("cmp-erase", &digits, &link_target).await;
+    assert_eq!(sys.http.get(&link.short_url).send().await.unwrap().status(), 302);
+
     let identifiers = vec![
         digits.clone(),
         format!("+{digits}"),
@@ -167,8 +174,11 @@ async fn journey(sys: &System) -> Person {
         checkout_link.clone(),
         recovery.clone(),
         tracking,
+        link_target,
+        link.token.to_string(),
     ];
-    Person { digits, first, email, checkout_link, recovery, order_id, identifiers }
+    let short_link = link.short_url;
+    Person { digits, first, email, checkout_link, recovery, order_id, short_link, identifiers }
 }
 
 /// Before: the journey left the person all over the table (so the scan can see them).
@@ -178,6 +188,7 @@ async fn assert_present(sys: &System, p: &Person) {
         assert!(!holding(&items, id).is_empty(), "the journey should have stored {id}");
     }
     assert!(items.iter().any(|(pk, t)| pk.starts_with("CHK#") && t.contains(&p.recovery)), "checkout stored");
+    assert!(items.iter().any(|(pk, t)| pk.starts_with("LINK#") && t.contains(&p.digits)), "tracked link stored");
 }
 
 /// After: nothing holds any identifier; the consent proof is kept under the pseudonym.
@@ -195,6 +206,10 @@ async fn assert_erased(sys: &System, p: &Person) {
     assert_eq!(proof.len(), 4, "pending and confirmed, both purposes: {proof:#?}");
     assert!(proof.iter().all(|e| e.address.is_none() && e.message_id.is_none() && e.message_id_hash.is_some()));
     assert!(items.iter().any(|(pk, _)| pk == &format!("P#{pseudonym}")));
+    // Their tracked link is gone with them: it answers 404 (and the click creates nothing).
+    let r = sys.http.get(&p.short_link).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(holding(&scan_table(sys).await, &p.digits).is_empty());
 }
 
 #[tokio::test]

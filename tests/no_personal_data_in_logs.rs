@@ -2,7 +2,8 @@
 //! global tracing subscriber (JSON at INFO, the deployed level) writing every line into a buffer,
 //! runs a journey full of personal data — chat with a name and texts, a typed web opt-in, bad
 //! requests and malformed JSON carrying phone numbers and texts, a cart, a shop order with name,
-//! e-mail and phone, an erase — and asserts no log line and no error body holds any of it.
+//! e-mail and phone, a tracked link to a URL with a key, an erase — and asserts no log line and no
+//! error body holds any of it.
 use parley_tests::*;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -241,6 +242,18 @@ async fn no_log_line_and_no_error_body_holds_personal_data() {
         keep(what, r.status().as_u16(), r.text().await.unwrap());
     }
 
+    // A tracked link whose URL carries a key and the customer's e-mail: clicked, and a path that
+    // names the customer tried as a token. The URL goes to the browser, never to a log line.
+    let link_key = format!("k3y{}", uuid::Uuid::new_v4().simple());
+    let target = format!("https://parley-demo.myshopify.com/account?key={link_key}&email={}", a.email);
+    let link = sys.track_link("cmp-privacy", &a.digits, &target).await;
+    let r = sys.http.get(&link.short_url).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert!(r.headers()["location"].to_str().unwrap().contains(&link_key));
+    let r = sys.http.get(sys.url(&format!("/r/{}", a.digits))).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    answers.push(("unknown link".into(), r.text().await.unwrap()));
+
     // Erase both.
     for who in [&a, &b] {
         let r = sys
@@ -275,8 +288,9 @@ async fn no_log_line_and_no_error_body_holds_personal_data() {
             );
         }
     }
-    // The advisors' e-mails are personal data too: in answers to the team, never in a log line.
-    for needle in [agent_email.as_str(), "other.advisor@example.org"] {
+    // The advisors' e-mails are personal data too: in answers to the team, never in a log line;
+    // nor a tracked link's URL (its key) or its token.
+    for needle in [agent_email.as_str(), "other.advisor@example.org", link_key.as_str(), link.token.as_str()] {
         leaks.extend(lines.iter().filter(|l| l.contains(needle)).map(|l| format!("log holds {needle}: {l}")));
     }
     assert!(leaks.is_empty(), "personal data leaked:\n{}", leaks.join("\n"));

@@ -79,7 +79,7 @@ impl Doc {
             let path = path.as_str().unwrap();
             for (method, op) in item.as_mapping().unwrap() {
                 let method = method.as_str().unwrap();
-                if !["get", "put", "post", "delete", "patch"].contains(&method) {
+                if !["get", "put", "post", "delete", "patch", "head"].contains(&method) {
                     continue;
                 }
                 ops.push(Op {
@@ -338,7 +338,7 @@ fn check_answer(doc: &Doc, op: &Op, a: &Answer, failures: &mut Vec<String>) {
 }
 
 /// A fresh system where the examples' contact has asked for a human (so it exists, waits, and
-/// its customer-service window is open) and the demo catalog is synced.
+/// its customer-service window is open), has a tracked link, and the demo catalog is synced.
 async fn system_with_example_contact(doc: &Doc) -> System {
     let sys = System::start().await;
     sys.seed_demo_catalog().await;
@@ -346,6 +346,10 @@ async fn system_with_example_contact(doc: &Doc) -> System {
     sys.say(&channel, &address, "Hilfe").await;
     // The handover answer is out and recorded: nothing changes under the ETag checks below.
     sys.assert_settles_at(&address, 1, Duration::from_millis(300)).await;
+    // The tracked link the `/r/{token}` example names, made for that contact as a campaign makes it.
+    let link = sys.track_link("cmp-example", &address, "https://parley-demo.myshopify.com/collections/summer").await;
+    let example = &doc.json["paths"]["/r/{token}"]["parameters"][0]["example"];
+    assert_eq!(example, link.token.as_str(), "openapi.yaml's example token is the link PARLEY_LINK_KEY derives");
     sys
 }
 

@@ -165,6 +165,7 @@ struct Functions {
     consent_api: Arc<App>,
     shop_webhook: Arc<App>,
     agent_api: Arc<App>,
+    campaign_api: Arc<App>,
     shop_reconciler: Arc<App>,
     cart_reminder: Arc<App>,
     outbound_sender: poller::SqsHandler,
@@ -188,6 +189,7 @@ impl Functions {
             parley::api::HttpFunction::ConsentApi => &self.consent_api,
             parley::api::HttpFunction::ShopWebhook => &self.shop_webhook,
             parley::api::HttpFunction::AgentApi => &self.agent_api,
+            parley::api::HttpFunction::CampaignApi => &self.campaign_api,
         }
     }
 }
@@ -286,6 +288,8 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             // Locally the sandbox is the shop: its REST stand-ins live on this server, whatever the port.
             app.shops.shopify_admin_base = format!("{base_url}/sandbox/shopify");
             app.shops.woo_store_url = format!("{base_url}/sandbox/woo");
+            // Tracked links point at this server (template.yaml: the HTTP API's URL).
+            app.links.public_base_url = Some(base_url.clone());
             Ok(Arc::new(app))
         };
     let app_for = |clients: (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client)| app_with(clients, false);
@@ -311,27 +315,29 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         bridge_queue_url.clone(),
         bridge_dlq_url,
     ));
+    // Routes that take x-api-key or an admin token verify the token themselves (no authorizer
+    // there): template.yaml points AGENT_AUTH_ISSUER/AGENT_AUTH_AUDIENCE at the user pool, here
+    // they are the local issuer and client. The keys are fetched over HTTP from the issuer's JWKS
+    // route, as in AWS.
+    let verifying = |app: Arc<App>| -> Result<Arc<App>, LocalError> {
+        let mut app = Arc::unwrap_or_clone(app);
+        let http = budget.jwks_http().map_err(|e| parley::config::ConfigError::Invalid {
+            name: "PARLEY_FUNCTION_TIMEOUT_SECONDS",
+            reason: e.to_string(),
+        })?;
+        app.token_verifier = Some(parley::api::jwt::TokenVerifier::new(
+            agent_tokens.url(),
+            vec![agent_auth::LOCAL_CLIENT_ID.to_string()],
+            http,
+        ));
+        Ok(Arc::new(app))
+    };
     let functions = Arc::new(Functions {
         channel_webhook: app_with(clients("channel-webhook"), true)?,
-        consent_api: {
-            // Its routes that take x-api-key or an admin token verify the token themselves (no
-            // authorizer there): template.yaml points AGENT_AUTH_ISSUER/AGENT_AUTH_AUDIENCE at the
-            // user pool, here they are the local issuer and client. The keys are fetched over HTTP
-            // from the issuer's JWKS route, as in AWS.
-            let mut app = Arc::unwrap_or_clone(app_for(clients("consent-api"))?);
-            let http = budget.jwks_http().map_err(|e| parley::config::ConfigError::Invalid {
-                name: "PARLEY_FUNCTION_TIMEOUT_SECONDS",
-                reason: e.to_string(),
-            })?;
-            app.token_verifier = Some(parley::api::jwt::TokenVerifier::new(
-                agent_tokens.url(),
-                vec![agent_auth::LOCAL_CLIENT_ID.to_string()],
-                http,
-            ));
-            Arc::new(app)
-        },
+        consent_api: verifying(app_for(clients("consent-api"))?)?,
         shop_webhook: app_for(clients("shop-webhook"))?,
         agent_api: app_for(clients("agent-api"))?,
+        campaign_api: verifying(app_for(clients("campaign-api"))?)?,
         shop_reconciler: app_for(clients("shop-reconciler"))?,
         cart_reminder: app_for(clients("cart-reminder"))?,
         outbound_sender: {
@@ -370,6 +376,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         &functions.consent_api,
         &functions.shop_webhook,
         &functions.agent_api,
+        &functions.campaign_api,
         &inbound_worker,
         &campaign_dispatcher,
     ] {

@@ -290,6 +290,41 @@ impl ConsentSettings {
     }
 }
 
+/// Tracked links: the key their tokens are derived under and the public URL the short links
+/// point to.
+#[derive(Debug, Clone, Default)]
+pub struct LinkSettings {
+    /// `PARLEY_LINK_KEY` — keys the HMAC that derives link tokens (README "Tracked links"). Keep
+    /// it: a new key mints new tokens for links already sent (the old ones keep working).
+    pub key: Option<Secret>,
+    /// `PARLEY_PUBLIC_BASE_URL` — the API's public URL, the short links' prefix
+    /// (`{base}/r/{token}`); template.yaml sets the HTTP API's URL, `make dev` its own address.
+    pub public_base_url: Option<String>,
+}
+
+impl LinkSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let public_base_url = env_opt("PARLEY_PUBLIC_BASE_URL").map(|u| u.trim_end_matches('/').to_string());
+        if let Some(url) = &public_base_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    name: "PARLEY_PUBLIC_BASE_URL",
+                    reason: "must be an http(s) URL".into(),
+                });
+            }
+        }
+        Ok(Self { key: env_opt("PARLEY_LINK_KEY").map(Secret::new), public_base_url })
+    }
+
+    /// Minting links needs both; a function that mints them checks this at init, so a missing
+    /// setting fails the deployment instead of the first campaign.
+    pub fn require(&self) -> Result<(&str, &str), ConfigError> {
+        let key = self.key.as_ref().map(Secret::expose).ok_or(ConfigError::Missing("PARLEY_LINK_KEY"))?;
+        let base = self.public_base_url.as_deref().ok_or(ConfigError::Missing("PARLEY_PUBLIC_BASE_URL"))?;
+        Ok((key, base))
+    }
+}
+
 /// Who may sign bearer tokens for the routes that verify them themselves (those that accept
 /// `x-api-key` or an admin token): the user pool's issuer URL and the app client ids its tokens
 /// must be for — what template.yaml gives the HTTP API's JWT authorizer.

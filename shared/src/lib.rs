@@ -18,6 +18,7 @@ pub mod domain;
 pub mod inbound;
 pub mod inbox;
 pub mod lambda_init;
+pub mod links;
 pub mod observability;
 pub mod orders;
 pub mod privacy;

@@ -28,6 +28,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
 const API: &str = "/2018-06-01/runtime";
+/// How template.yaml names the HTTP API's URL.
+const API_URL: &str = "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}";
 /// How long a test waits for a binary to start, answer or fail.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -398,8 +400,9 @@ impl Template {
 
     /// Globals' variables, then the function's, with `!Ref`s resolved: resources to what `sys`
     /// provisioned, parameters to the local default for that variable (`.env.example`), else the
-    /// parameter's `Default`. Variables naming the Cognito user pool's resources stay unset: the
-    /// local world has no user pool, agents sign in through the sandbox (as under `make dev`).
+    /// parameter's `Default`; the HTTP API's URL to the local system's. Variables naming the
+    /// Cognito user pool's resources stay unset: the local world has no user pool, agents sign in
+    /// through the sandbox (as under `make dev`).
     fn environment(&self, function: &Yaml, sys: &System) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
         for vars in [&self.doc["Globals"]["Function"], &function["Properties"]] {
@@ -443,6 +446,10 @@ impl Template {
         }
         let Yaml::Tagged(t) = v else { panic!("{name}: cannot resolve {v:?}") };
         let target = scalar(&t.value).unwrap_or_else(|| panic!("{name}: {v:?}"));
+        // The HTTP API's own URL (the `ApiUrl` output) is, locally, the local system's.
+        if t.tag.to_string().trim_start_matches('!') == "Sub" && target == API_URL {
+            return sys.base.clone();
+        }
         assert_eq!(t.tag.to_string().trim_start_matches('!'), "Ref", "{name}: only !Ref is resolved locally");
         let resources = &sys.running.resources;
         if let Some(table) = resources.table(&target) {

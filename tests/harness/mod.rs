@@ -13,6 +13,8 @@ pub const APP_SECRET: &str = "local-meta-app-secret";
 pub const PREVIOUS_APP_SECRET: &str = "previous-meta-app-secret";
 pub const VERIFY_TOKEN: &str = "local-verify-token";
 pub const ADMIN_KEY: &str = "local-admin-key";
+/// `.env.example`'s `PARLEY_LINK_KEY`: tracked-link tokens of the tests are derived under it.
+pub const LINK_KEY: &str = "local-link-key";
 pub const WA_PHONE_NUMBER_ID: &str = "100000000000001";
 pub const PAGE_ID: &str = "200000000000001";
 pub const IG_ACCOUNT_ID: &str = "300000000000001";
@@ -34,6 +36,7 @@ pub fn init_env() {
             ("META_ACCESS_TOKEN", "local-access-token"),
             ("PARLEY_ADMIN_KEY", ADMIN_KEY),
             ("PARLEY_PSEUDONYM_KEY", "local-pseudonym-key"),
+            ("PARLEY_LINK_KEY", LINK_KEY),
             ("DEFAULT_PHONE_REGION", "DE"),
             ("SHOPIFY_WEBHOOK_SECRET", "local-shopify-secret"),
             ("SHOPIFY_SHOP_DOMAIN", "parley-demo.myshopify.com"),
@@ -94,7 +97,9 @@ impl System {
         change(&mut opts);
         let running = parley_local::start(opts).await.expect("local system starts");
         let base = running.base_url.clone();
-        Self { running, base, http: reqwest::Client::new() }
+        // A redirect is an answer of the system under test (`GET /r/{token}`): never followed.
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { running, base, http }
     }
 
     /// A system whose bridge posts to `receiver` (retries after 1 s, then 4 s, …).
@@ -535,5 +540,27 @@ impl System {
     /// `POST path` with a JSON body and `Authorization: Bearer <token>`.
     pub async fn agent_post(&self, token: &str, path: &str, body: Value) -> reqwest::Response {
         self.http.post(self.url(path)).bearer_auth(token).json(&body).send().await.unwrap()
+    }
+}
+
+/// Tracked links, made as a campaign's fan-out makes them: by the link service over the store.
+impl System {
+    fn whatsapp(digits: &str) -> parley::domain::ContactId {
+        parley::domain::ContactId::from_path("whatsapp", digits).expect("a WhatsApp number")
+    }
+
+    /// The tracked link of `url` for the WhatsApp contact `digits` in `campaign` (whose
+    /// `utm_campaign` is the campaign id itself).
+    pub async fn track_link(&self, campaign: &str, digits: &str, url: &str) -> parley::links::TrackedLink {
+        let links = self.running.app.links().expect("PARLEY_LINK_KEY and the public URL are set");
+        let campaign = parley::links::LinkCampaign { id: campaign, utm_campaign: campaign };
+        links.track_url(campaign, &Self::whatsapp(digits), url, now()).await.expect("a trackable URL")
+    }
+
+    /// `text` with its URLs tracked for the WhatsApp contact `digits` in `campaign`.
+    pub async fn track_text(&self, campaign: &str, digits: &str, text: &str) -> String {
+        let links = self.running.app.links().expect("PARLEY_LINK_KEY and the public URL are set");
+        let campaign = parley::links::LinkCampaign { id: campaign, utm_campaign: campaign };
+        links.track(campaign, &Self::whatsapp(digits), text, now()).await.expect("the links are stored")
     }
 }

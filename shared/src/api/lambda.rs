@@ -12,6 +12,10 @@ pub async fn serve(function: HttpFunction) -> Result<(), Error> {
             // Without them every webhook would be refused; better to fail the deployment loudly.
             app.meta.require_webhook_secrets()?;
         }
+        if function == HttpFunction::CampaignApi {
+            // It mints tracked links for campaigns: without the key or the public URL it could not.
+            app.links.require()?;
+        }
         Ok::<_, crate::config::ConfigError>(app)
     })
     .await?;

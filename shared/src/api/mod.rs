@@ -9,6 +9,7 @@ pub mod error;
 pub mod jwt;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod links;
 pub mod meta_webhook;
 pub mod shop_webhook;
 
@@ -16,8 +17,8 @@ pub use error::ApiError;
 
 use crate::channels::signature::{Encoding, Verifier};
 use crate::config::{
-    Accounts, AgentAuthSettings, AwsSettings, CartSettings, ConfigError, ConsentSettings, LoopSettings, MetaSettings,
-    Secret, ShopSettings,
+    Accounts, AgentAuthSettings, AwsSettings, CartSettings, ConfigError, ConsentSettings, LinkSettings, LoopSettings,
+    MetaSettings, Secret, ShopSettings,
 };
 use crate::domain::cart::CartTexts;
 use crate::domain::flows::Flows;
@@ -61,6 +62,8 @@ pub struct App {
     pub campaign_jobs: Option<crate::campaigns::JobQueue>,
     /// `CAMPAIGN_DEFAULT_TIMEZONE`.
     pub campaign_tz: jiff::tz::TimeZone,
+    /// Tracked links: the key their tokens derive from and the public URL they point to.
+    pub links: LinkSettings,
 }
 
 /// Who passed [`App::check_admin_or_token`].
@@ -130,7 +133,13 @@ impl App {
             token_verifier: jwt::TokenVerifier::from_settings(&AgentAuthSettings::from_env()?, jwks_http),
             campaign_jobs: aws.campaign_queue_url.clone().map(|u| crate::campaigns::JobQueue::new(sqs.clone(), u)),
             campaign_tz: crate::config::campaign_timezone()?,
+            links: LinkSettings::from_env()?,
         })
+    }
+
+    /// Mints tracked links (campaign fan-out); needs `PARLEY_LINK_KEY` and `PARLEY_PUBLIC_BASE_URL`.
+    pub fn links(&self) -> Result<crate::links::Links<'_>, ConfigError> {
+        crate::links::Links::new(&self.store, &self.links)
     }
 
     /// Checks the admin `x-api-key` in constant time.
@@ -280,6 +289,8 @@ pub enum HttpFunction {
     ShopWebhook,
     /// `/agent/…`: the team inbox's API and its console.
     AgentApi,
+    /// `GET /r/{token}` (tracked links), `/campaigns…`, `/segments/…`.
+    CampaignApi,
 }
 
 impl HttpFunction {
@@ -289,6 +300,7 @@ impl HttpFunction {
             HttpFunction::ConsentApi => "consent-api",
             HttpFunction::ShopWebhook => "shop-webhook",
             HttpFunction::AgentApi => "agent-api",
+            HttpFunction::CampaignApi => "campaign-api",
         }
     }
 
@@ -303,6 +315,12 @@ impl HttpFunction {
             Some(HttpFunction::ShopWebhook)
         } else if p == "/agent" || p.starts_with("/agent/") {
             Some(HttpFunction::AgentApi)
+        } else if p.starts_with("/r/")
+            || p == "/campaigns"
+            || p.starts_with("/campaigns/")
+            || p.starts_with("/segments/")
+        {
+            Some(HttpFunction::CampaignApi)
         } else {
             None
         }
@@ -324,6 +342,10 @@ impl HttpFunction {
             }
             (HttpFunction::ShopWebhook, _, _) => Err(ApiError::NotFound),
             (HttpFunction::AgentApi, _, p) => agent::route(app, req, p).await,
+            (HttpFunction::CampaignApi, _, p) if p.starts_with("/r/") => links::route(app, &req, p).await,
+            (HttpFunction::CampaignApi, _, p) => {
+                campaigns::route(app, &req, p).await.unwrap_or(Err(ApiError::NotFound))
+            }
         };
         let response = result.unwrap_or_else(ApiError::into_response);
         crate::observability::flush(self.name());
@@ -386,6 +408,14 @@ mod tests {
         assert_eq!(HttpFunction::for_path("/webhooks/woocommerce"), Some(ShopWebhook));
         assert_eq!(HttpFunction::for_path("/agent/"), Some(AgentApi));
         assert_eq!(HttpFunction::for_path("/agent/conversations/whatsapp/49151/claim"), Some(AgentApi));
+        assert_eq!(HttpFunction::for_path("/r/AAAAAAAAAAAAAAAAAAAAAA"), Some(CampaignApi));
+        assert_eq!(HttpFunction::for_path("/r/"), None);
+        assert_eq!(HttpFunction::for_path("/campaigns"), Some(CampaignApi));
+        assert_eq!(HttpFunction::for_path("/campaigns/c-1/start"), Some(CampaignApi));
+        assert_eq!(HttpFunction::for_path("/segments/preview"), Some(CampaignApi));
+        assert_eq!(HttpFunction::for_path("/r"), None);
+        assert_eq!(HttpFunction::for_path("/redirect/x"), None);
+        assert_eq!(HttpFunction::for_path("/campaignsx"), None);
         assert_eq!(HttpFunction::for_path("/agents"), None);
         assert_eq!(HttpFunction::for_path("/nope"), None);
     }

@@ -9,6 +9,7 @@ pub mod history;
 pub mod ids;
 pub mod inbound;
 pub mod inbox;
+pub mod links;
 pub mod message;
 pub mod money;
 pub mod orders;

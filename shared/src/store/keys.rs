@@ -92,3 +92,19 @@ pub fn inbox_pk(state: crate::domain::inbox::State) -> String {
 pub fn inbox_sk(ts: i64, contact: &ContactId) -> String {
     format!("{:010}#{}", ts.max(0), contact.key())
 }
+
+/// A tracked link (`GET /r/{token}`), by its token; sk [`LINK`]. Listed under its recipient in
+/// `gsi1` (gsi1sk [`link_gsi1sk`]), so export and erase find it.
+pub fn link_pk(token: &crate::domain::links::LinkToken) -> String {
+    format!("LINK#{token}")
+}
+pub const LINK: &str = "LINK";
+pub fn link_gsi1sk(token: &crate::domain::links::LinkToken) -> String {
+    format!("LINK#{token}")
+}
+
+/// A campaign's items live under `CAMP#{id}`; its counters (clicks, …) on sk [`CAMPAIGN_STATS`].
+pub fn campaign_pk(campaign_id: &str) -> String {
+    format!("CAMP#{campaign_id}")
+}
+pub const CAMPAIGN_STATS: &str = "STATS";

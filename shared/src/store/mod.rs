@@ -17,9 +17,11 @@
 //! | cart owner | `CARTID#{cart id}` | `CARTID` | which contact an order's cart id belongs to |
 //! | erased consent proof | `P#{keyed hash of the contact}` | `EV#…` | the events without the address, message id hashed |
 //! | reference | `C#{channel}#{address}` | `REF#{target pk}` | `ref_pk`/`ref_sk`: a contact's item outside `gsi1` (checkouts) |
+//! | tracked link | `LINK#{token}` | `LINK` | URL with utm, campaign, recipient, clicks; gsi1 `LINK#{token}` under the contact; `ttl` = history retention |
+//! | campaign counters | `CAMP#{campaign id}` | `STATS` | `clicks_total`, `clicks_unique` (ADD) |
 //!
-//! GSI `gsi1` (`gsi1pk` = the contact's pk) lists a contact's message records, order state and
-//! cart owners for export/erase; `REF#` items reach the rest, so neither ever scans.
+//! GSI `gsi1` (`gsi1pk` = the contact's pk) lists a contact's message records, order state,
+//! cart owners and tracked links for export/erase; `REF#` items reach the rest, so neither ever scans.
 pub mod campaigns;
 pub mod carts;
 pub mod consent;
@@ -29,6 +31,7 @@ pub mod history;
 pub mod inbound;
 pub mod inbox;
 pub mod keys;
+pub mod links;
 pub mod orders;
 pub mod outbound;
 

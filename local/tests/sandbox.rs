@@ -106,6 +106,7 @@ impl Harness {
             graph_api_version: "v25.0".into(),
             graph_timeout: Duration::from_secs(5),
             max_body_bytes: 1 << 20,
+            marketing_messages_api: false,
         })
         .unwrap()
     }
@@ -143,6 +144,7 @@ async fn send(
             body: &body,
             purpose: Purpose::Reply,
             reference: Some("out-1"),
+            template: None,
         })
         .await
         .map(|id| id.as_str().to_string())
@@ -350,12 +352,7 @@ async fn graph_client_sends_every_whatsapp_body_kind() {
     .await
     .unwrap();
     let template = |name: &str, params: &[&str]| OutboundBody::Template {
-        template: TemplateRef {
-            name: name.into(),
-            language: "de".into(),
-            params: params.iter().map(|p| p.to_string()).collect(),
-            payloads: vec![],
-        },
+        template: TemplateRef::new(name, "de", params.iter().map(|p| p.to_string()).collect()),
     };
     send_wa(template("order_confirmation", &["#1001", "49,90 €"])).await.unwrap();
     send_wa(template("service_followup", &[])).await.unwrap();
@@ -416,12 +413,7 @@ async fn graph_client_sends_messenger_and_instagram() {
 
     // Messenger cannot carry a WhatsApp template; nothing reaches the stand-in.
     let t = OutboundBody::Template {
-        template: TemplateRef {
-            name: "service_followup".into(),
-            language: "de".into(),
-            params: vec![],
-            payloads: vec![],
-        },
+        template: TemplateRef::new("service_followup", "de", vec![]),
     };
     assert!(matches!(send(&client, Channel::Messenger, PAGE_ID, "240001", t).await, Err(SendError::Config(_))));
 }
@@ -491,12 +483,7 @@ async fn chat_posts_signed_webhooks_like_meta() {
 
     // A template quick reply arrives as `type: button`, its payload the button text.
     let t = OutboundBody::Template {
-        template: TemplateRef {
-            name: "service_followup".into(),
-            language: "de".into(),
-            params: vec![],
-            payloads: vec![],
-        },
+        template: TemplateRef::new("service_followup", "de", vec![]),
     };
     send(&client, Channel::WhatsApp, PHONE_ID, WA, t).await.unwrap();
     h.post("/chat", json!({"channel":"whatsapp","from":WA,"payload":"Weiter"})).await;

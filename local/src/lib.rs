@@ -68,6 +68,8 @@ pub struct Options {
     pub service_window: Option<std::time::Duration>,
     /// The bridge to a brand's inbox (`None`: off, as without `BRIDGE_WEBHOOK_URL`).
     pub bridge: Option<BridgeOptions>,
+    /// This system's `WHATSAPP_MARKETING_MESSAGES_API` (`None`: the environment's).
+    pub marketing_messages_api: Option<bool>,
 }
 
 /// The bridge, locally: where the events go and the secret they are signed with.
@@ -96,6 +98,7 @@ impl Options {
             sqs_endpoint: None,
             claim_lease: None,
             service_window: None,
+            marketing_messages_api: None,
             bridge: std::env::var("BRIDGE_WEBHOOK_URL").ok().filter(|u| !u.trim().is_empty()).map(|url| {
                 BridgeOptions {
                     url: Some(url),
@@ -246,6 +249,9 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     };
     let mut meta = MetaSettings::from_env()?;
     meta.graph_api_base = opts.graph_api_base.clone().unwrap_or_else(|| format!("{base_url}/sandbox/graph"));
+    if let Some(on) = opts.marketing_messages_api {
+        meta.marketing_messages_api = on;
+    }
     let bridge = match &opts.bridge {
         Some(b) => {
             let url = b.url.clone().unwrap_or_else(|| format!("{base_url}/sandbox/bridge"));

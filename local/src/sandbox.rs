@@ -1,9 +1,11 @@
 //! The channel sandbox (only in `make dev` and tests, never deployed).
 //!
 //! It plays both sides of Meta for a local run:
-//! - the Graph API send endpoints the sender posts to (`GRAPH_API_BASE` points here): same
-//!   request and response shapes, Graph-style validation errors, injectable faults, and a log
-//!   of every accepted message (`GET /messages?to=`);
+//! - the Graph API send endpoints the sender posts to (`GRAPH_API_BASE` points here), the
+//!   Marketing Messages API's `/marketing_messages` too: same request and response shapes,
+//!   Graph-style validation errors (a template checked against `config/templates.toml` like
+//!   Meta checks it against the approved one), injectable faults, and a log of every accepted
+//!   message with the endpoint it came through (`GET /messages?to=`);
 //! - the customer: `POST /chat` turns a chat line into a realistic, signed webhook delivery to
 //!   the real webhook handler, `POST /status` does the same for WhatsApp status updates.
 //!
@@ -15,10 +17,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use parley::channels::meta::outbound::error_chain;
+use parley::channels::meta::outbound::{error_chain, Endpoint};
 use parley::channels::signature::{self, Encoding};
 use parley::config::Secret;
-use parley::domain::templates::Templates;
+use parley::domain::templates::{TemplateCategory, Templates};
 use parley::domain::{Address, Channel};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -94,13 +96,30 @@ struct SentMessage {
     template: Option<String>,
     buttons: Vec<String>,
     button_ids: Vec<String>,
+    /// Templates: the parameters as sent, positional (body, then URL buttons by index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<Vec<String>>,
+    /// Templates: each URL button as the customer sees it (label and resolved URL).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    url_buttons: Vec<UrlButtonShown>,
+    /// `messages` or `marketing_messages`: which send endpoint it came through.
+    endpoint: &'static str,
     sent_at: String,
     #[serde(skip)]
     account: String,
+    /// The template's category, when the catalog knows it (status webhooks' pricing).
+    #[serde(skip)]
+    category: Option<TemplateCategory>,
     #[serde(skip)]
     reply_kind: ReplyKind,
     #[serde(skip)]
     reference: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct UrlButtonShown {
+    text: String,
+    url: String,
 }
 
 /// One customer message the sandbox delivered to the webhook (for the web page).
@@ -156,6 +175,7 @@ impl Sandbox {
             .route("/", get(page))
             // `me` (Messenger) matches `{id}` too.
             .route("/graph/{version}/{id}/messages", post(graph_send))
+            .route("/graph/{version}/{id}/marketing_messages", post(graph_send_marketing))
             .route("/messages", get(list_messages))
             .route("/faults", get(get_fault).post(set_fault).delete(clear_fault))
             .route("/chat", get(list_chat).post(chat))
@@ -240,7 +260,8 @@ impl Sandbox {
             }]);
         } else {
             let (category, kind, billable) = if msg.template.is_some() {
-                ("utility", "regular", true)
+                let category = msg.category.map_or("utility", TemplateCategory::as_str);
+                (category, "regular", true)
             } else {
                 ("service", "free_customer_service", false)
             };
@@ -387,10 +408,11 @@ fn default_fault_code(status: u16) -> i64 {
 struct Reject {
     code: i64,
     message: String,
+    details: Option<String>,
 }
 
 fn reject<T>(message: impl Into<String>) -> Result<T, Reject> {
-    Err(Reject { code: 100, message: message.into() })
+    Err(Reject { code: 100, message: message.into(), details: None })
 }
 
 /// An accepted send.
@@ -452,11 +474,28 @@ struct Shown {
     /// (title, id or payload) of each button or list row.
     buttons: Vec<(String, String)>,
     reply_kind: ReplyKind,
+    /// Templates: the parameters as sent (body, then URL buttons).
+    parameters: Option<Vec<String>>,
+    url_buttons: Vec<UrlButtonShown>,
+    category: Option<TemplateCategory>,
 }
 
 impl Shown {
+    fn new(kind: &'static str, text: &str, buttons: Vec<(String, String)>, reply_kind: ReplyKind) -> Self {
+        Shown {
+            kind,
+            text: text.to_string(),
+            template: None,
+            buttons,
+            reply_kind,
+            parameters: None,
+            url_buttons: Vec::new(),
+            category: None,
+        }
+    }
+
     fn text(text: &str) -> Self {
-        Shown { kind: "text", text: text.to_string(), template: None, buttons: Vec::new(), reply_kind: ReplyKind::None }
+        Shown::new("text", text, Vec::new(), ReplyKind::None)
     }
 }
 
@@ -482,13 +521,7 @@ fn wa_buttons(v: &Value) -> Result<Shown, Reject> {
         }
         buttons.push((title.to_string(), id.to_string()));
     }
-    Ok(Shown {
-        kind: "interactive",
-        text: text.to_string(),
-        template: None,
-        buttons,
-        reply_kind: ReplyKind::ButtonReply,
-    })
+    Ok(Shown::new("interactive", text, buttons, ReplyKind::ButtonReply))
 }
 
 fn wa_list(v: &Value) -> Result<Shown, Reject> {
@@ -524,50 +557,96 @@ fn wa_list(v: &Value) -> Result<Shown, Reject> {
         let n = rows_seen.len();
         return reject(format!("(#100) A list may have at most {WA_LIST_MAX_ROWS} rows over all sections, not {n}."));
     }
-    Ok(Shown {
-        kind: "interactive",
-        text: text.to_string(),
-        template: None,
-        buttons: rows_seen,
-        reply_kind: ReplyKind::ListReply,
-    })
+    Ok(Shown::new("interactive", text, rows_seen, ReplyKind::ListReply))
 }
 
 impl Sandbox {
     fn wa_template(&self, v: &Value) -> Result<Shown, Reject> {
         let name = required(v, "/template/name", "template['name']", 512)?;
         let language = required(v, "/template/language/code", "template['language']['code']", 32)?;
-        let params = template_params(v)?;
-        let mut shown = Shown {
-            kind: "template",
-            text: format!("[template {name}]"),
-            template: Some(name.to_string()),
-            buttons: Vec::new(),
-            reply_kind: ReplyKind::None,
+        let sent = template_components(v)?;
+        let mut shown = Shown::new("template", &format!("[template {name}]"), Vec::new(), ReplyKind::None);
+        shown.template = Some(name.to_string());
+        shown.parameters = Some(sent.positional());
+        let Some(def) = self.cfg().templates.get(name, language) else {
+            return Ok(shown);
         };
-        if let Some(def) = self.cfg().templates.get(name, language) {
-            let Some(text) = def.render(&params) else {
-                let (got, want) = (params.len(), def.param_count());
-                return Err(Reject {
-                    code: 132000,
-                    message: format!(
-                        "(#132000) Number of parameters does not match the expected number of params: \
-                         got {got}, template '{name}' ({language}) expects {want}."
-                    ),
-                });
-            };
-            shown.text = text;
-            // A tap on a quick reply comes back with its payload parameter, else the button text.
-            let payloads = template_button_payloads(v);
-            shown.buttons = def
-                .buttons
-                .iter()
-                .enumerate()
-                .map(|(i, b)| (b.clone(), payloads.get(&i).cloned().unwrap_or_else(|| b.clone())))
-                .collect();
-            shown.reply_kind = ReplyKind::TemplateButton;
+        // Checked like Meta checks a send against the approved template.
+        let mismatch = |what: String| Reject {
+            code: 132012,
+            message: "(#132012) Parameter format does not match format in the created template".into(),
+            details: Some(what),
+        };
+        match (&def.header_image, &sent.header_image) {
+            (Some(_), None) => return Err(mismatch(format!("template '{name}' ({language}) has an IMAGE header: send its image"))),
+            (None, Some(_)) => return Err(mismatch(format!("template '{name}' ({language}) has no header"))),
+            _ => {}
         }
+        let dynamic: Vec<usize> = (0..def.url_buttons.len())
+            .filter(|n| def.url_buttons[*n].is_dynamic())
+            .map(|n| def.url_button_index(n))
+            .collect();
+        let url_indices: Vec<usize> = sent.url.keys().copied().collect();
+        if sent.body.len() != def.body_param_count() || url_indices != dynamic {
+            let (got, want) = (sent.positional().len(), def.param_count());
+            return Err(Reject {
+                code: 132000,
+                message: "(#132000) Number of parameters does not match the expected number of params".into(),
+                details: Some(format!(
+                    "template '{name}' ({language}) takes {} body parameter(s) and URL parameter(s) for button(s) \
+                     {dynamic:?}; got {} and {url_indices:?} ({got} of {want} in all)",
+                    def.body_param_count(),
+                    sent.body.len(),
+                )),
+            });
+        }
+        if let Some(i) = sent.payloads.keys().find(|i| **i >= def.buttons.len()) {
+            return reject(format!("(#100) Invalid parameter: button {i} of template '{name}' is not a quick reply."));
+        }
+        let params = sent.positional();
+        shown.text = def.render(&params).unwrap_or_default();
+        shown.url_buttons = def
+            .links(&params)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(text, url)| UrlButtonShown { text, url })
+            .collect();
+        // A tap on a quick reply comes back with its payload parameter, else the button text.
+        shown.buttons = def
+            .buttons
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.clone(), sent.payloads.get(&i).cloned().unwrap_or_else(|| b.clone())))
+            .collect();
+        shown.reply_kind = ReplyKind::TemplateButton;
+        shown.category = Some(def.category);
         Ok(shown)
+    }
+
+    /// The Marketing Messages API sends MARKETING templates only, refused the way Meta refuses
+    /// anything else; its own optional fields must be well-formed.
+    fn check_marketing(&self, v: &Value, shown: &Shown) -> Result<(), Reject> {
+        if shown.kind != "template" {
+            return Err(Reject {
+                code: 100,
+                message: "(#100) Invalid parameter".into(),
+                details: Some("Message must be a template message.".into()),
+            });
+        }
+        if shown.category.is_some_and(|c| c != TemplateCategory::Marketing) {
+            return Err(Reject {
+                code: 131055,
+                message: "(#131055) Method not allowed".into(),
+                details: Some("Only marketing template messages are supported".into()),
+            });
+        }
+        if v.get("message_activity_sharing").is_some_and(|b| !b.is_boolean()) {
+            return reject("(#100) Param message_activity_sharing must be a boolean.");
+        }
+        match v.get("product_policy").map(|p| p.as_str()) {
+            None | Some(Some("CLOUD_API_FALLBACK" | "STRICT")) => Ok(()),
+            Some(_) => reject("(#100) Param product_policy must be one of {CLOUD_API_FALLBACK, STRICT}."),
+        }
     }
 
     fn accept_whatsapp(&self, v: &Value) -> Result<Accepted, Reject> {
@@ -658,43 +737,105 @@ impl Sandbox {
     }
 }
 
-/// Body parameters of a template send, as the customer would read them.
-/// Quick-reply payloads by button index from a template send's `button` components.
-fn template_button_payloads(v: &Value) -> std::collections::HashMap<usize, String> {
-    let components = v.pointer("/template/components").and_then(Value::as_array).into_iter().flatten();
-    components
-        .filter(|c| c.get("type").and_then(Value::as_str) == Some("button"))
-        .filter_map(|c| {
-            let index = c
-                .get("index")
-                .and_then(|i| i.as_str().and_then(|s| s.parse().ok()).or(i.as_u64().map(|n| n as usize)))?;
-            let payload = c.pointer("/parameters/0/payload").and_then(Value::as_str)?;
-            Some((index, payload.to_string()))
-        })
-        .collect()
+/// The parameters of a template send, by component.
+#[derive(Default)]
+struct SentComponents {
+    /// The header's image link or media id.
+    header_image: Option<String>,
+    /// Body parameters, as the customer would read them.
+    body: Vec<String>,
+    /// URL-button parameters by button index.
+    url: std::collections::BTreeMap<usize, String>,
+    /// Quick-reply payloads by button index.
+    payloads: std::collections::HashMap<usize, String>,
 }
 
-fn template_params(v: &Value) -> Result<Vec<String>, Reject> {
-    let mut params = Vec::new();
-    let Some(components) = v.pointer("/template/components") else { return Ok(params) };
+impl SentComponents {
+    /// Body parameters, then the URL buttons' by index (CONTRACT.md's positional order).
+    fn positional(&self) -> Vec<String> {
+        self.body.iter().chain(self.url.values()).cloned().collect()
+    }
+}
+
+fn template_components(v: &Value) -> Result<SentComponents, Reject> {
+    let mut sent = SentComponents::default();
+    let Some(components) = v.pointer("/template/components") else { return Ok(sent) };
     let Some(components) = components.as_array() else {
         return reject("(#100) Param template['components'] must be an array.");
     };
-    for c in components.iter().filter(|c| c.get("type").and_then(Value::as_str) == Some("body")) {
-        for (i, p) in c.get("parameters").and_then(Value::as_array).into_iter().flatten().enumerate() {
-            let text = match p.get("type").and_then(Value::as_str) {
-                Some("text") => p.get("text"),
-                Some("currency") => p.pointer("/currency/fallback_value"),
-                Some("date_time") => p.pointer("/date_time/fallback_value"),
-                _ => None,
-            };
-            match text.and_then(Value::as_str) {
-                Some(t) => params.push(t.to_string()),
-                None => return reject(format!("(#100) Invalid parameter: body parameter {i} has no text.")),
+    for (c, component) in components.iter().enumerate() {
+        let name = |field: &str| format!("template['components'][{c}]{field}");
+        let kind = component.get("type").and_then(Value::as_str).map(str::to_ascii_lowercase);
+        let params = component.get("parameters").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        match kind.as_deref() {
+            Some("header") => {
+                let image = match params {
+                    [p] if p.get("type").and_then(Value::as_str) == Some("image") => {
+                        p.pointer("/image/link").or_else(|| p.pointer("/image/id")).and_then(Value::as_str)
+                    }
+                    _ => None,
+                };
+                match image.filter(|i| !i.trim().is_empty()) {
+                    Some(i) => sent.header_image = Some(i.to_string()),
+                    None => {
+                        return reject(format!(
+                            "(#100) Param {} must be one image with a link or id (the sandbox has image headers only).",
+                            name("['parameters']")
+                        ))
+                    }
+                }
             }
+            Some("body") => {
+                for (i, p) in params.iter().enumerate() {
+                    let text = match p.get("type").and_then(Value::as_str) {
+                        Some("text") => p.get("text"),
+                        Some("currency") => p.pointer("/currency/fallback_value"),
+                        Some("date_time") => p.pointer("/date_time/fallback_value"),
+                        _ => None,
+                    };
+                    match text.and_then(Value::as_str) {
+                        Some(t) => sent.body.push(t.to_string()),
+                        None => return reject(format!("(#100) Invalid parameter: body parameter {i} has no text.")),
+                    }
+                }
+            }
+            Some("button") => {
+                let index = component
+                    .get("index")
+                    .and_then(|i| i.as_str().and_then(|s| s.parse().ok()).or(i.as_u64().map(|n| n as usize)));
+                let Some(index) = index else {
+                    return reject(format!("(#100) Param {} must be a button index.", name("['index']")));
+                };
+                if sent.url.contains_key(&index) || sent.payloads.contains_key(&index) {
+                    return reject(format!("(#100) Button {index} has more than one component."));
+                }
+                match component.get("sub_type").and_then(Value::as_str) {
+                    Some("url") => {
+                        let text = match params {
+                            [p] if p.get("type").and_then(Value::as_str) == Some("text") => {
+                                required(p, "/text", &name("['parameters'][0]['text']"), 2000)?
+                            }
+                            _ => return reject(format!("(#100) Param {} must be one text.", name("['parameters']"))),
+                        };
+                        sent.url.insert(index, text.to_string());
+                    }
+                    Some("quick_reply") => {
+                        if let Some(payload) = params.first().and_then(|p| p.get("payload")).and_then(Value::as_str) {
+                            sent.payloads.insert(index, payload.to_string());
+                        }
+                    }
+                    _ => {
+                        return reject(format!(
+                            "(#100) Param {} must be url or quick_reply in the sandbox.",
+                            name("['sub_type']")
+                        ))
+                    }
+                }
+            }
+            _ => return reject(format!("(#100) Param {} must be header, body or button.", name("['type']"))),
         }
     }
-    Ok(params)
+    Ok(sent)
 }
 
 /// The web page. Public so the runtime can also serve it at `/sandbox/`: a router nested at
@@ -709,6 +850,19 @@ async fn graph_send(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    send(sb, id, headers, body, Endpoint::Messages).await
+}
+
+async fn graph_send_marketing(
+    State(sb): State<Sandbox>,
+    Path((_version, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    send(sb, id, headers, body, Endpoint::MarketingMessages).await
+}
+
+async fn send(sb: Sandbox, id: String, headers: HeaderMap, body: Bytes, endpoint: Endpoint) -> Response {
     // Faults come first: "the next N send calls fail", whatever those calls carry.
     if let Some(f) = sb.take_fault() {
         let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -734,13 +888,17 @@ async fn graph_send(
         _ => return graph_error(StatusCode::BAD_REQUEST, 100, "(#100) The request body must be a JSON object.", None),
     };
     let channel = sb.channel_of(&v, &id);
-    let accepted = match channel {
-        Channel::WhatsApp => sb.accept_whatsapp(&v),
-        Channel::Messenger | Channel::Instagram => sb.accept_messenger(&v),
+    let accepted = match (channel, endpoint) {
+        (Channel::WhatsApp, Endpoint::Messages) => sb.accept_whatsapp(&v),
+        (Channel::WhatsApp, Endpoint::MarketingMessages) => {
+            sb.accept_whatsapp(&v).and_then(|a| sb.check_marketing(&v, &a.shown).map(|()| a))
+        }
+        (Channel::Messenger | Channel::Instagram, Endpoint::Messages) => sb.accept_messenger(&v),
+        (_, Endpoint::MarketingMessages) => reject("(#100) Param messaging_product must be whatsapp."),
     };
     let a = match accepted {
         Ok(a) => a,
-        Err(r) => return graph_error(StatusCode::BAD_REQUEST, r.code, &r.message, None),
+        Err(r) => return graph_error(StatusCode::BAD_REQUEST, r.code, &r.message, r.details.as_deref()),
     };
     let to = normalize_address(&a.to_raw);
     let (buttons, button_ids) = a.shown.buttons.into_iter().unzip();
@@ -753,8 +911,12 @@ async fn graph_send(
         template: a.shown.template,
         buttons,
         button_ids,
+        parameters: a.shown.parameters,
+        url_buttons: a.shown.url_buttons,
+        endpoint: endpoint.as_str(),
         sent_at: now_rfc3339(),
         account: id,
+        category: a.shown.category,
         reply_kind: a.shown.reply_kind,
         reference: a.reference,
     };

@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use parley::channels::meta::outbound::{GraphClient, SendError, SendRequest};
+use parley::domain::templates::TemplateDef;
 use parley::channels::signature::{Encoding, Verifier};
 use parley::config::{MetaSettings, Secret};
 use parley::domain::templates::Templates;
@@ -39,6 +40,10 @@ async fn serve(router: Router) -> String {
 }
 
 async fn start(status_webhooks: bool) -> Harness {
+    start_with(status_webhooks, Templates::embedded().unwrap()).await
+}
+
+async fn start_with(status_webhooks: bool, templates: Templates) -> Harness {
     let hooks = Arc::new(Mutex::new(Vec::new()));
     let verifier = Verifier::new(Encoding::PrefixedHex, Secret::new(APP_SECRET), None);
     let sink = Arc::clone(&hooks);
@@ -60,7 +65,7 @@ async fn start(status_webhooks: bool) -> Harness {
         whatsapp_phone_number_id: PHONE_ID.into(),
         messenger_page_id: PAGE_ID.into(),
         instagram_account_id: IG_ID.into(),
-        templates: Templates::embedded().unwrap(),
+        templates,
         status_webhooks,
     });
     let base = serve(Router::new().nest("/sandbox", sandbox.router())).await;
@@ -97,6 +102,11 @@ impl Harness {
     }
 
     fn client(&self) -> GraphClient {
+        self.client_with(false)
+    }
+
+    /// A client with `WHATSAPP_MARKETING_MESSAGES_API` on or off.
+    fn client_with(&self, marketing_messages_api: bool) -> GraphClient {
         GraphClient::new(&MetaSettings {
             app_secret: Secret::new(APP_SECRET),
             app_secret_previous: None,
@@ -106,6 +116,7 @@ impl Harness {
             graph_api_version: "v25.0".into(),
             graph_timeout: Duration::from_secs(5),
             max_body_bytes: 1 << 20,
+            marketing_messages_api,
         })
         .unwrap()
     }
@@ -143,6 +154,7 @@ async fn send(
             body: &body,
             purpose: Purpose::Reply,
             reference: Some("out-1"),
+            template: None,
         })
         .await
         .map(|id| id.as_str().to_string())
@@ -281,6 +293,213 @@ async fn invalid_sends_are_refused_like_graph() {
     assert!(h.get("/messages").await.as_array().unwrap().is_empty(), "refused sends are not recorded");
 }
 
+/// A newsletter send as the sender builds it: its URL-button component listed first, so the
+/// recorded order (body, then buttons) is the sandbox's doing.
+fn newsletter_request(components: Value) -> Value {
+    json!({"messaging_product":"whatsapp","recipient_type":"individual","to":"+4915123456789","type":"template",
+           "template":{"name":"newsletter","language":{"code":"de","policy":"deterministic"},"components":components}})
+}
+
+fn newsletter_components(body: &[&str], buttons: &[(&str, &str)]) -> Value {
+    let mut c: Vec<Value> = buttons
+        .iter()
+        .map(|(i, t)| json!({"type":"button","sub_type":"url","index":i,"parameters":[{"type":"text","text":t}]}))
+        .collect();
+    let body: Vec<Value> = body.iter().map(|t| json!({"type":"text","text":t})).collect();
+    c.push(json!({"type":"body","parameters":body}));
+    Value::Array(c)
+}
+
+#[tokio::test]
+async fn records_the_endpoint_and_a_templates_parameters_body_then_buttons() {
+    let h = start(true).await;
+    let request = newsletter_request(newsletter_components(&["Erika"], &[("0", "spring")]));
+    let (status, via_messages) = h.wa_send(request.clone()).await;
+    assert_eq!(status, 200, "{via_messages}");
+    let path = format!("/graph/v25.0/{PHONE_ID}/marketing_messages");
+    let (status, via_marketing) = h.graph(&path, Some("Bearer t0k3n"), &request.to_string()).await;
+    assert_eq!(status, 200, "{via_marketing}");
+    // The Marketing Messages API answers like /messages.
+    for answer in [&via_messages, &via_marketing] {
+        assert_eq!(answer["messaging_product"], "whatsapp");
+        assert_eq!(answer["contacts"], json!([{ "input": "+4915123456789", "wa_id": WA }]));
+        assert!(answer["messages"][0]["id"].as_str().unwrap().starts_with("wamid."));
+    }
+    h.wa_send(json!({"messaging_product":"whatsapp","to":WA,"type":"text","text":{"body":"Hallo"}})).await;
+
+    let m = h.get(&format!("/messages?to={WA}")).await;
+    let m = m.as_array().unwrap();
+    assert_eq!(m.len(), 3);
+    for (entry, endpoint, answer) in [(&m[0], "messages", &via_messages), (&m[1], "marketing_messages", &via_marketing)]
+    {
+        assert_eq!(entry["id"], answer["messages"][0]["id"]);
+        assert_eq!(entry["endpoint"], endpoint);
+        assert_eq!((entry["type"].as_str(), entry["template"].as_str()), (Some("template"), Some("newsletter")));
+        assert_eq!(entry["parameters"], json!(["Erika", "spring"]));
+        // `text` is the rendered body; the URL button is listed resolved.
+        let text = entry["text"].as_str().unwrap();
+        assert!(text.starts_with("Hallo Erika!") && !text.contains("{{") && !text.contains("http"), "{text}");
+        assert_eq!(
+            entry["url_buttons"],
+            json!([{"text":"Jetzt ansehen","url":"https://parley-demo.myshopify.com/collections/spring"}])
+        );
+        assert_eq!(entry["buttons"], json!([]));
+    }
+    assert_eq!(m[2]["endpoint"], "messages");
+    assert!(m[2].get("parameters").is_none() && m[2].get("url_buttons").is_none(), "{}", m[2]);
+    // Statuses price it as what it is.
+    let hooks = h.wait_hooks(4).await;
+    for hk in &hooks {
+        let st = &hk["entry"][0]["changes"][0]["value"]["statuses"][0];
+        if st["id"] == m[0]["id"] || st["id"] == m[1]["id"] {
+            assert_eq!(st["pricing"]["category"], "marketing", "{st}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn template_sends_are_checked_against_the_approved_template_like_graph() {
+    let h = start(false).await;
+    let cases = [
+        ("no URL parameter", newsletter_components(&["Erika"], &[]), 132000),
+        ("URL parameter for a button that has none", newsletter_components(&["Erika"], &[("1", "spring")]), 132000),
+        ("two body parameters", newsletter_components(&["Erika", "x"], &[("0", "spring")]), 132000),
+        ("URL parameter only", newsletter_components(&[], &[("0", "spring")]), 132000),
+        (
+            "a header the template does not have",
+            json!([{"type":"header","parameters":[{"type":"image","image":{"link":"https://cdn.example/a.jpg"}}]},
+                   {"type":"body","parameters":[{"type":"text","text":"Erika"}]},
+                   {"type":"button","sub_type":"url","index":"0","parameters":[{"type":"text","text":"spring"}]}]),
+            132012,
+        ),
+        (
+            "the same button twice",
+            json!([{"type":"body","parameters":[{"type":"text","text":"Erika"}]},
+                   {"type":"button","sub_type":"url","index":"0","parameters":[{"type":"text","text":"a"}]},
+                   {"type":"button","sub_type":"url","index":0,"parameters":[{"type":"text","text":"b"}]}]),
+            100,
+        ),
+        (
+            "an empty URL parameter",
+            json!([{"type":"body","parameters":[{"type":"text","text":"Erika"}]},
+                   {"type":"button","sub_type":"url","index":"0","parameters":[{"type":"text","text":""}]}]),
+            100,
+        ),
+        (
+            "an unknown component",
+            json!([{"type":"footer","parameters":[]}]),
+            100,
+        ),
+    ];
+    for (what, components, code) in cases {
+        let (status, answer) = h.wa_send(newsletter_request(components)).await;
+        assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(code)), "{what}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().starts_with(&format!("(#{code})")), "{what}: {answer}");
+    }
+    assert!(h.get("/messages").await.as_array().unwrap().is_empty(), "refused sends are not recorded");
+}
+
+#[tokio::test]
+async fn marketing_messages_takes_marketing_templates_only() {
+    let h = start(false).await;
+    let path = format!("/graph/v25.0/{PHONE_ID}/marketing_messages");
+    let mm = |body: Value| {
+        let path = path.clone();
+        let h = &h;
+        async move { h.graph(&path, Some("Bearer t0k3n"), &body.to_string()).await }
+    };
+    let (status, answer) = mm(json!({"messaging_product":"whatsapp","to":WA,"type":"text","text":{"body":"Hi"}})).await;
+    assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(100)), "{answer}");
+    assert_eq!(answer["error"]["error_data"]["details"], "Message must be a template message.");
+    let utility = json!({"messaging_product":"whatsapp","to":WA,"type":"template",
+        "template":{"name":"service_followup","language":{"code":"de"}}});
+    let (status, answer) = mm(utility.clone()).await;
+    assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(131055)), "{answer}");
+    assert_eq!(answer["error"]["error_data"]["details"], "Only marketing template messages are supported");
+    // The same template is fine on /messages.
+    assert_eq!(h.wa_send(utility).await.0, 200);
+    let newsletter = |extra: Value| {
+        let mut v = newsletter_request(newsletter_components(&["Erika"], &[("0", "spring")]));
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v
+    };
+    for bad in [json!({"product_policy":"SOMETIMES"}), json!({"message_activity_sharing":"yes"})] {
+        let (status, answer) = mm(newsletter(bad.clone())).await;
+        assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(100)), "{bad}: {answer}");
+    }
+    let ok = newsletter(json!({"product_policy":"STRICT","message_activity_sharing":true}));
+    assert_eq!(mm(ok).await.0, 200);
+    let (status, answer) =
+        mm(json!({"recipient":{"id":"240001"},"messaging_type":"UPDATE","message":{"text":"Hi"}})).await;
+    assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(100)), "{answer}");
+    let endpoints: Vec<Value> = h.get("/messages").await.as_array().unwrap().iter().map(|m| m["endpoint"].clone()).collect();
+    assert_eq!(endpoints, vec![json!("messages"), json!("marketing_messages")]);
+}
+
+#[tokio::test]
+async fn graph_client_sends_header_body_and_url_buttons_and_routes_marketing_templates() {
+    let templates = Templates::from_toml(
+        r#"
+[[template]]
+name = "spring_sale"
+language = "de"
+category = "marketing"
+body = "Hallo {{1}}, der Frühling ist da."
+buttons = ["STOP"]
+url_buttons = [{ text = "Ansehen", url = "https://shop.example/c/{{1}}" }, { text = "Alles", url = "https://shop.example/" }]
+header_image = "https://cdn.example/spring.jpg"
+
+[[template]]
+name = "receipt"
+language = "de"
+category = "utility"
+body = "Danke für {{1}}."
+"#,
+    )
+    .unwrap();
+    let h = start_with(false, templates.clone()).await;
+    let account = AccountId::parse(PHONE_ID).unwrap();
+    let contact = ContactId::new(Channel::WhatsApp, Address::parse(WA).unwrap());
+    let send = |client: GraphClient, body: OutboundBody, def: Option<TemplateDef>| {
+        let (account, contact) = (account.clone(), contact.clone());
+        async move {
+            let req = SendRequest {
+                account: &account,
+                contact: &contact,
+                body: &body,
+                purpose: Purpose::Marketing,
+                reference: Some("c-1"),
+                template: def.as_ref(),
+            };
+            client.send(&req).await.map(|id| id.as_str().to_string())
+        }
+    };
+    let def = templates.get("spring_sale", "de").cloned();
+    let mut sale = TemplateRef::new("spring_sale", "de", vec!["Erika".into(), "tulips".into()]);
+    sale.payloads = vec!["stop".into()];
+    let body = OutboundBody::Template { template: sale.clone() };
+    send(h.client_with(true), body.clone(), def.clone()).await.unwrap();
+    send(h.client_with(false), body, def.clone()).await.unwrap();
+    let receipt = OutboundBody::Template { template: TemplateRef::new("receipt", "de", vec!["#1".into()]) };
+    send(h.client_with(true), receipt, templates.get("receipt", "de").cloned()).await.unwrap();
+
+    let m = h.sandbox.messages_to(WA);
+    let endpoints: Vec<&str> = m.iter().map(|m| m["endpoint"].as_str().unwrap()).collect();
+    assert_eq!(endpoints, ["marketing_messages", "messages", "messages"]);
+    assert_eq!(m[0]["parameters"], json!(["Erika", "tulips"]));
+    assert_eq!(m[0]["text"], "Hallo Erika, der Frühling ist da.");
+    assert_eq!(
+        m[0]["url_buttons"],
+        json!([{"text":"Ansehen","url":"https://shop.example/c/tulips"},{"text":"Alles","url":"https://shop.example/"}])
+    );
+    assert_eq!((m[0]["buttons"].clone(), m[0]["button_ids"].clone()), (json!(["STOP"]), json!(["stop"])));
+
+    // Without its image the send is refused as Graph refuses it (the catalog is the client's
+    // only source of the default image, so a missing definition shows here).
+    let err = send(h.client_with(false), OutboundBody::Template { template: sale }, None).await.unwrap_err();
+    assert!(matches!(err, SendError::Permanent { code: Some(132012), .. }), "{err:?}");
+}
+
 #[tokio::test]
 async fn faults_count_down_then_clear() {
     let h = start(false).await;
@@ -350,12 +569,7 @@ async fn graph_client_sends_every_whatsapp_body_kind() {
     .await
     .unwrap();
     let template = |name: &str, params: &[&str]| OutboundBody::Template {
-        template: TemplateRef {
-            name: name.into(),
-            language: "de".into(),
-            params: params.iter().map(|p| p.to_string()).collect(),
-            payloads: vec![],
-        },
+        template: TemplateRef::new(name, "de", params.iter().map(|p| p.to_string()).collect()),
     };
     send_wa(template("order_confirmation", &["#1001", "49,90 €"])).await.unwrap();
     send_wa(template("service_followup", &[])).await.unwrap();
@@ -416,12 +630,7 @@ async fn graph_client_sends_messenger_and_instagram() {
 
     // Messenger cannot carry a WhatsApp template; nothing reaches the stand-in.
     let t = OutboundBody::Template {
-        template: TemplateRef {
-            name: "service_followup".into(),
-            language: "de".into(),
-            params: vec![],
-            payloads: vec![],
-        },
+        template: TemplateRef::new("service_followup", "de", vec![]),
     };
     assert!(matches!(send(&client, Channel::Messenger, PAGE_ID, "240001", t).await, Err(SendError::Config(_))));
 }
@@ -491,12 +700,7 @@ async fn chat_posts_signed_webhooks_like_meta() {
 
     // A template quick reply arrives as `type: button`, its payload the button text.
     let t = OutboundBody::Template {
-        template: TemplateRef {
-            name: "service_followup".into(),
-            language: "de".into(),
-            params: vec![],
-            payloads: vec![],
-        },
+        template: TemplateRef::new("service_followup", "de", vec![]),
     };
     send(&client, Channel::WhatsApp, PHONE_ID, WA, t).await.unwrap();
     h.post("/chat", json!({"channel":"whatsapp","from":WA,"payload":"Weiter"})).await;

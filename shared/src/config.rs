@@ -52,6 +52,22 @@ where
     }
 }
 
+/// A yes/no setting: `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`, any case).
+pub(crate) fn env_bool(name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match env_opt(name) {
+        None => Ok(default),
+        Some(v) => parse_bool(&v).ok_or_else(|| ConfigError::Invalid { name, reason: "expected true or false".into() }),
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 pub(crate) fn env_required(name: &'static str) -> Result<String, ConfigError> {
     env_opt(name).ok_or(ConfigError::Missing(name))
 }
@@ -107,6 +123,10 @@ pub struct MetaSettings {
     pub graph_timeout: Duration,
     /// `MAX_WEBHOOK_BODY_BYTES` — default 6 MiB (Lambda's synchronous payload limit).
     pub max_body_bytes: usize,
+    /// `WHATSAPP_MARKETING_MESSAGES_API` — default false: send MARKETING templates through the
+    /// Marketing Messages API (`/{phone-number-id}/marketing_messages`) instead of `/messages`
+    /// (the WhatsApp Business Account must be onboarded to it).
+    pub marketing_messages_api: bool,
 }
 
 impl MetaSettings {
@@ -136,6 +156,7 @@ impl MetaSettings {
             graph_api_version: env_or("GRAPH_API_VERSION", DEFAULT_GRAPH_API_VERSION),
             graph_timeout: Duration::from_millis(env_parse("GRAPH_TIMEOUT_MS", 10_000u64)?),
             max_body_bytes: env_parse("MAX_WEBHOOK_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?,
+            marketing_messages_api: env_bool("WHATSAPP_MARKETING_MESSAGES_API", false)?,
         })
     }
 }
@@ -501,4 +522,22 @@ pub fn campaign_timezone() -> Result<jiff::tz::TimeZone, ConfigError> {
         name: "CAMPAIGN_DEFAULT_TIMEZONE",
         reason: "is not an IANA time zone such as Europe/Berlin".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bool;
+
+    #[test]
+    fn booleans_are_read_in_the_usual_spellings_and_nothing_else() {
+        for v in ["true", "TRUE", "1", "yes", "On"] {
+            assert_eq!(parse_bool(v), Some(true), "{v}");
+        }
+        for v in ["false", "False", "0", "no", "OFF"] {
+            assert_eq!(parse_bool(v), Some(false), "{v}");
+        }
+        for v in ["", "enabled", "2", "truee"] {
+            assert_eq!(parse_bool(v), None, "{v}");
+        }
+    }
 }

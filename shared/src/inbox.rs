@@ -262,7 +262,8 @@ fn template_info(t: &crate::domain::templates::TemplateDef) -> TemplateInfo {
         language: t.language.clone(),
         category: t.category.as_str().to_string(),
         parameters: t.param_count(),
-        preview: t.body.clone(),
+        // The URL buttons too, their placeholders numbered as the positional parameters are.
+        preview: t.preview(),
     }
 }
 

@@ -255,12 +255,19 @@ impl Sender {
     }
 
     async fn send(&self, rec: &SqsMessage, env: &Envelope, body: &OutboundBody, via_template: bool) -> Outcome {
+        // The catalog splits a template's positional parameters and names its category, which
+        // picks the endpoint (MARKETING: the Marketing Messages API when it is on).
+        let template = match body {
+            OutboundBody::Template { template } => self.templates.get(&template.name, &template.language),
+            _ => None,
+        };
         let req = SendRequest {
             account: &env.account,
             contact: &env.contact,
             body,
             purpose: env.purpose,
             reference: Some(env.id.as_str()),
+            template,
         };
         match self.graph.send(&req).await {
             Ok(provider_id) => {
@@ -276,7 +283,8 @@ impl Sender {
                 if via_template {
                     count("SentAsTemplate", 1);
                 }
-                tracing::info!(id = %env.id, provider_id = %provider_id, contact = %env.contact.redacted(), via_template, "sent");
+                let endpoint = self.graph.endpoint_for(&req).as_str();
+                tracing::info!(id = %env.id, provider_id = %provider_id, contact = %env.contact.redacted(), via_template, endpoint, "sent");
                 // The message is out: a failed record must not make it go out again.
                 for attempt in 0..3 {
                     // The window closed in the meantime and the template went out instead.

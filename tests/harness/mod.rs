@@ -93,6 +93,7 @@ impl System {
             claim_lease: None,
             service_window: None,
             bridge: None,
+            marketing_messages_api: None,
         };
         change(&mut opts);
         let running = parley_local::start(opts).await.expect("local system starts");

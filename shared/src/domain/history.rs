@@ -148,12 +148,7 @@ mod tests {
     fn templates_are_rendered_from_the_approved_text_and_authors_kept() {
         let templates = Templates::embedded().unwrap();
         let t = OutboundBody::Template {
-            template: TemplateRef {
-                name: "service_followup".into(),
-                language: "de".into(),
-                params: vec![],
-                payloads: vec![],
-            },
+            template: TemplateRef::new("service_followup", "de", vec![]),
         };
         let e = Entry::outbound(&t, &templates, None);
         assert_eq!(e.template.as_deref(), Some("service_followup"));

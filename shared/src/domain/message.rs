@@ -22,17 +22,29 @@ pub struct ListSection {
     pub rows: Vec<ListRow>,
 }
 
-/// An approved WhatsApp template (or Messenger utility template) with its body parameters.
+/// An approved WhatsApp template (or Messenger utility template) with its parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateRef {
     pub name: String,
     /// Template language code, e.g. `de` or `en_US`.
     pub language: String,
+    /// Positional: the body's parameters in order, then one per URL button whose URL ends in a
+    /// placeholder (the template catalog knows which is which).
     #[serde(default)]
     pub params: Vec<String>,
     /// Payloads of the template's quick-reply buttons, by button index (what a tap sends back).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub payloads: Vec<String>,
+    /// The image of an IMAGE header (an `https://` link or a WhatsApp media id) instead of the
+    /// one the catalog names for the template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_image: Option<String>,
+}
+
+impl TemplateRef {
+    pub fn new(name: impl Into<String>, language: impl Into<String>, params: Vec<String>) -> Self {
+        Self { name: name.into(), language: language.into(), params, payloads: Vec::new(), header_image: None }
+    }
 }
 
 /// The payload of the "continue" button of a window-closed template: the customer wants the

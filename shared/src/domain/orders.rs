@@ -762,7 +762,7 @@ impl NotificationTexts {
             })
             .collect();
         let template =
-            TemplateRef { name: kt.template.clone(), language: kt.language.clone(), params, payloads: vec![] };
+            TemplateRef::new(&kt.template, &kt.language, params);
         RenderedNotification { text, template }
     }
 }

@@ -102,12 +102,7 @@ mod tests {
             contact: ContactId::new(Channel::WhatsApp, Address::parse("4915123456789").unwrap()),
             purpose: Purpose::Reply,
             body: OutboundBody::text("Hallo"),
-            fallback: Some(TemplateRef {
-                name: "service_followup".into(),
-                language: "de".into(),
-                params: vec![],
-                payloads: vec![],
-            }),
+            fallback: Some(TemplateRef::new("service_followup", "de", vec![])),
             withheld: None,
             in_reply_to: Some(InboundMessageId::parse("wamid.X").unwrap()),
             created_at: 1_764_000_000,

@@ -4,7 +4,8 @@
 //! by Graph's `error.code`, not by HTTP status (Meta says to build logic on the code), into what
 //! the sender does next: retry, switch to a template, give up, or pause the queue.
 use crate::config::{MetaSettings, Secret};
-use crate::domain::{AccountId, Address, Channel, ContactId, OutboundBody, ProviderMessageId, Purpose};
+use crate::domain::templates::{TemplateCategory, TemplateDef};
+use crate::domain::{AccountId, Address, Channel, ContactId, OutboundBody, ProviderMessageId, Purpose, TemplateRef};
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,41 @@ pub struct SendRequest<'a> {
     /// Our outbound id: WhatsApp echoes it in status webhooks (`biz_opaque_callback_data`),
     /// Messenger in echoes (`message.metadata`).
     pub reference: Option<&'a str>,
+    /// The catalog's definition of a template body: it splits the positional parameters into
+    /// body and URL-button parameters, names the header image and the category. `None` for
+    /// other bodies; for a template the catalog does not know, every parameter goes to the body.
+    pub template: Option<&'a TemplateDef>,
+}
+
+/// The WhatsApp send endpoint of a phone number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `/{phone-number-id}/messages` (Cloud API; Messenger and Instagram too).
+    Messages,
+    /// `/{phone-number-id}/marketing_messages` (Marketing Messages API): MARKETING templates only.
+    MarketingMessages,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Messages => "messages",
+            Endpoint::MarketingMessages => "marketing_messages",
+        }
+    }
+}
+
+/// Where a send goes: Meta routes templates whose category is MARKETING to the Marketing
+/// Messages API once the account uses it (`WHATSAPP_MARKETING_MESSAGES_API`); every other
+/// message, and every channel but WhatsApp, goes to `/messages`.
+pub fn endpoint_for(req: &SendRequest<'_>, marketing_messages_api: bool) -> Endpoint {
+    let marketing = matches!(req.body, OutboundBody::Template { .. })
+        && req.template.is_some_and(|d| d.category == TemplateCategory::Marketing);
+    if marketing_messages_api && marketing && req.contact.channel == Channel::WhatsApp {
+        Endpoint::MarketingMessages
+    } else {
+        Endpoint::Messages
+    }
 }
 
 /// What the sender should do after a failed send.
@@ -124,6 +160,8 @@ pub struct GraphClient {
     version: String,
     token: Secret,
     timeout: Duration,
+    /// `WHATSAPP_MARKETING_MESSAGES_API`.
+    marketing_messages_api: bool,
 }
 
 impl std::fmt::Debug for GraphClient {
@@ -132,6 +170,7 @@ impl std::fmt::Debug for GraphClient {
             .field("base", &self.base)
             .field("version", &self.version)
             .field("timeout", &self.timeout)
+            .field("marketing_messages_api", &self.marketing_messages_api)
             .finish_non_exhaustive()
     }
 }
@@ -153,24 +192,33 @@ impl GraphClient {
             .user_agent(concat!("parley/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SendError::Config(format!("cannot build the HTTP client: {}", error_chain(&e))))?;
-        Ok(Self { http, base, version, token: settings.access_token.clone(), timeout })
+        let marketing_messages_api = settings.marketing_messages_api;
+        Ok(Self { http, base, version, token: settings.access_token.clone(), timeout, marketing_messages_api })
     }
 
-    /// The send endpoint for a channel and account.
-    pub fn endpoint(&self, channel: Channel, account: &AccountId) -> String {
+    /// The URL of a send endpoint for a channel and account.
+    pub fn endpoint(&self, channel: Channel, account: &AccountId, endpoint: Endpoint) -> String {
         let node = match channel {
             // The Page token identifies the Page, so `me` always addresses the right one.
             Channel::Messenger => "me",
             Channel::WhatsApp | Channel::Instagram => account.as_str(),
         };
-        format!("{}/{}/{}/messages", self.base, self.version, node)
+        format!("{}/{}/{}/{}", self.base, self.version, node, endpoint.as_str())
+    }
+
+    /// Where this client sends `req`.
+    pub fn endpoint_for(&self, req: &SendRequest<'_>) -> Endpoint {
+        endpoint_for(req, self.marketing_messages_api)
     }
 
     /// Sends one message. `Ok` means Graph accepted it (delivery comes later as a status).
     pub async fn send(&self, req: &SendRequest<'_>) -> Result<ProviderMessageId, SendError> {
         let channel = req.contact.channel;
         let body = request_body(req)?;
-        let url = self.endpoint(channel, req.account);
+        // The Marketing Messages API takes the same body as `/messages` (its extra fields
+        // `message_activity_sharing`, `product_policy` are optional; Meta's defaults apply).
+        let endpoint = self.endpoint_for(req);
+        let url = self.endpoint(channel, req.account, endpoint);
         let started = Instant::now();
         let response = self
             .http
@@ -186,7 +234,10 @@ impl GraphClient {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let contact = req.contact.redacted();
         match &result {
-            Ok(id) => tracing::debug!(%channel, %contact, status, elapsed_ms, provider_id = %id, "graph send accepted"),
+            Ok(id) => {
+                let endpoint = endpoint.as_str();
+                tracing::debug!(%channel, %contact, status, elapsed_ms, endpoint, provider_id = %id, "graph send accepted")
+            }
             Err(e @ SendError::Permanent { code: None, .. }) if (200..300).contains(&status) => {
                 // Graph may have accepted the message; a resend could duplicate it, so say so loudly.
                 tracing::warn!(%channel, %contact, status, elapsed_ms, error = %e, "graph success without a message id")
@@ -230,15 +281,16 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// The JSON request body for a send.
 pub fn request_body(req: &SendRequest<'_>) -> Result<Value, SendError> {
     match req.contact.channel {
-        Channel::WhatsApp => Ok(whatsapp_body(&req.contact.address, req.body, req.reference)),
+        Channel::WhatsApp => Ok(whatsapp_body(&req.contact.address, req.body, req.reference, req.template)),
         Channel::Messenger | Channel::Instagram => {
             messenger_body(req.contact.channel, &req.contact.address, req.body, req.purpose, req.reference)
         }
     }
 }
 
-/// WhatsApp Cloud API `/{phone_number_id}/messages` body.
-pub fn whatsapp_body(address: &Address, body: &OutboundBody, reference: Option<&str>) -> Value {
+/// WhatsApp Cloud API `/{phone_number_id}/messages` body (`/marketing_messages` takes the same).
+/// `def` is the catalog's definition when `body` is a template.
+pub fn whatsapp_body(address: &Address, body: &OutboundBody, reference: Option<&str>, def: Option<&TemplateDef>) -> Value {
     let mut msg = Map::new();
     msg.insert("messaging_product".into(), json!("whatsapp"));
     msg.insert("recipient_type".into(), json!("individual"));
@@ -277,32 +329,55 @@ pub fn whatsapp_body(address: &Address, body: &OutboundBody, reference: Option<&
             );
         }
         OutboundBody::Template { template } => {
-            let mut t = json!({
-                "name": template.name,
-                "language": { "code": template.language, "policy": "deterministic" },
-            });
-            let mut components = Vec::new();
-            if !template.params.is_empty() {
-                let params: Vec<Value> = template.params.iter().map(|p| json!({ "type": "text", "text": p })).collect();
-                components.push(json!({ "type": "body", "parameters": params }));
-            }
-            for (i, payload) in template.payloads.iter().enumerate() {
-                components.push(json!({
-                    "type": "button", "sub_type": "quick_reply", "index": i.to_string(),
-                    "parameters": [{ "type": "payload", "payload": payload }],
-                }));
-            }
-            if !components.is_empty() {
-                t["components"] = Value::Array(components);
-            }
             msg.insert("type".into(), json!("template"));
-            msg.insert("template".into(), t);
+            msg.insert("template".into(), template_object(template, def.filter(|d| d.name == template.name)));
         }
     }
     if let Some(r) = reference {
         msg.insert("biz_opaque_callback_data".into(), json!(r));
     }
     Value::Object(msg)
+}
+
+/// The `template` object: header image, body parameters, then the buttons in index order
+/// (quick replies first, as the catalog orders them, then URL buttons).
+fn template_object(template: &TemplateRef, def: Option<&TemplateDef>) -> Value {
+    let mut t = json!({
+        "name": template.name,
+        "language": { "code": template.language, "policy": "deterministic" },
+    });
+    // Not in the catalog (or a stale count): everything to the body; Graph judges it (#132000).
+    let (body, url_buttons) = match def.and_then(|d| d.split(&template.params)) {
+        Some(split) => (split.body, split.url_buttons),
+        None => (template.params.as_slice(), Vec::new()),
+    };
+    let mut components = Vec::new();
+    if let Some(image) = template.header_image.as_deref().or(def.and_then(|d| d.header_image.as_deref())) {
+        // Uploaded media is addressed by its numeric id, anything else is a link.
+        let media = if image.bytes().all(|b| b.is_ascii_digit()) { json!({ "id": image }) } else { json!({ "link": image }) };
+        components.push(json!({ "type": "header", "parameters": [{ "type": "image", "image": media }] }));
+    }
+    if !body.is_empty() {
+        let params: Vec<Value> = body.iter().map(|p| json!({ "type": "text", "text": p })).collect();
+        components.push(json!({ "type": "body", "parameters": params }));
+    }
+    for (i, payload) in template.payloads.iter().enumerate() {
+        components.push(json!({
+            "type": "button", "sub_type": "quick_reply", "index": i.to_string(),
+            "parameters": [{ "type": "payload", "payload": payload }],
+        }));
+    }
+    for (index, text) in url_buttons {
+        // The parameter is the end of the approved URL (its `{{1}}`).
+        components.push(json!({
+            "type": "button", "sub_type": "url", "index": index.to_string(),
+            "parameters": [{ "type": "text", "text": text }],
+        }));
+    }
+    if !components.is_empty() {
+        t["components"] = Value::Array(components);
+    }
+    t
 }
 
 /// Messenger / Instagram Send API body.
@@ -504,12 +579,7 @@ mod tests {
 
     fn template(params: &[&str]) -> OutboundBody {
         OutboundBody::Template {
-            template: TemplateRef {
-                name: "order_confirmed".into(),
-                language: "de".into(),
-                params: params.iter().map(|s| s.to_string()).collect(),
-                payloads: vec![],
-            },
+            template: TemplateRef::new("order_confirmed", "de", params.iter().map(|s| s.to_string()).collect()),
         }
     }
 
@@ -522,7 +592,7 @@ mod tests {
     ) -> Result<Value, SendError> {
         let account = AccountId::parse("100000000000001").unwrap();
         let contact = contact(channel, addr);
-        request_body(&SendRequest { account: &account, contact: &contact, body, purpose, reference })
+        request_body(&SendRequest { account: &account, contact: &contact, body, purpose, reference, template: None })
     }
 
     #[test]
@@ -623,6 +693,134 @@ mod tests {
             v["template"],
             json!({ "name": "order_confirmed", "language": { "code": "de", "policy": "deterministic" } })
         );
+    }
+
+    /// A catalog with a marketing template (quick reply, two URL buttons, image header) and a
+    /// utility one.
+    fn catalog() -> crate::domain::templates::Templates {
+        crate::domain::templates::Templates::from_toml(
+            r#"
+[[template]]
+name = "promo"
+language = "de"
+category = "marketing"
+body = "Hallo {{1}}, neu: {{2}}!"
+buttons = ["STOP"]
+url_buttons = [
+  { text = "Ansehen", url = "https://shop.example/c/{{1}}" },
+  { text = "Alle", url = "https://shop.example/all" },
+]
+header_image = "https://cdn.example/spring.jpg"
+
+[[template]]
+name = "receipt"
+language = "de"
+category = "utility"
+body = "Danke für {{1}}."
+"#,
+        )
+        .unwrap()
+    }
+
+    fn promo(params: &[&str]) -> OutboundBody {
+        OutboundBody::Template {
+            template: TemplateRef::new("promo", "de", params.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn whatsapp_template_sends_header_body_and_url_button_parameters_as_components() {
+        let templates = catalog();
+        let def = templates.get("promo", "de");
+        let account = AccountId::parse("100000000000001").unwrap();
+        let contact = contact(Channel::WhatsApp, "4915123456789");
+        let OutboundBody::Template { template: mut t } = promo(&["Erika", "Frühling", "spring-26"]) else { panic!() };
+        t.payloads = vec!["stop".into()];
+        let body = OutboundBody::Template { template: t.clone() };
+        let req = |body| SendRequest {
+            account: &account,
+            contact: &contact,
+            body,
+            purpose: Purpose::Marketing,
+            reference: None,
+            template: def,
+        };
+        let v = request_body(&req(&body)).unwrap();
+        assert_eq!(
+            v["template"],
+            json!({
+                "name": "promo",
+                "language": { "code": "de", "policy": "deterministic" },
+                "components": [
+                    { "type": "header", "parameters": [
+                        { "type": "image", "image": { "link": "https://cdn.example/spring.jpg" } }
+                    ] },
+                    { "type": "body", "parameters": [
+                        { "type": "text", "text": "Erika" }, { "type": "text", "text": "Frühling" }
+                    ] },
+                    { "type": "button", "sub_type": "quick_reply", "index": "0",
+                      "parameters": [{ "type": "payload", "payload": "stop" }] },
+                    // The quick reply is button 0, so the first URL button is button 1; the
+                    // static second URL button takes no parameter.
+                    { "type": "button", "sub_type": "url", "index": "1",
+                      "parameters": [{ "type": "text", "text": "spring-26" }] }
+                ]
+            })
+        );
+        // A message's own image (an uploaded media id) replaces the catalog's.
+        t.header_image = Some("1043219".into());
+        let v = request_body(&req(&OutboundBody::Template { template: t })).unwrap();
+        assert_eq!(v.pointer("/template/components/0/parameters/0/image"), Some(&json!({ "id": "1043219" })));
+    }
+
+    #[test]
+    fn a_template_the_catalog_does_not_know_sends_every_parameter_in_the_body() {
+        // So does a count the catalog refuses: Graph answers #132000, never a guessed split.
+        for def in [None, catalog().get("promo", "de").cloned()] {
+            let account = AccountId::parse("100000000000001").unwrap();
+            let contact = contact(Channel::WhatsApp, "4915123456789");
+            let body = promo(&["a", "b"]);
+            let req = SendRequest {
+                account: &account,
+                contact: &contact,
+                body: &body,
+                purpose: Purpose::Marketing,
+                reference: None,
+                template: def.as_ref(),
+            };
+            let v = request_body(&req).unwrap();
+            let components = v.pointer("/template/components").unwrap().as_array().unwrap();
+            let body = components.iter().find(|c| c["type"] == "body").unwrap();
+            assert_eq!(body["parameters"].as_array().unwrap().len(), 2, "{v}");
+            assert!(components.iter().all(|c| c["type"] != "button"), "{v}");
+        }
+    }
+
+    #[test]
+    fn marketing_templates_go_to_the_marketing_messages_api_only_when_it_is_on() {
+        let templates = catalog();
+        let account = AccountId::parse("100000000000001").unwrap();
+        let wa = contact(Channel::WhatsApp, "4915123456789");
+        let receipt = OutboundBody::Template { template: TemplateRef::new("receipt", "de", vec!["#1".into()]) };
+        let promo = promo(&["a", "b", "c"]);
+        let text = OutboundBody::text("Hallo");
+        let req = |body, name: &str| SendRequest {
+            account: &account,
+            contact: &wa,
+            body,
+            purpose: Purpose::Marketing,
+            reference: None,
+            template: templates.get(name, "de"),
+        };
+        assert_eq!(endpoint_for(&req(&promo, "promo"), true), Endpoint::MarketingMessages);
+        assert_eq!(endpoint_for(&req(&promo, "promo"), false), Endpoint::Messages);
+        assert_eq!(endpoint_for(&req(&receipt, "receipt"), true), Endpoint::Messages);
+        // Only a template body of a MARKETING definition qualifies.
+        assert_eq!(endpoint_for(&req(&text, "promo"), true), Endpoint::Messages);
+        let unknown = SendRequest { template: None, ..req(&promo, "promo") };
+        assert_eq!(endpoint_for(&unknown, true), Endpoint::Messages);
+        let fb = contact(Channel::Messenger, "240001");
+        assert_eq!(endpoint_for(&SendRequest { contact: &fb, ..req(&promo, "promo") }, true), Endpoint::Messages);
     }
 
     #[test]
@@ -850,6 +1048,7 @@ mod tests {
             graph_api_version: "v25.0".to_string(),
             graph_timeout: Duration::from_millis(timeout_ms),
             max_body_bytes: 1024,
+            marketing_messages_api: false,
         }
     }
 
@@ -917,6 +1116,7 @@ mod tests {
                 body: &body,
                 purpose: Purpose::Reply,
                 reference: Some("r1"),
+                template: None,
             })
             .await
             .unwrap();
@@ -927,6 +1127,32 @@ mod tests {
         assert!(got.head.to_lowercase().contains("content-type: application/json"));
         assert_eq!(got.body["to"], "+4915123456789");
         assert_eq!(got.body["biz_opaque_callback_data"], "r1");
+    }
+
+    #[tokio::test]
+    async fn marketing_templates_are_posted_to_marketing_messages_with_the_messages_body() {
+        let answer = r#"{"messaging_product":"whatsapp","contacts":[{"input":"+4915123456789","wa_id":"4915123456789"}],"messages":[{"id":"wamid.MM1"}]}"#;
+        let templates = catalog();
+        let account = AccountId::parse("100000000000001").unwrap();
+        let contact = contact(Channel::WhatsApp, "4915123456789");
+        let body = promo(&["Erika", "Frühling", "spring-26"]);
+        let req = SendRequest {
+            account: &account,
+            contact: &contact,
+            body: &body,
+            purpose: Purpose::Marketing,
+            reference: Some("c-1"),
+            template: templates.get("promo", "de"),
+        };
+        for (on, path) in [(true, "marketing_messages"), (false, "messages")] {
+            let (base, server) = serve_once(200, answer).await;
+            let client = GraphClient::new(&MetaSettings { marketing_messages_api: on, ..settings(&base, 2000) }).unwrap();
+            assert_eq!(client.send(&req).await.unwrap().as_str(), "wamid.MM1");
+            let got = server.await.unwrap();
+            let want = format!("POST /v25.0/100000000000001/{path} HTTP/1.1\r\n");
+            assert!(got.head.starts_with(&want), "{}", got.head);
+            assert_eq!(got.body, request_body(&req).unwrap());
+        }
     }
 
     #[tokio::test]
@@ -946,6 +1172,7 @@ mod tests {
                     body: &body,
                     purpose: Purpose::Reply,
                     reference: None,
+                    template: None,
                 })
                 .await
                 .unwrap();
@@ -974,6 +1201,7 @@ mod tests {
                 body: &body,
                 purpose: Purpose::Reply,
                 reference: None,
+                template: None,
             })
             .await
             .unwrap_err();
@@ -996,7 +1224,7 @@ mod tests {
         let contact = contact(Channel::WhatsApp, "4915123456789");
         let body = OutboundBody::text("Hallo");
         let req =
-            SendRequest { account: &account, contact: &contact, body: &body, purpose: Purpose::Reply, reference: None };
+            SendRequest { account: &account, contact: &contact, body: &body, purpose: Purpose::Reply, reference: None, template: None };
         let err = client.send(&req).await.unwrap_err();
         assert!(matches!(&err, SendError::Retryable { code: None, detail } if detail.contains("200 ms")), "{err:?}");
         hold.abort();
@@ -1013,8 +1241,12 @@ mod tests {
         assert!(matches!(GraphClient::new(&settings("graph.facebook.com", 1000)), Err(SendError::Config(_))));
         let client = GraphClient::new(&settings("https://graph.facebook.com/", 1000)).unwrap();
         assert_eq!(
-            client.endpoint(Channel::WhatsApp, &AccountId::parse("123").unwrap()),
+            client.endpoint(Channel::WhatsApp, &AccountId::parse("123").unwrap(), Endpoint::Messages),
             "https://graph.facebook.com/v25.0/123/messages"
+        );
+        assert_eq!(
+            client.endpoint(Channel::WhatsApp, &AccountId::parse("123").unwrap(), Endpoint::MarketingMessages),
+            "https://graph.facebook.com/v25.0/123/marketing_messages"
         );
     }
 }

@@ -176,6 +176,12 @@ CONTRACT_ROUTES |= {
     # The console: CONTRACT.md's `GET /agent/` (an HTTP API path cannot end in `/`) and its assets.
     ("GET", "/agent"), ("GET", "/agent/assets/{file}"),
 }
+# Campaigns (CONTRACT.md) and what README documents beyond them.
+CONTRACT_ROUTES |= {
+    ("GET", "/campaigns"), ("POST", "/campaigns"), ("GET", "/campaigns/{id}"), ("GET", "/campaigns/{id}/recipients"),
+    ("POST", "/campaigns/{id}/start"), ("POST", "/campaigns/{id}/pause"), ("POST", "/campaigns/{id}/resume"),
+    ("POST", "/campaigns/{id}/cancel"), ("POST", "/segments/preview"),
+}
 CONTRACT_ROUTES |= {("POST", f"/agent/conversations/{{channel}}/{{address}}/{a}")
                     for a in ("claim", "assign", "messages", "cart", "notes", "tags", "release", "resolve", "read")}
 # Tracked links (CONTRACT.md's `GET /r/{token}`; HEAD for link checkers and preview fetchers).

@@ -194,6 +194,16 @@ impl Doc {
 struct Tokens {
     admin: String,
     agent: String,
+    /// A campaign created from the document's own example: the `{id}` the campaign routes name.
+    campaign: String,
+}
+
+/// Creates the campaign of `POST /campaigns`'s example (campaign ids are the server's).
+async fn example_campaign(doc: &Doc, sys: &System) -> String {
+    let body = doc.json["paths"]["/campaigns"]["post"]["requestBody"]["content"]["application/json"]["example"].clone();
+    let r = sys.http.post(sys.url("/campaigns")).header("x-api-key", ADMIN_KEY).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201, "the example campaign is created");
+    r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
 }
 
 /// A bearer token as the sandbox mints it (Cognito's shape).
@@ -242,6 +252,10 @@ async fn call(
         match p["in"].as_str().unwrap() {
             "path" => {
                 let v = example(p).unwrap_or_else(|| panic!("{}: path parameter {name} has no example", op.label()));
+                let v = match tokens {
+                    Some(t) if name == "id" && op.path.starts_with("/campaigns/") => t.campaign.clone(),
+                    _ => v,
+                };
                 path = path.replace(&format!("{{{name}}}"), &v);
             }
             "query" if p["required"] == true => query.push((name.to_string(), example(p).unwrap())),
@@ -364,6 +378,7 @@ async fn every_operation_is_served_and_answers_as_documented() {
     let tokens = Tokens {
         admin: token(&sys, "anna@example.com", "admin").await,
         agent: token(&sys, "ben@example.com", "agent").await,
+        campaign: example_campaign(&doc, &sys).await,
     };
     let mut ops = doc.operations();
     // Reads first; then the agent's actions in document order (claim, reply, cart, …, release),
@@ -441,6 +456,7 @@ async fn admin_only_operations_refuse_agents() {
     let tokens = Tokens {
         admin: token(&sys, "anna@example.com", "admin").await,
         agent: token(&sys, "ben@example.com", "agent").await,
+        campaign: example_campaign(&doc, &sys).await,
     };
     let admin_only: Vec<Op> = doc.operations().into_iter().filter(|op| doc.admin_only(op)).collect();
     assert!(!admin_only.is_empty(), "openapi.yaml marks no operation x-parley-role: admin");

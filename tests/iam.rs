@@ -36,7 +36,7 @@ async fn health_and_the_warm_up_call_only_what_the_roles_grant() {
         BTreeSet::from([pair("dynamodb:GetItem", "Table"), pair("sqs:GetQueueAttributes", "OutboundQueue")])
     );
     // Every function that warms up at init does it with GetItem, which each role has.
-    for function in ["consent-api", "shop-webhook", "outbound-sender", "inbound-worker"] {
+    for function in ["consent-api", "shop-webhook", "agent-api", "campaign-api", "outbound-sender", "inbound-worker"] {
         assert!(ops_of(&sys, function).contains(&pair("dynamodb:GetItem", "Table")), "{function}");
     }
     let all = sys.running.aws_operations();

@@ -23,9 +23,7 @@ const MARK_PREFIX: &str = "MKT#";
 /// Send marks live this long (the longest frequency-cap or attribution window).
 const MARK_TTL_SECS: i64 = 31 * 86_400;
 
-pub fn campaign_pk(id: &str) -> String {
-    format!("CAMP#{id}")
-}
+pub use super::keys::campaign_pk;
 
 pub fn audience_shard(contact: &ContactId) -> u8 {
     use sha2::{Digest, Sha256};

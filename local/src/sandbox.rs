@@ -578,7 +578,9 @@ impl Sandbox {
             details: Some(what),
         };
         match (&def.header_image, &sent.header_image) {
-            (Some(_), None) => return Err(mismatch(format!("template '{name}' ({language}) has an IMAGE header: send its image"))),
+            (Some(_), None) => {
+                return Err(mismatch(format!("template '{name}' ({language}) has an IMAGE header: send its image")))
+            }
             (None, Some(_)) => return Err(mismatch(format!("template '{name}' ({language}) has no header"))),
             _ => {}
         }

@@ -5,9 +5,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use parley::channels::meta::outbound::{GraphClient, SendError, SendRequest};
-use parley::domain::templates::TemplateDef;
 use parley::channels::signature::{Encoding, Verifier};
 use parley::config::{MetaSettings, Secret};
+use parley::domain::templates::TemplateDef;
 use parley::domain::templates::Templates;
 use parley::domain::{
     AccountId, Address, Button, Channel, ContactId, ListRow, ListSection, OutboundBody, Purpose, TemplateRef,
@@ -385,11 +385,7 @@ async fn template_sends_are_checked_against_the_approved_template_like_graph() {
                    {"type":"button","sub_type":"url","index":"0","parameters":[{"type":"text","text":""}]}]),
             100,
         ),
-        (
-            "an unknown component",
-            json!([{"type":"footer","parameters":[]}]),
-            100,
-        ),
+        ("an unknown component", json!([{"type":"footer","parameters":[]}]), 100),
     ];
     for (what, components, code) in cases {
         let (status, answer) = h.wa_send(newsletter_request(components)).await;
@@ -432,7 +428,8 @@ async fn marketing_messages_takes_marketing_templates_only() {
     let (status, answer) =
         mm(json!({"recipient":{"id":"240001"},"messaging_type":"UPDATE","message":{"text":"Hi"}})).await;
     assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(100)), "{answer}");
-    let endpoints: Vec<Value> = h.get("/messages").await.as_array().unwrap().iter().map(|m| m["endpoint"].clone()).collect();
+    let endpoints: Vec<Value> =
+        h.get("/messages").await.as_array().unwrap().iter().map(|m| m["endpoint"].clone()).collect();
     assert_eq!(endpoints, vec![json!("messages"), json!("marketing_messages")]);
 }
 
@@ -629,9 +626,7 @@ async fn graph_client_sends_messenger_and_instagram() {
     assert_eq!(ig[0]["button_ids"], json!(["size:m"]));
 
     // Messenger cannot carry a WhatsApp template; nothing reaches the stand-in.
-    let t = OutboundBody::Template {
-        template: TemplateRef::new("service_followup", "de", vec![]),
-    };
+    let t = OutboundBody::Template { template: TemplateRef::new("service_followup", "de", vec![]) };
     assert!(matches!(send(&client, Channel::Messenger, PAGE_ID, "240001", t).await, Err(SendError::Config(_))));
 }
 
@@ -699,9 +694,7 @@ async fn chat_posts_signed_webhooks_like_meta() {
     assert_eq!(msg["context"]["id"], offered);
 
     // A template quick reply arrives as `type: button`, its payload the button text.
-    let t = OutboundBody::Template {
-        template: TemplateRef::new("service_followup", "de", vec![]),
-    };
+    let t = OutboundBody::Template { template: TemplateRef::new("service_followup", "de", vec![]) };
     send(&client, Channel::WhatsApp, PHONE_ID, WA, t).await.unwrap();
     h.post("/chat", json!({"channel":"whatsapp","from":WA,"payload":"Weiter"})).await;
     let msg = h.hooks()[2]["entry"][0]["changes"][0]["value"]["messages"][0].clone();

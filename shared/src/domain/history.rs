@@ -147,9 +147,7 @@ mod tests {
     #[test]
     fn templates_are_rendered_from_the_approved_text_and_authors_kept() {
         let templates = Templates::embedded().unwrap();
-        let t = OutboundBody::Template {
-            template: TemplateRef::new("service_followup", "de", vec![]),
-        };
+        let t = OutboundBody::Template { template: TemplateRef::new("service_followup", "de", vec![]) };
         let e = Entry::outbound(&t, &templates, None);
         assert_eq!(e.template.as_deref(), Some("service_followup"));
         assert!(!e.text.starts_with('['), "rendered, not the fallback: {}", e.text);

@@ -761,8 +761,7 @@ impl NotificationTexts {
                 flatten(&v.or_else(|| lt.missing.get(fact)).unwrap_or_else(|| "–".into()))
             })
             .collect();
-        let template =
-            TemplateRef::new(&kt.template, &kt.language, params);
+        let template = TemplateRef::new(&kt.template, &kt.language, params);
         RenderedNotification { text, template }
     }
 }

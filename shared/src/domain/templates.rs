@@ -352,10 +352,7 @@ fn validate(t: &TemplateDef) -> Result<(), String> {
     for b in &t.url_buttons {
         let n = b.text.chars().count();
         if b.text.trim().is_empty() || n > MAX_URL_BUTTON_TEXT {
-            return Err(format!(
-                "URL button '{}' must be 1 to {MAX_URL_BUTTON_TEXT} characters, it has {n}",
-                b.text
-            ));
+            return Err(format!("URL button '{}' must be 1 to {MAX_URL_BUTTON_TEXT} characters, it has {n}", b.text));
         }
         validate_url(&b.url).map_err(|e| format!("URL button '{}': {e}", b.text))?;
     }
@@ -493,7 +490,9 @@ mod tests {
             assert_eq!(button, format!("[{label}] https://parley-demo.myshopify.com/collections/spring"));
             assert_eq!(def.render(&params).as_deref(), Some(body));
             assert!(def.split(&params[..1]).is_none() && def.render(&params[..1]).is_none());
-            assert!(def.preview().ends_with(&format!("[{label}] https://parley-demo.myshopify.com/collections/{{{{2}}}}")));
+            assert!(def
+                .preview()
+                .ends_with(&format!("[{label}] https://parley-demo.myshopify.com/collections/{{{{2}}}}")));
         }
     }
 
@@ -563,12 +562,18 @@ mod tests {
             (one("Hallo", &url_buttons(&["https://user@a.example/"])), "user info"),
             (one("Hallo", &url_buttons(&[&format!("https://a.example/{}", "x".repeat(2000))])), "at most 2000"),
             (
-                one("Hallo", "url_buttons = [{ text = \"Ein viel zu langer Buttontext\", url = \"https://a.example\" }]"),
+                one(
+                    "Hallo",
+                    "url_buttons = [{ text = \"Ein viel zu langer Buttontext\", url = \"https://a.example\" }]",
+                ),
                 "URL button 'Ein viel zu langer Buttontext' must be 1 to 25",
             ),
             (one("Hallo", "url_buttons = [{ text = \"Go\", link = \"https://a.example\" }]"), "link"),
             (
-                one("Hallo", &format!("buttons = [{}]\n{}", vec!["\"A\""; 9].join(", "), url_buttons(&["https://a.example"; 2]))),
+                one(
+                    "Hallo",
+                    &format!("buttons = [{}]\n{}", ["\"A\""; 9].join(", "), url_buttons(&["https://a.example"; 2])),
+                ),
                 "has 11 buttons in all, at most 10",
             ),
             (one("Hallo", "header_image = \"spring.jpg\""), "header_image must be an https:// link or a media id"),

@@ -290,7 +290,12 @@ pub fn request_body(req: &SendRequest<'_>) -> Result<Value, SendError> {
 
 /// WhatsApp Cloud API `/{phone_number_id}/messages` body (`/marketing_messages` takes the same).
 /// `def` is the catalog's definition when `body` is a template.
-pub fn whatsapp_body(address: &Address, body: &OutboundBody, reference: Option<&str>, def: Option<&TemplateDef>) -> Value {
+pub fn whatsapp_body(
+    address: &Address,
+    body: &OutboundBody,
+    reference: Option<&str>,
+    def: Option<&TemplateDef>,
+) -> Value {
     let mut msg = Map::new();
     msg.insert("messaging_product".into(), json!("whatsapp"));
     msg.insert("recipient_type".into(), json!("individual"));
@@ -354,7 +359,8 @@ fn template_object(template: &TemplateRef, def: Option<&TemplateDef>) -> Value {
     let mut components = Vec::new();
     if let Some(image) = template.header_image.as_deref().or(def.and_then(|d| d.header_image.as_deref())) {
         // Uploaded media is addressed by its numeric id, anything else is a link.
-        let media = if image.bytes().all(|b| b.is_ascii_digit()) { json!({ "id": image }) } else { json!({ "link": image }) };
+        let media =
+            if image.bytes().all(|b| b.is_ascii_digit()) { json!({ "id": image }) } else { json!({ "link": image }) };
         components.push(json!({ "type": "header", "parameters": [{ "type": "image", "image": media }] }));
     }
     if !body.is_empty() {
@@ -1146,7 +1152,8 @@ body = "Danke für {{1}}."
         };
         for (on, path) in [(true, "marketing_messages"), (false, "messages")] {
             let (base, server) = serve_once(200, answer).await;
-            let client = GraphClient::new(&MetaSettings { marketing_messages_api: on, ..settings(&base, 2000) }).unwrap();
+            let client =
+                GraphClient::new(&MetaSettings { marketing_messages_api: on, ..settings(&base, 2000) }).unwrap();
             assert_eq!(client.send(&req).await.unwrap().as_str(), "wamid.MM1");
             let got = server.await.unwrap();
             let want = format!("POST /v25.0/100000000000001/{path} HTTP/1.1\r\n");
@@ -1223,8 +1230,14 @@ body = "Danke für {{1}}."
         let account = AccountId::parse("100000000000001").unwrap();
         let contact = contact(Channel::WhatsApp, "4915123456789");
         let body = OutboundBody::text("Hallo");
-        let req =
-            SendRequest { account: &account, contact: &contact, body: &body, purpose: Purpose::Reply, reference: None, template: None };
+        let req = SendRequest {
+            account: &account,
+            contact: &contact,
+            body: &body,
+            purpose: Purpose::Reply,
+            reference: None,
+            template: None,
+        };
         let err = client.send(&req).await.unwrap_err();
         assert!(matches!(&err, SendError::Retryable { code: None, detail } if detail.contains("200 ms")), "{err:?}");
         hold.abort();

@@ -572,7 +572,7 @@ mod tests {
             (
                 one(
                     "Hallo",
-                    &format!("buttons = [{}]\n{}", vec!["\"A\""; 9].join(", "), url_buttons(&["https://a.example"; 2])),
+                    &format!("buttons = [{}]\n{}", ["\"A\""; 9].join(", "), url_buttons(&["https://a.example"; 2])),
                 ),
                 "has 11 buttons in all, at most 10",
             ),

@@ -425,14 +425,14 @@ impl Store {
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#m", marker)
             .expression_attribute_values(":now", n(now))
-            .return_values(ReturnValue::UpdatedOld);
+            .return_values(ReturnValue::AllOld);
         let mut expr = String::from("SET #m = if_not_exists(#m, :now)");
         if let Some(field) = bump {
             expr.push_str(" ADD #f :one");
             req = req.expression_attribute_names("#f", field).expression_attribute_values(":one", n(1));
         }
         let Some(out) = applied(req.update_expression(expr).send().await)? else { return Ok(None) };
-        // UPDATED_OLD returns the marker only when it was there before this write.
+        // The item as it was: the marker is in it only if an earlier event set it.
         Ok(Some(!out.attributes().is_some_and(|a| a.contains_key(marker))))
     }
 

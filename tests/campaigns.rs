@@ -357,7 +357,10 @@ async fn a_click_on_the_tracked_link_then_an_order_a_reply_and_a_stop_all_count(
         let r = sys.http.get(&short).header("user-agent", browser).send().await.unwrap();
         assert_eq!(r.status(), 302);
         let location = r.headers()["location"].to_str().unwrap();
-        assert!(location.starts_with(&format!("{page}?utm_source=whatsapp&utm_medium=chat&utm_campaign=")), "{location}");
+        assert!(
+            location.starts_with(&format!("{page}?utm_source=whatsapp&utm_medium=chat&utm_campaign=")),
+            "{location}"
+        );
         let report = report_until(&sys, &id, "the click counted", |r| r["clicks_total"] == n).await;
         assert_eq!(report["clicks_unique"], 1, "unique per recipient: {report:#}");
         assert_eq!(report["click_rate"], 1.0);
@@ -483,8 +486,7 @@ async fn a_hundred_contacts_of_mixed_consent_locale_and_country_only_the_matchin
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["matched"], expected.len(), "{v}");
     let id = create_and_start(&sys, newsletter("Hundred", segment, always(), 80)).await;
-    let report =
-        report_until(&sys, &id, "all sent", |r| r["state"] == "done" && r["sent"] == expected.len()).await;
+    let report = report_until(&sys, &id, "all sent", |r| r["state"] == "done" && r["sent"] == expected.len()).await;
     assert_eq!(report["recipients"], expected.len(), "{report:#}");
     assert_eq!(count_newsletters(&sys, &expected).await, vec![1; expected.len()], "each exactly once");
     assert_eq!(count_newsletters(&sys, &others).await, vec![0; others.len()], "nobody else");

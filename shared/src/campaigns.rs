@@ -277,15 +277,12 @@ impl Campaigns<'_> {
     fn tracked_button_params(&self, def: &crate::domain::templates::TemplateDef) -> Vec<usize> {
         let Some(links) = &self.links else { return Vec::new() };
         let tracked = format!("{}/r/{{{{1}}}}", links.base_url());
-        let mut at = def.body_param_count();
-        let mut out = Vec::new();
-        for b in def.url_buttons.iter().filter(|b| b.is_dynamic()) {
-            if b.url.eq_ignore_ascii_case(&tracked) {
-                out.push(at);
-            }
-            at += 1;
-        }
-        out
+        let dynamic = def.url_buttons.iter().filter(|b| b.is_dynamic());
+        (def.body_param_count()..)
+            .zip(dynamic)
+            .filter(|(_, b)| b.url.eq_ignore_ascii_case(&tracked))
+            .map(|(at, _)| at)
+            .collect()
     }
 
     /// One recipient's resolved parameters with their links tracked: URLs in body parameters
@@ -848,9 +845,9 @@ pub async fn record_opt_out(store: &Store, contact: &ContactId, now: i64) -> Res
 
 /// Whether a consent change's audit events revoke marketing (STOP, a preferences stop, 131050).
 pub fn revokes_marketing(events: &[crate::store::consent::ConsentAuditEvent]) -> bool {
-    events.iter().any(|e| {
-        e.purpose == ConsentPurpose::Marketing && e.to == crate::domain::consent::ConsentState::Revoked
-    })
+    events
+        .iter()
+        .any(|e| e.purpose == ConsentPurpose::Marketing && e.to == crate::domain::consent::ConsentState::Revoked)
 }
 
 /// The campaign dispatcher's SQS handler: each record is a page job. A job whose step failed

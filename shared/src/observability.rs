@@ -127,7 +127,10 @@ mod tests {
         assert_eq!(lines.len(), 2, "one line per campaign");
         let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([["service", "Campaign"]]));
-        assert_eq!((v["Campaign"].as_str(), v["CampaignSent"].as_u64(), v["CampaignClicks"].as_u64()), (Some("c1"), Some(3), Some(1)));
+        assert_eq!(
+            (v["Campaign"].as_str(), v["CampaignSent"].as_u64(), v["CampaignClicks"].as_u64()),
+            (Some("c1"), Some(3), Some(1))
+        );
         let v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
         assert_eq!((v["Campaign"].as_str(), v["CampaignSent"].as_u64()), (Some("c2"), Some(5)));
     }

@@ -226,3 +226,269 @@ async fn stop_pause_and_bad_requests() {
     assert_eq!(status, 404);
     sys.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Report completeness, tracked links in campaign messages, STOP, pause/resume, a larger audience.
+
+use parley::domain::consent::{ConsentEvent, ConsentPolicy, ConsentPurpose, Via};
+use parley::domain::ContactId;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Seeded {
+    Confirmed,
+    Pending,
+    Revoked,
+}
+
+fn wa(digits: &str) -> ContactId {
+    ContactId::from_path("whatsapp", digits).unwrap()
+}
+
+/// A contact as the shop's double opt-in (or a pending web opt-in, or a later STOP) leaves it:
+/// written through the consent service into the stack's own table, no chat needed.
+async fn seed(sys: &System, digits: &str, locale: &str, consent: Seeded) {
+    use parley::consent::{change_consent, AuditContext};
+    use parley::store::consent::ProfileSeed;
+    let contact = wa(digits);
+    let profile = ProfileSeed {
+        account: Some(WA_PHONE_NUMBER_ID.to_string()),
+        locale: Some(locale.to_string()),
+        phone: parley::domain::E164Phone::from_digits(digits),
+    };
+    let now = parley::time_util::now_unix();
+    let policy = ConsentPolicy::default();
+    let ctx = AuditContext { source: "shop", ..Default::default() };
+    let marketing = vec![ConsentPurpose::Marketing];
+    let first = match consent {
+        Seeded::Pending => ConsentEvent::RequestOptIn { purposes: marketing, via: Via::Web },
+        _ => ConsentEvent::ShopConfirmed { purposes: marketing },
+    };
+    change_consent(sys.store(), &contact, &first, now, &ctx, &policy, &profile).await.unwrap();
+    if consent == Seeded::Revoked {
+        change_consent(sys.store(), &contact, &ConsentEvent::Stop, now, &ctx, &policy, &profile).await.unwrap();
+    }
+}
+
+/// `n` German numbers in one audience shard, in the order the shard's chain reads them: with
+/// every recipient in one chain, the send order is known (the test's own table has no others).
+fn one_shard(n: usize) -> Vec<String> {
+    use parley::store::campaigns::audience_shard;
+    let shard = audience_shard(&wa(&customer()));
+    let mut out = Vec::new();
+    while out.len() < n {
+        let c = customer();
+        if audience_shard(&wa(&c)) == shard && !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out.sort_by_key(|c| wa(c).key());
+    out
+}
+
+async fn count_newsletters(sys: &System, to: &[String]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for t in to {
+        out.push(newsletters(&sys.messages_to(t).await).len());
+    }
+    out
+}
+
+async fn recipients(sys: &System, id: &str) -> Vec<Value> {
+    let (status, v) = admin(sys, reqwest::Method::GET, &format!("/campaigns/{id}/recipients"), None).await;
+    assert_eq!(status, 200, "{v}");
+    v["recipients"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn failures_131026_are_listed_per_recipient_with_their_reason() {
+    let sys = System::start().await;
+    let to: Vec<String> = (0..2).map(|_| customer()).collect();
+    for t in &to {
+        seed(&sys, t, "de", Seeded::Confirmed).await;
+    }
+    // Graph answers the next two sends "message undeliverable" (131026).
+    let r = sys
+        .http
+        .post(sys.url("/sandbox/faults"))
+        .json(&json!({"status": 400, "code": 131026, "count": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = create_and_start(&sys, newsletter("Undeliverable", json!({}), always(), 80)).await;
+    let report = report_until(&sys, &id, "both failed", |r| r["failed"] == 2).await;
+    assert_eq!(report["sent"], 0, "{report:#}");
+    let by_code = report["failed_by_code"].as_array().unwrap();
+    assert_eq!(by_code.len(), 1, "{report:#}");
+    assert_eq!((by_code[0]["code"].clone(), by_code[0]["count"].clone()), (json!(131026), json!(2)));
+    let reason = by_code[0]["reason"].as_str().unwrap();
+    assert!(!reason.is_empty() && !reason.contains("131026"), "a plain reason: {reason}");
+    let list = recipients(&sys, &id).await;
+    assert_eq!(list.len(), 2, "{list:#?}");
+    for r in &list {
+        assert_eq!((r["status"].as_str(), r["error_code"].as_i64()), (Some("failed"), Some(131026)), "{r}");
+        assert_eq!(r["error_reason"].as_str(), Some(reason), "the same plain reason per recipient: {r}");
+    }
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_click_on_the_tracked_link_then_an_order_a_reply_and_a_stop_all_count() {
+    let sys = System::start_with(|o| o.status_webhooks = true).await;
+    let to = sys.opted_in_customer().await;
+    let page = "https://parley-demo.myshopify.com/collections/sommer";
+    let mut spec = newsletter("Sommer Link", json!({}), always(), 80);
+    spec["template"]["parameters"] = json!([page, "sommer"]);
+    let id = create_and_start(&sys, spec).await;
+    report_until(&sys, &id, "sent and delivered", |r| r["state"] == "done" && r["delivered"] == 1).await;
+
+    // The body's URL went out as a short link of this server; the button's handle as it was
+    // (its template URL is the shop's, not a tracked one).
+    let got = sys.messages_to(&to).await;
+    let news = newsletters(&got);
+    assert_eq!(news.len(), 1, "{got:#?}");
+    let short = news[0]["parameters"][0].as_str().unwrap().to_string();
+    assert!(short.starts_with(&sys.url("/r/")), "the URL is tracked: {short}");
+    assert!(!short.contains(&to) && !short.contains("sommer"), "the short link carries nothing: {short}");
+    assert_eq!(news[0]["parameters"][1], "sommer");
+
+    let browser = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/126.0 Mobile Safari/537.36";
+    for n in 1..=2 {
+        let r = sys.http.get(&short).header("user-agent", browser).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        let location = r.headers()["location"].to_str().unwrap();
+        assert!(
+            location.starts_with(&format!("{page}?utm_source=whatsapp&utm_medium=chat&utm_campaign=")),
+            "{location}"
+        );
+        let report = report_until(&sys, &id, "the click counted", |r| r["clicks_total"] == n).await;
+        assert_eq!(report["clicks_unique"], 1, "unique per recipient: {report:#}");
+        assert_eq!(report["click_rate"], 1.0);
+    }
+    assert_eq!(recipients(&sys, &id).await[0]["clicks"], 2, "the recipient's clicks");
+
+    // Then an order by that contact: the report shows it with its revenue.
+    let order = sys
+        .shop(
+            "orders",
+            json!({"platform": "shopify", "phone": format!("+{to}"),
+                   "items": [{"sku": "TSHIRT-M", "title": "T-Shirt – M", "quantity": 2, "price": "19.90"}]}),
+        )
+        .await;
+    assert_eq!(order["webhook_status"], 200, "{order}");
+    let report = report_until(&sys, &id, "the order attributed", |r| r["orders"] == 1).await;
+    assert_eq!(report["revenue"], json!({"EUR": 3980}), "{report:#}");
+    assert_eq!(report["revenue_per_recipient"], json!({"EUR": 3980}));
+    assert_eq!(report["conversion_rate"], 1.0);
+    let r = &recipients(&sys, &id).await[0];
+    assert_eq!((r["clicks"].clone(), r["orders"].clone()), (json!(2), json!(1)), "{r}");
+
+    // A reply counts once, however often they write; then STOP counts as an opt-out.
+    assert_eq!(report["replies"], 0);
+    sys.say("whatsapp", &to, "Danke, sieht gut aus").await;
+    sys.say("whatsapp", &to, "Gibt es das auch in Blau?").await;
+    let report = report_until(&sys, &id, "the reply counted", |r| r["replies"] == 1).await;
+    assert_eq!(report["opt_outs"], 0);
+    sys.say("whatsapp", &to, "STOP").await;
+    let report = report_until(&sys, &id, "the opt-out counted", |r| r["opt_outs"] == 1).await;
+    assert_eq!(report["replies"], 1, "STOP is an opt-out, not a reply: {report:#}");
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn stop_mid_campaign_is_never_sent() {
+    let sys = System::start().await;
+    // Five recipients read by one chain in a known order, one a second: the last one says STOP
+    // once the first has theirs, three seconds before their turn.
+    let to = one_shard(5);
+    for t in &to {
+        seed(&sys, t, "de", Seeded::Confirmed).await;
+    }
+    let id = create_and_start(&sys, newsletter("Mid STOP", json!({}), always(), 1)).await;
+    sys.wait_for_messages(&to[0], 1).await;
+    assert!(newsletters(&sys.messages_to(&to[4]).await).is_empty(), "not their turn yet");
+    sys.say("whatsapp", &to[4], "STOP").await;
+    let report = report_until(&sys, &id, "done", |r| r["state"] == "done" && r["sent"] == 4).await;
+    assert_eq!(count_newsletters(&sys, &to).await, vec![1, 1, 1, 1, 0]);
+    // The STOP took them out of the marketing audience before the chain reached them: they are
+    // no recipient at all (had their message been queued already, the sender's consent check
+    // would have dropped it and counted them as skipped no_consent).
+    assert_eq!(report["recipients"], 4, "{report:#}");
+    let listed = recipients(&sys, &id).await;
+    assert!(listed.iter().all(|r| r["contact"] != wa(&to[4]).key()), "{listed:#?}");
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn pause_takes_effect_within_seconds_and_resume_sends_the_rest_once() {
+    let sys = System::start().await;
+    let to = one_shard(6);
+    for t in &to {
+        seed(&sys, t, "de", Seeded::Confirmed).await;
+    }
+    let id = create_and_start(&sys, newsletter("Pause", json!({}), always(), 1)).await;
+    sys.wait_for_messages(&to[1], 1).await;
+    let (status, v) = admin(&sys, reqwest::Method::POST, &format!("/campaigns/{id}/pause"), None).await;
+    assert_eq!((status, v["state"].clone()), (200, json!("paused")));
+    // What was in flight at the pause may still land; after two seconds nothing more does.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let at_pause: usize = count_newsletters(&sys, &to).await.iter().sum();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later: usize = count_newsletters(&sys, &to).await.iter().sum();
+    assert_eq!(later, at_pause, "paused: nothing more is sent");
+    assert!(at_pause < to.len(), "the pause stopped the fan-out ({at_pause} sent)");
+    let (_, report) = admin(&sys, reqwest::Method::GET, &format!("/campaigns/{id}"), None).await;
+    assert_eq!(report["state"], "paused");
+
+    let (status, v) = admin(&sys, reqwest::Method::POST, &format!("/campaigns/{id}/resume"), None).await;
+    assert_eq!((status, v["state"].clone()), (200, json!("running")));
+    let report = report_until(&sys, &id, "done after resume", |r| r["state"] == "done" && r["sent"] == 6).await;
+    assert_eq!(report["recipients"], 6, "{report:#}");
+    assert_eq!(count_newsletters(&sys, &to).await, vec![1; 6], "each exactly once");
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_hundred_contacts_of_mixed_consent_locale_and_country_only_the_matching_get_it_once() {
+    let sys = System::start().await;
+    let mut expected = Vec::new();
+    let mut others = Vec::new();
+    let mut people = Vec::new();
+    for i in 0..100usize {
+        let n = uuid::Uuid::new_v4().as_u128();
+        let (digits, country) = match i % 5 {
+            0 => (format!("43664{:07}", n % 10_000_000), "AT"),
+            1 => (format!("316{:08}", n % 100_000_000), "NL"),
+            _ => (customer(), "DE"),
+        };
+        let locale = if i % 3 == 0 { "en" } else { "de" };
+        let consent = match i % 4 {
+            1 => Seeded::Pending,
+            2 => Seeded::Revoked,
+            _ => Seeded::Confirmed,
+        };
+        if consent == Seeded::Confirmed && locale == "de" && country == "DE" {
+            expected.push(digits.clone());
+        } else {
+            others.push(digits.clone());
+        }
+        people.push((digits, locale, consent));
+    }
+    let started = Instant::now();
+    for chunk in people.chunks(5) {
+        futures::future::join_all(chunk.iter().map(|(d, l, c)| seed(&sys, d, l, *c))).await;
+    }
+    println!("seeded 100 contacts in {:?}; {} match", started.elapsed(), expected.len());
+    assert!(expected.len() >= 10, "a real share of them match ({})", expected.len());
+
+    let segment = json!({"country": "DE", "locale": "de"});
+    let (status, v) = admin(&sys, reqwest::Method::POST, "/segments/preview", Some(segment.clone())).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["matched"], expected.len(), "{v}");
+    let id = create_and_start(&sys, newsletter("Hundred", segment, always(), 80)).await;
+    let report = report_until(&sys, &id, "all sent", |r| r["state"] == "done" && r["sent"] == expected.len()).await;
+    assert_eq!(report["recipients"], expected.len(), "{report:#}");
+    assert_eq!(count_newsletters(&sys, &expected).await, vec![1; expected.len()], "each exactly once");
+    assert_eq!(count_newsletters(&sys, &others).await, vec![0; others.len()], "nobody else");
+    sys.stop().await;
+}

@@ -23,6 +23,7 @@ use crate::domain::templates::{TemplateCategory, Templates};
 use crate::domain::{Channel, ContactId, OutboundId, Purpose};
 use crate::queue::{Envelope, Producer, QueueError};
 use crate::store::campaigns::{CampaignRecord, RecipientRecord, AUDIENCE_SHARDS};
+use crate::store::contacts::ContactRecord;
 use crate::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -133,6 +134,9 @@ pub struct Campaigns<'a> {
     pub accounts: &'a Accounts,
     /// Where a recipient whose phone has no known country is (`CAMPAIGN_DEFAULT_TIMEZONE`).
     pub default_tz: &'a jiff::tz::TimeZone,
+    /// Mints the recipients' tracked links; `None` (no `PARLEY_LINK_KEY` or public URL): URLs
+    /// go out as they are.
+    pub links: Option<crate::links::Links<'a>>,
 }
 
 /// A page job on the campaign queue.
@@ -233,6 +237,14 @@ impl Campaigns<'_> {
             ));
         }
         check_parameters(&spec.template.parameters).map_err(|e| CampaignError::Invalid(e.to_string()))?;
+        // A tracked button's parameter is the page it leads to: it must be a URL we track, or
+        // the button would open a short link that answers 404.
+        for i in self.tracked_button_params(def) {
+            let p = &spec.template.parameters[i];
+            if crate::domain::links::TrackableUrl::parse(p).is_err() {
+                return bad(format!("parameter {}: this URL button is tracked, so it takes an http(s) URL", i + 1));
+            }
+        }
         spec.segment = spec.segment.validated().map_err(|e| CampaignError::Invalid(e.to_string()))?;
         if !(1..=MAX_RATE).contains(&spec.rate_per_second) {
             return bad(format!("rate_per_second must be 1 to {MAX_RATE}"));
@@ -258,6 +270,53 @@ impl Campaigns<'_> {
         };
         spec.account = Some(account.id.as_str().to_string());
         Ok(spec)
+    }
+
+    /// The positions (in the positional parameters) of URL-button parameters that are tracked:
+    /// those of buttons whose URL is exactly `{PARLEY_PUBLIC_BASE_URL}/r/{{1}}`.
+    fn tracked_button_params(&self, def: &crate::domain::templates::TemplateDef) -> Vec<usize> {
+        let Some(links) = &self.links else { return Vec::new() };
+        let tracked = format!("{}/r/{{{{1}}}}", links.base_url());
+        let dynamic = def.url_buttons.iter().filter(|b| b.is_dynamic());
+        (def.body_param_count()..)
+            .zip(dynamic)
+            .filter(|(_, b)| b.url.eq_ignore_ascii_case(&tracked))
+            .map(|(at, _)| at)
+            .collect()
+    }
+
+    /// One recipient's resolved parameters with their links tracked: URLs in body parameters
+    /// become short links; a tracked URL button's parameter (its target URL) becomes the token
+    /// of its short link; other button parameters go out as they are (the template fixes where
+    /// such a button leads, so it cannot be pointed at a short link).
+    async fn track_parameters(
+        &self,
+        campaign: &str,
+        spec: &Spec,
+        contact: &ContactId,
+        mut params: Vec<String>,
+        now: i64,
+    ) -> Result<Vec<String>, CampaignError> {
+        let (Some(links), Some(def)) = (&self.links, self.templates.get(&spec.template.name, &spec.template.language))
+        else {
+            return Ok(params);
+        };
+        let slug = crate::domain::links::utm_slug(&spec.name);
+        let lc = crate::links::LinkCampaign { id: campaign, utm_campaign: &slug };
+        let body = def.body_param_count().min(params.len());
+        for p in &mut params[..body] {
+            *p = links.track(lc, contact, p, now).await?;
+        }
+        for i in self.tracked_button_params(def) {
+            let Some(p) = params.get_mut(i) else { continue };
+            match links.track_url(lc, contact, p, now).await {
+                Ok(link) => *p = link.token.as_str().to_string(),
+                Err(crate::links::LinkError::Store(e)) => return Err(e.into()),
+                // Checked when the campaign was created; kept as is if it ever gets here.
+                Err(crate::links::LinkError::Untrackable(_)) => {}
+            }
+        }
+        Ok(params)
     }
 
     pub async fn get(&self, id: &str) -> Result<CampaignRecord, CampaignError> {
@@ -475,6 +534,7 @@ impl Campaigns<'_> {
             }
             match decision {
                 Decision::Send { parameters } => {
+                    let parameters = self.track_parameters(campaign, spec, &contact, parameters, now).await?;
                     let Some(body) = self.templates.body(&spec.template.name, &spec.template.language, &parameters)
                     else {
                         continue;
@@ -660,6 +720,13 @@ pub async fn record_delivery(store: &Store, env: &Envelope, status: &str, code: 
     };
     let Some(old) = store.advance_recipient(campaign, &env.contact, status, rank, code).await? else { return Ok(()) };
     let mut counts = Vec::new();
+    let metric = match rank {
+        1 => "CampaignSent",
+        2 => "CampaignDelivered",
+        3 => "CampaignRead",
+        _ => "CampaignFailed",
+    };
+    crate::observability::count_campaign(campaign, metric, 1);
     if rank == 4 {
         counts.push(("failed".to_string(), 1));
         if let Some(c) = code {
@@ -707,7 +774,80 @@ pub async fn attribute_order(
     let counts = vec![("orders".to_string(), 1), (format!("revenue_{}", total.currency.as_str()), total.minor)];
     store.add_campaign_counts(&campaign, &counts).await?;
     store.bump_recipient(&campaign, contact, "orders").await?;
+    crate::observability::count_campaign(&campaign, "CampaignOrders", 1);
     Ok(Some(campaign))
+}
+
+/// The campaign whose attribution window is open for a send at `at` (unix seconds), if any.
+async fn within_window(store: &Store, campaign: &str, at: i64, now: i64) -> Result<bool, StoreError> {
+    let Some(rec) = store.get_campaign(campaign).await? else { return Ok(false) };
+    let days = spec_of(&rec).map(|s| s.attribution_days).unwrap_or(5);
+    Ok(at <= now && now - at <= i64::from(days) * 86_400)
+}
+
+/// A click on a campaign's tracked link: counted on the recipient (`clicks`), and on the
+/// campaign (`clicks_total`, and `clicks_unique` for the recipient's first click on any of the
+/// campaign's links — marked on the recipient item in the same write). A link minted outside a
+/// fan-out has no recipient item: its own first click stands in (`link_first`).
+pub async fn record_click(
+    store: &Store,
+    campaign: &str,
+    recipient: &ContactId,
+    link_first: bool,
+    now: i64,
+) -> Result<(), StoreError> {
+    let first = store.mark_recipient(campaign, recipient, "first_click_at", Some("clicks"), now).await?;
+    store.count_campaign_click(campaign, first.unwrap_or(link_first)).await?;
+    crate::observability::count_campaign(campaign, "CampaignClicks", 1);
+    Ok(())
+}
+
+/// An inbound message from a contact whose profile names their latest campaign: a reply to it
+/// within the attribution window counts once per recipient (`replies`).
+///
+/// Why here: the inbound path's contact touch returns the profile anyway, and the fan-out
+/// writes `last_campaign`/`last_campaign_at` on it with the send mark — so a contact who got
+/// no campaign costs nothing extra, and one who did costs a campaign read and one conditional
+/// write. (Counting lazily at report time would read every recipient's profile per report.)
+pub async fn record_reply(store: &Store, profile: &ContactRecord, now: i64) -> Result<bool, StoreError> {
+    let (Some(campaign), Some(at)) = (profile.last_campaign.as_deref(), profile.last_campaign_at) else {
+        return Ok(false);
+    };
+    if now - at > 30 * 86_400 || !within_window(store, campaign, at, now).await? {
+        return Ok(false);
+    }
+    let contact = ContactId::new(profile.channel, profile.address.clone());
+    if store.mark_recipient(campaign, &contact, "replied_at", None, now).await? != Some(true) {
+        return Ok(false);
+    }
+    store.add_campaign_counts(campaign, &[("replies".to_string(), 1)]).await?;
+    crate::observability::count_campaign(campaign, "CampaignReplies", 1);
+    Ok(true)
+}
+
+/// Marketing consent was just revoked: if the contact's newest campaign send is within its
+/// attribution window, it counts as an opt-out of that campaign (once per recipient). Runs only
+/// where consent changes are written, which is rare, so the send-mark query costs nothing on
+/// the hot path.
+pub async fn record_opt_out(store: &Store, contact: &ContactId, now: i64) -> Result<bool, StoreError> {
+    let sends = store.marketing_sends(contact, now - 30 * 86_400).await?;
+    let Some((at, campaign)) = sends.into_iter().next() else { return Ok(false) };
+    if !within_window(store, &campaign, at, now).await? {
+        return Ok(false);
+    }
+    if store.mark_recipient(&campaign, contact, "opted_out_at", None, now).await? != Some(true) {
+        return Ok(false);
+    }
+    store.add_campaign_counts(&campaign, &[("opt_outs".to_string(), 1)]).await?;
+    crate::observability::count_campaign(&campaign, "CampaignOptOuts", 1);
+    Ok(true)
+}
+
+/// Whether a consent change's audit events revoke marketing (STOP, a preferences stop, 131050).
+pub fn revokes_marketing(events: &[crate::store::consent::ConsentAuditEvent]) -> bool {
+    events
+        .iter()
+        .any(|e| e.purpose == ConsentPurpose::Marketing && e.to == crate::domain::consent::ConsentState::Revoked)
 }
 
 /// The campaign dispatcher's SQS handler: each record is a page job. A job whose step failed

@@ -64,11 +64,23 @@ pub async fn change_consent(
         }
         let events = audit_events(contact, &decision.transitions, now * 1000, ctx, &policy.policy_version);
         if store.write_consent(contact, version, &decision.consent, &events, seed).await? {
+            opted_out(store, contact, &events, now).await;
             return Ok((decision, record));
         }
         // Someone changed this contact's consent in between: decide again on the new state.
     }
     Err(StoreError::Unavailable("consent kept changing concurrently; try again".into()))
+}
+
+/// A marketing revocation counts as an opt-out of the contact's latest campaign (if its window
+/// is open). The consent is written already: a lost counter is logged, never an error.
+pub async fn opted_out(store: &Store, contact: &ContactId, events: &[ConsentAuditEvent], now: i64) {
+    if !crate::campaigns::revokes_marketing(events) {
+        return;
+    }
+    if let Err(e) = crate::campaigns::record_opt_out(store, contact, now).await {
+        tracing::warn!(error = %e, "campaign opt-out not counted");
+    }
 }
 
 /// A send that Meta rejected because the person stopped marketing messages (131050).

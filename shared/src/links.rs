@@ -53,6 +53,11 @@ impl<'a> Links<'a> {
         Ok(Self { store, key, base_url: base_url.trim_end_matches('/') })
     }
 
+    /// The public base URL the short links start with (no trailing `/`).
+    pub fn base_url(&self) -> &str {
+        self.base_url
+    }
+
     pub fn short_url(&self, token: &LinkToken) -> String {
         format!("{}/r/{token}", self.base_url)
     }
@@ -150,7 +155,10 @@ pub async fn follow(store: &Store, token: &str, visit: Visit, now: i64) -> Resul
                 count("LinkClicks", 1);
                 // The click is on the link already; a lost campaign counter must not cost the
                 // person their page.
-                if let Err(e) = store.count_campaign_click(&click.link.campaign, click.first).await {
+                if let Err(e) =
+                    crate::campaigns::record_click(store, &click.link.campaign, &click.link.recipient, click.first, now)
+                        .await
+                {
                     tracing::warn!(error = %e, campaign = %click.link.campaign, "link click: campaign counter not updated");
                 }
                 Some(click.link)

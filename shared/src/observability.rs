@@ -15,6 +15,18 @@ pub fn count(name: &'static str, n: u64) {
     *TOTALS.lock().unwrap_or_else(|e| e.into_inner()).entry(name).or_default() += n;
 }
 
+/// Per-campaign counters: (campaign id, metric) → n, flushed with a `Campaign` dimension.
+static PENDING_CAMPAIGN: Mutex<BTreeMap<(String, &'static str), u64>> = Mutex::new(BTreeMap::new());
+
+/// Counts `n` occurrences of `name` for one campaign (an EMF metric with the dimension
+/// `Campaign` = its id, so CloudWatch graphs each campaign's sends, clicks and orders).
+pub fn count_campaign(campaign: &str, name: &'static str, n: u64) {
+    if n == 0 {
+        return;
+    }
+    *PENDING_CAMPAIGN.lock().unwrap_or_else(|e| e.into_inner()).entry((campaign.to_string(), name)).or_default() += n;
+}
+
 /// Process totals since start (the local runtime shows them on `/health`).
 pub fn totals() -> BTreeMap<&'static str, u64> {
     TOTALS.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -24,26 +36,52 @@ pub fn totals() -> BTreeMap<&'static str, u64> {
 /// Outside Lambda the counters are only kept as totals.
 pub fn flush(service: &str) {
     let pending = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
-    if pending.is_empty() || std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none() {
+    let per_campaign = std::mem::take(&mut *PENDING_CAMPAIGN.lock().unwrap_or_else(|e| e.into_inner()));
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none() {
         return;
     }
-    println!("{}", emf_line(service, &pending, crate::time_util::now_millis()));
+    let now = crate::time_util::now_millis();
+    if !pending.is_empty() {
+        println!("{}", emf_line(service, &pending, now));
+    }
+    for line in campaign_lines(service, &per_campaign, now) {
+        println!("{line}");
+    }
+}
+
+/// One EMF line per campaign, its metrics under the dimension `Campaign`.
+fn campaign_lines(service: &str, pending: &BTreeMap<(String, &'static str), u64>, ts_ms: i64) -> Vec<String> {
+    let mut by_campaign: BTreeMap<&str, BTreeMap<&'static str, u64>> = BTreeMap::new();
+    for ((campaign, name), v) in pending {
+        by_campaign.entry(campaign).or_default().insert(name, *v);
+    }
+    by_campaign
+        .into_iter()
+        .map(|(campaign, metrics)| emf(&[("service", service), ("Campaign", campaign)], &metrics, ts_ms))
+        .collect()
 }
 
 fn emf_line(service: &str, metrics: &BTreeMap<&'static str, u64>, ts_ms: i64) -> String {
+    emf(&[("service", service)], metrics, ts_ms)
+}
+
+fn emf(dimensions: &[(&str, &str)], metrics: &BTreeMap<&'static str, u64>, ts_ms: i64) -> String {
     let mut root = serde_json::Map::new();
+    let names: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
     root.insert(
         "_aws".into(),
         serde_json::json!({
             "Timestamp": ts_ms,
             "CloudWatchMetrics": [{
                 "Namespace": "Parley",
-                "Dimensions": [["service"]],
+                "Dimensions": [names],
                 "Metrics": metrics.keys().map(|k| serde_json::json!({"Name": k, "Unit": "Count"})).collect::<Vec<_>>(),
             }]
         }),
     );
-    root.insert("service".into(), service.into());
+    for (k, v) in dimensions {
+        root.insert((*k).into(), (*v).into());
+    }
     for (k, v) in metrics {
         root.insert((*k).into(), (*v).into());
     }
@@ -77,5 +115,23 @@ mod tests {
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len(), 2);
         assert_eq!(v["Sent"], 2);
         assert_eq!(v["service"], "outbound-sender");
+    }
+
+    #[test]
+    fn campaign_metrics_carry_the_campaign_dimension() {
+        let mut m = BTreeMap::new();
+        m.insert(("c1".to_string(), "CampaignSent"), 3u64);
+        m.insert(("c1".to_string(), "CampaignClicks"), 1u64);
+        m.insert(("c2".to_string(), "CampaignSent"), 5u64);
+        let lines = campaign_lines("outbound-sender", &m, 1_700_000_000_000);
+        assert_eq!(lines.len(), 2, "one line per campaign");
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([["service", "Campaign"]]));
+        assert_eq!(
+            (v["Campaign"].as_str(), v["CampaignSent"].as_u64(), v["CampaignClicks"].as_u64()),
+            (Some("c1"), Some(3), Some(1))
+        );
+        let v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+        assert_eq!((v["Campaign"].as_str(), v["CampaignSent"].as_u64()), (Some("c2"), Some(5)));
     }
 }

@@ -39,6 +39,7 @@ impl App {
             templates: &self.templates,
             accounts: &self.accounts,
             default_tz: &self.campaign_tz,
+            links: self.links().ok(),
         })
     }
 }

@@ -248,7 +248,10 @@ pub async fn process_within(
         let seed = ProfileSeed::default();
         Some(limited(limit, 1, async move {
             match app.store.write_consent(&h.msg.contact, *version, consent, events, &seed).await {
-                Ok(true) => Ok(()),
+                Ok(true) => {
+                    crate::consent::opted_out(&app.store, &h.msg.contact, events, h.msg.timestamp).await;
+                    Ok(())
+                }
                 // Changed concurrently: fail the delivery so Meta's retry decides on fresh state.
                 Ok(false) => Err(ApiError::Unavailable("consent changed concurrently".into())),
                 Err(e) => Err(ApiError::from(e)),
@@ -329,7 +332,15 @@ async fn handle_message(
     let locale = contact.locale.clone().unwrap_or_else(|| account.locale.clone());
     let flows = app.flows.for_locale(&account.flows, &locale);
     // Consent words (STOP above all) are answered before anything else, even during a handover.
-    let handled = match consent_step(app, flows, &contact, msg) {
+    let step = consent_step(app, flows, &contact, msg);
+    // A reply to a campaign: only contacts whose profile names one pay anything for this (the
+    // profile came back with the touch above); a consent word is counted as what it is instead.
+    if step.is_none() && contact.last_campaign.is_some() {
+        if let Err(e) = crate::campaigns::record_reply(&app.store, &contact, msg.timestamp.max(now)).await {
+            tracing::warn!(error = %e, "campaign reply not counted");
+        }
+    }
+    let handled = match step {
         Some(step) => {
             tracing::info!(contact = %msg.contact.redacted(), outcome = step.outcome, "consent message handled");
             Handled {

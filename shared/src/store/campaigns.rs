@@ -405,6 +405,37 @@ impl Store {
         applied(out).map(|_| ())
     }
 
+    /// Marks a first event on a recipient (`marker`: the attribute holding its time, set only
+    /// once) and optionally adds one to a counter in the same write. `Some(true)`: this was the
+    /// first; `Some(false)`: marked before; `None`: no such recipient.
+    pub async fn mark_recipient(
+        &self,
+        campaign: &str,
+        contact: &ContactId,
+        marker: &str,
+        bump: Option<&str>,
+        now: i64,
+    ) -> Result<Option<bool>, StoreError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(campaign_pk(campaign)))
+            .key("sk", s(format!("{RECIPIENT_PREFIX}{}", contact.key())))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#m", marker)
+            .expression_attribute_values(":now", n(now))
+            .return_values(ReturnValue::AllOld);
+        let mut expr = String::from("SET #m = if_not_exists(#m, :now)");
+        if let Some(field) = bump {
+            expr.push_str(" ADD #f :one");
+            req = req.expression_attribute_names("#f", field).expression_attribute_values(":one", n(1));
+        }
+        let Some(out) = applied(req.update_expression(expr).send().await)? else { return Ok(None) };
+        // The item as it was: the marker is in it only if an earlier event set it.
+        Ok(Some(!out.attributes().is_some_and(|a| a.contains_key(marker))))
+    }
+
     /// A page of the campaign's recipients (by contact key), after `after`.
     pub async fn recipients_page(
         &self,
@@ -462,6 +493,16 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::sdk)?;
+        // The profile learns its latest campaign too, so the inbound path sees it in the record
+        // its contact touch returns anyway and counts a reply without reading anything more.
+        let profile = self
+            .update_profile(contact)
+            .update_expression("SET last_campaign = :c, last_campaign_at = :at")
+            .expression_attribute_values(":c", s(campaign))
+            .expression_attribute_values(":at", n(now_ms / 1000))
+            .send()
+            .await;
+        applied(profile)?;
         Ok(())
     }
 

@@ -56,6 +56,12 @@ pub struct ContactRecord {
     /// The newest message in a few words, for the inbox list.
     #[serde(default)]
     pub last_preview: Option<Preview>,
+    /// The newest campaign sent to this contact and when (unix seconds): a reply after it
+    /// counts for that campaign (`crate::campaigns::record_reply`).
+    #[serde(default)]
+    pub last_campaign: Option<String>,
+    #[serde(default)]
+    pub last_campaign_at: Option<i64>,
 }
 
 /// The newest message of a conversation, shortened, for the inbox list.

@@ -670,6 +670,33 @@ impl Campaigns<'_> {
         Ok(())
     }
 
+    /// The newest campaigns with their progress: one Query for the list, one BatchGetItem for
+    /// their counters.
+    pub async fn list(&self, limit: usize) -> Result<Vec<serde_json::Value>, CampaignError> {
+        let recs = self.store.list_campaigns(limit).await?;
+        let ids: Vec<&str> = recs.iter().map(|r| r.id.as_str()).collect();
+        let counts = self.store.campaigns_counts(&ids).await?;
+        let none = Default::default();
+        Ok(recs
+            .iter()
+            .map(|rec| {
+                let spec = spec_of(rec).ok();
+                let c = counts.get(&rec.id).unwrap_or(&none);
+                let get = |k: &str| c.get(k).copied().unwrap_or(0).max(0);
+                let skipped: i64 = c.iter().filter(|(k, _)| k.starts_with("skipped_")).map(|(_, v)| (*v).max(0)).sum();
+                json!({
+                    "id": rec.id, "name": spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default(),
+                    "state": rec.state, "template": spec.as_ref().map(|s| s.template.name.as_str()),
+                    "created_at": rec.created_at, "start_at": spec.as_ref().and_then(|s| s.start_at),
+                    "started_at": rec.started_at, "finished_at": rec.finished_at,
+                    "recipients": get("recipients"), "queued": get("queued"), "sent": get("sent"),
+                    "delivered": get("delivered"), "read": get("read"), "failed": get("failed"),
+                    "skipped": skipped, "quiet_hours_pending": get("waiting"),
+                })
+            })
+            .collect())
+    }
+
     /// The report (CONTRACT.md `GET /campaigns/{id}`), with rates and failure reasons.
     pub async fn report(&self, id: &str) -> Result<serde_json::Value, CampaignError> {
         let rec = self.get(id).await?;
@@ -697,6 +724,7 @@ impl Campaigns<'_> {
         let rate = |x: i64| if sent > 0 { (x as f64 / sent as f64 * 10_000.0).round() / 10_000.0 } else { 0.0 };
         Ok(json!({
             "id": rec.id, "name": spec.name, "state": rec.state, "template": spec.template.name,
+            "language": spec.template.language, "segment": spec.segment, "start_at": spec.start_at,
             "created_at": rec.created_at, "started_at": rec.started_at, "finished_at": rec.finished_at,
             "recipients": recipients, "queued": get("queued"), "sent": sent, "delivered": get("delivered"),
             "read": get("read"), "failed": get("failed"), "failed_by_code": failed_by_code, "skipped": skipped,

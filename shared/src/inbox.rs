@@ -150,6 +150,8 @@ pub struct TemplateInfo {
     pub language: String,
     pub category: String,
     pub parameters: usize,
+    /// How many of `parameters` are the body's; the rest are the URL buttons', in order.
+    pub body_parameters: usize,
     pub preview: String,
 }
 
@@ -262,6 +264,7 @@ fn template_info(t: &crate::domain::templates::TemplateDef) -> TemplateInfo {
         language: t.language.clone(),
         category: t.category.as_str().to_string(),
         parameters: t.param_count(),
+        body_parameters: t.body_param_count(),
         // The URL buttons too, their placeholders numbered as the positional parameters are.
         preview: t.preview(),
     }

@@ -338,7 +338,7 @@ async fn conversation_action(
 
 /// A JSON answer with an ETag over what the team sees (the window countdown left out); 304
 /// when the caller has it already.
-fn cached(req: &Request<Bytes>, body: serde_json::Value) -> Response<String> {
+pub(super) fn cached(req: &Request<Bytes>, body: serde_json::Value) -> Response<String> {
     use sha2::{Digest, Sha256};
     let mut stable = body.clone();
     strip(&mut stable, "window_remaining_secs");

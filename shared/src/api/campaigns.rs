@@ -1,5 +1,6 @@
 //! The campaign API (`/campaigns…`, `/segments/preview`): the admin `x-api-key` or an admin's
 //! token. Handlers decode, call the campaign service ([`crate::campaigns`]) and map its errors.
+use super::agent::cached;
 use super::{json_response, query_param, ApiError, App};
 use crate::campaigns::{CampaignError, Campaigns, Spec};
 use crate::domain::campaign::Action;
@@ -44,6 +45,9 @@ impl App {
     }
 }
 
+/// Campaigns `GET /campaigns` lists, newest first.
+const LIST_LIMIT: usize = 50;
+
 fn body<'a, T: serde::Deserialize<'a>>(req: &'a Request<Bytes>) -> Result<T, ApiError> {
     crate::privacy::from_json_slice(req.body()).map_err(ApiError::BadRequest)
 }
@@ -66,37 +70,41 @@ pub async fn route(app: &App, req: &Request<Bytes>, path: &str) -> Option<Result
                     let rec = campaigns.create(spec, now).await?;
                     Ok(json_response(StatusCode::CREATED, &json!({ "id": rec.id, "state": rec.state })))
                 }
+                // The console polls these while its Campaigns view is open: an ETag over the
+                // answer, so an unchanged one is a bodiless 304 (as the inbox's).
                 (Method::GET, ["campaigns"]) => {
-                    let list = app.store.list_campaigns(50).await?;
-                    let items: Vec<_> = list
-                        .iter()
-                        .map(|c| {
-                            let name = serde_json::from_str::<Spec>(&c.spec).map(|s| s.name).unwrap_or_default();
-                            json!({ "id": c.id, "name": name, "state": c.state, "created_at": c.created_at })
-                        })
-                        .collect();
-                    Ok(json_response(StatusCode::OK, &json!({ "campaigns": items })))
+                    Ok(cached(req, json!({ "campaigns": campaigns.list(LIST_LIMIT).await? })))
                 }
                 (_, ["campaigns"]) => Err(ApiError::MethodNotAllowed { allow: "GET, POST" }),
-                (Method::GET, ["campaigns", id]) => Ok(json_response(StatusCode::OK, &campaigns.report(id).await?)),
+                (Method::GET, ["campaigns", id]) => Ok(cached(req, campaigns.report(id).await?)),
                 (_, ["campaigns", _]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
                 (Method::GET, ["campaigns", id, "recipients"]) => {
-                    let limit = query_param(req, "limit").and_then(|l| l.parse().ok()).unwrap_or(100usize).clamp(1, 500);
+                    let limit =
+                        query_param(req, "limit").and_then(|l| l.parse().ok()).unwrap_or(100usize).clamp(1, 500);
                     let after = query_param(req, "after");
                     let status = query_param(req, "status");
                     campaigns.get(id).await?;
-                    let (page, next) = app.store.recipients_page(id, after.as_deref(), limit, status.as_deref()).await?;
+                    let (page, next) =
+                        app.store.recipients_page(id, after.as_deref(), limit, status.as_deref()).await?;
                     let recipients: Vec<_> = page
                         .iter()
                         .map(|r| {
+                            // The console lists recipients masked, as it lists conversations.
+                            let (channel, masked) = match r.contact.split_once('#') {
+                                Some((ch, addr)) => {
+                                    (Some(ch), crate::domain::Address::parse(addr).ok().map(|a| a.redacted()))
+                                }
+                                None => (None, None),
+                            };
                             json!({
-                                "contact": r.contact, "status": r.status, "reason": r.reason, "error_code": r.error_code,
+                                "contact": r.contact, "channel": channel, "address_masked": masked,
+                                "status": r.status, "reason": r.reason, "error_code": r.error_code,
                                 "error_reason": r.error_code.map(|c| crate::domain::failure::failure_reason(Some(c))),
                                 "message_id": r.message_id, "due_at": r.due_at, "clicks": r.clicks, "orders": r.orders,
                             })
                         })
                         .collect();
-                    Ok(json_response(StatusCode::OK, &json!({ "recipients": recipients, "next": next })))
+                    Ok(cached(req, json!({ "recipients": recipients, "next": next })))
                 }
                 (Method::POST, ["campaigns", id, action]) => {
                     let action = match *action {

@@ -203,6 +203,17 @@ mod tests {
     }
 
     #[test]
+    fn the_campaign_form_offers_exactly_the_parameter_fields_the_api_knows() {
+        let js = ASSETS.iter().find(|(n, _, _)| *n == "console.js").unwrap().2;
+        let line = js.lines().find(|l| l.starts_with("const PARAM_FIELDS")).expect("console.js lists PARAM_FIELDS");
+        let mut offered: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
+        let mut known = crate::domain::campaign::FIELD_NAMES.to_vec();
+        offered.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(offered, known);
+    }
+
+    #[test]
     fn the_script_never_writes_html_from_data() {
         // The policy blocks inline scripts; DOM building keeps customer text out of the markup too.
         let js = ASSETS.iter().find(|(n, _, _)| *n == "console.js").unwrap().2;

@@ -139,17 +139,19 @@ impl QuietHours {
         None
     }
 
+    /// `end` may be `24:00` (the end of the day): `00:00`–`24:00` with Sundays allows every hour.
     pub fn parse(start: &str, end: &str, sundays: bool) -> Result<QuietHours, String> {
         let minutes = |s: &str| -> Result<u16, String> {
             let (h, m) = s.trim().split_once(':').ok_or("times are HH:MM")?;
             let (h, m): (u16, u16) =
                 (h.parse().map_err(|_| "times are HH:MM")?, m.parse().map_err(|_| "times are HH:MM")?);
             if h > 23 || m > 59 {
-                return Err("times are HH:MM between 00:00 and 23:59".into());
+                return Err("times are HH:MM between 00:00 and 23:59 (the end may be 24:00)".into());
             }
             Ok(h * 60 + m)
         };
-        let (start_minute, end_minute) = (minutes(start)?, minutes(end)?);
+        let end_minute = if end.trim() == "24:00" { 24 * 60 } else { minutes(end)? };
+        let start_minute = minutes(start)?;
         if start_minute >= end_minute {
             return Err("quiet hours: the start must be before the end".into());
         }
@@ -436,6 +438,19 @@ mod tests {
         assert_eq!(QuietHours::parse("09:00", "20:00", false), Ok(q));
         assert!(QuietHours::parse("20:00", "09:00", false).is_err());
         assert!(QuietHours::parse("9", "20:00", false).is_err());
+        assert!(QuietHours::parse("24:00", "24:00", false).is_err(), "24:00 ends a day, it does not start one");
+    }
+
+    #[test]
+    fn quiet_hours_until_24_00_with_sundays_allow_every_minute() {
+        let all = QuietHours::parse("00:00", "24:00", true).unwrap();
+        for minute in [0, 9 * 60, 23 * 60 + 59, 4 * 24 * 60 + 23 * 60 + 59] {
+            assert_eq!(all.next_allowed(wed(0, minute), &berlin()), None, "minute {minute}");
+        }
+        // Until midnight on weekdays only: Sunday 23:59 waits for Monday 00:00.
+        let weekdays = QuietHours::parse("00:00", "24:00", false).unwrap();
+        assert_eq!(weekdays.next_allowed(wed(4 * 24 + 23, 59), &berlin()), Some(wed(5 * 24, 0)));
+        assert_eq!(weekdays.next_allowed(wed(3 * 24 + 23, 59), &berlin()), None, "Saturday 23:59");
     }
 
     #[test]

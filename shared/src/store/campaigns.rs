@@ -92,6 +92,11 @@ fn decode<T: serde::de::DeserializeOwned>(item: Item, what: &str) -> Result<T, S
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// The numeric attributes of a `STATS` item (the keys are strings and drop out).
+fn counts_of(item: Item) -> HashMap<String, i64> {
+    item.into_iter().filter_map(|(k, v)| Some((k, v.as_n().ok()?.parse().ok()?))).collect()
+}
+
 impl Store {
     pub async fn create_campaign(&self, rec: &CampaignRecord) -> Result<(), StoreError> {
         let mut item: Item = serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("campaign: {e}")))?;
@@ -224,12 +229,55 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::sdk)?;
-        Ok(out
-            .item
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, v.as_n().ok()?.parse().ok()?)))
-            .collect())
+        Ok(counts_of(out.item.unwrap_or_default()))
+    }
+
+    /// The counters of several campaigns with one BatchGetItem per 100 (the campaign list).
+    /// A campaign without counters yet is left out.
+    pub async fn campaigns_counts(&self, ids: &[&str]) -> Result<HashMap<String, HashMap<String, i64>>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(100) {
+            let by_pk: HashMap<String, &str> = chunk.iter().map(|id| (campaign_pk(id), *id)).collect();
+            let keys: Vec<Item> = by_pk
+                .keys()
+                .map(|pk| Item::from([("pk".to_string(), s(pk.as_str())), ("sk".to_string(), s(STATS))]))
+                .collect();
+            let mut request = HashMap::from([(
+                self.table.clone(),
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            )]);
+            for attempt in 0.. {
+                let resp = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(request.clone()))
+                    .send()
+                    .await
+                    .map_err(StoreError::sdk)?;
+                for item in resp.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                    let Some(id) = item.get("pk").and_then(|v| v.as_s().ok()).and_then(|pk| by_pk.get(pk)) else {
+                        continue;
+                    };
+                    out.insert(id.to_string(), counts_of(item));
+                }
+                match resp.unprocessed_keys {
+                    // Throttled: a list with counts missing would read as zero progress.
+                    Some(u) if !u.is_empty() && attempt >= 5 => {
+                        return Err(StoreError::Unavailable("campaign counters throttled".into()))
+                    }
+                    Some(u) if !u.is_empty() => {
+                        request = u;
+                        tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// One page of a shard of the marketing audience, after `after` (a contact key).

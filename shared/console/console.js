@@ -48,6 +48,53 @@ const STRINGS = {
     k_back: "back (phone) / to the list", k_help: "this help",
     live: "live", offline: "offline, retrying…", error: "Something went wrong ({status}).", sent_ok: "Sent.",
     claimed: "Claimed.", released: "Back with the bot.", resolved_ok: "Resolved.",
+    // Campaigns (admins).
+    views: "Views", tab_inbox: "Conversations", tab_campaigns: "Campaigns", campaigns: "Campaigns",
+    new_campaign: "New campaign", no_campaigns: "No campaigns yet.", pick_campaign: "Pick a campaign or create a new one.",
+    back_to_campaigns: "Back to the campaigns", any: "any",
+    cs_draft: "draft", cs_scheduled: "scheduled", cs_running: "running", cs_paused: "paused", cs_cancelled: "cancelled", cs_done: "done",
+    cl_progress: "{sent} of {recipients} sent", cl_scheduled_for: "starts {t}",
+    cf_message: "Message", cf_name: "Name", cf_name_placeholder: "e.g. Summer sale", cf_language: "Template language",
+    cf_marketing_only: "Approved MARKETING templates only.", cf_no_templates: "No approved MARKETING template is available.",
+    cf_param_body: "Body {{{n}}}", cf_param_button: "URL button “{label}” {{{n}}}", cf_source: "Value of {what}",
+    cf_literal: "Fixed text", cf_text: "Text", cf_fallback: "Fallback (when the field is empty)", cf_fallback_none: "none: skip the contact",
+    f_contact_first_name: "Contact: first name", f_contact_name: "Contact: full name", f_contact_locale: "Contact: language",
+    f_contact_country: "Contact: country", f_order_last_name: "Last order: name",
+    cf_segment: "Who gets it", cf_consent_rule: "Only contacts who confirmed marketing consent; that cannot be turned off. Every filter is optional.",
+    sg_locale: "Language (e.g. de)", sg_country: "Country of the phone (e.g. DE)", sg_tags_any: "Any of these tags", sg_tags_all: "All of these tags",
+    sg_tags_placeholder: "vip, newsletter", sg_orders_none: "none yet", sg_orders_any: "at least one",
+    sg_order_after: "Last order on or after", sg_order_before: "Last order before", sg_spent: "Spent at least (shop currency)",
+    sg_cart: "Chat cart", sg_cart_open: "open", sg_cart_checkout_sent: "checkout link sent", sg_cart_converted: "ordered",
+    sg_inbound_after: "Last wrote on or after", sg_inbound_before: "Last wrote before",
+    count_loading: "Counting…", count_result: "{matched} of {audience} contacts with marketing consent match.",
+    count_excluded: "Left out: {list}.",
+    cf_when: "When and how fast", cf_now: "Start when I press Start", cf_at: "Start at", cf_start_at: "Start time",
+    cf_rate: "Messages per second", cf_rate_hint: "Default 80 (Meta's default per number), up to 1000.",
+    cf_daily_cap: "Daily cap", cf_daily_cap_hint: "Default 1000 (the number's first messaging tier).",
+    cf_quiet_on: "Quiet hours (recipient's local time)", cf_quiet_start: "Send from", cf_quiet_end: "until", cf_quiet_sundays: "also on Sundays",
+    cf_quiet_hint: "Default 09:00–20:00, not on Sundays; a recipient outside the hours waits for their morning. Off: any hour, any day.",
+    cf_cap_max: "At most … marketing messages per contact", cf_cap_days: "… in days (all campaigns)",
+    cf_attribution: "Orders count for … days after the message",
+    cf_create: "Create draft", cf_discard: "Discard", cf_need_name: "Give the campaign a name.", cf_need_time: "Pick the start time.",
+    cf_created: "Campaign created as a draft.",
+    cr_start: "Start", cr_pause: "Pause", cr_resume: "Resume", cr_cancel: "Cancel campaign",
+    cr_cancel_confirm: "Cancel this campaign? Nobody who has not got it yet will get it.",
+    cr_started: "Started.", cr_paused: "Paused.", cr_resumed: "Resumed.", cr_cancelled: "Cancelled.",
+    cr_meta: "Template {template} ({language}) · created {created}", cr_started_at: "started {t}", cr_finished_at: "finished {t}", cr_starts_at: "starts {t}",
+    cr_segment: "Segment: {s}", cr_segment_all: "everyone with marketing consent",
+    cr_progress_label: "Progress", cr_progress: "{done} of {recipients} recipients handled: {sent} sent, {failed} failed, {skipped} skipped.",
+    cr_progress_waiting: "{n} wait for their quiet hours to end.", cr_progress_running: "Still finding recipients…",
+    cr_report: "Report", cr_skipped: "Skipped", cr_failed: "Failed", cr_recipients: "Recipients", cr_none: "None.",
+    s_recipients: "Matched", s_sent: "Sent", s_delivered: "Delivered", s_read: "Read", s_failed: "Failed",
+    s_clicks: "Clicks", s_click_rate: "Click rate", s_replies: "Replies", s_opt_outs: "Opt-outs", s_orders: "Orders",
+    s_conversion: "Conversion", s_revenue: "Revenue", s_revenue_per_recipient: "Revenue per recipient",
+    s_of_sent: "{p} of sent", s_clicks_detail: "{unique} people · {total} clicks",
+    skip_no_consent: "no marketing consent (any more)", skip_frequency_cap: "frequency cap reached", skip_missing_parameter: "a parameter had no value",
+    skip_invalid_address: "invalid address", skip_quiet_hours_pending: "waiting for quiet hours to end", skip_not_in_segment: "not in the segment",
+    failed_code: "{count} × code {code}: {reason}",
+    st_waiting: "waiting for quiet hours", st_skipped: "skipped",
+    r_detail: "{clicks} clicks · {orders} orders", r_due: "due {t}", open_conversation: "Open the conversation",
+    first_page: "First page", next_page: "Next page",
   },
   de: {
     console: "Agenten-Konsole", skip_to_list: "Zu den Unterhaltungen springen", language: "Sprache",
@@ -91,6 +138,53 @@ const STRINGS = {
     k_back: "zurück (Telefon) / zur Liste", k_help: "diese Hilfe",
     live: "live", offline: "offline, neuer Versuch…", error: "Etwas ist schiefgelaufen ({status}).", sent_ok: "Gesendet.",
     claimed: "Übernommen.", released: "Wieder beim Bot.", resolved_ok: "Erledigt.",
+    // Kampagnen (Admins).
+    views: "Ansichten", tab_inbox: "Unterhaltungen", tab_campaigns: "Kampagnen", campaigns: "Kampagnen",
+    new_campaign: "Neue Kampagne", no_campaigns: "Noch keine Kampagnen.", pick_campaign: "Wählen Sie eine Kampagne oder legen Sie eine neue an.",
+    back_to_campaigns: "Zurück zu den Kampagnen", any: "alle",
+    cs_draft: "Entwurf", cs_scheduled: "geplant", cs_running: "läuft", cs_paused: "pausiert", cs_cancelled: "abgebrochen", cs_done: "fertig",
+    cl_progress: "{sent} von {recipients} gesendet", cl_scheduled_for: "startet {t}",
+    cf_message: "Nachricht", cf_name: "Name", cf_name_placeholder: "z. B. Sommer-Sale", cf_language: "Sprache der Vorlage",
+    cf_marketing_only: "Nur freigegebene MARKETING-Vorlagen.", cf_no_templates: "Keine freigegebene MARKETING-Vorlage verfügbar.",
+    cf_param_body: "Text {{{n}}}", cf_param_button: "URL-Knopf „{label}“ {{{n}}}", cf_source: "Wert für {what}",
+    cf_literal: "Fester Text", cf_text: "Text", cf_fallback: "Ersatz (wenn das Feld leer ist)", cf_fallback_none: "keiner: Kontakt auslassen",
+    f_contact_first_name: "Kontakt: Vorname", f_contact_name: "Kontakt: ganzer Name", f_contact_locale: "Kontakt: Sprache",
+    f_contact_country: "Kontakt: Land", f_order_last_name: "Letzte Bestellung: Name",
+    cf_segment: "Wer sie bekommt", cf_consent_rule: "Nur Kontakte, die Marketing bestätigt haben; das lässt sich nicht abschalten. Jeder Filter ist optional.",
+    sg_locale: "Sprache (z. B. de)", sg_country: "Land der Telefonnummer (z. B. DE)", sg_tags_any: "Einer dieser Tags", sg_tags_all: "Alle diese Tags",
+    sg_tags_placeholder: "vip, newsletter", sg_orders_none: "noch keine", sg_orders_any: "mindestens eine",
+    sg_order_after: "Letzte Bestellung am oder nach", sg_order_before: "Letzte Bestellung vor", sg_spent: "Mindestens ausgegeben (Shop-Währung)",
+    sg_cart: "Chat-Warenkorb", sg_cart_open: "offen", sg_cart_checkout_sent: "Checkout-Link gesendet", sg_cart_converted: "bestellt",
+    sg_inbound_after: "Zuletzt geschrieben am oder nach", sg_inbound_before: "Zuletzt geschrieben vor",
+    count_loading: "Wird gezählt…", count_result: "{matched} von {audience} Kontakten mit Marketing-Einwilligung passen.",
+    count_excluded: "Nicht dabei: {list}.",
+    cf_when: "Wann und wie schnell", cf_now: "Starten, wenn ich auf Start drücke", cf_at: "Starten um", cf_start_at: "Startzeit",
+    cf_rate: "Nachrichten pro Sekunde", cf_rate_hint: "Standard 80 (Metas Standard pro Nummer), bis 1000.",
+    cf_daily_cap: "Tageslimit", cf_daily_cap_hint: "Standard 1000 (erste Messaging-Stufe der Nummer).",
+    cf_quiet_on: "Ruhezeiten (Ortszeit der Empfänger)", cf_quiet_start: "Senden von", cf_quiet_end: "bis", cf_quiet_sundays: "auch sonntags",
+    cf_quiet_hint: "Standard 09:00–20:00, nicht sonntags; wer außerhalb ist, wartet auf seinen Morgen. Aus: jede Stunde, jeden Tag.",
+    cf_cap_max: "Höchstens … Marketing-Nachrichten pro Kontakt", cf_cap_days: "… in Tagen (alle Kampagnen)",
+    cf_attribution: "Bestellungen zählen … Tage nach der Nachricht",
+    cf_create: "Entwurf anlegen", cf_discard: "Verwerfen", cf_need_name: "Geben Sie der Kampagne einen Namen.", cf_need_time: "Wählen Sie die Startzeit.",
+    cf_created: "Kampagne als Entwurf angelegt.",
+    cr_start: "Starten", cr_pause: "Pausieren", cr_resume: "Fortsetzen", cr_cancel: "Kampagne abbrechen",
+    cr_cancel_confirm: "Diese Kampagne abbrechen? Wer sie noch nicht bekommen hat, bekommt sie nicht mehr.",
+    cr_started: "Gestartet.", cr_paused: "Pausiert.", cr_resumed: "Fortgesetzt.", cr_cancelled: "Abgebrochen.",
+    cr_meta: "Vorlage {template} ({language}) · angelegt {created}", cr_started_at: "gestartet {t}", cr_finished_at: "fertig {t}", cr_starts_at: "startet {t}",
+    cr_segment: "Segment: {s}", cr_segment_all: "alle mit Marketing-Einwilligung",
+    cr_progress_label: "Fortschritt", cr_progress: "{done} von {recipients} Empfängern bearbeitet: {sent} gesendet, {failed} fehlgeschlagen, {skipped} ausgelassen.",
+    cr_progress_waiting: "{n} warten auf das Ende ihrer Ruhezeit.", cr_progress_running: "Empfänger werden noch gesucht…",
+    cr_report: "Bericht", cr_skipped: "Ausgelassen", cr_failed: "Fehlgeschlagen", cr_recipients: "Empfänger", cr_none: "Keine.",
+    s_recipients: "Erreicht", s_sent: "Gesendet", s_delivered: "Zugestellt", s_read: "Gelesen", s_failed: "Fehlgeschlagen",
+    s_clicks: "Klicks", s_click_rate: "Klickrate", s_replies: "Antworten", s_opt_outs: "Abmeldungen", s_orders: "Bestellungen",
+    s_conversion: "Konversion", s_revenue: "Umsatz", s_revenue_per_recipient: "Umsatz pro Empfänger",
+    s_of_sent: "{p} der gesendeten", s_clicks_detail: "{unique} Personen · {total} Klicks",
+    skip_no_consent: "keine Marketing-Einwilligung (mehr)", skip_frequency_cap: "Häufigkeitslimit erreicht", skip_missing_parameter: "ein Parameter hatte keinen Wert",
+    skip_invalid_address: "ungültige Adresse", skip_quiet_hours_pending: "wartet auf das Ende der Ruhezeit", skip_not_in_segment: "nicht im Segment",
+    failed_code: "{count} × Code {code}: {reason}",
+    st_waiting: "wartet auf Ruhezeit-Ende", st_skipped: "ausgelassen",
+    r_detail: "{clicks} Klicks · {orders} Bestellungen", r_due: "fällig {t}", open_conversation: "Unterhaltung öffnen",
+    first_page: "Erste Seite", next_page: "Nächste Seite",
   },
 };
 
@@ -225,6 +319,7 @@ const S = {
   lastRead: null,
   templates: null,   // a template list from a 409 answer, until the thread says otherwise
   offline: false,
+  view: "inbox",     // or "campaigns" (admins)
 };
 
 const keyOf = (c) => `${c.channel}/${c.address}`;
@@ -366,6 +461,8 @@ async function useToken(token) {
 function signOut(message) {
   S.token = null;
   S.me = null;
+  S.view = "inbox";
+  Object.assign(C, { list: [], listEtag: null, open: null, report: null, reportEtag: null, recipients: null, recEtag: null, templates: null });
   sessionStorage.removeItem("parley.token");
   stopPolling();
   if (!message && S.config && S.config.auth === "cognito") {
@@ -925,9 +1022,534 @@ async function addNote(ev) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Campaigns (admins): the list with progress, a new campaign from an approved MARKETING template
+// with a segment and its live count, start/pause/resume/cancel, and the report with its
+// per-recipient list. Polled every 2 s with If-None-Match while the view is open.
+const C = {
+  list: [],
+  listEtag: null,
+  open: null,        // the open campaign's id
+  report: null,
+  reportEtag: null,
+  recipients: null,  // the current page's answer
+  recEtag: null,
+  recKey: "",        // the page's query, so a changed filter or page drops the old ETag
+  pages: [],         // `after` of each page shown so far (null: the first)
+  templates: null,   // the marketing templates, once loaded
+  countSeq: 0,
+};
+
+/** The fields a parameter may name (shared/src/domain/campaign.rs FIELD_NAMES). */
+const PARAM_FIELDS = ["contact.first_name", "contact.name", "contact.locale", "contact.country", "order.last_name"];
+const fieldLabel = (f) => t(`f_${f.replace(".", "_")}`);
+
+const isAdmin = () => !!(S.me && S.me.role === "admin");
+const fmtNum = (n) => new Intl.NumberFormat(lang).format(n || 0);
+const fmtPct = (x) => new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 1 }).format(x || 0);
+const campPath = (id) => `/campaigns/${encodeURIComponent(id)}`;
+const stateLabel = (s) => (STRINGS.en[`cs_${s}`] ? t(`cs_${s}`) : s);
+const skipLabel = (k) => (STRINGS.en[`skip_${k}`] ? t(`skip_${k}`) : k.replace(/_/g, " "));
+const moneyMap = (m) => Object.entries(m || {}).map(([currency, minor]) => money({ currency, minor })).join(" · ");
+
+function showView(v) {
+  if (v === "campaigns" && !isAdmin()) v = "inbox";
+  S.view = v;
+  $("layout").hidden = v !== "inbox";
+  $("campaigns").hidden = v !== "campaigns";
+  for (const [id, name] of [["tab-inbox", "inbox"], ["tab-campaigns", "campaigns"]]) {
+    if (v === name) $(id).setAttribute("aria-current", "page");
+    else $(id).removeAttribute("aria-current");
+  }
+  if (v === "campaigns") renderCampaigns();
+  refreshNow();
+}
+
+function setCampView(v) {
+  $("campaigns").dataset.view = v;
+}
+
+async function pollCampaigns() {
+  await Promise.all([pollCampaignList(), pollReport(), pollRecipients()]);
+}
+
+async function pollCampaignList() {
+  const r = await api("/campaigns", { etag: C.listEtag });
+  if (r.status === 304) return;
+  C.listEtag = r.etag;
+  C.list = (r.data && r.data.campaigns) || [];
+  renderCampaignList();
+}
+
+function renderCampaigns() {
+  renderCampaignList();
+  if (C.report) renderReport();
+  if (C.recipients) renderRecipients();
+  if (C.templates && !$("camp-form").hidden) renderParamRows();
+}
+
+function renderCampaignList() {
+  const ul = $("camp-list");
+  $("camp-list-empty").hidden = C.list.length > 0;
+  ul.replaceChildren(...C.list.map((c) => {
+    const done = c.sent + c.failed + c.skipped;
+    const li = h("li", { class: "camp", dataset: { id: c.id, state: c.state }, "aria-current": c.id === C.open ? "true" : null },
+      h("button", { type: "button", class: "camp-open", onclick: () => openCampaign(c.id) },
+        h("span", { class: "name" }, c.name || c.id),
+        h("span", { class: `chip cs-${c.state}` }, stateLabel(c.state)),
+        h("span", { class: "meta" },
+          c.state === "scheduled" && c.start_at ? t("cl_scheduled_for", { t: fmtTime(c.start_at) }) : fmtTime(c.started_at || c.created_at),
+          " · ", t("cl_progress", { sent: fmtNum(c.sent), recipients: fmtNum(c.recipients) })),
+        h("progress", { max: String(Math.max(1, c.recipients)), value: String(Math.min(done, c.recipients)), "aria-hidden": "true" }),
+      ));
+    return li;
+  }));
+}
+
+// The report of one campaign.
+function openCampaign(id) {
+  if (C.open !== id) {
+    C.open = id;
+    C.report = null;
+    C.reportEtag = null;
+    C.recipients = null;
+    C.recEtag = null;
+    C.pages = [null];
+    $("cr-filter").value = "";
+    $("cr-error").textContent = "";
+  }
+  $("camp-empty").hidden = true;
+  $("camp-form").hidden = true;
+  setCampView("detail");
+  renderCampaignList();
+  Promise.all([pollReport(), pollRecipients()]).catch(onPollError);
+}
+
+async function pollReport() {
+  if (!C.open) return;
+  const id = C.open;
+  const r = await api(campPath(id), { etag: C.reportEtag });
+  if (C.open !== id || r.status === 304) return;
+  C.reportEtag = r.etag;
+  C.report = r.data;
+  renderReport();
+}
+
+function recQuery() {
+  const q = new URLSearchParams({ limit: "25" });
+  const after = C.pages[C.pages.length - 1];
+  if (after) q.set("after", after);
+  if ($("cr-filter").value) q.set("status", $("cr-filter").value);
+  return `?${q}`;
+}
+
+async function pollRecipients() {
+  if (!C.open) return;
+  const id = C.open;
+  const key = `${id}${recQuery()}`;
+  if (key !== C.recKey) {
+    C.recKey = key;
+    C.recEtag = null;
+  }
+  const r = await api(`${campPath(id)}/recipients${recQuery()}`, { etag: C.recEtag });
+  if (C.open !== id || key !== C.recKey || r.status === 304) return;
+  C.recEtag = r.etag;
+  C.recipients = r.data;
+  renderRecipients();
+}
+
+function segmentSummary(sg) {
+  const parts = [];
+  const day = (v) => new Intl.DateTimeFormat(lang, { dateStyle: "medium" }).format(new Date(v * 1000));
+  if (sg.channel) parts.push(channelName(sg.channel));
+  if (sg.locale) parts.push(`${t("sg_locale").replace(/ \(.*\)$/, "")} ${sg.locale}`);
+  if (sg.country) parts.push(`${t("sg_country").replace(/ \(.*\)$/, "")} ${sg.country}`);
+  if ((sg.tags_any || []).length) parts.push(`${t("sg_tags_any")}: ${sg.tags_any.join(", ")}`);
+  if ((sg.tags_all || []).length) parts.push(`${t("sg_tags_all")}: ${sg.tags_all.join(", ")}`);
+  if (sg.orders) parts.push(`${t("orders")}: ${t(`sg_orders_${sg.orders}`)}`);
+  if (sg.last_order_after) parts.push(`${t("sg_order_after")} ${day(sg.last_order_after)}`);
+  if (sg.last_order_before) parts.push(`${t("sg_order_before")} ${day(sg.last_order_before)}`);
+  if (sg.spent_at_least) parts.push(`${t("sg_spent")} ${(sg.spent_at_least / 100).toFixed(2)}`);
+  if (sg.cart) parts.push(`${t("sg_cart")}: ${t(`sg_cart_${sg.cart}`)}`);
+  if (sg.last_inbound_after) parts.push(`${t("sg_inbound_after")} ${day(sg.last_inbound_after)}`);
+  if (sg.last_inbound_before) parts.push(`${t("sg_inbound_before")} ${day(sg.last_inbound_before)}`);
+  return parts.length ? parts.join(" · ") : t("cr_segment_all");
+}
+
+function renderReport() {
+  const r = C.report;
+  $("camp-report").hidden = !r;
+  if (!r) return;
+  $("cr-name").textContent = r.name || r.id;
+  const st = $("cr-state");
+  st.textContent = stateLabel(r.state);
+  st.className = `chip cs-${r.state}`;
+  const meta = [t("cr_meta", { template: r.template || "", language: r.language || "", created: fmtTime(r.created_at) })];
+  if (r.state === "scheduled" && r.start_at) meta.push(t("cr_starts_at", { t: fmtTime(r.start_at) }));
+  if (r.started_at) meta.push(t("cr_started_at", { t: fmtTime(r.started_at) }));
+  if (r.finished_at) meta.push(t("cr_finished_at", { t: fmtTime(r.finished_at) }));
+  $("cr-meta").textContent = meta.join(" · ");
+  $("cr-segment").textContent = t("cr_segment", { s: segmentSummary(r.segment || {}) });
+  $("cr-start").hidden = r.state !== "draft";
+  $("cr-pause").hidden = !(r.state === "running" || r.state === "scheduled");
+  $("cr-resume").hidden = r.state !== "paused";
+  $("cr-cancel").hidden = r.state === "done" || r.state === "cancelled";
+
+  const skipped = r.skipped || {};
+  const waiting = skipped.quiet_hours_pending || 0;
+  const skippedTotal = Object.entries(skipped).filter(([k]) => k !== "quiet_hours_pending").reduce((a, [, v]) => a + v, 0);
+  const done = Math.min(r.recipients, r.sent + r.failed + skippedTotal);
+  const bar = $("cr-progress");
+  bar.max = Math.max(1, r.recipients);
+  bar.value = done;
+  const lines = [t("cr_progress", { done: fmtNum(done), recipients: fmtNum(r.recipients), sent: fmtNum(r.sent), failed: fmtNum(r.failed), skipped: fmtNum(skippedTotal) })];
+  if (waiting) lines.push(t("cr_progress_waiting", { n: fmtNum(waiting) }));
+  if (r.state === "running") lines.push(t("cr_progress_running"));
+  $("cr-progress-text").textContent = lines.join(" ");
+
+  const ofSent = (n) => (r.sent > 0 ? t("s_of_sent", { p: fmtPct(n / r.sent) }) : "");
+  const stats = [
+    ["recipients", fmtNum(r.recipients)],
+    ["sent", fmtNum(r.sent)],
+    ["delivered", fmtNum(r.delivered), ofSent(r.delivered)],
+    ["read", fmtNum(r.read), ofSent(r.read)],
+    ["failed", fmtNum(r.failed)],
+    ["clicks", fmtNum(r.clicks_unique), t("s_clicks_detail", { unique: fmtNum(r.clicks_unique), total: fmtNum(r.clicks_total) })],
+    ["click_rate", fmtPct(r.click_rate)],
+    ["replies", fmtNum(r.replies)],
+    ["opt_outs", fmtNum(r.opt_outs)],
+    ["orders", fmtNum(r.orders)],
+    ["conversion", fmtPct(r.conversion_rate)],
+    ["revenue", moneyMap(r.revenue) || "–"],
+    ["revenue_per_recipient", moneyMap(r.revenue_per_recipient) || "–"],
+  ];
+  $("cr-stats").replaceChildren(...stats.map(([k, v, sub]) => h("div", { class: "stat" },
+    h("dt", {}, t(`s_${k}`)), h("dd", { dataset: { stat: k } }, h("span", { class: "v" }, v), sub ? h("span", { class: "sub" }, sub) : null))));
+
+  const skipRows = Object.entries(skipped).filter(([, v]) => v > 0);
+  $("cr-skipped").replaceChildren(...(skipRows.length
+    ? skipRows.flatMap(([k, v]) => [h("dt", {}, skipLabel(k)), h("dd", { dataset: { skip: k } }, fmtNum(v))])
+    : [h("dt", { class: "hint" }, t("cr_none")), h("dd", {})]));
+  const failed = r.failed_by_code || [];
+  $("cr-failed").replaceChildren(...(failed.length
+    ? failed.map((f) => h("li", { dataset: { code: String(f.code) } }, t("failed_code", { count: fmtNum(f.count), code: f.code, reason: f.reason || "" })))
+    : [h("li", { class: "hint" }, t("cr_none"))]));
+}
+
+function renderRecipients() {
+  const page = C.recipients || { recipients: [], next: null };
+  const list = page.recipients || [];
+  $("cr-recipients").replaceChildren(...(list.length ? list.map((r) => {
+    const [channel, address] = r.contact.split("#");
+    const detail = [];
+    if (r.status === "failed" && r.error_code) detail.push(t("failed_with", { code: r.error_code, reason: r.error_reason || "" }));
+    if (r.status === "skipped" && r.reason) detail.push(skipLabel(r.reason));
+    if (r.status === "waiting" && r.due_at) detail.push(t("r_due", { t: fmtTime(r.due_at) }));
+    return h("li", { class: `rcpt ${r.status}`, dataset: { contact: r.contact, status: r.status } },
+      h("span", { class: "who" }, r.address_masked || "", " ", h("span", { class: "hint" }, channelName(r.channel || channel))),
+      h("span", { class: `chip rs-${r.status}` }, STRINGS.en[`st_${r.status}`] ? t(`st_${r.status}`) : r.status),
+      detail.length ? h("span", { class: "detail" }, detail.join(" · ")) : null,
+      h("span", { class: "hint counts" }, t("r_detail", { clicks: fmtNum(r.clicks), orders: fmtNum(r.orders) })),
+      h("button", {
+        type: "button", class: "ghost open-conv", "aria-label": t("open_conversation"), title: t("open_conversation"),
+        onclick: () => { showView("inbox"); openConversation({ channel, address }); },
+      }, "💬"),
+    );
+  }) : [h("li", { class: "hint" }, t("cr_none"))]));
+  $("cr-next").disabled = !page.next;
+  $("cr-first").disabled = C.pages.length <= 1;
+}
+
+function recipientsPage(which) {
+  if (which === "next" && C.recipients && C.recipients.next) C.pages.push(C.recipients.next);
+  else if (which === "first") C.pages = [null];
+  pollRecipients().catch((e) => { $("cr-error").textContent = errorText(e); });
+}
+
+async function campaignAction(action, okKey) {
+  if (!C.open) return;
+  if (action === "cancel" && !window.confirm(t("cr_cancel_confirm"))) return;
+  $("cr-error").textContent = "";
+  const buttons = ["cr-start", "cr-pause", "cr-resume", "cr-cancel"].map($);
+  for (const b of buttons) b.disabled = true;
+  try {
+    await api(`${campPath(C.open)}/${action}`, { method: "POST" });
+    toast(t(okKey));
+    C.listEtag = null;
+    await refreshNow();
+  } catch (e) {
+    $("cr-error").textContent = errorText(e);
+  } finally {
+    for (const b of buttons) b.disabled = false;
+  }
+}
+
+// A new campaign.
+async function newCampaign() {
+  C.open = null;
+  C.report = null;
+  $("camp-report").hidden = true;
+  $("camp-empty").hidden = true;
+  $("camp-form").hidden = false;
+  $("cf-error").textContent = "";
+  setCampView("detail");
+  renderCampaignList();
+  $("cf-name").focus();
+  if (!C.templates) {
+    try {
+      const r = await api("/agent/templates");
+      C.templates = ((r.data && r.data.templates) || []).filter((tp) => String(tp.category).toLowerCase() === "marketing");
+    } catch (e) {
+      $("cf-error").textContent = errorText(e);
+      C.templates = null;
+      return;
+    }
+  }
+  renderTemplatePicker();
+  updateCount();
+}
+
+function renderTemplatePicker() {
+  const names = [...new Set((C.templates || []).map((tp) => tp.name))];
+  const sel = $("cf-template");
+  const prev = sel.value;
+  sel.replaceChildren(...names.map((n) => h("option", { value: n }, n)));
+  if (names.includes(prev)) sel.value = prev;
+  $("cf-templates-hint").textContent = names.length ? t("cf_marketing_only") : t("cf_no_templates");
+  $("cf-submit").disabled = names.length === 0;
+  renderLanguagePicker();
+}
+
+function renderLanguagePicker() {
+  const sel = $("cf-language");
+  const prev = sel.value;
+  const langs = (C.templates || []).filter((tp) => tp.name === $("cf-template").value).map((tp) => tp.language);
+  sel.replaceChildren(...langs.map((l) => h("option", { value: l }, l)));
+  // The console's language first, when the template has it.
+  if (langs.includes(prev)) sel.value = prev;
+  else if (langs.includes(lang)) sel.value = lang;
+  renderParamRows();
+}
+
+function formTemplate() {
+  return (C.templates || []).find((tp) => tp.name === $("cf-template").value && tp.language === $("cf-language").value) || null;
+}
+
+/** The URL buttons' labels, from the preview's `[label] url` lines. */
+function buttonLabels(tp) {
+  return (tp.preview || "").split("\n").slice(1).map((l) => (l.match(/^\[(.*?)\]/) || [])[1]).filter((l) => l !== undefined);
+}
+
+function renderParamRows() {
+  const tp = formTemplate();
+  const box = $("cf-params");
+  if (!tp) {
+    box.replaceChildren();
+    $("cf-preview").textContent = "";
+    return;
+  }
+  const n = tp.parameters || 0;
+  const body = tp.body_parameters ?? n;
+  const labels = buttonLabels(tp);
+  const old = [...box.querySelectorAll(".param")].map((row) => ({ source: row.querySelector("select").value, value: row.querySelector("input").value }));
+  const key = `${tp.name}/${tp.language}`;
+  const keep = box.dataset.template === key;
+  box.dataset.template = key;
+  box.replaceChildren(...Array.from({ length: n }, (_, i) => {
+    const what = i < body ? t("cf_param_body", { n: i + 1 }) : t("cf_param_button", { n: i + 1, label: labels[i - body] || "" });
+    const prev = keep ? old[i] : null;
+    const source = h("select", { id: `cf-p${i + 1}-source`, "aria-label": t("cf_source", { what }), onchange: () => { paramHint(row); renderFormPreview(); } },
+      h("option", { value: "" }, t("cf_literal")),
+      ...PARAM_FIELDS.map((f) => h("option", { value: f }, fieldLabel(f))));
+    const input = h("input", { id: `cf-p${i + 1}`, autocomplete: "off", oninput: renderFormPreview });
+    const row = h("div", { class: "param", dataset: { index: String(i + 1) } },
+      h("span", { class: "what" }, what), source, h("label", { for: `cf-p${i + 1}`, class: "value-label" }), input);
+    if (prev) {
+      source.value = prev.source;
+      input.value = prev.value;
+    }
+    paramHint(row);
+    return row;
+  }));
+  renderFormPreview();
+}
+
+function paramHint(row) {
+  const field = row.querySelector("select").value;
+  row.querySelector(".value-label").textContent = field ? t("cf_fallback") : t("cf_text");
+  row.querySelector("input").placeholder = field ? t("cf_fallback_none") : "";
+}
+
+/** The positional parameters as the API takes them: a literal, or `{{field}}` / `{{field|fallback}}`. */
+function formParameters() {
+  return [...$("cf-params").querySelectorAll(".param")].map((row) => {
+    const field = row.querySelector("select").value;
+    const value = row.querySelector("input").value.trim();
+    if (!field) return value;
+    return value ? `{{${field}|${value}}}` : `{{${field}}}`;
+  });
+}
+
+function renderFormPreview() {
+  const tp = formTemplate();
+  if (!tp) return;
+  const rows = [...$("cf-params").querySelectorAll(".param")];
+  $("cf-preview").textContent = (tp.preview || "").replace(/\{\{(\d+)\}\}/g, (m, n) => {
+    const row = rows[Number(n) - 1];
+    if (!row) return m;
+    const field = row.querySelector("select").value;
+    const value = row.querySelector("input").value.trim();
+    if (field) return `‹${fieldLabel(field)}${value ? ` | ${value}` : ""}›`;
+    return value || m;
+  });
+}
+
+const dayStart = (v) => (v ? Math.floor(new Date(`${v}T00:00`).getTime() / 1000) : null);
+const tagList = (v) => v.split(/[,\s]+/).map((x) => x.trim()).filter(Boolean);
+
+function formSegment() {
+  const sg = {};
+  const set = (k, v) => { if (v !== null && v !== undefined && v !== "" && !(Array.isArray(v) && !v.length)) sg[k] = v; };
+  set("channel", $("sg-channel").value);
+  set("locale", $("sg-locale").value.trim());
+  set("country", $("sg-country").value.trim());
+  set("tags_any", tagList($("sg-tags-any").value));
+  set("tags_all", tagList($("sg-tags-all").value));
+  set("orders", $("sg-orders").value);
+  set("last_order_after", dayStart($("sg-order-after").value));
+  set("last_order_before", dayStart($("sg-order-before").value));
+  const spent = $("sg-spent").value;
+  set("spent_at_least", spent === "" ? null : Math.round(Number(spent) * 100));
+  set("cart", $("sg-cart").value);
+  set("last_inbound_after", dayStart($("sg-inbound-after").value));
+  set("last_inbound_before", dayStart($("sg-inbound-before").value));
+  return sg;
+}
+
+let countTimer = null;
+function updateCount() {
+  clearTimeout(countTimer);
+  countTimer = setTimeout(countSegment, 350);
+}
+
+async function countSegment() {
+  const seq = ++C.countSeq;
+  const el = $("cf-count");
+  el.classList.remove("error");
+  el.textContent = t("count_loading");
+  try {
+    const r = await api("/segments/preview", { method: "POST", body: formSegment() });
+    if (seq !== C.countSeq) return;
+    const d = r.data || {};
+    const excluded = Object.entries(d.excluded || {}).filter(([, v]) => v > 0).map(([k, v]) => `${skipLabel(k)} ${fmtNum(v)}`);
+    el.dataset.matched = String(d.matched ?? "");
+    el.textContent = [t("count_result", { matched: fmtNum(d.matched), audience: fmtNum(d.audience) }),
+      excluded.length ? t("count_excluded", { list: excluded.join(", ") }) : ""].filter(Boolean).join(" ");
+  } catch (e) {
+    if (seq !== C.countSeq) return;
+    delete el.dataset.matched;
+    el.classList.add("error");
+    el.textContent = errorText(e);
+  }
+}
+
+function formSpec() {
+  const tp = formTemplate();
+  const spec = {
+    name: $("cf-name").value.trim(),
+    template: { name: tp ? tp.name : $("cf-template").value, language: tp ? tp.language : $("cf-language").value, parameters: formParameters() },
+    segment: formSegment(),
+    rate_per_second: Number($("cf-rate").value) || 80,
+    daily_cap: Number($("cf-daily-cap").value) || 1000,
+    start_at: null,
+    quiet_hours: $("cf-quiet-on").checked
+      ? { start: $("cf-quiet-start").value || "09:00", end: $("cf-quiet-end").value || "20:00", sundays: $("cf-quiet-sundays").checked }
+      : { start: "00:00", end: "24:00", sundays: true },
+    frequency_cap: { max: Number($("cf-cap-max").value) || 2, days: Number($("cf-cap-days").value) || 7 },
+    attribution_days: Number($("cf-attribution").value) || 5,
+  };
+  if ($("cf-when-at").checked && $("cf-start-at").value) spec.start_at = Math.floor(new Date($("cf-start-at").value).getTime() / 1000);
+  return spec;
+}
+
+async function createCampaign(ev) {
+  ev.preventDefault();
+  const err = $("cf-error");
+  err.textContent = "";
+  const spec = formSpec();
+  if (!spec.name) {
+    err.textContent = t("cf_need_name");
+    $("cf-name").focus();
+    return;
+  }
+  if ($("cf-when-at").checked && !spec.start_at) {
+    err.textContent = t("cf_need_time");
+    $("cf-start-at").focus();
+    return;
+  }
+  $("cf-submit").disabled = true;
+  try {
+    const r = await api("/campaigns", { method: "POST", body: spec });
+    toast(t("cf_created"));
+    resetForm();
+    C.listEtag = null;
+    openCampaign(r.data.id);
+    pollCampaignList().catch(onPollError);
+  } catch (e) {
+    err.textContent = errorText(e);
+  } finally {
+    $("cf-submit").disabled = false;
+  }
+}
+
+function resetForm() {
+  $("camp-form").reset();
+  $("cf-start-at").hidden = true;
+  $("cf-quiet").hidden = false;
+  $("cf-count").textContent = "";
+  $("cf-params").dataset.template = "";
+  renderParamRows();
+}
+
+function campaignsBack() {
+  setCampView("list");
+  const open = C.open && [...$("camp-list").children].find((li) => li.dataset.id === C.open);
+  (open ? open.querySelector("button") : $("camp-new")).focus();
+}
+
+function wireCampaigns() {
+  $("tab-inbox").addEventListener("click", () => showView("inbox"));
+  $("tab-campaigns").addEventListener("click", () => showView("campaigns"));
+  $("camp-new").addEventListener("click", () => newCampaign());
+  $("camp-form").addEventListener("submit", createCampaign);
+  $("cf-discard").addEventListener("click", () => { resetForm(); $("camp-form").hidden = true; $("camp-empty").hidden = false; campaignsBack(); });
+  $("cf-back").addEventListener("click", () => campaignsBack());
+  $("cr-back").addEventListener("click", () => campaignsBack());
+  $("cf-template").addEventListener("change", renderLanguagePicker);
+  $("cf-language").addEventListener("change", renderParamRows);
+  $("cf-segment").addEventListener("input", updateCount);
+  $("cf-segment").addEventListener("change", updateCount);
+  for (const id of ["cf-when-now", "cf-when-at"]) {
+    $(id).addEventListener("change", () => {
+      $("cf-start-at").hidden = !$("cf-when-at").checked;
+      if ($("cf-when-at").checked) $("cf-start-at").focus();
+    });
+  }
+  $("cf-quiet-on").addEventListener("change", () => { $("cf-quiet").hidden = !$("cf-quiet-on").checked; });
+  $("cr-start").addEventListener("click", () => campaignAction("start", "cr_started"));
+  $("cr-pause").addEventListener("click", () => campaignAction("pause", "cr_paused"));
+  $("cr-resume").addEventListener("click", () => campaignAction("resume", "cr_resumed"));
+  $("cr-cancel").addEventListener("click", () => campaignAction("cancel", "cr_cancelled"));
+  $("cr-filter").addEventListener("change", () => recipientsPage("first"));
+  $("cr-next").addEventListener("click", () => recipientsPage("next"));
+  $("cr-first").addEventListener("click", () => recipientsPage("first"));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Live: poll the list and the open thread every second; a 304 means nothing changed. Polling
-// pauses while the tab is hidden and catches up at once when it is shown again.
+// pauses while the tab is hidden and catches up at once when it is shown again. The Campaigns
+// view polls its list and the open report instead, every 2 s (progress, not chat).
 const POLL_MS = 1000;
+const CAMPAIGN_POLL_MS = 2000;
 let pollTimer = null;
 let polling = false;
 
@@ -936,7 +1558,7 @@ async function pollOnce() {
   polling = true;
   lastPollStart = Date.now();
   try {
-    await Promise.all([pollList(), pollThread()]);
+    await (S.view === "campaigns" ? pollCampaigns() : Promise.all([pollList(), pollThread()]));
     setLive(true);
   } catch (e) {
     onPollError(e);
@@ -963,7 +1585,8 @@ let lastPollStart = 0;
 function schedule() {
   clearTimeout(pollTimer);
   if (document.hidden || !S.token) return;
-  const wait = Math.max(0, POLL_MS - (Date.now() - lastPollStart));
+  const every = S.view === "campaigns" ? CAMPAIGN_POLL_MS : POLL_MS;
+  const wait = Math.max(0, every - (Date.now() - lastPollStart));
   pollTimer = setTimeout(async () => {
     await pollOnce();
     schedule();
@@ -1017,6 +1640,14 @@ function goBack() {
 document.addEventListener("keydown", (e) => {
   if (!S.me || $("help").open) return;
   const target = e.target;
+  if (S.view === "campaigns") {
+    // The inbox's shortcuts stay with the inbox; Esc goes back to the campaign list.
+    if (e.key === "Escape" && $("campaigns").dataset.view === "detail") {
+      if (isTyping(target)) target.blur();
+      campaignsBack();
+    }
+    return;
+  }
   const inComposer = target.closest && target.closest("#composer");
   if ((e.ctrlKey || e.metaKey) && e.key === "Enter" && inComposer) {
     e.preventDefault();
@@ -1051,7 +1682,9 @@ document.addEventListener("keydown", (e) => {
 function renderAll() {
   if (!S.me) return;
   $("me").textContent = `${S.me.id} · ${t(`role_${S.me.role}`)}`;
+  $("tab-campaigns").hidden = !isAdmin();
   renderList();
+  renderCampaigns();
   if (S.thread) renderThread();
   renderDraft();
   setLive(!S.offline);
@@ -1061,6 +1694,9 @@ function startApp() {
   $("signin").hidden = true;
   $("app").hidden = false;
   renderAll();
+  if (S.view === "campaigns" && !isAdmin()) S.view = "inbox";
+  $("layout").hidden = S.view !== "inbox";
+  $("campaigns").hidden = S.view !== "campaigns";
   refreshNow().then(() => {
     const first = $("conv-list").firstElementChild;
     if (first && !S.open && !isPhone()) first.focus();
@@ -1106,6 +1742,7 @@ function wire() {
     changeTags([tag], []);
   });
   $("note-form").addEventListener("submit", addNote);
+  wireCampaigns();
   $("note-input").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) addNote(e);
   });

@@ -7,10 +7,17 @@
 // English, phone 390×844 in German; then, outside the 24-hour window, the composer offers only
 // templates and the chosen one reaches the customer. Screenshots go to target/screenshots/.
 //
-// Usage: node tests/browser/agent_console.mjs <base_url>   (run by tests/browser.rs)
-// Env: META_APP_SECRET, WHATSAPP_PHONE_NUMBER_ID (the harness's values by default),
+// `campaigns`: an agent has no Campaigns tab (and the campaign API refuses their token); an admin
+// creates a campaign from the approved newsletter for a small seeded segment (opted-in customers
+// with a tag of their own), sees the live count preview, starts it, watches it reach done, and
+// reads the report (sent matches what the Graph stand-in received; the recipient list shows each
+// status, a 131026 failure with its plain reason on the desktop run). Desktop in English, phone
+// in German.
+//
+// Usage: node tests/browser/agent_console.mjs <base_url> [inbox|campaigns]   (run by tests/browser.rs)
+// Env: META_APP_SECRET, WHATSAPP_PHONE_NUMBER_ID, PARLEY_ADMIN_KEY (the harness's values by default),
 //      PARLEY_CHROMIUM (default /usr/bin/chromium), PARLEY_SCREENSHOTS (default target/screenshots),
-//      PARLEY_DOCS_SCREENSHOT=1 also writes docs/console.png (README's screenshot).
+//      PARLEY_DOCS_SCREENSHOT=1 also writes docs/console.png and docs/campaigns.png (README's).
 import { chromium } from "playwright-core";
 import { createHmac, randomInt } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, copyFileSync } from "node:fs";
@@ -18,16 +25,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const base = (process.argv[2] || "").replace(/\/$/, "");
-if (!base) {
-  console.error("usage: node agent_console.mjs <base_url>");
+const mode = process.argv[3] || "inbox";
+if (!base || !["inbox", "campaigns"].includes(mode)) {
+  console.error("usage: node agent_console.mjs <base_url> [inbox|campaigns]");
   process.exit(2);
 }
 const APP_SECRET = process.env.META_APP_SECRET || "local-meta-app-secret";
 const PHONE_NUMBER_ID = process.env.WHATSAPP_PHONE_NUMBER_ID || "100000000000001";
 const CHROMIUM = process.env.PARLEY_CHROMIUM || "/usr/bin/chromium";
 const SHOTS = process.env.PARLEY_SCREENSHOTS || "target/screenshots";
+const ADMIN_KEY = process.env.PARLEY_ADMIN_KEY || "local-admin-key";
 const LIVE_LIMIT_MS = 2000;
 const WAIT = 20_000;
+// A campaign of a few recipients is done in seconds; a loaded machine gets a generous margin.
+const CAMPAIGN_WAIT = 120_000;
 
 let passed = 0;
 const step = (what) => {
@@ -324,17 +335,235 @@ async function shotOf(page, name, file, width) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Campaigns.
+
+async function sandboxChat(body) {
+  const r = await fetch(`${base}/sandbox/chat`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+  });
+  const v = r.status === 200 ? await r.json() : null;
+  if (!v || v.status !== 200) throw new Error(`/sandbox/chat answered ${r.status} (webhook ${v && v.status})`);
+}
+
+/** A customer who confirmed marketing twice (START, then the "Ja" button), with `tags`. */
+async function optedInCustomer(tags) {
+  const to = customerNumber();
+  await sandboxChat({ channel: "whatsapp", from: to, text: "START" });
+  await waitForSent(to, () => true, "the consent question");
+  await sandboxChat({ channel: "whatsapp", from: to, payload: "consent:yes", title: "Ja" });
+  await waitForSent(to, (m, i) => i >= 1, "the consent confirmation");
+  const r = await fetch(`${base}/contacts/whatsapp/${to}/tags`, {
+    method: "POST", headers: { "content-type": "application/json", "x-api-key": ADMIN_KEY }, body: JSON.stringify({ add: tags }),
+  });
+  if (r.status !== 200) throw new Error(`tagging a customer answered ${r.status}`);
+  return to;
+}
+
+async function signInAs(page, email, role) {
+  await page.goto(`${base}/agent/`);
+  await page.locator("#signin-email").fill(email);
+  await page.locator("#signin-role").selectOption(role);
+  await page.locator("#signin-submit").click();
+  await page.locator("#app:not([hidden]), #signin-error:not(:empty)").first().waitFor();
+  const signinError = await page.locator("#signin-error").textContent();
+  if (signinError) throw new Error(`sign-in refused: ${signinError}`);
+  await page.locator("#me", { hasText: email }).waitFor({ state: "attached" });
+}
+
+/** Polls `check` (which returns a value, or null to go on) until it holds or `ms` pass. */
+async function eventually(what, check, ms = WAIT) {
+  const until = Date.now() + ms;
+  let last = null;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== null && v !== undefined && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > until) throw new Error(`${what}${last ? ` (${last.message})` : ""}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function campaigns(context, { name, locale, phone, admin, agent, recipients, failures, docsShot }) {
+  const page = context.pages()[0] || (await context.newPage());
+  const viewportWidth = page.viewportSize().width;
+  page.setDefaultTimeout(WAIT);
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error" && !/status of 40[1-9]|Failed to load resource/.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+  const shot = (file) => shotOf(page, name, file, viewportWidth);
+  const de = locale.startsWith("de");
+  const text = (en, deText) => (de ? deText : en);
+
+  // A small segment of its own: customers who confirmed marketing, with a tag nobody else has.
+  const tag = `bt-${randomInt(0, 1e9)}`;
+  const customers = [];
+  for (let i = 0; i < recipients; i++) customers.push(await optedInCustomer([tag]));
+  step(`${name}: ${recipients} customers confirmed marketing and were tagged ${tag}`);
+
+  if (agent) {
+    // An agent sees no Campaigns tab, and the campaign API refuses the agent's token.
+    await signInAs(page, agent, "agent");
+    await page.locator("#tab-inbox").waitFor();
+    if (await page.locator("#tab-campaigns").isVisible()) throw new Error("an agent sees the Campaigns tab");
+    const status = await page.evaluate(async () => (await fetch("/campaigns", {
+      headers: { authorization: `Bearer ${sessionStorage.getItem("parley.token")}` },
+    })).status);
+    if (status !== 403) throw new Error(`GET /campaigns with an agent's token answered ${status}, not 403`);
+    await page.locator("#signout").click();
+    await page.locator("#signin-email").waitFor();
+    step(`${name}: ${agent} (agent) has no Campaigns tab; GET /campaigns answers the agent's token 403`);
+  }
+
+  await signInAs(page, admin, "admin");
+  await page.locator("#tab-campaigns").click();
+  await page.locator("#camp-new").waitFor();
+  step(`${name}: ${admin} (admin) opened the Campaigns tab`);
+
+  // The new campaign: the newsletter in the console's language, the first name with a fallback,
+  // the button's collection handle as text, the tagged segment.
+  await page.locator("#camp-new").click();
+  await page.locator('#cf-template option[value="newsletter"]').waitFor({ state: "attached" });
+  const campaignName = text(`Summer sale ${tag}`, `Sommer-Sale ${tag}`);
+  await page.locator("#cf-name").fill(campaignName);
+  await page.locator("#cf-template").selectOption("newsletter");
+  await page.locator("#cf-language").selectOption(de ? "de" : "en");
+  await page.locator("#cf-p1-source").selectOption("contact.first_name");
+  await page.locator("#cf-p1").fill(text("there", "du"));
+  await page.locator("#cf-p2").fill(text("summer", "sommer"));
+  const preview = await page.locator("#cf-preview").textContent();
+  if (!preview.includes(text("summer", "sommer"))) throw new Error(`the template preview does not show the button's value: ${preview}`);
+  await page.locator("#camp-detail-pane").evaluate((el) => { el.scrollTop = 0; });
+  await shot("c1-new");
+  if (!phone) {
+    // The API's own words when a filter or a parameter is wrong.
+    await page.locator("#sg-locale").fill("x1");
+    await page.locator("#cf-count.error", { hasText: "locale must be a two-letter language code" }).waitFor();
+    await page.locator("#sg-locale").fill("");
+    await page.locator("#cf-p2").fill("{{contact.email}}");
+    await page.locator("#cf-submit").click();
+    await page.locator("#cf-error", { hasText: "parameter 2: unknown field" }).waitFor();
+    await page.locator("#cf-p2").fill(text("summer", "sommer"));
+    step(`${name}: a wrong filter and a wrong parameter show the API's reasons`);
+  }
+  await page.locator("#sg-tags-any").fill(tag);
+  await page.locator(`#cf-count[data-matched="${recipients}"]`).waitFor();
+  const count = await page.locator("#cf-count").textContent();
+  step(`${name}: the segment preview counts the ${recipients} tagged customers ("${count}")`);
+  await page.locator("#cf-rate").fill(phone ? "80" : "2");
+  // Quiet hours off, so the test does not depend on the hour it runs at.
+  await page.locator("#cf-quiet-on").uncheck();
+  await page.locator("#cf-count").scrollIntoViewIfNeeded();
+  await shot("c1-segment");
+  await page.locator("#cf-submit").click();
+  await page.locator("#cr-state", { hasText: text("draft", "Entwurf") }).waitFor();
+  await page.locator("#cr-name", { hasText: campaignName }).waitFor();
+  await page.locator("#cr-start").waitFor();
+  step(`${name}: created as a draft`);
+
+  if (failures) {
+    // Graph answers the next send "message undeliverable" (131026): one recipient fails.
+    const r = await fetch(`${base}/sandbox/faults`, {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ status: 400, code: 131026, count: failures }),
+    });
+    if (r.status !== 200) throw new Error(`POST /sandbox/faults answered ${r.status}`);
+  }
+  await page.locator("#cr-start").click();
+  await page.locator("#cr-start").waitFor({ state: "hidden" });
+  await page.locator("#cr-progress-text").waitFor();
+  await shot("c2-started");
+  step(`${name}: started`);
+
+  // Progress until done: every recipient handled, the sends counted.
+  const sent = recipients - failures;
+  const started = Date.now();
+  await page.locator("#cr-state", { hasText: text("done", "fertig") }).waitFor({ timeout: CAMPAIGN_WAIT });
+  const stat = (k, n) => page.locator(`#cr-stats dd[data-stat="${k}"] .v`, { hasText: new RegExp(`^${n}$`) });
+  await stat("sent", sent).waitFor({ timeout: CAMPAIGN_WAIT });
+  await stat("failed", failures).waitFor({ timeout: CAMPAIGN_WAIT });
+  const progress = await page.locator("#cr-progress").evaluate((el) => [el.value, el.max]);
+  if (progress[0] !== progress[1] || progress[1] !== recipients) throw new Error(`the progress bar is at ${progress[0]} of ${progress[1]}`);
+  step(`${name}: done after ${Date.now() - started} ms; progress ${progress[0]}/${progress[1]}`);
+
+  // The report's sent count matches what the Graph stand-in received: one newsletter each.
+  let got = 0;
+  for (const to of customers) {
+    const msgs = (await sentTo(to)).filter((m) => m.template === "newsletter");
+    if (msgs.length > 1) throw new Error(`${to.slice(0, 5)}… got the newsletter ${msgs.length} times`);
+    got += msgs.length;
+  }
+  if (got !== sent) throw new Error(`the report says ${sent} sent, the Graph stand-in received ${got}`);
+  const recipientsShown = await page.locator(`#cr-stats dd[data-stat="recipients"] .v`).textContent();
+  if (recipientsShown !== String(recipients)) throw new Error(`the report matched ${recipientsShown}, not ${recipients}`);
+  step(`${name}: the report says ${sent} sent, as /sandbox/messages received`);
+
+  // The recipient list: every recipient with its status; a failure with its code and reason.
+  const rows = page.locator("#cr-recipients li.rcpt");
+  const statuses = await eventually("every recipient listed with a final status", async () => {
+    const s = await rows.evaluateAll((lis) => lis.map((li) => li.dataset.status));
+    return s.length === recipients && s.every((x) => ["sent", "delivered", "read", "failed"].includes(x)) ? s : null;
+  }, CAMPAIGN_WAIT);
+  if (statuses.filter((s) => s === "failed").length !== failures) throw new Error(`recipient statuses: ${statuses.join(", ")}`);
+  if (failures) {
+    const detail = await page.locator("#cr-recipients li.rcpt.failed .detail").first().textContent();
+    if (!detail.includes("131026") || detail.length < 20) throw new Error(`the failed recipient shows no reason: ${detail}`);
+    await page.locator('#cr-failed li[data-code="131026"]').waitFor();
+  }
+  step(`${name}: the recipient list shows ${statuses.join(", ")}`);
+  if (!phone) {
+    // Delivered ticks arrive as status webhooks: wait for them, for the report's screenshot.
+    await stat("delivered", sent).waitFor({ timeout: CAMPAIGN_WAIT });
+  }
+  await page.locator("#toast").waitFor({ state: "hidden" });
+  await page.locator("#camp-detail-pane").evaluate((el) => { el.scrollTop = 0; });
+  await shot("c3-report");
+  await page.locator("#cr-recipients").scrollIntoViewIfNeeded();
+  await shot("c4-recipients");
+
+  // Back to the list: the campaign is listed as done with its progress.
+  if (phone) {
+    await page.locator("#cr-back").click();
+    await page.locator("#camp-list").waitFor({ state: "visible" });
+  }
+  await page.locator(`#camp-list li[data-state="done"] .name`, { hasText: campaignName }).waitFor();
+  step(`${name}: the list shows the campaign as done`);
+  await shot("c5-list");
+  if (docsShot) {
+    mkdirSync("docs", { recursive: true });
+    copyFileSync(join(SHOTS, `${name}-c3-report.png`), "docs/campaigns.png");
+  }
+  if (problems.length) throw new Error(`the page reported problems:\n  ${problems.join("\n  ")}`);
+  step(`${name}: no script errors or policy violations`);
+}
+
+// ---------------------------------------------------------------------------------------------
 mkdirSync(SHOTS, { recursive: true });
 let failed = 0;
+const docsShot = process.env.PARLEY_DOCS_SCREENSHOT === "1";
 try {
-  await scenario({
-    name: "desktop", viewport: { width: 1280, height: 800 }, locale: "en-US", agent: "anna@example.com",
-    phone: false, docsShot: process.env.PARLEY_DOCS_SCREENSHOT === "1",
-  });
-  await scenario({
-    name: "phone", viewport: { width: 390, height: 844 }, locale: "de-DE", agent: "ben@example.com", phone: true,
-  });
-  await scenario({ name: "desktop-window-closed", viewport: { width: 1280, height: 800 }, locale: "en-US", phone: false }, windowClosed);
+  if (mode === "inbox") {
+    await scenario({
+      name: "desktop", viewport: { width: 1280, height: 800 }, locale: "en-US", agent: "anna@example.com",
+      phone: false, docsShot,
+    });
+    await scenario({
+      name: "phone", viewport: { width: 390, height: 844 }, locale: "de-DE", agent: "ben@example.com", phone: true,
+    });
+    await scenario({ name: "desktop-window-closed", viewport: { width: 1280, height: 800 }, locale: "en-US", phone: false }, windowClosed);
+  } else {
+    await scenario({
+      name: "campaigns-desktop", viewport: { width: 1280, height: 800 }, locale: "en-US", phone: false,
+      admin: "carla@example.com", agent: "anna@example.com", recipients: 3, failures: 1, docsShot,
+    }, campaigns);
+    await scenario({
+      name: "campaigns-phone", viewport: { width: 390, height: 844 }, locale: "de-DE", phone: true,
+      admin: "david@example.com", recipients: 2, failures: 0,
+    }, campaigns);
+  }
 } catch (e) {
   failed = 1;
   console.log(`not ok ${passed + 1} - ${e.message}`);

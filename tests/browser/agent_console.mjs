@@ -517,6 +517,21 @@ async function campaigns(context, { name, locale, phone, admin, agent, recipient
   if (!phone) {
     // Delivered ticks arrive as status webhooks: wait for them, for the report's screenshot.
     await stat("delivered", sent).waitFor({ timeout: CAMPAIGN_WAIT });
+    // A recipient orders two T-shirts in the shop: the order, its revenue and the revenue per
+    // recipient show up in the open report without a reload.
+    let buyer = null;
+    for (const to of customers) if (!buyer && (await sentTo(to)).some((m) => m.template === "newsletter")) buyer = to;
+    const r = await fetch(`${base}/sandbox/shop/orders`, {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ platform: "shopify", phone: `+${buyer}`, items: [{ sku: "TSHIRT-M", title: "T-Shirt – M", quantity: 2, price: "19.90" }] }),
+    });
+    const order = r.status === 200 ? await r.json() : null;
+    if (!order || order.webhook_status !== 200) throw new Error(`the sandbox shop's order answered ${r.status} (webhook ${order && order.webhook_status})`);
+    await stat("orders", 1).waitFor({ timeout: CAMPAIGN_WAIT });
+    const revenue = await page.locator(`#cr-stats dd[data-stat="revenue"] .v`).textContent();
+    const perRecipient = await page.locator(`#cr-stats dd[data-stat="revenue_per_recipient"] .v`).textContent();
+    if (!revenue.includes("39.80") || !perRecipient.includes("19.90")) throw new Error(`revenue ${revenue}, per recipient ${perRecipient}`);
+    step(`${name}: a recipient's order shows in the report: revenue ${revenue}, ${perRecipient} per recipient`);
   }
   await page.locator("#toast").waitFor({ state: "hidden" });
   await page.locator("#camp-detail-pane").evaluate((el) => { el.scrollTop = 0; });

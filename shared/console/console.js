@@ -1645,6 +1645,9 @@ document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && $("campaigns").dataset.view === "detail") {
       if (isTyping(target)) target.blur();
       campaignsBack();
+    } else if (e.key === "?" && !isTyping(target)) {
+      e.preventDefault();
+      $("help").showModal();
     }
     return;
   }

@@ -120,6 +120,21 @@ async fn only_the_consented_segment_gets_it_once_paced_and_the_report_counts_it(
     assert_eq!(v["recipients"].as_array().unwrap().len(), 3, "{v}");
     assert!(v["recipients"].as_array().unwrap().iter().all(|r| r["status"] == "delivered"), "{v}");
 
+    // The list shows it with its progress; polled with its ETag, an unchanged list is a 304.
+    let r = sys.http.get(sys.url("/campaigns")).header("x-api-key", ADMIN_KEY).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let list: Value = r.json().await.unwrap();
+    let item = list["campaigns"].as_array().unwrap().iter().find(|c| c["id"] == id.as_str()).unwrap().clone();
+    assert_eq!(
+        (&item["state"], &item["recipients"], &item["sent"], &item["failed"], &item["skipped"]),
+        (&json!("done"), &json!(3), &json!(3), &json!(0), &json!(0)),
+        "{item:#}"
+    );
+    let again =
+        sys.http.get(sys.url("/campaigns")).header("x-api-key", ADMIN_KEY).header("if-none-match", &etag).send();
+    assert_eq!(again.await.unwrap().status(), 304);
+
     // Starting it again sends nothing twice.
     let (status, _) = admin(&sys, reqwest::Method::POST, &format!("/campaigns/{id}/start"), None).await;
     assert_eq!(status, 409, "a finished campaign cannot start again");

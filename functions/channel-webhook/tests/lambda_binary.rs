@@ -70,8 +70,8 @@ async fn a_missing_webhook_secret_is_reported_as_an_init_error() {
 #[tokio::test]
 async fn a_setting_from_the_settings_parameter_applies() {
     let sys = System::start().await;
-    let f = LambdaFunction::start_with(BIN, &sys, &[("PARLEY_SETTINGS", Some(r#"{"MAX_WEBHOOK_BODY_BYTES": 100}"#))])
-        .await;
+    let f =
+        LambdaFunction::start_with(BIN, &sys, &[("PARLEY_SETTINGS", Some(r#"{"MAX_WEBHOOK_BODY_BYTES": 100}"#))]).await;
     let (status, _, body) = f.http(&sample("apigw/meta_post_whatsapp_text.json")).await;
     assert_eq!(status, 413, "{body}");
     let (status, _, body) = f.http(&sample("apigw/meta_verify_get.json")).await;

@@ -19,23 +19,10 @@ pub enum ConfigError {
     Settings(String),
 }
 
-/// A secret string whose Debug/Display never shows the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+/// A secret string: `Debug` never shows it, it is zeroed when dropped, and reading it takes
+/// `expose_secret()` (from `secrecy::ExposeSecret`), which is easy to find in a review.
+pub type Secret = secrecy::SecretString;
+pub use secrecy::ExposeSecret;
 
 /// A setting: the variable itself, else its entry in `PARLEY_SETTINGS`.
 pub(crate) fn env_opt(name: &str) -> Option<String> {
@@ -308,10 +295,10 @@ pub struct MetaSettings {
 impl MetaSettings {
     /// The webhook cannot verify anything without these; the sender does not need them.
     pub fn require_webhook_secrets(&self) -> Result<(), ConfigError> {
-        if self.app_secret.expose().is_empty() {
+        if self.app_secret.expose_secret().is_empty() {
             return Err(ConfigError::Missing("META_APP_SECRET"));
         }
-        if self.verify_token.expose().is_empty() {
+        if self.verify_token.expose_secret().is_empty() {
             return Err(ConfigError::Missing("META_VERIFY_TOKEN"));
         }
         Ok(())
@@ -324,10 +311,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 impl MetaSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            app_secret: Secret::new(env_or("META_APP_SECRET", "")),
-            app_secret_previous: env_opt("META_APP_SECRET_PREVIOUS").map(Secret::new),
-            verify_token: Secret::new(env_or("META_VERIFY_TOKEN", "")),
-            access_token: Secret::new(env_or("META_ACCESS_TOKEN", "")),
+            app_secret: Secret::from(env_or("META_APP_SECRET", "")),
+            app_secret_previous: env_opt("META_APP_SECRET_PREVIOUS").map(Secret::from),
+            verify_token: Secret::from(env_or("META_VERIFY_TOKEN", "")),
+            access_token: Secret::from(env_or("META_ACCESS_TOKEN", "")),
             graph_api_base: env_or("GRAPH_API_BASE", "https://graph.facebook.com").trim_end_matches('/').to_string(),
             graph_api_version: env_or("GRAPH_API_VERSION", DEFAULT_GRAPH_API_VERSION),
             graph_timeout: Duration::from_millis(env_parse("GRAPH_TIMEOUT_MS", 10_000u64)?),
@@ -466,7 +453,7 @@ impl ConsentSettings {
             resend_after_hours: env_parse("CONSENT_RESEND_HOURS", 24i64)?,
             policy_version: env_or("CONSENT_POLICY_VERSION", "v1"),
             default_phone_region: env_or("DEFAULT_PHONE_REGION", "DE"),
-            pseudonym_key: Secret::new(env_or("PARLEY_PSEUDONYM_KEY", "")),
+            pseudonym_key: Secret::from(env_or("PARLEY_PSEUDONYM_KEY", "")),
         })
     }
 
@@ -480,7 +467,7 @@ impl ConsentSettings {
 
     /// Erase needs the key: without it the kept proof could not be tied back to anyone.
     pub fn require_pseudonym_key(&self) -> Result<&str, ConfigError> {
-        match self.pseudonym_key.expose() {
+        match self.pseudonym_key.expose_secret() {
             "" => Err(ConfigError::Missing("PARLEY_PSEUDONYM_KEY")),
             k => Ok(k),
         }
@@ -510,13 +497,13 @@ impl LinkSettings {
                 });
             }
         }
-        Ok(Self { key: env_opt("PARLEY_LINK_KEY").map(Secret::new), public_base_url })
+        Ok(Self { key: env_opt("PARLEY_LINK_KEY").map(Secret::from), public_base_url })
     }
 
     /// Minting links needs both; a function that mints them checks this at init, so a missing
     /// setting fails the deployment instead of the first campaign.
     pub fn require(&self) -> Result<(&str, &str), ConfigError> {
-        let key = self.key.as_ref().map(Secret::expose).ok_or(ConfigError::Missing("PARLEY_LINK_KEY"))?;
+        let key = self.key.as_ref().map(|s| s.expose_secret()).ok_or(ConfigError::Missing("PARLEY_LINK_KEY"))?;
         let base = self.public_base_url.as_deref().ok_or(ConfigError::Missing("PARLEY_PUBLIC_BASE_URL"))?;
         Ok((key, base))
     }
@@ -601,20 +588,20 @@ impl ShopSettings {
             });
         }
         Ok(Self {
-            shopify_secret: Secret::new(env_or("SHOPIFY_WEBHOOK_SECRET", "")),
-            shopify_secret_previous: env_opt("SHOPIFY_WEBHOOK_SECRET_PREVIOUS").map(Secret::new),
+            shopify_secret: Secret::from(env_or("SHOPIFY_WEBHOOK_SECRET", "")),
+            shopify_secret_previous: env_opt("SHOPIFY_WEBHOOK_SECRET_PREVIOUS").map(Secret::from),
             shopify_admin_base: env_opt("SHOPIFY_ADMIN_BASE")
                 .unwrap_or_else(|| format!("https://{shopify_domain}"))
                 .trim_end_matches('/')
                 .to_string(),
             shopify_domain,
-            shopify_access_token: env_opt("SHOPIFY_ACCESS_TOKEN").map(Secret::new),
+            shopify_access_token: env_opt("SHOPIFY_ACCESS_TOKEN").map(Secret::from),
             shopify_api_version: env_or("SHOPIFY_API_VERSION", "2026-07"),
-            woo_secret: Secret::new(env_or("WOOCOMMERCE_WEBHOOK_SECRET", "")),
-            woo_secret_previous: env_opt("WOOCOMMERCE_WEBHOOK_SECRET_PREVIOUS").map(Secret::new),
+            woo_secret: Secret::from(env_or("WOOCOMMERCE_WEBHOOK_SECRET", "")),
+            woo_secret_previous: env_opt("WOOCOMMERCE_WEBHOOK_SECRET_PREVIOUS").map(Secret::from),
             woo_store_url: env_or("WOOCOMMERCE_STORE_URL", "").trim_end_matches('/').to_string(),
-            woo_consumer_key: env_opt("WOOCOMMERCE_CONSUMER_KEY").map(Secret::new),
-            woo_consumer_secret: env_opt("WOOCOMMERCE_CONSUMER_SECRET").map(Secret::new),
+            woo_consumer_key: env_opt("WOOCOMMERCE_CONSUMER_KEY").map(Secret::from),
+            woo_consumer_secret: env_opt("WOOCOMMERCE_CONSUMER_SECRET").map(Secret::from),
             delivery_dedupe_hours: env_parse("SHOP_DELIVERY_DEDUPE_HOURS", 72u64)?.max(24),
             confirm_on_paid: confirm_on == "paid",
             reconcile_lookback_minutes: env_parse("RECONCILE_LOOKBACK_MINUTES", 1440i64)?,

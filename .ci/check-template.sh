@@ -13,6 +13,8 @@
 #   6. openapi.yaml: a valid OpenAPI 3.1 document (openapi-spec-validator, pinned in
 #      local/requirements.txt), every example valid against its schema, and exactly the
 #      template's HttpApi routes (tests/openapi.rs checks it against the running router).
+#   8. samconfig.toml sets every parameter without a default (secrets only as Secrets Manager
+#      references), names no unknown one, and README documents every parameter and output;
 #   7. agent sign-in: the HTTP API's default authorizer is the Cognito JWT authorizer, every
 #      /agent/ route has it except exactly parley::api::auth::PUBLIC_AGENT_ROUTES (explicitly
 #      `Authorizer: NONE`, as the local runtime's authorizer stand-in lets them through), and every
@@ -511,6 +513,36 @@ for key in sorted(set(in_template) - set(in_doc)):
     fail(f"route {in_template[key]} is in {template_path} but not documented in {openapi_path}")
 for key in sorted(set(in_doc) - set(in_template)):
     fail(f"route {in_doc[key]} is documented in {openapi_path} but not deployed by {template_path}")
+
+# --- 8. a deploy that asks nothing: samconfig.toml and README name what the template takes ---
+import tomllib
+
+samconfig_path = pathlib.Path("samconfig.toml")
+try:
+    samconfig = tomllib.loads(samconfig_path.read_text(encoding="utf-8"))
+except (OSError, tomllib.TOMLDecodeError) as e:
+    samconfig = {}
+    fail(f"{samconfig_path}: {e}")
+template_params = tpl.get("Parameters", {})
+deploy = samconfig.get("default", {}).get("deploy", {}).get("parameters", {})
+overrides = dict(re.findall(r'(\w+)="([^"]*)"', deploy.get("parameter_overrides", "")))
+for name in sorted(set(overrides) - set(template_params)):
+    fail(f"{samconfig_path} overrides {name}, which is not a parameter of {template_path}")
+for name, p in template_params.items():
+    if "Default" not in p and name not in overrides:
+        fail(f"parameter {name} has no default and {samconfig_path} does not set it: sam deploy would ask")
+    value = overrides.get(name)
+    if p.get("NoEcho") and value is not None and not re.fullmatch(r"\{\{resolve:secretsmanager:[^}]+\}\}", value):
+        fail(f"{samconfig_path} sets the secret {name} to something that is not a Secrets Manager reference")
+if "CAPABILITY_IAM" not in str(deploy.get("capabilities", "")):
+    fail(f"{samconfig_path}: deploy needs capabilities CAPABILITY_IAM (the functions' roles)")
+readme_text = pathlib.Path("README.md").read_text(encoding="utf-8")
+for name in template_params:
+    if f"`{name}`" not in readme_text:
+        fail(f"parameter {name} is not documented in README.md")
+for name in tpl.get("Outputs", {}):
+    if f"`{name}`" not in readme_text:
+        fail(f"stack output {name} is not documented in README.md")
 
 if errors:
     for e in errors:

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::Router;
 use parley::api::App;
+use parley::config::ExposeSecret;
 use parley::config::{AwsSettings, MetaSettings};
 use parley::sender::Sender;
 use std::net::SocketAddr;
@@ -402,13 +403,14 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         status_webhooks: opts.status_webhooks,
     });
 
-    let secret = |s: &Option<parley::config::Secret>| s.as_ref().map(|s| s.expose().to_string()).unwrap_or_default();
+    let secret =
+        |s: &Option<parley::config::Secret>| s.as_ref().map(|s| s.expose_secret().to_string()).unwrap_or_default();
     let shop_sandbox = sandbox_shop::ShopSandbox::new(sandbox_shop::ShopSandboxConfig {
         webhook_base: base_url.clone(),
         shopify_domain: app.shops.shopify_domain.clone(),
-        shopify_secret: app.shops.shopify_secret.expose().to_string(),
+        shopify_secret: app.shops.shopify_secret.expose_secret().to_string(),
         shopify_access_token: secret(&app.shops.shopify_access_token),
-        woo_secret: app.shops.woo_secret.expose().to_string(),
+        woo_secret: app.shops.woo_secret.expose_secret().to_string(),
         woo_store_url: app.shops.woo_store_url.clone(),
         woo_consumer_key: secret(&app.shops.woo_consumer_key),
         woo_consumer_secret: secret(&app.shops.woo_consumer_secret),

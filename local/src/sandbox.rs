@@ -19,6 +19,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use parley::channels::meta::outbound::{error_chain, Endpoint};
 use parley::channels::signature::{self, Encoding};
+use parley::config::ExposeSecret;
 use parley::config::Secret;
 use parley::domain::templates::{TemplateCategory, Templates};
 use parley::domain::{Address, Channel};
@@ -223,7 +224,7 @@ impl Sandbox {
     /// Signs and posts a webhook delivery; returns the handler's HTTP status.
     async fn deliver(&self, payload: &Value) -> Result<u16, String> {
         let body = serde_json::to_vec(payload).map_err(|e| e.to_string())?;
-        let sig = signature::sign(Encoding::PrefixedHex, self.cfg().app_secret.expose(), &body);
+        let sig = signature::sign(Encoding::PrefixedHex, self.cfg().app_secret.expose_secret(), &body);
         let resp = self
             .inner
             .http

@@ -2735,10 +2735,12 @@ async fn woo_orders(State(sb): State<ShopSandbox>, WooAuth(q): WooAuth) -> Respo
             .map(|(k, v)| (k, v.clone()))
             .collect();
         params.sort();
-        let mut query = format!("page={p}");
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("page", &p.to_string());
         for (k, v) in params {
-            let _ = write!(query, "&{}={}", urlencode(k), urlencode(&v));
+            query.append_pair(k, &v);
         }
+        let query = query.finish();
         format!("<{}/wp-json/wc/v3/orders?{query}>; rel=\"{rel}\"", sb.store_url())
     };
     let mut links = Vec::new();
@@ -2752,18 +2754,6 @@ async fn woo_orders(State(sb): State<ShopSandbox>, WooAuth(q): WooAuth) -> Respo
         h.insert(header::LINK, v);
     }
     resp
-}
-
-fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 /// `GET /woo/wp-json/wc/v3/orders/{id}`.

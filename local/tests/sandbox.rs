@@ -45,7 +45,7 @@ async fn start(status_webhooks: bool) -> Harness {
 
 async fn start_with(status_webhooks: bool, templates: Templates) -> Harness {
     let hooks = Arc::new(Mutex::new(Vec::new()));
-    let verifier = Verifier::new(Encoding::PrefixedHex, Secret::new(APP_SECRET), None);
+    let verifier = Verifier::new(Encoding::PrefixedHex, Secret::from(APP_SECRET), None);
     let sink = Arc::clone(&hooks);
     let webhook = Router::new().route(
         "/webhooks/meta",
@@ -60,7 +60,7 @@ async fn start_with(status_webhooks: bool, templates: Templates) -> Harness {
     );
     let hook_base = serve(webhook).await;
     let sandbox = Sandbox::new(SandboxConfig {
-        app_secret: Secret::new(APP_SECRET),
+        app_secret: Secret::from(APP_SECRET),
         webhook_url: format!("{hook_base}/webhooks/meta"),
         whatsapp_phone_number_id: PHONE_ID.into(),
         messenger_page_id: PAGE_ID.into(),
@@ -108,10 +108,10 @@ impl Harness {
     /// A client with `WHATSAPP_MARKETING_MESSAGES_API` on or off.
     fn client_with(&self, marketing_messages_api: bool) -> GraphClient {
         GraphClient::new(&MetaSettings {
-            app_secret: Secret::new(APP_SECRET),
+            app_secret: Secret::from(APP_SECRET),
             app_secret_previous: None,
-            verify_token: Secret::new("local-verify-token"),
-            access_token: Secret::new("local-access-token"),
+            verify_token: Secret::from("local-verify-token"),
+            access_token: Secret::from("local-access-token"),
             graph_api_base: format!("{}/sandbox/graph", self.base),
             graph_api_version: "v25.0".into(),
             graph_timeout: Duration::from_secs(5),
@@ -734,7 +734,7 @@ async fn chat_reports_the_webhook_status_and_unreachable_webhooks() {
     // A sandbox whose secret differs from the handler's: the handler says 401 and the sandbox passes it on.
     let h = start(false).await;
     let wrong = Sandbox::new(SandboxConfig {
-        app_secret: Secret::new("not-the-secret"),
+        app_secret: Secret::from("not-the-secret"),
         webhook_url: h.hook_url.clone(),
         whatsapp_phone_number_id: PHONE_ID.into(),
         messenger_page_id: PAGE_ID.into(),
@@ -754,7 +754,7 @@ async fn chat_reports_the_webhook_status_and_unreachable_webhooks() {
 
     let port = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
     let nowhere = Sandbox::new(SandboxConfig {
-        app_secret: Secret::new(APP_SECRET),
+        app_secret: Secret::from(APP_SECRET),
         webhook_url: format!("http://127.0.0.1:{port}/webhooks/meta"),
         whatsapp_phone_number_id: PHONE_ID.into(),
         messenger_page_id: PAGE_ID.into(),

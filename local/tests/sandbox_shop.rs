@@ -113,11 +113,11 @@ impl Harness {
 }
 
 fn shopify_verifier() -> Verifier {
-    Verifier::new(Encoding::Base64, Secret::new(SHOPIFY_SECRET), None)
+    Verifier::new(Encoding::Base64, Secret::from(SHOPIFY_SECRET), None)
 }
 
 fn woo_verifier() -> Verifier {
-    Verifier::new(Encoding::Base64, Secret::new(WOO_SECRET), None)
+    Verifier::new(Encoding::Base64, Secret::from(WOO_SECRET), None)
 }
 
 fn json_of(body: &[u8]) -> Value {
@@ -155,7 +155,7 @@ async fn shopify_order_is_signed_with_exact_big_ids() {
 
     let sig = header(&hook, "x-shopify-hmac-sha256");
     assert!(shopify_verifier().verify(&hook.body, Some(sig)).is_ok());
-    assert!(Verifier::new(Encoding::Base64, Secret::new("other"), None).verify(&hook.body, Some(sig)).is_err());
+    assert!(Verifier::new(Encoding::Base64, Secret::from("other"), None).verify(&hook.body, Some(sig)).is_err());
 
     // The id is beyond 2^53 and must survive as an exact integer.
     let text = std::str::from_utf8(&hook.body).unwrap();

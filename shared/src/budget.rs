@@ -39,6 +39,7 @@ impl Budget {
 
     /// From `PARLEY_FUNCTION_TIMEOUT_SECONDS` (default 10).
     pub fn from_env() -> Result<Self, ConfigError> {
+        crate::config::check_settings()?;
         let secs: u64 = env_parse("PARLEY_FUNCTION_TIMEOUT_SECONDS", DEFAULT_FUNCTION_TIMEOUT_SECS)?;
         if secs == 0 {
             return Err(ConfigError::Invalid { name: "PARLEY_FUNCTION_TIMEOUT_SECONDS", reason: "must be > 0".into() });

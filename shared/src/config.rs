@@ -14,28 +14,191 @@ pub enum ConfigError {
     Accounts(String),
     #[error("flows file {file}: {reason}")]
     Flows { file: String, reason: String },
+    /// `PARLEY_SETTINGS` is not what it must be (the message names keys, never values).
+    #[error("PARLEY_SETTINGS: {0}")]
+    Settings(String),
 }
 
-/// A secret string whose Debug/Display never shows the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A secret string: `Debug` never shows it, it is zeroed when dropped, and reading it takes
+/// `expose_secret()` (from `secrecy::ExposeSecret`), which is easy to find in a review.
+pub type Secret = secrecy::SecretString;
+pub use secrecy::ExposeSecret;
 
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
+/// A setting: the variable itself, else its entry in `PARLEY_SETTINGS`.
 pub(crate) fn env_opt(name: &str) -> Option<String> {
+    own_var(name).or_else(|| overlay().as_ref().ok().and_then(|m| m.get(name).cloned()))
+}
+
+fn own_var(name: &str) -> Option<String> {
     std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+// ---------------------------------------------------------------------------------------------
+// PARLEY_SETTINGS: the tunables without a template parameter of their own, as one JSON object
+// (template parameter `Settings`), so a deployment never needs an edit of template.yaml.
+
+/// Settings that are secrets: only through their `NoEcho` parameters, never in the plain JSON.
+pub const SECRET_SETTINGS: &[&str] = &[
+    "META_APP_SECRET",
+    "META_APP_SECRET_PREVIOUS",
+    "META_VERIFY_TOKEN",
+    "META_ACCESS_TOKEN",
+    "PARLEY_ADMIN_KEY",
+    "PARLEY_PSEUDONYM_KEY",
+    "PARLEY_LINK_KEY",
+    "SHOPIFY_WEBHOOK_SECRET",
+    "SHOPIFY_WEBHOOK_SECRET_PREVIOUS",
+    "SHOPIFY_ACCESS_TOKEN",
+    "WOOCOMMERCE_WEBHOOK_SECRET",
+    "WOOCOMMERCE_WEBHOOK_SECRET_PREVIOUS",
+    "WOOCOMMERCE_CONSUMER_KEY",
+    "WOOCOMMERCE_CONSUMER_SECRET",
+    "BRIDGE_WEBHOOK_SECRET",
+];
+
+/// Settings the template wires to its own resources (table, queues, user pool, URL, timeout).
+pub const WIRED_SETTINGS: &[&str] = &[
+    "PARLEY_TABLE",
+    "PARLEY_OUTBOUND_QUEUE_URL",
+    "PARLEY_OUTBOUND_DLQ_URL",
+    "PARLEY_INBOUND_QUEUE_URL",
+    "PARLEY_INBOUND_DLQ_URL",
+    "PARLEY_CAMPAIGN_QUEUE_URL",
+    "PARLEY_BRIDGE_QUEUE_URL",
+    "PARLEY_BRIDGE_DLQ_URL",
+    "PARLEY_FUNCTION_TIMEOUT_SECONDS",
+    "PARLEY_PUBLIC_BASE_URL",
+    "AGENT_AUTH_ISSUER",
+    "AGENT_AUTH_AUDIENCE",
+    "AGENT_AUTH_CLIENT_ID",
+    "AGENT_AUTH_DOMAIN",
+    "PARLEY_SETTINGS",
+];
+
+/// Every other setting README "Configuration" documents: each may come from `PARLEY_SETTINGS`.
+pub const TUNABLE_SETTINGS: &[&str] = &[
+    "GRAPH_API_BASE",
+    "GRAPH_API_VERSION",
+    "GRAPH_TIMEOUT_MS",
+    "WHATSAPP_PHONE_NUMBER_ID",
+    "WHATSAPP_MARKETING_MESSAGES_API",
+    "MESSENGER_PAGE_ID",
+    "INSTAGRAM_ACCOUNT_ID",
+    "DEFAULT_LOCALE",
+    "FALLBACK_TEMPLATE",
+    "HISTORY_RETENTION_DAYS",
+    "CAMPAIGN_DEFAULT_TIMEZONE",
+    "CONSENT_CONFIRM_HOURS",
+    "CONSENT_RESEND_HOURS",
+    "CONSENT_POLICY_VERSION",
+    "DEFAULT_PHONE_REGION",
+    "SHOPIFY_SHOP_DOMAIN",
+    "SHOPIFY_API_VERSION",
+    "SHOPIFY_ADMIN_BASE",
+    "WOOCOMMERCE_STORE_URL",
+    "ORDER_CONFIRM_ON",
+    "SHOP_DELIVERY_DEDUPE_HOURS",
+    "RECONCILE_LOOKBACK_MINUTES",
+    "SHOP_CURRENCY",
+    "CART_SHOP",
+    "SHOPIFY_STOREFRONT_URL",
+    "WOOCOMMERCE_CHECKOUT_LINK",
+    "CHECKOUT_DISCOUNT_CODE",
+    "CART_MAX_QUANTITY",
+    "CART_MAX_LINES",
+    "CART_REMINDER_DELAY_MINUTES",
+    "CART_ATTRIBUTION_DAYS",
+    "PARLEY_FLOWS_DIR",
+    "MAX_WEBHOOK_BODY_BYTES",
+    "INBOUND_DEDUPE_TTL_DAYS",
+    "INBOUND_CLAIM_LEASE_SECONDS",
+    "SEND_LEASE_SECONDS",
+    "INBOUND_INLINE_MAX_EVENTS",
+    "INBOUND_MAX_CONCURRENCY",
+    "QUEUE_SEND_CONCURRENCY",
+    "SERVICE_WINDOW_HOURS",
+    "SEND_RETRY_BASE_SECONDS",
+    "SEND_PAUSE_SECONDS",
+    "BRIDGE_WEBHOOK_URL",
+    "BRIDGE_RETRY_BASE_SECONDS",
+];
+
+/// Per-account settings: `ACCOUNT_<id>_<suffix>`.
+const ACCOUNT_SUFFIXES: &[&str] = &["_LOCALE", "_FALLBACK_TEMPLATE", "_FLOWS"];
+
+fn is_tunable(name: &str) -> bool {
+    TUNABLE_SETTINGS.contains(&name)
+        || name
+            .strip_prefix("ACCOUNT_")
+            .is_some_and(|rest| ACCOUNT_SUFFIXES.iter().any(|s| rest.strip_suffix(s).is_some_and(|id| !id.is_empty())))
+}
+
+static OVERLAY: std::sync::OnceLock<Result<HashMap<String, String>, String>> = std::sync::OnceLock::new();
+
+fn overlay() -> &'static Result<HashMap<String, String>, String> {
+    OVERLAY.get_or_init(|| match own_var("PARLEY_SETTINGS") {
+        None => Ok(HashMap::new()),
+        Some(json) => parse_settings(&json, |name| own_var(name).is_some()),
+    })
+}
+
+/// Fails when `PARLEY_SETTINGS` is unreadable; every function checks it at cold start (through
+/// [`crate::budget::Budget::from_env`]), so a typo stops the deploy's first invocation loudly
+/// instead of being ignored.
+pub fn check_settings() -> Result<(), ConfigError> {
+    overlay().as_ref().map(|_| ()).map_err(|e| ConfigError::Settings(e.clone()))
+}
+
+/// Reads the JSON object of settings. Values are strings, numbers or booleans. Refused, with
+/// the key named and the value never shown: unknown keys (a typo would otherwise be ignored),
+/// secrets (they belong in their `NoEcho` parameters), keys the template wires itself, and keys
+/// also set as variables (`is_set`), which are set by their own template parameter.
+pub(crate) fn parse_settings(json: &str, is_set: impl Fn(&str) -> bool) -> Result<HashMap<String, String>, String> {
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| format!("not a JSON object of settings ({})", json_problem(&e)))?;
+    let mut out = HashMap::with_capacity(map.len());
+    for (name, value) in map {
+        if SECRET_SETTINGS.contains(&name.as_str()) {
+            return Err(format!("{name} is a secret: pass it through its NoEcho parameter, not in Settings"));
+        }
+        if WIRED_SETTINGS.contains(&name.as_str()) {
+            return Err(format!("{name} is set by the template itself and cannot be changed in Settings"));
+        }
+        if !is_tunable(&name) {
+            return Err(format!("unknown setting {} (README \"Configuration\" lists them)", printable(&name)));
+        }
+        if is_set(&name) {
+            return Err(format!("{name} is set twice: by its own template parameter and in Settings; keep one"));
+        }
+        let value = match value {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            _ => return Err(format!("{name} must be a string, a number or true/false")),
+        };
+        out.insert(name, value.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// An unknown key as it may be shown: settings names are upper-case ASCII, so anything else is
+/// cut short (a value pasted as a key by mistake must not reach the log whole).
+fn printable(name: &str) -> String {
+    if name.len() <= 64 && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+        name.to_string()
+    } else {
+        "(a key that is not a setting name)".to_string()
+    }
+}
+
+/// What is wrong with unreadable JSON, without serde's message (it may quote the value).
+fn json_problem(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "expected an object",
+        serde_json::error::Category::Eof => "truncated",
+    }
 }
 
 pub(crate) fn env_or(name: &'static str, default: &str) -> String {
@@ -132,10 +295,10 @@ pub struct MetaSettings {
 impl MetaSettings {
     /// The webhook cannot verify anything without these; the sender does not need them.
     pub fn require_webhook_secrets(&self) -> Result<(), ConfigError> {
-        if self.app_secret.expose().is_empty() {
+        if self.app_secret.expose_secret().is_empty() {
             return Err(ConfigError::Missing("META_APP_SECRET"));
         }
-        if self.verify_token.expose().is_empty() {
+        if self.verify_token.expose_secret().is_empty() {
             return Err(ConfigError::Missing("META_VERIFY_TOKEN"));
         }
         Ok(())
@@ -148,10 +311,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 impl MetaSettings {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            app_secret: Secret::new(env_or("META_APP_SECRET", "")),
-            app_secret_previous: env_opt("META_APP_SECRET_PREVIOUS").map(Secret::new),
-            verify_token: Secret::new(env_or("META_VERIFY_TOKEN", "")),
-            access_token: Secret::new(env_or("META_ACCESS_TOKEN", "")),
+            app_secret: Secret::from(env_or("META_APP_SECRET", "")),
+            app_secret_previous: env_opt("META_APP_SECRET_PREVIOUS").map(Secret::from),
+            verify_token: Secret::from(env_or("META_VERIFY_TOKEN", "")),
+            access_token: Secret::from(env_or("META_ACCESS_TOKEN", "")),
             graph_api_base: env_or("GRAPH_API_BASE", "https://graph.facebook.com").trim_end_matches('/').to_string(),
             graph_api_version: env_or("GRAPH_API_VERSION", DEFAULT_GRAPH_API_VERSION),
             graph_timeout: Duration::from_millis(env_parse("GRAPH_TIMEOUT_MS", 10_000u64)?),
@@ -290,7 +453,7 @@ impl ConsentSettings {
             resend_after_hours: env_parse("CONSENT_RESEND_HOURS", 24i64)?,
             policy_version: env_or("CONSENT_POLICY_VERSION", "v1"),
             default_phone_region: env_or("DEFAULT_PHONE_REGION", "DE"),
-            pseudonym_key: Secret::new(env_or("PARLEY_PSEUDONYM_KEY", "")),
+            pseudonym_key: Secret::from(env_or("PARLEY_PSEUDONYM_KEY", "")),
         })
     }
 
@@ -304,7 +467,7 @@ impl ConsentSettings {
 
     /// Erase needs the key: without it the kept proof could not be tied back to anyone.
     pub fn require_pseudonym_key(&self) -> Result<&str, ConfigError> {
-        match self.pseudonym_key.expose() {
+        match self.pseudonym_key.expose_secret() {
             "" => Err(ConfigError::Missing("PARLEY_PSEUDONYM_KEY")),
             k => Ok(k),
         }
@@ -334,13 +497,13 @@ impl LinkSettings {
                 });
             }
         }
-        Ok(Self { key: env_opt("PARLEY_LINK_KEY").map(Secret::new), public_base_url })
+        Ok(Self { key: env_opt("PARLEY_LINK_KEY").map(Secret::from), public_base_url })
     }
 
     /// Minting links needs both; a function that mints them checks this at init, so a missing
     /// setting fails the deployment instead of the first campaign.
     pub fn require(&self) -> Result<(&str, &str), ConfigError> {
-        let key = self.key.as_ref().map(Secret::expose).ok_or(ConfigError::Missing("PARLEY_LINK_KEY"))?;
+        let key = self.key.as_ref().map(|s| s.expose_secret()).ok_or(ConfigError::Missing("PARLEY_LINK_KEY"))?;
         let base = self.public_base_url.as_deref().ok_or(ConfigError::Missing("PARLEY_PUBLIC_BASE_URL"))?;
         Ok((key, base))
     }
@@ -425,20 +588,20 @@ impl ShopSettings {
             });
         }
         Ok(Self {
-            shopify_secret: Secret::new(env_or("SHOPIFY_WEBHOOK_SECRET", "")),
-            shopify_secret_previous: env_opt("SHOPIFY_WEBHOOK_SECRET_PREVIOUS").map(Secret::new),
+            shopify_secret: Secret::from(env_or("SHOPIFY_WEBHOOK_SECRET", "")),
+            shopify_secret_previous: env_opt("SHOPIFY_WEBHOOK_SECRET_PREVIOUS").map(Secret::from),
             shopify_admin_base: env_opt("SHOPIFY_ADMIN_BASE")
                 .unwrap_or_else(|| format!("https://{shopify_domain}"))
                 .trim_end_matches('/')
                 .to_string(),
             shopify_domain,
-            shopify_access_token: env_opt("SHOPIFY_ACCESS_TOKEN").map(Secret::new),
+            shopify_access_token: env_opt("SHOPIFY_ACCESS_TOKEN").map(Secret::from),
             shopify_api_version: env_or("SHOPIFY_API_VERSION", "2026-07"),
-            woo_secret: Secret::new(env_or("WOOCOMMERCE_WEBHOOK_SECRET", "")),
-            woo_secret_previous: env_opt("WOOCOMMERCE_WEBHOOK_SECRET_PREVIOUS").map(Secret::new),
+            woo_secret: Secret::from(env_or("WOOCOMMERCE_WEBHOOK_SECRET", "")),
+            woo_secret_previous: env_opt("WOOCOMMERCE_WEBHOOK_SECRET_PREVIOUS").map(Secret::from),
             woo_store_url: env_or("WOOCOMMERCE_STORE_URL", "").trim_end_matches('/').to_string(),
-            woo_consumer_key: env_opt("WOOCOMMERCE_CONSUMER_KEY").map(Secret::new),
-            woo_consumer_secret: env_opt("WOOCOMMERCE_CONSUMER_SECRET").map(Secret::new),
+            woo_consumer_key: env_opt("WOOCOMMERCE_CONSUMER_KEY").map(Secret::from),
+            woo_consumer_secret: env_opt("WOOCOMMERCE_CONSUMER_SECRET").map(Secret::from),
             delivery_dedupe_hours: env_parse("SHOP_DELIVERY_DEDUPE_HOURS", 72u64)?.max(24),
             confirm_on_paid: confirm_on == "paid",
             reconcile_lookback_minutes: env_parse("RECONCILE_LOOKBACK_MINUTES", 1440i64)?,
@@ -526,7 +689,103 @@ pub fn campaign_timezone() -> Result<jiff::tz::TimeZone, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_bool;
+    use super::*;
+
+    fn parse(json: &str) -> Result<HashMap<String, String>, String> {
+        parse_settings(json, |name| name == "GRAPH_API_VERSION")
+    }
+
+    #[test]
+    fn settings_json_gives_tunables_and_per_account_settings() {
+        let m = parse(
+            r#"{"CART_MAX_LINES": 5, "WHATSAPP_MARKETING_MESSAGES_API": true,
+            "CAMPAIGN_DEFAULT_TIMEZONE": " Europe/Vienna ", "ACCOUNT_100000000000001_FLOWS": "spring"}"#,
+        )
+        .unwrap();
+        assert_eq!(m["CART_MAX_LINES"], "5");
+        assert_eq!(m["WHATSAPP_MARKETING_MESSAGES_API"], "true");
+        assert_eq!(m["CAMPAIGN_DEFAULT_TIMEZONE"], "Europe/Vienna");
+        assert_eq!(m["ACCOUNT_100000000000001_FLOWS"], "spring");
+        assert!(parse("{}").unwrap().is_empty());
+    }
+
+    #[test]
+    fn settings_json_refuses_what_it_must_not_carry_and_never_shows_a_value() {
+        for (json, says) in [
+            (r#"{"META_APP_SECRET": "s3cr3t-value"}"#, "META_APP_SECRET is a secret"),
+            (r#"{"PARLEY_TABLE": "other-table"}"#, "PARLEY_TABLE is set by the template"),
+            (r#"{"CART_MAX_LINE": "5"}"#, "unknown setting CART_MAX_LINE"),
+            (r#"{"ACCOUNT__FLOWS": "x"}"#, "unknown setting ACCOUNT__FLOWS"),
+            (r#"{"GRAPH_API_VERSION": "v99.0"}"#, "GRAPH_API_VERSION is set twice"),
+            (r#"{"CART_MAX_LINES": [5]}"#, "CART_MAX_LINES must be a string"),
+            (r#"{"CART_MAX_LINES": null}"#, "CART_MAX_LINES must be a string"),
+            (r#"{"+4915123456789 anna@example.com": "1"}"#, "a key that is not a setting name"),
+            (r#"["CART_MAX_LINES"]"#, "expected an object"),
+            (r#"{"CART_MAX_LINES": "5""#, "truncated"),
+            (r#"{CART_MAX_LINES: 5}"#, "syntax error"),
+        ] {
+            let err = parse(json).unwrap_err();
+            assert!(err.contains(says), "{json}: {err}");
+            for value in ["s3cr3t-value", "other-table", "v99.0", "+4915123456789"] {
+                assert!(!err.contains(value), "{json}: {err}");
+            }
+        }
+    }
+
+    /// The variables README "Configuration" documents, read from its table.
+    fn documented_settings() -> Vec<String> {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let section = readme.split("\n## Configuration").nth(1).unwrap().split("\n## ").next().unwrap();
+        let mut names = Vec::new();
+        for row in section.lines().filter(|l| l.starts_with("| `")) {
+            let cell = row.split('|').nth(1).unwrap();
+            let mut last: Option<String> = None;
+            for token in cell.split('`').skip(1).step_by(2) {
+                let name = match (token.strip_prefix('_'), &last) {
+                    // `X` (+`_PREVIOUS`): a second variable named X_PREVIOUS.
+                    (Some(_), Some(prev)) if cell.contains("(+`") => format!("{prev}{token}"),
+                    // `X_KEY` / `_SECRET`: X_SECRET.
+                    (Some(_), Some(prev)) => format!("{}{token}", &prev[..prev.rfind('_').unwrap()]),
+                    _ => token.to_string(),
+                };
+                if name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+                    last = Some(name.clone());
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn every_documented_setting_is_in_exactly_one_list_and_every_listed_one_is_documented() {
+        let documented = documented_settings();
+        assert!(documented.len() > 50, "{documented:?}");
+        for name in &documented {
+            let n = name.as_str();
+            assert!(
+                TUNABLE_SETTINGS.contains(&n) || SECRET_SETTINGS.contains(&n) || WIRED_SETTINGS.contains(&n),
+                "README documents {n}, which no settings list names (config.rs)"
+            );
+        }
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        for name in TUNABLE_SETTINGS.iter().chain(SECRET_SETTINGS).chain(WIRED_SETTINGS) {
+            assert!(
+                documented.iter().any(|d| d == name) || readme.contains(&format!("`{name}`")),
+                "{name} is listed but README does not document it"
+            );
+        }
+    }
+
+    #[test]
+    fn the_three_lists_are_disjoint() {
+        for name in TUNABLE_SETTINGS {
+            assert!(!SECRET_SETTINGS.contains(name) && !WIRED_SETTINGS.contains(name), "{name}");
+        }
+        for name in SECRET_SETTINGS {
+            assert!(!WIRED_SETTINGS.contains(name), "{name}");
+        }
+    }
 
     #[test]
     fn booleans_are_read_in_the_usual_spellings_and_nothing_else() {

@@ -13,6 +13,7 @@ use crate::observability::count;
 use crate::queue::Envelope;
 use crate::shops::{OrderRef, OrderStatus, ShopConsent, ShopEvent};
 use crate::store::consent::ProfileSeed;
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 /// What one shop event led to (logged, and returned to the reconciler for its summary).
@@ -198,7 +199,7 @@ async fn envelopes_for(
     if !record.as_ref().is_some_and(|r| r.consent.allows(ConsentPurpose::OrderUpdates)) {
         outcome.skipped.push("no_consent");
         count("OrderMessageSkippedNoConsent", notifications.len() as u64);
-        let hashed = crate::privacy::ip_pseudonym(app.consent.pseudonym_key.expose(), &contact.to_string());
+        let hashed = crate::privacy::ip_pseudonym(app.consent.pseudonym_key.expose_secret(), &contact.to_string());
         tracing::info!(order = order.order_id, contact = %hashed, "order message due, but no order_updates consent");
         return Ok(Vec::new());
     }

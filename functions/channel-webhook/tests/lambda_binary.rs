@@ -65,3 +65,31 @@ async fn a_missing_webhook_secret_is_reported_as_an_init_error() {
     assert!(!status.success());
     sys.stop().await;
 }
+
+/// The template's `Settings` parameter (`PARLEY_SETTINGS`) sets what has no parameter of its own.
+#[tokio::test]
+async fn a_setting_from_the_settings_parameter_applies() {
+    let sys = System::start().await;
+    let f =
+        LambdaFunction::start_with(BIN, &sys, &[("PARLEY_SETTINGS", Some(r#"{"MAX_WEBHOOK_BODY_BYTES": 100}"#))]).await;
+    let (status, _, body) = f.http(&sample("apigw/meta_post_whatsapp_text.json")).await;
+    assert_eq!(status, 413, "{body}");
+    let (status, _, body) = f.http(&sample("apigw/meta_verify_get.json")).await;
+    assert_eq!((status, body.as_str()), (200, "1158201444"));
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_secret_in_the_settings_parameter_stops_the_function_without_showing_it() {
+    let sys = System::start().await;
+    let settings = r#"{"CART_MAX_LINES": 5, "META_ACCESS_TOKEN": "EAAG-not-for-logs"}"#;
+    let mut f = LambdaFunction::start_with(BIN, &sys, &[("PARLEY_SETTINGS", Some(settings))]).await;
+    let (err, status) = f.init_failure().await;
+    assert_eq!(err.error_type.as_deref(), Some("Runtime.InitError"));
+    let message = err.body["errorMessage"].as_str().unwrap();
+    assert!(message.contains("PARLEY_SETTINGS") && message.contains("META_ACCESS_TOKEN"), "{:?}", err.body);
+    assert!(!status.success());
+    assert!(!f.output().iter().any(|l| l.contains("EAAG-not-for-logs")), "{:#?}", f.output());
+    assert!(!message.contains("EAAG-not-for-logs"));
+    sys.stop().await;
+}

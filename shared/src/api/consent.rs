@@ -8,6 +8,7 @@ use crate::queue::Envelope;
 use crate::store::consent::ProfileSeed;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 /// The template that asks a web opt-in to confirm (the person has not written, so the
@@ -109,7 +110,7 @@ pub async fn opt_in(app: &App, req: &Request<Bytes>) -> Result<Response<String>,
     let ctx = AuditContext {
         source: "web",
         detail: Some(source),
-        ip_hash: client_ip(req).map(|ip| crate::privacy::ip_pseudonym(app.consent.pseudonym_key.expose(), &ip)),
+        ip_hash: client_ip(req).map(|ip| crate::privacy::ip_pseudonym(app.consent.pseudonym_key.expose_secret(), &ip)),
         ..Default::default()
     };
     let seed = ProfileSeed {

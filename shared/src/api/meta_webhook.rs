@@ -28,6 +28,7 @@ use crate::store::outbound::StatusOutcome;
 use bytes::Bytes;
 use futures::future::join_all;
 use http::{Request, Response, StatusCode};
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
@@ -39,7 +40,7 @@ pub fn verify(app: &App, req: &Request<Bytes>) -> Result<Response<String>, ApiEr
     if mode.as_deref() != Some("subscribe") {
         return Err(ApiError::BadRequest("hub.mode must be 'subscribe'".into()));
     }
-    if !super::constant_time_eq(token.as_bytes(), app.meta.verify_token.expose().as_bytes()) {
+    if !super::constant_time_eq(token.as_bytes(), app.meta.verify_token.expose_secret().as_bytes()) {
         return Err(ApiError::Forbidden);
     }
     Ok(text_response(StatusCode::OK, challenge))

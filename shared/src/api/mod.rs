@@ -28,6 +28,7 @@ use crate::queue::Producer;
 use crate::store::Store;
 use bytes::Bytes;
 use http::{Method, Request, Response};
+use secrecy::ExposeSecret;
 
 /// Everything a request handler needs, built once per container (cold start), never per request.
 #[derive(Debug, Clone)]
@@ -128,7 +129,7 @@ impl App {
             shops,
             cart_texts: CartTexts::embedded()?,
             consent: ConsentSettings::from_env()?,
-            admin_key: crate::config::env_opt("PARLEY_ADMIN_KEY").map(Secret::new),
+            admin_key: crate::config::env_opt("PARLEY_ADMIN_KEY").map(Secret::from),
             bridge: None,
             token_verifier: jwt::TokenVerifier::from_settings(&AgentAuthSettings::from_env()?, jwks_http),
             campaign_jobs: aws.campaign_queue_url.clone().map(|u| crate::campaigns::JobQueue::new(sqs.clone(), u)),
@@ -146,7 +147,7 @@ impl App {
     pub fn check_admin(&self, req: &Request<Bytes>) -> Result<(), ApiError> {
         let given = req.headers().get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("");
         match &self.admin_key {
-            Some(key) if constant_time_eq(given.as_bytes(), key.expose().as_bytes()) => Ok(()),
+            Some(key) if constant_time_eq(given.as_bytes(), key.expose_secret().as_bytes()) => Ok(()),
             _ => Err(ApiError::BadApiKey),
         }
     }
@@ -184,9 +185,10 @@ pub fn path_contact(channel: &str, address: &str) -> Result<crate::domain::Conta
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
-    // Comparing digests keeps the time independent of where (or whether) the inputs differ.
-    let (da, db) = (Sha256::digest(a), Sha256::digest(b));
-    da.iter().zip(db.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0 && !b.is_empty()
+    use subtle::ConstantTimeEq;
+    // Comparing digests keeps the time independent of the lengths too (subtle's comparison of
+    // slices returns early on a length difference).
+    bool::from(Sha256::digest(a).ct_eq(&Sha256::digest(b))) && !b.is_empty()
 }
 
 pub(crate) fn json_response(status: http::StatusCode, body: &serde_json::Value) -> Response<String> {
@@ -205,36 +207,11 @@ pub(crate) fn text_response(status: http::StatusCode, body: impl Into<String>) -
         .expect("valid response")
 }
 
-/// Query parameters, percent-decoded.
+/// Query parameters, decoded as browsers encode forms (`+` is a space, `%XX` a byte, invalid
+/// UTF-8 replaced).
 pub(crate) fn query_param(req: &Request<Bytes>, name: &str) -> Option<String> {
     let q = req.uri().query()?;
-    q.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(k) == name).then(|| percent_decode(v))
-    })
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 /// `GET /health`: 200 when the table and the queue answer, 503 otherwise. Uses only what the

@@ -10,6 +10,7 @@ use crate::shops::{shopify, woocommerce, OrderRef, Platform, ShopEvent, ShopPars
 use crate::store::inbound::Claim;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 fn header<'a>(req: &'a Request<Bytes>, name: &str) -> Option<&'a str> {
@@ -30,7 +31,7 @@ struct Delivery<'a> {
 
 pub async fn shopify(app: &App, req: Request<Bytes>) -> Result<Response<String>, ApiError> {
     let s = &app.shops;
-    if s.shopify_secret.expose().is_empty() {
+    if s.shopify_secret.expose_secret().is_empty() {
         return Err(ApiError::NotFound);
     }
     check_size(app, &req)?;
@@ -55,7 +56,7 @@ pub async fn shopify(app: &App, req: Request<Bytes>) -> Result<Response<String>,
 
 pub async fn woocommerce(app: &App, req: Request<Bytes>) -> Result<Response<String>, ApiError> {
     let s = &app.shops;
-    if s.woo_secret.expose().is_empty() {
+    if s.woo_secret.expose_secret().is_empty() {
         return Err(ApiError::NotFound);
     }
     // The setup ping comes unsigned and must get exactly 200, or WooCommerce refuses to save the hook.

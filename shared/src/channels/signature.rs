@@ -3,6 +3,7 @@
 use crate::config::Secret;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
+use secrecy::ExposeSecret;
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -41,7 +42,7 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     /// `previous` is accepted too while it is set (secret rotation).
     pub fn new(encoding: Encoding, current: Secret, previous: Option<Secret>) -> Self {
-        let secrets = std::iter::once(current).chain(previous).filter(|s| !s.expose().is_empty()).collect();
+        let secrets = std::iter::once(current).chain(previous).filter(|s| !s.expose_secret().is_empty()).collect();
         Self { encoding, secrets }
     }
 
@@ -73,7 +74,8 @@ impl Verifier {
         let mut ok = false;
         // Check every secret (no early exit) so timing does not tell which one matched.
         for secret in &self.secrets {
-            let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("HMAC takes any key length");
+            let mut mac =
+                HmacSha256::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC takes any key length");
             mac.update(body);
             ok |= mac.verify_slice(&expected).is_ok();
         }
@@ -86,7 +88,7 @@ impl Verifier {
 
     /// Produces the header value for `body` with the current secret (sandbox and tests).
     pub fn sign(&self, body: &[u8]) -> String {
-        sign(self.encoding, self.secrets.first().map(Secret::expose).unwrap_or(""), body)
+        sign(self.encoding, self.secrets.first().map(|s| s.expose_secret()).unwrap_or(""), body)
     }
 }
 
@@ -106,7 +108,7 @@ mod tests {
     use super::*;
 
     fn meta(prev: Option<&str>) -> Verifier {
-        Verifier::new(Encoding::PrefixedHex, Secret::new("current"), prev.map(Secret::new))
+        Verifier::new(Encoding::PrefixedHex, Secret::from("current"), prev.map(Secret::from))
     }
 
     #[test]
@@ -159,7 +161,7 @@ mod tests {
 
     #[test]
     fn base64_encoding() {
-        let v = Verifier::new(Encoding::Base64, Secret::new("shop"), None);
+        let v = Verifier::new(Encoding::Base64, Secret::from("shop"), None);
         let body = br#"{"id":820982911946154508,"url":"https:\/\/x"}"#;
         let sig = sign(Encoding::Base64, "shop", body);
         assert!(v.verify(body, Some(&sig)).is_ok());

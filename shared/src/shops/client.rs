@@ -3,6 +3,7 @@
 use super::{shopify, woocommerce, OrderSnapshot, ShopParseError};
 use crate::config::ShopSettings;
 use base64::Engine;
+use secrecy::ExposeSecret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShopApiError {
@@ -57,7 +58,7 @@ impl<'a> ShopifyClient<'a> {
     }
 
     async fn get(&self, url: &str) -> Result<reqwest::Response, ShopApiError> {
-        let token = self.settings.shopify_access_token.as_ref().expect("checked in new").expose();
+        let token = self.settings.shopify_access_token.as_ref().expect("checked in new").expose_secret();
         let resp = self
             .http
             .get(url)
@@ -105,7 +106,11 @@ impl<'a> WooClient<'a> {
         let (Some(key), Some(secret)) = (&settings.woo_consumer_key, &settings.woo_consumer_secret) else {
             return Err(ShopApiError::NotConfigured("WOOCOMMERCE_CONSUMER_KEY / WOOCOMMERCE_CONSUMER_SECRET"));
         };
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", key.expose(), secret.expose()));
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            key.expose_secret(),
+            secret.expose_secret()
+        ));
         Ok(Self { http, settings, auth: format!("Basic {auth}") })
     }
 

@@ -6,6 +6,7 @@
 use crate::config::{MetaSettings, Secret};
 use crate::domain::templates::{TemplateCategory, TemplateDef};
 use crate::domain::{AccountId, Address, Channel, ContactId, OutboundBody, ProviderMessageId, Purpose, TemplateRef};
+use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
 
@@ -223,7 +224,7 @@ impl GraphClient {
         let response = self
             .http
             .post(&url)
-            .bearer_auth(self.token.expose())
+            .bearer_auth(self.token.expose_secret())
             .json(&body)
             .send()
             .await
@@ -1046,10 +1047,10 @@ body = "Danke für {{1}}."
 
     fn settings(base: &str, timeout_ms: u64) -> MetaSettings {
         MetaSettings {
-            app_secret: Secret::new("app"),
+            app_secret: Secret::from("app"),
             app_secret_previous: None,
-            verify_token: Secret::new("verify"),
-            access_token: Secret::new(TOKEN),
+            verify_token: Secret::from("verify"),
+            access_token: Secret::from(TOKEN),
             graph_api_base: base.to_string(),
             graph_api_version: "v25.0".to_string(),
             graph_timeout: Duration::from_millis(timeout_ms),

@@ -492,3 +492,51 @@ async fn a_hundred_contacts_of_mixed_consent_locale_and_country_only_the_matchin
     assert_eq!(count_newsletters(&sys, &others).await, vec![0; others.len()], "nobody else");
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn a_131050_failure_mid_campaign_revokes_marketing_counts_the_opt_out_and_the_next_campaign_skips_them() {
+    let sys = System::start().await;
+    let to: Vec<String> = (0..2).map(|_| customer()).collect();
+    for t in &to {
+        seed(&sys, t, "de", Seeded::Confirmed).await;
+    }
+    // Graph answers the send to the first recipient "stopped marketing messages" (131050).
+    let r = sys
+        .http
+        .post(sys.url("/sandbox/faults"))
+        .json(&json!({"status": 400, "code": 131050, "count": 1, "to": to[0]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = create_and_start(&sys, newsletter("Stopped", json!({}), always(), 80)).await;
+    let report = report_until(&sys, &id, "one sent, one failed and opted out", |r| {
+        r["state"] == "done" && r["sent"] == 1 && r["failed"] == 1 && r["opt_outs"] == 1
+    })
+    .await;
+    assert_eq!(report["recipients"], 2, "{report:#}");
+    let by_code = report["failed_by_code"].as_array().unwrap();
+    assert_eq!(by_code.len(), 1, "{report:#}");
+    assert_eq!((by_code[0]["code"].clone(), by_code[0]["count"].clone()), (json!(131050), json!(1)));
+    let reason = by_code[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("stopped marketing messages") && !reason.contains("131050"), "a plain reason: {reason}");
+    let failed = recipients(&sys, &id).await.into_iter().find(|r| r["contact"] == wa(&to[0]).key()).unwrap();
+    assert_eq!((failed["status"].as_str(), failed["error_code"].as_i64()), (Some("failed"), Some(131050)), "{failed}");
+    assert_eq!(failed["error_reason"].as_str(), Some(reason));
+    assert_eq!(sys.faults_left().await, 0, "the fault hit its recipient");
+
+    // The failure revoked their marketing consent (and nothing else), on the record.
+    let consent = sys.consent_of("whatsapp", &to[0]).await;
+    assert_eq!(consent["purposes"]["marketing"], "revoked", "{consent:#}");
+    assert_eq!(consent["events"][0]["source"], "send_failure", "{consent:#}");
+    assert_eq!(sys.consent_of("whatsapp", &to[1]).await["purposes"]["marketing"], "confirmed");
+
+    // The next campaign leaves them out (no consent); the other recipient gets it again.
+    let next = create_and_start(&sys, newsletter("After 131050", json!({}), always(), 80)).await;
+    let report = report_until(&sys, &next, "done", |r| r["state"] == "done" && r["sent"] == 1).await;
+    assert_eq!((report["recipients"].clone(), report["failed"].clone()), (json!(1), json!(0)), "{report:#}");
+    let listed = recipients(&sys, &next).await;
+    assert!(listed.iter().all(|r| r["contact"] != wa(&to[0]).key()), "{listed:#?}");
+    assert_eq!(count_newsletters(&sys, &to).await, vec![0, 2], "the failed send is not in the log; the other got both");
+    sys.stop().await;
+}

@@ -540,3 +540,77 @@ async fn a_131050_failure_mid_campaign_revokes_marketing_counts_the_opt_out_and_
     assert_eq!(count_newsletters(&sys, &to).await, vec![0, 2], "the failed send is not in the log; the other got both");
     sys.stop().await;
 }
+
+/// The approved templates plus one whose URL button is a tracked link of `LINKS`.
+const LINKS: &str = "https://go.parley-demo.test";
+fn with_tracked_button() -> parley::domain::templates::Templates {
+    let extra = format!(
+        r#"
+[[template]]
+name = "newsletter_link"
+language = "de"
+category = "marketing"
+body = "Hallo {{{{1}}}}! Neu im Shop: schau rein."
+url_buttons = [{{ text = "Jetzt ansehen", url = "{LINKS}/r/{{{{1}}}}" }}]
+"#
+    );
+    let embedded = include_str!("../config/templates.toml");
+    parley::domain::templates::Templates::from_toml(&format!("{embedded}\n{extra}")).unwrap()
+}
+
+#[tokio::test]
+async fn a_tracked_url_button_carries_each_recipients_token_and_its_clicks_count_once_per_recipient() {
+    let sys = System::start_with(|o| {
+        o.templates = Some(with_tracked_button());
+        o.public_base_url = Some(LINKS.to_string());
+    })
+    .await;
+    let to: Vec<String> = (0..2).map(|_| customer()).collect();
+    for t in &to {
+        seed(&sys, t, "de", Seeded::Confirmed).await;
+    }
+    let page = "https://parley-demo.myshopify.com/collections/sommer?sort=neu";
+    // The button's parameter must be a URL: a handle would make its short link answer 404.
+    let bad = json!({"name": "Bad", "template": {"name": "newsletter_link", "language": "de",
+                     "parameters": ["{{contact.first_name|du}}", "sommer"]}, "quiet_hours": always()});
+    let (status, v) = admin(&sys, reqwest::Method::POST, "/campaigns", Some(bad)).await;
+    assert_eq!(status, 422, "{v}");
+    let spec = json!({"name": "Sommer Button", "template": {"name": "newsletter_link", "language": "de",
+                      "parameters": ["{{contact.first_name|du}}", page]}, "quiet_hours": always()});
+    let id = create_and_start(&sys, spec).await;
+    report_until(&sys, &id, "both sent", |r| r["state"] == "done" && r["sent"] == 2).await;
+
+    let mut tokens = Vec::new();
+    for t in &to {
+        let got = sys.messages_to(t).await;
+        let sent: Vec<&Value> = got.iter().filter(|m| m["template"] == "newsletter_link").collect();
+        assert_eq!(sent.len(), 1, "{got:#?}");
+        // The button's parameter is the recipient's token; the button opens its short link.
+        let token = sent[0]["parameters"][1].as_str().unwrap().to_string();
+        assert!(
+            token.len() == 22 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "a bare token: {token}"
+        );
+        assert_eq!(sent[0]["url_buttons"][0]["url"], format!("{LINKS}/r/{token}"), "{:#}", sent[0]);
+        assert!(!token.contains(t.as_str()), "no personal data in the token");
+        tokens.push(token);
+    }
+    assert_ne!(tokens[0], tokens[1], "each recipient has their own link");
+
+    // Each recipient opens theirs twice: 302 to the page with the utm parameters after its own
+    // query; the campaign counts every click, and each recipient once.
+    for (n, token) in tokens.iter().enumerate() {
+        for _ in 0..2 {
+            let r = sys.http.get(sys.url(&format!("/r/{token}"))).send().await.unwrap();
+            assert_eq!(r.status(), 302);
+            let location = r.headers()["location"].to_str().unwrap();
+            assert_eq!(location, format!("{page}&utm_source=whatsapp&utm_medium=chat&utm_campaign=sommer-button"));
+        }
+        let report = report_until(&sys, &id, "the clicks counted", |r| r["clicks_total"] == 2 * (n + 1)).await;
+        assert_eq!(report["clicks_unique"], n + 1, "once per recipient: {report:#}");
+    }
+    let report = report_until(&sys, &id, "clicks", |r| r["clicks_total"] == 4).await;
+    assert_eq!(report["click_rate"], 1.0, "{report:#}");
+    assert!(recipients(&sys, &id).await.iter().all(|r| r["clicks"] == 2));
+    sys.stop().await;
+}

@@ -27,7 +27,7 @@ use crate::store::contacts::ContactRecord;
 use crate::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Recipients one page handles at most (one BatchGetItem; a second's worth at 80/s).
 pub const PAGE: u32 = 50;
@@ -360,7 +360,8 @@ impl Campaigns<'_> {
             loop {
                 let (contacts, more) = self.store.audience_page(shard, after.as_deref(), 100).await?;
                 total += contacts.len() as u64;
-                for (_, facts) in self.facts(&segment, &contacts).await? {
+                let profiles = self.store.contacts_batch(&contacts).await?;
+                for (_, facts) in self.facts(&segment, &contacts, &profiles).await? {
                     let key = match segment.check(&facts) {
                         Ok(()) => "matched",
                         Err(s) => s.as_str(),
@@ -378,9 +379,14 @@ impl Campaigns<'_> {
                    "excluded": counts.iter().filter(|(k, _)| **k != "matched").map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>() }))
     }
 
-    /// The facts a segment needs for each contact (orders and cart only when asked for).
-    async fn facts(&self, segment: &Segment, contacts: &[ContactId]) -> Result<Vec<(ContactId, Facts)>, CampaignError> {
-        let profiles = self.store.contacts_batch(contacts).await?;
+    /// The facts a segment needs for each contact with a profile (orders and cart only when
+    /// asked for).
+    async fn facts(
+        &self,
+        segment: &Segment,
+        contacts: &[ContactId],
+        profiles: &HashMap<String, ContactRecord>,
+    ) -> Result<Vec<(ContactId, Facts)>, CampaignError> {
         let mut out = Vec::with_capacity(contacts.len());
         for c in contacts {
             let Some(p) = profiles.get(&c.key()) else { continue };
@@ -474,8 +480,9 @@ impl Campaigns<'_> {
     ) -> Result<(), CampaignError> {
         let now = now_ms / 1000;
         let (cap, quiet) = (spec.cap(), spec.quiet());
+        // One BatchGetItem for the page: the segment's facts, the fields and the send marks.
         let profiles = self.store.contacts_batch(contacts).await?;
-        let facts = self.facts(&spec.segment, contacts).await?;
+        let facts = self.facts(&spec.segment, contacts, &profiles).await?;
         let mut envelopes = Vec::new();
         let mut counts: BTreeMap<String, i64> = BTreeMap::new();
         for (contact, facts) in facts {

@@ -437,12 +437,24 @@ async fn marketing_audience(app: &parley::api::App, n: usize) -> (u8, Vec<parley
 }
 
 #[tokio::test]
-async fn a_campaign_page_reads_its_contacts_once() {
+async fn a_campaign_page_reads_its_contacts_once_and_the_frequency_cap_costs_no_request_per_recipient() {
     use parley::campaigns::{Job, Spec};
     use parley::domain::campaign::Action;
     let (app, recorder) = recorded_app(|_| {}).await;
     const N: usize = 10;
-    let (shard, _) = marketing_audience(&app, N).await;
+    let (shard, contacts) = marketing_audience(&app, N).await;
+    // One contact still carries a send mark from over a month ago: the fan-out drops it.
+    app.store
+        .client()
+        .update_item()
+        .table_name(app.store.table())
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(parley::store::keys::contact_pk(&contacts[0])))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(parley::store::keys::PROFILE.to_string()))
+        .update_expression("ADD marketing_sends :old")
+        .expression_attribute_values(":old", aws_sdk_dynamodb::types::AttributeValue::Ss(vec!["0000000001#old".into()]))
+        .send()
+        .await
+        .unwrap();
     let campaigns = app.campaigns().unwrap();
     let spec: Spec = serde_json::from_value(serde_json::json!({"name": "Page cost",
         "template": {"name": "newsletter", "language": "de", "parameters": ["{{contact.first_name|du}}", "sommer"]},
@@ -463,4 +475,21 @@ async fn a_campaign_page_reads_its_contacts_once() {
     let counts = app.store.campaign_counts(&id).await.unwrap();
     assert_eq!(counts.get("queued"), Some(&(N as i64)), "{counts:?}");
     assert_eq!(count(&calls, "BatchGetItem"), 1, "the page's contacts, read once: {by_op:?}");
+    // One Query, the audience page: the frequency cap reads the send marks on the profiles.
+    assert_eq!(count(&calls, "Query"), 1, "{by_op:?}");
+    // Per recipient: its record, and one write of the send mark onto the profile (plus one that
+    // drops the expired mark); then the counters and the cursor.
+    assert_eq!(count(&calls, "PutItem"), N + 1, "recipients and the rate bucket: {by_op:?}");
+    assert_eq!(count(&calls, "UpdateItem"), N + 1 + 2, "{by_op:?}");
+    assert_eq!(count(&calls, "SendMessageBatch"), 1, "{by_op:?}");
+    // Besides: the campaign, the rate bucket, the campaign and its counters again at the end
+    // (GetItem), the bucket's and each recipient's conditional write, one BatchGetItem, one
+    // Query, one SendMessageBatch: two requests per recipient and 11 per page (51 for 10
+    // recipients before the marks moved onto the profile).
+    assert_eq!(calls.len(), 2 * N + 11, "{by_op:?}");
+    for (i, c) in contacts.iter().enumerate() {
+        let profile = app.store.get_contact(c).await.unwrap().unwrap();
+        let sends = parley::store::campaigns::sends_since(&profile, 0);
+        assert_eq!(sends.iter().map(|(_, c)| c.as_str()).collect::<Vec<_>>(), vec![id.as_str()], "contact {i}");
+    }
 }

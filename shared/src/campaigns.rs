@@ -487,10 +487,9 @@ impl Campaigns<'_> {
         let mut counts: BTreeMap<String, i64> = BTreeMap::new();
         for (contact, facts) in facts {
             let profile = profiles.get(&contact.key());
-            let recent: Vec<i64> = self
-                .store
-                .marketing_sends(&contact, now - i64::from(cap.days) * 86_400)
-                .await?
+            let recent: Vec<i64> = profile
+                .map(|p| crate::store::campaigns::sends_since(p, now - i64::from(cap.days) * 86_400))
+                .unwrap_or_default()
                 .into_iter()
                 .filter(|(_, c)| c != campaign)
                 .map(|(at, _)| at)
@@ -548,7 +547,7 @@ impl Campaigns<'_> {
                     };
                     let account = crate::domain::AccountId::parse(spec.account.clone().unwrap_or_default())
                         .map_err(|e| CampaignError::Invalid(e.to_string()))?;
-                    self.store.mark_marketing_send(&contact, campaign, now_ms).await?;
+                    self.store.mark_marketing_send(&contact, profile, campaign, now_ms).await?;
                     envelopes.push(Envelope {
                         v: crate::queue::ENVELOPE_VERSION,
                         id,

@@ -2,7 +2,8 @@
 //! one item per recipient (`R#{contact}`, listed under the contact in `gsi1` so erase finds it),
 //! the marketing audience index (`AUDIENCE` items in the sparse `gsi1` partitions `MKT#{shard}`,
 //! written with every consent change), the contacts' marketing send marks (frequency cap and
-//! attribution) and the token bucket of each sending number (`RATE#{number}`).
+//! attribution: a string set on the profile) and the token bucket of each sending number
+//! (`RATE#{number}`).
 use super::{applied, keys, n, s, Store, StoreError};
 use crate::domain::campaign::Bucket;
 use crate::domain::ContactId;
@@ -19,9 +20,10 @@ const META: &str = "META";
 const STATS: &str = "STATS";
 const RECIPIENT_PREFIX: &str = "R#";
 pub const AUDIENCE: &str = "AUDIENCE";
-const MARK_PREFIX: &str = "MKT#";
-/// Send marks live this long (the longest frequency-cap or attribution window).
-const MARK_TTL_SECS: i64 = 31 * 86_400;
+/// Send marks are kept this long (the longest frequency-cap or attribution window).
+const MARK_KEEP_SECS: i64 = 31 * 86_400;
+/// The profile attribute holding the send marks.
+const SENDS: &str = "marketing_sends";
 
 pub use super::keys::campaign_pk;
 
@@ -475,57 +477,54 @@ impl Store {
         Ok((recs, next))
     }
 
-    /// Marks a marketing message to the contact (frequency cap, attribution).
+    /// Marks a marketing message to the contact (frequency cap, attribution, replies): one
+    /// write of the profile, adding to its send marks (a string set: concurrent campaigns'
+    /// marks never overwrite each other, and a retried page adds no second mark) and naming
+    /// its latest campaign, so the inbound path sees it in the record its contact touch returns
+    /// anyway and counts a reply without reading anything more. Marks older than the longest
+    /// window, as the fan-out read them on `profile`, are removed in a second write (a set
+    /// takes one action per write), at most once per 31 days for a contact.
     pub async fn mark_marketing_send(
         &self,
         contact: &ContactId,
+        profile: Option<&super::contacts::ContactRecord>,
         campaign: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(keys::contact_pk(contact)))
-            .item("sk", s(format!("{MARK_PREFIX}{now_ms:013}#{campaign}")))
-            .item("campaign", s(campaign))
-            .item("at", n(now_ms / 1000))
-            .item("ttl", n(now_ms / 1000 + MARK_TTL_SECS))
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        // The profile learns its latest campaign too, so the inbound path sees it in the record
-        // its contact touch returns anyway and counts a reply without reading anything more.
-        let profile = self
+        let now = now_ms / 1000;
+        let mark = format!("{now:010}#{campaign}");
+        let out = self
             .update_profile(contact)
-            .update_expression("SET last_campaign = :c, last_campaign_at = :at")
+            .update_expression("SET last_campaign = :c, last_campaign_at = :at ADD #sends :mark")
+            .expression_attribute_names("#sends", SENDS)
             .expression_attribute_values(":c", s(campaign))
-            .expression_attribute_values(":at", n(now_ms / 1000))
+            .expression_attribute_values(":at", n(now))
+            .expression_attribute_values(":mark", AttributeValue::Ss(vec![mark]))
             .send()
             .await;
-        applied(profile)?;
+        applied(out)?;
+        let expired: Vec<String> = profile
+            .map(|p| p.marketing_sends.iter().filter(|m| parse_mark(m).is_none_or(|(at, _)| at < now - MARK_KEEP_SECS)))
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        if !expired.is_empty() {
+            let out = self
+                .update_profile(contact)
+                .update_expression("DELETE #sends :old")
+                .expression_attribute_names("#sends", SENDS)
+                .expression_attribute_values(":old", AttributeValue::Ss(expired))
+                .send()
+                .await;
+            applied(out)?;
+        }
         Ok(())
     }
 
     /// The contact's marketing sends since `since` (unix seconds), newest first: (at, campaign).
     pub async fn marketing_sends(&self, contact: &ContactId, since: i64) -> Result<Vec<(i64, String)>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-            .expression_attribute_values(":pk", s(keys::contact_pk(contact)))
-            .expression_attribute_values(":from", s(format!("{MARK_PREFIX}{:013}", since.max(0) * 1000)))
-            .expression_attribute_values(":to", s(format!("{MARK_PREFIX}~")))
-            .scan_index_forward(false)
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        Ok(out
-            .items
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|i| Some((i.get("at")?.as_n().ok()?.parse().ok()?, i.get("campaign")?.as_s().ok()?.clone())))
-            .collect())
+        Ok(self.get_contact(contact).await?.map(|p| sends_since(&p, since)).unwrap_or_default())
     }
 
     /// Takes up to `want` send slots from the number's bucket (and its daily cap); `(granted, wait_ms)`.
@@ -603,5 +602,41 @@ impl Store {
             .send()
             .await;
         applied(out).map(|o| o.is_some())
+    }
+}
+
+/// A send mark: (unix seconds, campaign).
+fn parse_mark(mark: &str) -> Option<(i64, &str)> {
+    let (at, campaign) = mark.split_once('#')?;
+    Some((at.parse().ok()?, campaign))
+}
+
+/// The profile's marketing sends since `since` (unix seconds), newest first: (at, campaign).
+pub fn sends_since(profile: &super::contacts::ContactRecord, since: i64) -> Vec<(i64, String)> {
+    let mut out: Vec<(i64, String)> = profile
+        .marketing_sends
+        .iter()
+        .filter_map(|m| parse_mark(m))
+        .filter(|(at, _)| *at >= since)
+        .map(|(at, c)| (at, c.to_string()))
+        .collect();
+    out.sort_by(|a, b| b.cmp(a));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_marks_read_newest_first_since_a_time_and_skip_what_they_cannot_read() {
+        let profile: super::super::contacts::ContactRecord = serde_json::from_value(serde_json::json!({
+            "channel": "whatsapp", "address": "4915112345678",
+            "marketing_sends": ["0000001000#a", "0000003000#c", "junk", "0000002000#b"]
+        }))
+        .unwrap();
+        assert_eq!(sends_since(&profile, 1500), vec![(3000, "c".to_string()), (2000, "b".to_string())]);
+        assert_eq!(sends_since(&profile, 0).len(), 3);
+        assert_eq!(parse_mark("0000001000#x#y"), Some((1000, "x#y")));
     }
 }

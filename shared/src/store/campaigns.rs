@@ -7,7 +7,7 @@
 use super::{applied, keys, n, s, Store, StoreError};
 use crate::domain::campaign::Bucket;
 use crate::domain::ContactId;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -274,39 +274,12 @@ impl Store {
         &self,
         contacts: &[ContactId],
     ) -> Result<HashMap<String, super::contacts::ContactRecord>, StoreError> {
+        let keys: Vec<(String, String)> =
+            contacts.iter().map(|c| (keys::contact_pk(c), keys::PROFILE.to_string())).collect();
         let mut out = HashMap::new();
-        for chunk in contacts.chunks(100) {
-            let keys: Vec<Item> = chunk
-                .iter()
-                .map(|c| Item::from([("pk".to_string(), s(keys::contact_pk(c))), ("sk".to_string(), s(keys::PROFILE))]))
-                .collect();
-            let mut request = HashMap::from([(
-                self.table.clone(),
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .build()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            )]);
-            for attempt in 0..6 {
-                let resp = self
-                    .client
-                    .batch_get_item()
-                    .set_request_items(Some(request.clone()))
-                    .send()
-                    .await
-                    .map_err(StoreError::sdk)?;
-                for item in resp.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
-                    let rec: super::contacts::ContactRecord = decode(item, "contact")?;
-                    out.insert(rec.contact_id().key(), rec);
-                }
-                match resp.unprocessed_keys {
-                    Some(u) if !u.is_empty() => {
-                        request = u;
-                        tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
-                    }
-                    _ => break,
-                }
-            }
+        for item in super::batch_get(self, &keys, false).await? {
+            let rec: super::contacts::ContactRecord = decode(item, "contact")?;
+            out.insert(rec.contact_id().key(), rec);
         }
         Ok(out)
     }

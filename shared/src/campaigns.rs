@@ -21,6 +21,7 @@ use crate::domain::consent::ConsentPurpose;
 use crate::domain::segment::{Facts, Segment, Skip};
 use crate::domain::templates::{TemplateCategory, Templates};
 use crate::domain::{Channel, ContactId, OutboundId, Purpose};
+use crate::queue::standard::MAX_DELAY_SECS;
 use crate::queue::{Envelope, Producer, QueueError};
 use crate::store::campaigns::{CampaignRecord, RecipientRecord, AUDIENCE_SHARDS};
 use crate::store::contacts::ContactRecord;
@@ -32,8 +33,6 @@ use std::collections::{BTreeMap, HashMap};
 /// Recipients one page handles at most (one BatchGetItem; a second's worth at 80/s).
 pub const PAGE: u32 = 50;
 const DONE: &str = "done";
-/// The longest delay SQS allows on a message.
-const MAX_DELAY_SECS: i64 = 900;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CampaignError {
@@ -150,29 +149,24 @@ pub struct Job {
 /// The campaign queue: standard SQS, so a job can be delayed (up to 15 minutes).
 #[derive(Debug, Clone)]
 pub struct JobQueue {
-    client: aws_sdk_sqs::Client,
-    url: String,
+    queue: crate::queue::StandardQueue,
 }
 
 impl JobQueue {
     pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
-        Self { client, url: url.into() }
+        Self { queue: crate::queue::StandardQueue::new(client, url) }
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        self.queue.url()
+    }
+
+    pub fn client(&self) -> &aws_sdk_sqs::Client {
+        self.queue.client()
     }
 
     pub async fn send(&self, job: &Job, delay_secs: i64) -> Result<(), QueueError> {
-        self.client
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(serde_json::to_string(job).expect("job serialises"))
-            .delay_seconds(delay_secs.clamp(0, MAX_DELAY_SECS) as i32)
-            .send()
-            .await
-            .map_err(|e| QueueError::Unavailable(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()))?;
-        Ok(())
+        self.queue.send_delayed(&serde_json::to_string(job).expect("job serialises"), delay_secs).await
     }
 }
 

@@ -345,7 +345,7 @@ impl Campaigns<'_> {
     }
 
     /// How many contacts the segment reaches now, and why the others are left out.
-    pub async fn preview(&self, segment: Segment, now: i64) -> Result<serde_json::Value, CampaignError> {
+    pub async fn preview(&self, segment: Segment) -> Result<serde_json::Value, CampaignError> {
         let segment = segment.validated().map_err(|e| CampaignError::Invalid(e.to_string()))?;
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut total = 0u64;
@@ -368,7 +368,6 @@ impl Campaigns<'_> {
                 }
             }
         }
-        let _ = now;
         Ok(json!({ "matched": counts.get("matched").copied().unwrap_or(0), "audience": total,
                    "excluded": counts.iter().filter(|(k, _)| **k != "matched").map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>() }))
     }

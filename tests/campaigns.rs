@@ -614,3 +614,47 @@ async fn a_tracked_url_button_carries_each_recipients_token_and_its_clicks_count
     assert!(recipients(&sys, &id).await.iter().all(|r| r["clicks"] == 2));
     sys.stop().await;
 }
+
+/// The pace as the sandbox saw it: Graph received the `k`-th message (0-based, in receive
+/// order) no sooner than the token bucket allows — its first second's worth at once, then
+/// `rate` a second — less `slack` for the sender's own latency (a message the sender picks up
+/// late can only bunch up with the ones after it, never go out before its slot).
+fn assert_paced(times: &[jiff::Timestamp], rate: u32, slack: jiff::SignedDuration) {
+    let mut times = times.to_vec();
+    times.sort();
+    let first = times[0];
+    for (k, t) in times.iter().enumerate() {
+        let earliest =
+            jiff::SignedDuration::from_secs_f64((k as f64 + 1.0 - f64::from(rate)).max(0.0) / f64::from(rate));
+        let at = t.duration_since(first);
+        assert!(at >= earliest - slack, "message {k} was received {at:?} after the first; at {rate}/s not before {earliest:?} (less {slack:?}): {times:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_pace_holds_in_the_receive_times_across_the_shard_chains() {
+    let sys = System::start().await;
+    // Fifteen recipients spread over the audience shards: eight chains draw from one bucket.
+    let to: Vec<String> = (0..15).map(|_| customer()).collect();
+    for chunk in to.chunks(5) {
+        futures::future::join_all(chunk.iter().map(|t| seed(&sys, t, "de", Seeded::Confirmed))).await;
+    }
+    const RATE: u32 = 3;
+    let started = Instant::now();
+    let id = create_and_start(&sys, newsletter("Pace", json!({}), always(), RATE)).await;
+    report_until(&sys, &id, "all sent", |r| r["state"] == "done" && r["sent"] == to.len()).await;
+    let mut times = Vec::new();
+    for t in &to {
+        let got = sys.messages_to(t).await;
+        let news = newsletters(&got);
+        assert_eq!(news.len(), 1, "exactly once: {got:#?}");
+        times.push(news[0]["sent_at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap());
+    }
+    times.sort();
+    let span = times[times.len() - 1].duration_since(times[0]);
+    println!("{} at {RATE}/s: received over {span:?}, done after {:?}", to.len(), started.elapsed());
+    // Unpaced they would all arrive within a fraction of a second; paced, the last comes
+    // (15 - 3) / 3 = 4 s after the first. One second of slack for the sender's latency.
+    assert_paced(&times, RATE, jiff::SignedDuration::from_secs(1));
+    sys.stop().await;
+}

@@ -299,22 +299,27 @@ async fn recipients(sys: &System, id: &str) -> Vec<Value> {
     v["recipients"].as_array().unwrap().clone()
 }
 
+/// `n` fresh contacts with confirmed marketing, seeded five at a time.
+async fn confirmed(sys: &System, n: usize) -> Vec<String> {
+    let to: Vec<String> = (0..n).map(|_| customer()).collect();
+    for chunk in to.chunks(5) {
+        futures::future::join_all(chunk.iter().map(|t| seed(sys, t, "de", Seeded::Confirmed))).await;
+    }
+    to
+}
+
+/// Makes the sandbox's Graph answer the next send calls with an error (`/sandbox/faults`).
+async fn graph_fault(sys: &System, fault: Value) {
+    let r = sys.http.post(sys.url("/sandbox/faults")).json(&fault).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 #[tokio::test]
 async fn failures_131026_are_listed_per_recipient_with_their_reason() {
     let sys = System::start().await;
-    let to: Vec<String> = (0..2).map(|_| customer()).collect();
-    for t in &to {
-        seed(&sys, t, "de", Seeded::Confirmed).await;
-    }
+    confirmed(&sys, 2).await;
     // Graph answers the next two sends "message undeliverable" (131026).
-    let r = sys
-        .http
-        .post(sys.url("/sandbox/faults"))
-        .json(&json!({"status": 400, "code": 131026, "count": 2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    graph_fault(&sys, json!({"status": 400, "code": 131026, "count": 2})).await;
     let id = create_and_start(&sys, newsletter("Undeliverable", json!({}), always(), 80)).await;
     let report = report_until(&sys, &id, "both failed", |r| r["failed"] == 2).await;
     assert_eq!(report["sent"], 0, "{report:#}");
@@ -496,19 +501,9 @@ async fn a_hundred_contacts_of_mixed_consent_locale_and_country_only_the_matchin
 #[tokio::test]
 async fn a_131050_failure_mid_campaign_revokes_marketing_counts_the_opt_out_and_the_next_campaign_skips_them() {
     let sys = System::start().await;
-    let to: Vec<String> = (0..2).map(|_| customer()).collect();
-    for t in &to {
-        seed(&sys, t, "de", Seeded::Confirmed).await;
-    }
+    let to = confirmed(&sys, 2).await;
     // Graph answers the send to the first recipient "stopped marketing messages" (131050).
-    let r = sys
-        .http
-        .post(sys.url("/sandbox/faults"))
-        .json(&json!({"status": 400, "code": 131050, "count": 1, "to": to[0]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    graph_fault(&sys, json!({"status": 400, "code": 131050, "count": 1, "to": to[0]})).await;
     let id = create_and_start(&sys, newsletter("Stopped", json!({}), always(), 80)).await;
     let report = report_until(&sys, &id, "one sent, one failed and opted out", |r| {
         r["state"] == "done" && r["sent"] == 1 && r["failed"] == 1 && r["opt_outs"] == 1
@@ -565,10 +560,7 @@ async fn a_tracked_url_button_carries_each_recipients_token_and_its_clicks_count
         o.public_base_url = Some(LINKS.to_string());
     })
     .await;
-    let to: Vec<String> = (0..2).map(|_| customer()).collect();
-    for t in &to {
-        seed(&sys, t, "de", Seeded::Confirmed).await;
-    }
+    let to = confirmed(&sys, 2).await;
     let page = "https://parley-demo.myshopify.com/collections/sommer?sort=neu";
     // The button's parameter must be a URL: a handle would make its short link answer 404.
     let bad = json!({"name": "Bad", "template": {"name": "newsletter_link", "language": "de",
@@ -635,10 +627,7 @@ fn assert_paced(times: &[jiff::Timestamp], rate: u32, slack: jiff::SignedDuratio
 async fn the_pace_holds_in_the_receive_times_across_the_shard_chains() {
     let sys = System::start().await;
     // Fifteen recipients spread over the audience shards: eight chains draw from one bucket.
-    let to: Vec<String> = (0..15).map(|_| customer()).collect();
-    for chunk in to.chunks(5) {
-        futures::future::join_all(chunk.iter().map(|t| seed(&sys, t, "de", Seeded::Confirmed))).await;
-    }
+    let to = confirmed(&sys, 15).await;
     const RATE: u32 = 3;
     let started = Instant::now();
     let id = create_and_start(&sys, newsletter("Pace", json!({}), always(), RATE)).await;

@@ -462,6 +462,8 @@ async fn a_campaign_page_reads_its_contacts_once_and_the_frequency_cap_costs_no_
     .unwrap();
     let id = campaigns.create(spec, now()).await.unwrap().id;
     campaigns.act(&id, Action::Start, now()).await.unwrap();
+    let started = app.store.get_campaign(&id).await.unwrap().unwrap().started_at;
+    assert!(started.is_some_and(|t| t >= now() - 60), "the start is recorded: {started:?}");
     recorder.take();
 
     // One page job: every contact of the shard is a recipient.

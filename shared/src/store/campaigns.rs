@@ -60,9 +60,10 @@ pub struct CampaignRecord {
     pub state: crate::domain::campaign::State,
     pub version: u64,
     pub created_at: i64,
-    #[serde(default)]
+    /// Absent until the first start: stored as NULL, `if_not_exists` would keep it NULL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<i64>,
     /// Per audience shard: the last contact key handed out, or `"done"`.
     #[serde(default)]

@@ -314,22 +314,27 @@ async fn recipients(sys: &System, id: &str) -> Vec<Value> {
     v["recipients"].as_array().unwrap().clone()
 }
 
+/// `n` fresh contacts with confirmed marketing, seeded five at a time.
+async fn confirmed(sys: &System, n: usize) -> Vec<String> {
+    let to: Vec<String> = (0..n).map(|_| customer()).collect();
+    for chunk in to.chunks(5) {
+        futures::future::join_all(chunk.iter().map(|t| seed(sys, t, "de", Seeded::Confirmed))).await;
+    }
+    to
+}
+
+/// Makes the sandbox's Graph answer the next send calls with an error (`/sandbox/faults`).
+async fn graph_fault(sys: &System, fault: Value) {
+    let r = sys.http.post(sys.url("/sandbox/faults")).json(&fault).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 #[tokio::test]
 async fn failures_131026_are_listed_per_recipient_with_their_reason() {
     let sys = System::start().await;
-    let to: Vec<String> = (0..2).map(|_| customer()).collect();
-    for t in &to {
-        seed(&sys, t, "de", Seeded::Confirmed).await;
-    }
+    confirmed(&sys, 2).await;
     // Graph answers the next two sends "message undeliverable" (131026).
-    let r = sys
-        .http
-        .post(sys.url("/sandbox/faults"))
-        .json(&json!({"status": 400, "code": 131026, "count": 2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    graph_fault(&sys, json!({"status": 400, "code": 131026, "count": 2})).await;
     let id = create_and_start(&sys, newsletter("Undeliverable", json!({}), always(), 80)).await;
     let report = report_until(&sys, &id, "both failed", |r| r["failed"] == 2).await;
     assert_eq!(report["sent"], 0, "{report:#}");
@@ -505,5 +510,155 @@ async fn a_hundred_contacts_of_mixed_consent_locale_and_country_only_the_matchin
     assert_eq!(report["recipients"], expected.len(), "{report:#}");
     assert_eq!(count_newsletters(&sys, &expected).await, vec![1; expected.len()], "each exactly once");
     assert_eq!(count_newsletters(&sys, &others).await, vec![0; others.len()], "nobody else");
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_131050_failure_mid_campaign_revokes_marketing_counts_the_opt_out_and_the_next_campaign_skips_them() {
+    let sys = System::start().await;
+    let to = confirmed(&sys, 2).await;
+    // Graph answers the send to the first recipient "stopped marketing messages" (131050).
+    graph_fault(&sys, json!({"status": 400, "code": 131050, "count": 1, "to": to[0]})).await;
+    let id = create_and_start(&sys, newsletter("Stopped", json!({}), always(), 80)).await;
+    let report = report_until(&sys, &id, "one sent, one failed and opted out", |r| {
+        r["state"] == "done" && r["sent"] == 1 && r["failed"] == 1 && r["opt_outs"] == 1
+    })
+    .await;
+    assert_eq!(report["recipients"], 2, "{report:#}");
+    let by_code = report["failed_by_code"].as_array().unwrap();
+    assert_eq!(by_code.len(), 1, "{report:#}");
+    assert_eq!((by_code[0]["code"].clone(), by_code[0]["count"].clone()), (json!(131050), json!(1)));
+    let reason = by_code[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("stopped marketing messages") && !reason.contains("131050"), "a plain reason: {reason}");
+    let failed = recipients(&sys, &id).await.into_iter().find(|r| r["contact"] == wa(&to[0]).key()).unwrap();
+    assert_eq!((failed["status"].as_str(), failed["error_code"].as_i64()), (Some("failed"), Some(131050)), "{failed}");
+    assert_eq!(failed["error_reason"].as_str(), Some(reason));
+    assert_eq!(sys.faults_left().await, 0, "the fault hit its recipient");
+
+    // The failure revoked their marketing consent (and nothing else), on the record.
+    let consent = sys.consent_of("whatsapp", &to[0]).await;
+    assert_eq!(consent["purposes"]["marketing"], "revoked", "{consent:#}");
+    assert_eq!(consent["events"][0]["source"], "send_failure", "{consent:#}");
+    assert_eq!(sys.consent_of("whatsapp", &to[1]).await["purposes"]["marketing"], "confirmed");
+
+    // The next campaign leaves them out (no consent); the other recipient gets it again.
+    let next = create_and_start(&sys, newsletter("After 131050", json!({}), always(), 80)).await;
+    let report = report_until(&sys, &next, "done", |r| r["state"] == "done" && r["sent"] == 1).await;
+    assert_eq!((report["recipients"].clone(), report["failed"].clone()), (json!(1), json!(0)), "{report:#}");
+    let listed = recipients(&sys, &next).await;
+    assert!(listed.iter().all(|r| r["contact"] != wa(&to[0]).key()), "{listed:#?}");
+    assert_eq!(count_newsletters(&sys, &to).await, vec![0, 2], "the failed send is not in the log; the other got both");
+    sys.stop().await;
+}
+
+/// The approved templates plus one whose URL button is a tracked link of `LINKS`.
+const LINKS: &str = "https://go.parley-demo.test";
+fn with_tracked_button() -> parley::domain::templates::Templates {
+    let extra = format!(
+        r#"
+[[template]]
+name = "newsletter_link"
+language = "de"
+category = "marketing"
+body = "Hallo {{{{1}}}}! Neu im Shop: schau rein."
+url_buttons = [{{ text = "Jetzt ansehen", url = "{LINKS}/r/{{{{1}}}}" }}]
+"#
+    );
+    let embedded = include_str!("../config/templates.toml");
+    parley::domain::templates::Templates::from_toml(&format!("{embedded}\n{extra}")).unwrap()
+}
+
+#[tokio::test]
+async fn a_tracked_url_button_carries_each_recipients_token_and_its_clicks_count_once_per_recipient() {
+    let sys = System::start_with(|o| {
+        o.templates = Some(with_tracked_button());
+        o.public_base_url = Some(LINKS.to_string());
+    })
+    .await;
+    let to = confirmed(&sys, 2).await;
+    let page = "https://parley-demo.myshopify.com/collections/sommer?sort=neu";
+    // The button's parameter must be a URL: a handle would make its short link answer 404.
+    let bad = json!({"name": "Bad", "template": {"name": "newsletter_link", "language": "de",
+                     "parameters": ["{{contact.first_name|du}}", "sommer"]}, "quiet_hours": always()});
+    let (status, v) = admin(&sys, reqwest::Method::POST, "/campaigns", Some(bad)).await;
+    assert_eq!(status, 422, "{v}");
+    let spec = json!({"name": "Sommer Button", "template": {"name": "newsletter_link", "language": "de",
+                      "parameters": ["{{contact.first_name|du}}", page]}, "quiet_hours": always()});
+    let id = create_and_start(&sys, spec).await;
+    report_until(&sys, &id, "both sent", |r| r["state"] == "done" && r["sent"] == 2).await;
+
+    let mut tokens = Vec::new();
+    for t in &to {
+        let got = sys.messages_to(t).await;
+        let sent: Vec<&Value> = got.iter().filter(|m| m["template"] == "newsletter_link").collect();
+        assert_eq!(sent.len(), 1, "{got:#?}");
+        // The button's parameter is the recipient's token; the button opens its short link.
+        let token = sent[0]["parameters"][1].as_str().unwrap().to_string();
+        assert!(
+            token.len() == 22 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "a bare token: {token}"
+        );
+        assert_eq!(sent[0]["url_buttons"][0]["url"], format!("{LINKS}/r/{token}"), "{:#}", sent[0]);
+        assert!(!token.contains(t.as_str()), "no personal data in the token");
+        tokens.push(token);
+    }
+    assert_ne!(tokens[0], tokens[1], "each recipient has their own link");
+
+    // Each recipient opens theirs twice: 302 to the page with the utm parameters after its own
+    // query; the campaign counts every click, and each recipient once.
+    for (n, token) in tokens.iter().enumerate() {
+        for _ in 0..2 {
+            let r = sys.http.get(sys.url(&format!("/r/{token}"))).send().await.unwrap();
+            assert_eq!(r.status(), 302);
+            let location = r.headers()["location"].to_str().unwrap();
+            assert_eq!(location, format!("{page}&utm_source=whatsapp&utm_medium=chat&utm_campaign=sommer-button"));
+        }
+        let report = report_until(&sys, &id, "the clicks counted", |r| r["clicks_total"] == 2 * (n + 1)).await;
+        assert_eq!(report["clicks_unique"], n + 1, "once per recipient: {report:#}");
+    }
+    let report = report_until(&sys, &id, "clicks", |r| r["clicks_total"] == 4).await;
+    assert_eq!(report["click_rate"], 1.0, "{report:#}");
+    assert!(recipients(&sys, &id).await.iter().all(|r| r["clicks"] == 2));
+    sys.stop().await;
+}
+
+/// The pace as the sandbox saw it: Graph received the `k`-th message (0-based, in receive
+/// order) no sooner than the token bucket allows — its first second's worth at once, then
+/// `rate` a second — less `slack` for the sender's own latency (a message the sender picks up
+/// late can only bunch up with the ones after it, never go out before its slot).
+fn assert_paced(times: &[jiff::Timestamp], rate: u32, slack: jiff::SignedDuration) {
+    let mut times = times.to_vec();
+    times.sort();
+    let first = times[0];
+    for (k, t) in times.iter().enumerate() {
+        let earliest =
+            jiff::SignedDuration::from_secs_f64((k as f64 + 1.0 - f64::from(rate)).max(0.0) / f64::from(rate));
+        let at = t.duration_since(first);
+        assert!(at >= earliest - slack, "message {k} was received {at:?} after the first; at {rate}/s not before {earliest:?} (less {slack:?}): {times:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_pace_holds_in_the_receive_times_across_the_shard_chains() {
+    let sys = System::start().await;
+    // Fifteen recipients spread over the audience shards: eight chains draw from one bucket.
+    let to = confirmed(&sys, 15).await;
+    const RATE: u32 = 3;
+    let started = Instant::now();
+    let id = create_and_start(&sys, newsletter("Pace", json!({}), always(), RATE)).await;
+    report_until(&sys, &id, "all sent", |r| r["state"] == "done" && r["sent"] == to.len()).await;
+    let mut times = Vec::new();
+    for t in &to {
+        let got = sys.messages_to(t).await;
+        let news = newsletters(&got);
+        assert_eq!(news.len(), 1, "exactly once: {got:#?}");
+        times.push(news[0]["sent_at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap());
+    }
+    times.sort();
+    let span = times[times.len() - 1].duration_since(times[0]);
+    println!("{} at {RATE}/s: received over {span:?}, done after {:?}", to.len(), started.elapsed());
+    // Unpaced they would all arrive within a fraction of a second; paced, the last comes
+    // (15 - 3) / 3 = 4 s after the first. One second of slack for the sender's latency.
+    assert_paced(&times, RATE, jiff::SignedDuration::from_secs(1));
     sys.stop().await;
 }

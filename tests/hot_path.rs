@@ -183,7 +183,7 @@ async fn recorded_app(tune: impl FnOnce(&mut parley::config::LoopSettings)) -> (
         outbound_dlq_url: None,
         inbound_queue_url: res.queue("InboundQueue").map(str::to_string),
         inbound_dlq_url: None,
-        campaign_queue_url: None,
+        campaign_queue_url: res.queue("CampaignQueue").map(str::to_string),
     };
     let mut app = parley::api::App::new(ddb, sqs, aws, parley::config::MetaSettings::from_env().unwrap()).unwrap();
     tune(&mut app.settings);
@@ -405,4 +405,93 @@ async fn with_the_bridge_on_its_events_go_out_beside_the_replies_still_two_round
     let ops: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
     assert_eq!(count(&calls, "SendMessageBatch"), 2, "replies and bridge events: {ops:?}");
     assert_eq!(sequential_depth(&calls), 2, "the events travel in round trip 2: {ops:?}");
+}
+
+/// Contacts who confirmed marketing (through the consent service, as the shop's double opt-in
+/// leaves them), all in one audience shard, so one page job reads them all.
+async fn marketing_audience(app: &parley::api::App, n: usize) -> (u8, Vec<parley::domain::ContactId>) {
+    use parley::domain::consent::{ConsentEvent, ConsentPolicy, ConsentPurpose};
+    use parley::store::campaigns::audience_shard;
+    let wa = |d: &str| parley::domain::ContactId::from_path("whatsapp", d).unwrap();
+    let shard = audience_shard(&wa(&customer()));
+    let mut out = Vec::new();
+    while out.len() < n {
+        let digits = customer();
+        let contact = wa(&digits);
+        if audience_shard(&contact) != shard {
+            continue;
+        }
+        let seed = parley::store::consent::ProfileSeed {
+            account: Some(WA_PHONE_NUMBER_ID.to_string()),
+            locale: Some("de".into()),
+            phone: parley::domain::E164Phone::from_digits(&digits),
+        };
+        let event = ConsentEvent::ShopConfirmed { purposes: vec![ConsentPurpose::Marketing] };
+        let ctx = parley::consent::AuditContext { source: "shop", ..Default::default() };
+        parley::consent::change_consent(&app.store, &contact, &event, now(), &ctx, &ConsentPolicy::default(), &seed)
+            .await
+            .unwrap();
+        out.push(contact);
+    }
+    (shard, out)
+}
+
+#[tokio::test]
+async fn a_campaign_page_reads_its_contacts_once_and_the_frequency_cap_costs_no_request_per_recipient() {
+    use parley::campaigns::{Job, Spec};
+    use parley::domain::campaign::Action;
+    let (app, recorder) = recorded_app(|_| {}).await;
+    const N: usize = 10;
+    let (shard, contacts) = marketing_audience(&app, N).await;
+    // One contact still carries a send mark from over a month ago: the fan-out drops it.
+    app.store
+        .client()
+        .update_item()
+        .table_name(app.store.table())
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(parley::store::keys::contact_pk(&contacts[0])))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(parley::store::keys::PROFILE.to_string()))
+        .update_expression("ADD marketing_sends :old")
+        .expression_attribute_values(":old", aws_sdk_dynamodb::types::AttributeValue::Ss(vec!["0000000001#old".into()]))
+        .send()
+        .await
+        .unwrap();
+    let campaigns = app.campaigns().unwrap();
+    let spec: Spec = serde_json::from_value(serde_json::json!({"name": "Page cost",
+        "template": {"name": "newsletter", "language": "de", "parameters": ["{{contact.first_name|du}}", "sommer"]},
+        "quiet_hours": {"start": "00:00", "end": "23:59", "sundays": true}}))
+    .unwrap();
+    let id = campaigns.create(spec, now()).await.unwrap().id;
+    campaigns.act(&id, Action::Start, now()).await.unwrap();
+    let started = app.store.get_campaign(&id).await.unwrap().unwrap().started_at;
+    assert!(started.is_some_and(|t| t >= now() - 60), "the start is recorded: {started:?}");
+    recorder.take();
+
+    // One page job: every contact of the shard is a recipient.
+    campaigns.dispatch(&Job { campaign: id.clone(), shard: Some(shard) }, now() * 1000).await.unwrap();
+    let calls = recorder.take();
+    let mut by_op = std::collections::BTreeMap::<&str, usize>::new();
+    for c in &calls {
+        *by_op.entry(c.operation.as_str()).or_default() += 1;
+    }
+    println!("one campaign page of {N} recipients: {} AWS requests {by_op:?}", calls.len());
+    let counts = app.store.campaign_counts(&id).await.unwrap();
+    assert_eq!(counts.get("queued"), Some(&(N as i64)), "{counts:?}");
+    assert_eq!(count(&calls, "BatchGetItem"), 1, "the page's contacts, read once: {by_op:?}");
+    // One Query, the audience page: the frequency cap reads the send marks on the profiles.
+    assert_eq!(count(&calls, "Query"), 1, "{by_op:?}");
+    // Per recipient: its record, and one write of the send mark onto the profile (plus one that
+    // drops the expired mark); then the counters and the cursor.
+    assert_eq!(count(&calls, "PutItem"), N + 1, "recipients and the rate bucket: {by_op:?}");
+    assert_eq!(count(&calls, "UpdateItem"), N + 1 + 2, "{by_op:?}");
+    assert_eq!(count(&calls, "SendMessageBatch"), 1, "{by_op:?}");
+    // Besides: the campaign, the rate bucket, the campaign and its counters again at the end
+    // (GetItem), the bucket's and each recipient's conditional write, one BatchGetItem, one
+    // Query, one SendMessageBatch: two requests per recipient and 11 per page (51 for 10
+    // recipients before the marks moved onto the profile).
+    assert_eq!(calls.len(), 2 * N + 11, "{by_op:?}");
+    for (i, c) in contacts.iter().enumerate() {
+        let profile = app.store.get_contact(c).await.unwrap().unwrap();
+        let sends = parley::store::campaigns::sends_since(&profile, 0);
+        assert_eq!(sends.iter().map(|(_, c)| c.as_str()).collect::<Vec<_>>(), vec![id.as_str()], "contact {i}");
+    }
 }

@@ -71,6 +71,11 @@ pub struct Options {
     pub bridge: Option<BridgeOptions>,
     /// This system's `WHATSAPP_MARKETING_MESSAGES_API` (`None`: the environment's).
     pub marketing_messages_api: Option<bool>,
+    /// The approved templates instead of `config/templates.toml` (tests add their own).
+    pub templates: Option<parley::domain::templates::Templates>,
+    /// Where tracked links point (`PARLEY_PUBLIC_BASE_URL`), as a custom domain in front of the
+    /// API would be; `None`: this server's URL.
+    pub public_base_url: Option<String>,
 }
 
 /// The bridge, locally: where the events go and the secret they are signed with.
@@ -100,6 +105,8 @@ impl Options {
             claim_lease: None,
             service_window: None,
             marketing_messages_api: None,
+            templates: None,
+            public_base_url: None,
             bridge: std::env::var("BRIDGE_WEBHOOK_URL").ok().filter(|u| !u.trim().is_empty()).map(|url| {
                 BridgeOptions {
                     url: Some(url),
@@ -296,7 +303,10 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             app.shops.shopify_admin_base = format!("{base_url}/sandbox/shopify");
             app.shops.woo_store_url = format!("{base_url}/sandbox/woo");
             // Tracked links point at this server (template.yaml: the HTTP API's URL).
-            app.links.public_base_url = Some(base_url.clone());
+            app.links.public_base_url = Some(opts.public_base_url.clone().unwrap_or_else(|| base_url.clone()));
+            if let Some(templates) = &opts.templates {
+                app.templates = templates.clone();
+            }
             Ok(Arc::new(app))
         };
     let app_for = |clients: (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client)| app_with(clients, false);
@@ -307,6 +317,9 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     }
     if let Some(window) = opts.service_window {
         sender.settings_mut().service_window = window;
+    }
+    if let Some(templates) = &opts.templates {
+        sender = sender.with_templates(templates.clone());
     }
     let sender = Arc::new(sender.with_bridge(publisher(&sender_sqs)));
     let inbound_worker = app_with(clients("inbound-worker"), true)?;

@@ -135,11 +135,14 @@ struct ChatLine {
     sent_at: String,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Fault {
     status: u16,
     code: i64,
     remaining: u32,
+    /// Only sends to this address fail (a leading `+` ignored); `None`: every send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
 }
 
 #[derive(Default)]
@@ -199,12 +202,15 @@ impl Sandbox {
         &self.inner.cfg
     }
 
-    /// Consumes one pending fault, if any.
-    fn take_fault(&self) -> Option<Fault> {
+    /// Consumes one pending fault that applies to a send to `to`, if any.
+    fn take_fault(&self, to: Option<&str>) -> Option<Fault> {
         let mut log = self.log();
         let fault = log.fault.as_mut()?;
+        if fault.to.as_deref().is_some_and(|only| Some(only) != to) {
+            return None;
+        }
         fault.remaining = fault.remaining.saturating_sub(1);
-        let taken = *fault;
+        let taken = fault.clone();
         if taken.remaining == 0 {
             log.fault = None;
         }
@@ -866,8 +872,13 @@ async fn graph_send_marketing(
 }
 
 async fn send(sb: Sandbox, id: String, headers: HeaderMap, body: Bytes, endpoint: Endpoint) -> Response {
-    // Faults come first: "the next N send calls fail", whatever those calls carry.
-    if let Some(f) = sb.take_fault() {
+    // Faults come first: "the next N send calls fail", whatever else those calls carry (a fault
+    // for one recipient only looks at the recipient: WhatsApp's `to`, Messenger's `recipient.id`).
+    let recipient = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+        let to = str_at(&v, "/to").or_else(|| str_at(&v, "/recipient/id"))?;
+        Some(normalize_address(to))
+    });
+    if let Some(f) = sb.take_fault(recipient.as_deref()) {
         let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let (message, details) = describe_code(f.code);
         return graph_error(status, f.code, &message, Some(&details));
@@ -968,6 +979,9 @@ struct FaultRequest {
     #[serde(default = "one")]
     count: u32,
     code: Option<i64>,
+    /// Only sends to this recipient fail.
+    #[serde(default)]
+    to: Option<String>,
 }
 
 fn one() -> u32 {
@@ -975,7 +989,7 @@ fn one() -> u32 {
 }
 
 async fn get_fault(State(sb): State<Sandbox>) -> Json<Option<Fault>> {
-    Json(sb.log().fault)
+    Json(sb.log().fault.clone())
 }
 
 async fn set_fault(State(sb): State<Sandbox>, body: Bytes) -> Response {
@@ -990,8 +1004,9 @@ async fn set_fault(State(sb): State<Sandbox>, body: Bytes) -> Response {
         status: req.status,
         code: req.code.unwrap_or_else(|| default_fault_code(req.status)),
         remaining: req.count,
+        to: req.to.as_deref().map(normalize_address),
     });
-    sb.log().fault = fault;
+    sb.log().fault = fault.clone();
     Json(json!({ "fault": fault })).into_response()
 }
 

@@ -21,19 +21,18 @@ use crate::domain::consent::ConsentPurpose;
 use crate::domain::segment::{Facts, Segment, Skip};
 use crate::domain::templates::{TemplateCategory, Templates};
 use crate::domain::{Channel, ContactId, OutboundId, Purpose};
+use crate::queue::standard::MAX_DELAY_SECS;
 use crate::queue::{Envelope, Producer, QueueError};
 use crate::store::campaigns::{CampaignRecord, RecipientRecord, AUDIENCE_SHARDS};
 use crate::store::contacts::ContactRecord;
 use crate::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Recipients one page handles at most (one BatchGetItem; a second's worth at 80/s).
 pub const PAGE: u32 = 50;
 const DONE: &str = "done";
-/// The longest delay SQS allows on a message.
-const MAX_DELAY_SECS: i64 = 900;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CampaignError {
@@ -150,29 +149,24 @@ pub struct Job {
 /// The campaign queue: standard SQS, so a job can be delayed (up to 15 minutes).
 #[derive(Debug, Clone)]
 pub struct JobQueue {
-    client: aws_sdk_sqs::Client,
-    url: String,
+    queue: crate::queue::StandardQueue,
 }
 
 impl JobQueue {
     pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
-        Self { client, url: url.into() }
+        Self { queue: crate::queue::StandardQueue::new(client, url) }
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        self.queue.url()
+    }
+
+    pub fn client(&self) -> &aws_sdk_sqs::Client {
+        self.queue.client()
     }
 
     pub async fn send(&self, job: &Job, delay_secs: i64) -> Result<(), QueueError> {
-        self.client
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(serde_json::to_string(job).expect("job serialises"))
-            .delay_seconds(delay_secs.clamp(0, MAX_DELAY_SECS) as i32)
-            .send()
-            .await
-            .map_err(|e| QueueError::Unavailable(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()))?;
-        Ok(())
+        self.queue.send_delayed(&serde_json::to_string(job).expect("job serialises"), delay_secs).await
     }
 }
 
@@ -351,7 +345,7 @@ impl Campaigns<'_> {
     }
 
     /// How many contacts the segment reaches now, and why the others are left out.
-    pub async fn preview(&self, segment: Segment, now: i64) -> Result<serde_json::Value, CampaignError> {
+    pub async fn preview(&self, segment: Segment) -> Result<serde_json::Value, CampaignError> {
         let segment = segment.validated().map_err(|e| CampaignError::Invalid(e.to_string()))?;
         let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut total = 0u64;
@@ -360,7 +354,8 @@ impl Campaigns<'_> {
             loop {
                 let (contacts, more) = self.store.audience_page(shard, after.as_deref(), 100).await?;
                 total += contacts.len() as u64;
-                for (_, facts) in self.facts(&segment, &contacts).await? {
+                let profiles = self.store.contacts_batch(&contacts).await?;
+                for (_, facts) in self.facts(&segment, &contacts, &profiles).await? {
                     let key = match segment.check(&facts) {
                         Ok(()) => "matched",
                         Err(s) => s.as_str(),
@@ -373,14 +368,18 @@ impl Campaigns<'_> {
                 }
             }
         }
-        let _ = now;
         Ok(json!({ "matched": counts.get("matched").copied().unwrap_or(0), "audience": total,
                    "excluded": counts.iter().filter(|(k, _)| **k != "matched").map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>() }))
     }
 
-    /// The facts a segment needs for each contact (orders and cart only when asked for).
-    async fn facts(&self, segment: &Segment, contacts: &[ContactId]) -> Result<Vec<(ContactId, Facts)>, CampaignError> {
-        let profiles = self.store.contacts_batch(contacts).await?;
+    /// The facts a segment needs for each contact with a profile (orders and cart only when
+    /// asked for).
+    async fn facts(
+        &self,
+        segment: &Segment,
+        contacts: &[ContactId],
+        profiles: &HashMap<String, ContactRecord>,
+    ) -> Result<Vec<(ContactId, Facts)>, CampaignError> {
         let mut out = Vec::with_capacity(contacts.len());
         for c in contacts {
             let Some(p) = profiles.get(&c.key()) else { continue };
@@ -474,16 +473,16 @@ impl Campaigns<'_> {
     ) -> Result<(), CampaignError> {
         let now = now_ms / 1000;
         let (cap, quiet) = (spec.cap(), spec.quiet());
+        // One BatchGetItem for the page: the segment's facts, the fields and the send marks.
         let profiles = self.store.contacts_batch(contacts).await?;
-        let facts = self.facts(&spec.segment, contacts).await?;
+        let facts = self.facts(&spec.segment, contacts, &profiles).await?;
         let mut envelopes = Vec::new();
         let mut counts: BTreeMap<String, i64> = BTreeMap::new();
         for (contact, facts) in facts {
             let profile = profiles.get(&contact.key());
-            let recent: Vec<i64> = self
-                .store
-                .marketing_sends(&contact, now - i64::from(cap.days) * 86_400)
-                .await?
+            let recent: Vec<i64> = profile
+                .map(|p| crate::store::campaigns::sends_since(p, now - i64::from(cap.days) * 86_400))
+                .unwrap_or_default()
                 .into_iter()
                 .filter(|(_, c)| c != campaign)
                 .map(|(at, _)| at)
@@ -541,7 +540,7 @@ impl Campaigns<'_> {
                     };
                     let account = crate::domain::AccountId::parse(spec.account.clone().unwrap_or_default())
                         .map_err(|e| CampaignError::Invalid(e.to_string()))?;
-                    self.store.mark_marketing_send(&contact, campaign, now_ms).await?;
+                    self.store.mark_marketing_send(&contact, profile, campaign, now_ms).await?;
                     envelopes.push(Envelope {
                         v: crate::queue::ENVELOPE_VERSION,
                         id,

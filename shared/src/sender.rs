@@ -76,6 +76,12 @@ impl Sender {
         Self { store, graph, sqs, queue_url, dlq_url, settings, consent, templates, bridge: None }
     }
 
+    /// Another template catalog than the compiled-in one (the local runtime's tests).
+    pub fn with_templates(mut self, templates: Templates) -> Self {
+        self.templates = templates;
+        self
+    }
+
     /// Publishes failures for good to the bridge queue.
     pub fn with_bridge(mut self, bridge: Option<crate::bridge::Publisher>) -> Self {
         self.bridge = bridge;

@@ -94,6 +94,8 @@ impl System {
             service_window: None,
             bridge: None,
             marketing_messages_api: None,
+            templates: None,
+            public_base_url: None,
         };
         change(&mut opts);
         let running = parley_local::start(opts).await.expect("local system starts");

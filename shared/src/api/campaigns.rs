@@ -119,7 +119,7 @@ pub async fn route(app: &App, req: &Request<Bytes>, path: &str) -> Option<Result
                 }
                 (Method::POST, ["segments", "preview"]) => {
                     let segment: Segment = body(req)?;
-                    Ok(json_response(StatusCode::OK, &campaigns.preview(segment, now).await?))
+                    Ok(json_response(StatusCode::OK, &campaigns.preview(segment).await?))
                 }
                 (_, ["segments", "preview"]) => Err(ApiError::MethodNotAllowed { allow: "POST" }),
                 _ => Err(ApiError::NotFound),

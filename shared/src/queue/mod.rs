@@ -4,10 +4,12 @@
 pub mod envelope;
 pub mod inbound;
 pub mod producer;
+pub mod standard;
 
 pub use envelope::{Envelope, EnvelopeError, ENVELOPE_VERSION};
 pub use inbound::InboundEnvelope;
 pub use producer::{FifoMessage, Producer, QueueError};
+pub use standard::StandardQueue;
 
 /// Brings failed records back after their own delay (`(message id, receipt handle, seconds)`)
 /// instead of the queue's whole visibility timeout.

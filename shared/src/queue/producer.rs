@@ -153,25 +153,30 @@ impl Producer {
                     .map_err(|err| QueueError::Unavailable(err.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let out = self
-            .client
-            .send_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| QueueError::Unavailable(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()))?;
-        if !out.failed().is_empty() {
-            let detail = out
-                .failed()
-                .iter()
-                .map(|f| format!("{}: {}", f.code(), f.message().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(QueueError::Rejected { failed: out.failed().len(), total: batch.len(), detail });
-        }
-        Ok(())
+        send_entries(&self.client, &self.queue_url, entries).await
     }
+}
+
+/// One `SendMessageBatch` (FIFO or standard): every entry accepted, or an error naming the
+/// failed entries' codes (only the codes: SQS's messages may quote a body).
+pub(crate) async fn send_entries(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    entries: Vec<SendMessageBatchRequestEntry>,
+) -> Result<(), QueueError> {
+    let total = entries.len();
+    let out = client
+        .send_message_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(|e| QueueError::Unavailable(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()))?;
+    if !out.failed().is_empty() {
+        let detail = out.failed().iter().map(|f| f.code().to_string()).collect::<Vec<_>>().join(", ");
+        return Err(QueueError::Rejected { failed: out.failed().len(), total, detail });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,11 +2,12 @@
 //! one item per recipient (`R#{contact}`, listed under the contact in `gsi1` so erase finds it),
 //! the marketing audience index (`AUDIENCE` items in the sparse `gsi1` partitions `MKT#{shard}`,
 //! written with every consent change), the contacts' marketing send marks (frequency cap and
-//! attribution) and the token bucket of each sending number (`RATE#{number}`).
+//! attribution: a string set on the profile) and the token bucket of each sending number
+//! (`RATE#{number}`).
 use super::{applied, keys, n, s, Store, StoreError};
 use crate::domain::campaign::Bucket;
 use crate::domain::ContactId;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -19,9 +20,10 @@ const META: &str = "META";
 const STATS: &str = "STATS";
 const RECIPIENT_PREFIX: &str = "R#";
 pub const AUDIENCE: &str = "AUDIENCE";
-const MARK_PREFIX: &str = "MKT#";
-/// Send marks live this long (the longest frequency-cap or attribution window).
-const MARK_TTL_SECS: i64 = 31 * 86_400;
+/// Send marks are kept this long (the longest frequency-cap or attribution window).
+const MARK_KEEP_SECS: i64 = 31 * 86_400;
+/// The profile attribute holding the send marks.
+const SENDS: &str = "marketing_sends";
 
 pub use super::keys::campaign_pk;
 
@@ -58,9 +60,10 @@ pub struct CampaignRecord {
     pub state: crate::domain::campaign::State,
     pub version: u64,
     pub created_at: i64,
-    #[serde(default)]
+    /// Absent until the first start: stored as NULL, `if_not_exists` would keep it NULL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<i64>,
     /// Per audience shard: the last contact key handed out, or `"done"`.
     #[serde(default)]
@@ -320,39 +323,12 @@ impl Store {
         &self,
         contacts: &[ContactId],
     ) -> Result<HashMap<String, super::contacts::ContactRecord>, StoreError> {
+        let keys: Vec<(String, String)> =
+            contacts.iter().map(|c| (keys::contact_pk(c), keys::PROFILE.to_string())).collect();
         let mut out = HashMap::new();
-        for chunk in contacts.chunks(100) {
-            let keys: Vec<Item> = chunk
-                .iter()
-                .map(|c| Item::from([("pk".to_string(), s(keys::contact_pk(c))), ("sk".to_string(), s(keys::PROFILE))]))
-                .collect();
-            let mut request = HashMap::from([(
-                self.table.clone(),
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .build()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            )]);
-            for attempt in 0..6 {
-                let resp = self
-                    .client
-                    .batch_get_item()
-                    .set_request_items(Some(request.clone()))
-                    .send()
-                    .await
-                    .map_err(StoreError::sdk)?;
-                for item in resp.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
-                    let rec: super::contacts::ContactRecord = decode(item, "contact")?;
-                    out.insert(rec.contact_id().key(), rec);
-                }
-                match resp.unprocessed_keys {
-                    Some(u) if !u.is_empty() => {
-                        request = u;
-                        tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
-                    }
-                    _ => break,
-                }
-            }
+        for item in super::batch_get(self, &keys, false).await? {
+            let rec: super::contacts::ContactRecord = decode(item, "contact")?;
+            out.insert(rec.contact_id().key(), rec);
         }
         Ok(out)
     }
@@ -523,57 +499,54 @@ impl Store {
         Ok((recs, next))
     }
 
-    /// Marks a marketing message to the contact (frequency cap, attribution).
+    /// Marks a marketing message to the contact (frequency cap, attribution, replies): one
+    /// write of the profile, adding to its send marks (a string set: concurrent campaigns'
+    /// marks never overwrite each other, and a retried page adds no second mark) and naming
+    /// its latest campaign, so the inbound path sees it in the record its contact touch returns
+    /// anyway and counts a reply without reading anything more. Marks older than the longest
+    /// window, as the fan-out read them on `profile`, are removed in a second write (a set
+    /// takes one action per write), at most once per 31 days for a contact.
     pub async fn mark_marketing_send(
         &self,
         contact: &ContactId,
+        profile: Option<&super::contacts::ContactRecord>,
         campaign: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(keys::contact_pk(contact)))
-            .item("sk", s(format!("{MARK_PREFIX}{now_ms:013}#{campaign}")))
-            .item("campaign", s(campaign))
-            .item("at", n(now_ms / 1000))
-            .item("ttl", n(now_ms / 1000 + MARK_TTL_SECS))
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        // The profile learns its latest campaign too, so the inbound path sees it in the record
-        // its contact touch returns anyway and counts a reply without reading anything more.
-        let profile = self
+        let now = now_ms / 1000;
+        let mark = format!("{now:010}#{campaign}");
+        let out = self
             .update_profile(contact)
-            .update_expression("SET last_campaign = :c, last_campaign_at = :at")
+            .update_expression("SET last_campaign = :c, last_campaign_at = :at ADD #sends :mark")
+            .expression_attribute_names("#sends", SENDS)
             .expression_attribute_values(":c", s(campaign))
-            .expression_attribute_values(":at", n(now_ms / 1000))
+            .expression_attribute_values(":at", n(now))
+            .expression_attribute_values(":mark", AttributeValue::Ss(vec![mark]))
             .send()
             .await;
-        applied(profile)?;
+        applied(out)?;
+        let expired: Vec<String> = profile
+            .map(|p| p.marketing_sends.iter().filter(|m| parse_mark(m).is_none_or(|(at, _)| at < now - MARK_KEEP_SECS)))
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        if !expired.is_empty() {
+            let out = self
+                .update_profile(contact)
+                .update_expression("DELETE #sends :old")
+                .expression_attribute_names("#sends", SENDS)
+                .expression_attribute_values(":old", AttributeValue::Ss(expired))
+                .send()
+                .await;
+            applied(out)?;
+        }
         Ok(())
     }
 
     /// The contact's marketing sends since `since` (unix seconds), newest first: (at, campaign).
     pub async fn marketing_sends(&self, contact: &ContactId, since: i64) -> Result<Vec<(i64, String)>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-            .expression_attribute_values(":pk", s(keys::contact_pk(contact)))
-            .expression_attribute_values(":from", s(format!("{MARK_PREFIX}{:013}", since.max(0) * 1000)))
-            .expression_attribute_values(":to", s(format!("{MARK_PREFIX}~")))
-            .scan_index_forward(false)
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        Ok(out
-            .items
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|i| Some((i.get("at")?.as_n().ok()?.parse().ok()?, i.get("campaign")?.as_s().ok()?.clone())))
-            .collect())
+        Ok(self.get_contact(contact).await?.map(|p| sends_since(&p, since)).unwrap_or_default())
     }
 
     /// Takes up to `want` send slots from the number's bucket (and its daily cap); `(granted, wait_ms)`.
@@ -651,5 +624,41 @@ impl Store {
             .send()
             .await;
         applied(out).map(|o| o.is_some())
+    }
+}
+
+/// A send mark: (unix seconds, campaign).
+fn parse_mark(mark: &str) -> Option<(i64, &str)> {
+    let (at, campaign) = mark.split_once('#')?;
+    Some((at.parse().ok()?, campaign))
+}
+
+/// The profile's marketing sends since `since` (unix seconds), newest first: (at, campaign).
+pub fn sends_since(profile: &super::contacts::ContactRecord, since: i64) -> Vec<(i64, String)> {
+    let mut out: Vec<(i64, String)> = profile
+        .marketing_sends
+        .iter()
+        .filter_map(|m| parse_mark(m))
+        .filter(|(at, _)| *at >= since)
+        .map(|(at, c)| (at, c.to_string()))
+        .collect();
+    out.sort_by(|a, b| b.cmp(a));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_marks_read_newest_first_since_a_time_and_skip_what_they_cannot_read() {
+        let profile: super::super::contacts::ContactRecord = serde_json::from_value(serde_json::json!({
+            "channel": "whatsapp", "address": "4915112345678",
+            "marketing_sends": ["0000001000#a", "0000003000#c", "junk", "0000002000#b"]
+        }))
+        .unwrap();
+        assert_eq!(sends_since(&profile, 1500), vec![(3000, "c".to_string()), (2000, "b".to_string())]);
+        assert_eq!(sends_since(&profile, 0).len(), 3);
+        assert_eq!(parse_mark("0000001000#x#y"), Some((1000, "x#y")));
     }
 }

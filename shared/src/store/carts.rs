@@ -8,7 +8,7 @@
 use super::{applied, keys, n, s, Store, StoreError};
 use crate::domain::cart::{Cart, CatalogItem};
 use crate::domain::ContactId;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
@@ -90,42 +90,12 @@ impl Store {
         if unique.is_empty() {
             return Ok(Vec::new());
         }
+        let pk = catalog_pk(platform, shop);
+        let keys: Vec<(String, String)> = unique.iter().map(|sku| (pk.clone(), sku_sk(sku))).collect();
         let mut out = Vec::new();
-        for chunk in unique.chunks(100) {
-            let keys: Vec<HashMap<String, AttributeValue>> = chunk
-                .iter()
-                .map(|sku| {
-                    HashMap::from([
-                        ("pk".to_string(), s(catalog_pk(platform, shop))),
-                        ("sk".to_string(), s(sku_sk(sku))),
-                    ])
-                })
-                .collect();
-            let mut request = HashMap::from([(
-                self.table.clone(),
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            )]);
-            for _ in 0..5 {
-                let resp = self
-                    .client
-                    .batch_get_item()
-                    .set_request_items(Some(request.clone()))
-                    .send()
-                    .await
-                    .map_err(StoreError::sdk)?;
-                for item in resp.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
-                    if let Some(av) = item.get("item") {
-                        out.push(from_av(av, "catalog item")?);
-                    }
-                }
-                match resp.unprocessed_keys {
-                    Some(u) if !u.is_empty() => request = u,
-                    _ => break,
-                }
+        for item in super::batch_get(self, &keys, true).await? {
+            if let Some(av) = item.get("item") {
+                out.push(from_av(av, "catalog item")?);
             }
         }
         Ok(out)

@@ -62,6 +62,11 @@ pub struct ContactRecord {
     pub last_campaign: Option<String>,
     #[serde(default)]
     pub last_campaign_at: Option<i64>,
+    /// The marketing messages sent to this contact in the last 31 days, `{unix seconds:010}#{campaign}`
+    /// (a string set, see `store::campaigns::mark_marketing_send`): the frequency cap and
+    /// attribution read them from the profile the fan-out loads anyway.
+    #[serde(default)]
+    pub marketing_sends: Vec<String>,
 }
 
 /// The newest message of a conversation, shortened, for the inbox list.

@@ -183,6 +183,48 @@ pub(crate) async fn query_gsi(
     query_all(q).await
 }
 
+/// Items by key (`pk`, `sk`) with BatchGetItem, 100 keys a call. Keys DynamoDB leaves
+/// unprocessed (throttling, the 16 MB answer limit) are asked again after a growing pause; if
+/// some are still left after a few rounds the read fails as retryable rather than returning
+/// fewer items than asked for. Keys without an item are simply not in the answer.
+pub(crate) async fn batch_get(
+    store: &Store,
+    keys: &[(String, String)],
+    consistent: bool,
+) -> Result<Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>, StoreError> {
+    use aws_sdk_dynamodb::types::KeysAndAttributes;
+    use std::collections::HashMap;
+    const ROUNDS: u32 = 6;
+    let mut out = Vec::new();
+    for chunk in keys.chunks(100) {
+        let keys = chunk.iter().map(|(pk, sk)| HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))]));
+        let mut request = HashMap::from([(
+            store.table.clone(),
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys.collect()))
+                .consistent_read(consistent)
+                .build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )]);
+        for round in 0.. {
+            let resp =
+                store.client.batch_get_item().set_request_items(Some(request)).send().await.map_err(StoreError::sdk)?;
+            out.extend(resp.responses.unwrap_or_default().remove(&store.table).unwrap_or_default());
+            match resp.unprocessed_keys {
+                Some(u) if !u.is_empty() && round + 1 < ROUNDS => {
+                    request = u;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << round)).await;
+                }
+                Some(u) if !u.is_empty() => {
+                    return Err(StoreError::Unavailable("BatchGetItem left keys unprocessed; try again".into()))
+                }
+                _ => break,
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn s(v: impl Into<String>) -> aws_sdk_dynamodb::types::AttributeValue {
     aws_sdk_dynamodb::types::AttributeValue::S(v.into())
 }

@@ -24,7 +24,10 @@ impl Plan {
     /// `PARLEY_BENCH_ROUNDS` (default 15) rounds of about `PARLEY_BENCH_ROUND_MS` (default 40) ms.
     pub fn from_env() -> Self {
         let get = |key: &str, default: u64| std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
-        Self { round: Duration::from_millis(get("PARLEY_BENCH_ROUND_MS", 40)), rounds: get("PARLEY_BENCH_ROUNDS", 15) as usize }
+        Self {
+            round: Duration::from_millis(get("PARLEY_BENCH_ROUND_MS", 40)),
+            rounds: get("PARLEY_BENCH_ROUNDS", 15) as usize,
+        }
     }
 }
 
@@ -89,7 +92,9 @@ pub fn mb_per_s(bytes: usize, d: Duration) -> String {
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     format!("machine: {cpu}, {cores} cores available; {}", std::env::consts::ARCH)

@@ -13,8 +13,11 @@ struct Section {
     run: fn(),
 }
 
-const SECTIONS: &[Section] =
-    &[Section { name: "parse", about: "Meta webhook: verify, parse, verify + parse against the HMAC floor", run: parse::run }];
+const SECTIONS: &[Section] = &[Section {
+    name: "parse",
+    about: "Meta webhook: verify, parse, verify + parse against the HMAC floor",
+    run: parse::run,
+}];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

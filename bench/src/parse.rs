@@ -130,7 +130,9 @@ pub fn run() {
         ];
         let t = medians(&plan, &mut cases);
         let floor = t[0].as_secs_f64();
-        let cell = |d: std::time::Duration| format!("{} ({}, {:.2}×)", micros(d), mb_per_s(body.len(), d), d.as_secs_f64() / floor);
+        let cell = |d: std::time::Duration| {
+            format!("{} ({}, {:.2}×)", micros(d), mb_per_s(body.len(), d), d.as_secs_f64() / floor)
+        };
         println!(
             "| {name} | {} | {events} | {} ({}) | {} | {} | {} |",
             body.len(),

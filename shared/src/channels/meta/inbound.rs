@@ -1123,14 +1123,22 @@ mod tests {
         assert_eq!((messages(&d).len(), skipped_whats(&d)), (1, vec!["contact:malformed"]));
         let null_changes = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":null}]}"#;
         assert!(fast::parse(null_changes).is_none());
-        assert_eq!(parse(null_changes), ParsedDelivery::default(), "`null` changes are no changes, not a malformed entry");
+        assert_eq!(
+            parse(null_changes),
+            ParsedDelivery::default(),
+            "`null` changes are no changes, not a malformed entry"
+        );
         // Messenger and Instagram are always read the tolerant way.
         assert!(fast::parse(include_bytes!("../../../../events/meta/messenger_text.json")).is_none());
     }
 
     #[test]
     fn deep_nesting_and_huge_texts_are_bounded() {
-        let deep = format!("{{\"object\":\"whatsapp_business_account\",\"entry\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        let deep = format!(
+            "{{\"object\":\"whatsapp_business_account\",\"entry\":{}{}}}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
         assert!(matches!(parse_delivery(deep.as_bytes()), Err(InboundParseError::NotJson(_))));
         let long = "ä".repeat(500_000);
         let d = parse(&wa_delivery(json!({"messages": [wa_text("wamid.L", WA_ID, &long)]})));

@@ -34,9 +34,9 @@ pub(super) fn parse(body: &[u8]) -> Option<ParsedDelivery> {
             match (change.field.as_deref(), change.value) {
                 (Some("messages"), Some(value)) => messages(value, &mut out),
                 (Some("user_preferences"), Some(value)) => preferences(value, &mut out),
-                (Some(field @ ("messages" | "user_preferences")), None) => out
-                    .skipped
-                    .push(skip("change:malformed", format!("`{field}` change without an object `value`"))),
+                (Some(field @ ("messages" | "user_preferences")), None) => {
+                    out.skipped.push(skip("change:malformed", format!("`{field}` change without an object `value`")))
+                }
                 (Some(field), _) => out.skipped.push(skip(format!("change:{field}"), "field not handled")),
                 (None, _) => out.skipped.push(skip("change:malformed", "change without `field`")),
             }
@@ -178,7 +178,9 @@ impl<'c, 'a> Contacts<'c, 'a> {
         }
         let differs = |a: Option<&str>, b: Option<&str>| matches!((a, b), (Some(a), Some(b)) if a != b);
         match self.list {
-            [only] if !differs(id_str(&only.wa_id), from) && !differs(id_str(&only.user_id), from_user_id) => Some(only),
+            [only] if !differs(id_str(&only.wa_id), from) && !differs(id_str(&only.user_id), from_user_id) => {
+                Some(only)
+            }
             _ => None,
         }
     }
@@ -556,10 +558,8 @@ fn message(m: Message<'_>, account: &AccountId, contacts: &Contacts<'_, '_>) -> 
     let address = Address::parse(address).map_err(|e| malformed(e.to_string()))?;
 
     let contact = contacts.sender(from, from_user_id);
-    let profile_name = contact
-        .and_then(|c| c.profile.as_ref()?.name.as_deref())
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned);
+    let profile_name =
+        contact.and_then(|c| c.profile.as_ref()?.name.as_deref()).filter(|n| !n.is_empty()).map(str::to_owned);
     // `from` is a phone only for phone-identified users; a user id is never mistaken for one.
     let phone = from
         .and_then(E164Phone::from_digits)

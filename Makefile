@@ -8,7 +8,7 @@ CARGO ?= cargo
 ENV_FILE := $(if $(wildcard .env),.env,.env.example)
 LOCAL_BIN ?= target/debug/parley-local
 
-.PHONY: help dev test venv browser-deps build-dev unit check-template lint fmt sam-build clean
+.PHONY: help dev test venv browser-deps build-dev unit check-template lint fmt sam-build clean bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -57,3 +57,7 @@ sam-build: ## size-tuned release build of every function for deployment (needs c
 clean: ## remove build output and the venv
 	$(CARGO) clean
 	rm -rf $(VENV) .aws-sam
+
+# Release profile (the one `sam build` ships); timing, so never part of `make test`.
+bench: ## print the performance figures of docs/performance.md (release build)
+	$(CARGO) run --locked --release -p parley-bench

@@ -1,10 +1,12 @@
 //! Tolerant parser for Meta webhook deliveries: WhatsApp Cloud API (`whatsapp_business_account`),
 //! Messenger (`page`) and Instagram (`instagram`).
 //!
-//! Meta batches up to 1000 updates per delivery and adds fields and message types without notice,
-//! so every entry, change, message and status is parsed on its own from a `serde_json::Value`.
-//! One odd item becomes a [`Skipped`] record; it never costs its siblings. Only a body that is not
-//! a JSON envelope at all fails the delivery.
+//! Meta batches up to 1000 updates per delivery and adds fields and message types without notice.
+//! A WhatsApp delivery of the usual shape is read in one pass into borrowed typed structs
+//! ([`fast`]); anything else — Messenger and Instagram, and any delivery with an odd item — is
+//! read the tolerant way below: every entry, change, message and status on its own from a
+//! `serde_json::Value`. One odd item becomes a [`Skipped`] record; it never costs its siblings.
+//! Only a body that is not a JSON envelope at all fails the delivery.
 use crate::domain::{
     AccountId, Address, Channel, ChannelError, ContactId, Currency, DeliveryState, E164Phone, InboundContent,
     InboundEvent, InboundMessage, InboundMessageId, Money, OrderItem, ParsedDelivery, PreferenceChange,
@@ -14,6 +16,8 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
+
+mod fast;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InboundParseError {
@@ -25,6 +29,14 @@ pub enum InboundParseError {
 
 /// Parses one webhook delivery body (the raw bytes whose signature was verified).
 pub fn parse_delivery(body: &[u8]) -> Result<ParsedDelivery, InboundParseError> {
+    match fast::parse(body) {
+        Some(parsed) => Ok(parsed),
+        None => parse_tolerant(body),
+    }
+}
+
+/// Every item on its own from a `serde_json::Value`: what the fast path cannot take.
+fn parse_tolerant(body: &[u8]) -> Result<ParsedDelivery, InboundParseError> {
     let root: Value = serde_json::from_slice(body)
         .map_err(|e| InboundParseError::NotJson(crate::privacy::describe_json_error(&e)))?;
     let object = match root.as_object().and_then(|o| o.get("object")) {
@@ -474,14 +486,7 @@ fn wa_status(s: &Value, account: &AccountId) -> Result<StatusUpdate, Skipped> {
     let st = WaStatus::deserialize(s).map_err(|e| skip("status:malformed", crate::privacy::describe_json_error(&e)))?;
     let provider_id =
         ProviderMessageId::parse(st.id.as_str()).map_err(|e| skip("status:malformed", format!("status id: {e}")))?;
-    let state = match st.status.as_str() {
-        "sent" => DeliveryState::Sent,
-        "delivered" => DeliveryState::Delivered,
-        // `played` is a voice message's read receipt.
-        "read" | "played" => DeliveryState::Read,
-        "failed" => DeliveryState::Failed,
-        other => return Err(skip("status:unknown_value", format!("{}: status {}", st.id, token_str(other)))),
-    };
+    let state = delivery_state(&st.id, &st.status)?;
     let errors = st
         .errors
         .unwrap_or_default()
@@ -497,6 +502,26 @@ fn wa_status(s: &Value, account: &AccountId) -> Result<StatusUpdate, Skipped> {
         timestamp: st.timestamp.seconds(),
         errors,
     })
+}
+
+fn delivery_state(id: &str, status: &str) -> Result<DeliveryState, Skipped> {
+    Ok(match status {
+        "sent" => DeliveryState::Sent,
+        "delivered" => DeliveryState::Delivered,
+        // `played` is a voice message's read receipt.
+        "read" | "played" => DeliveryState::Read,
+        "failed" => DeliveryState::Failed,
+        other => return Err(skip("status:unknown_value", format!("{id}: status {}", token_str(other)))),
+    })
+}
+
+/// A preference change's `value`: `true` for an opt-out.
+fn preference_stop(value: &str) -> Result<bool, Skipped> {
+    match value.to_ascii_lowercase().as_str() {
+        "stop" => Ok(true),
+        "resume" => Ok(false),
+        other => Err(skip("preference:unknown_value", format!("value {}", token_str(other)))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -529,11 +554,7 @@ fn wa_preference(p: &Value, account: &AccountId) -> Result<PreferenceChange, Ski
     let p = WaPreference::deserialize(p).map_err(|e| malformed(crate::privacy::describe_json_error(&e)))?;
     let address = p.wa_id.or(p.user_id).ok_or_else(|| malformed("no `wa_id` or `user_id`".into()))?;
     let address = Address::parse(address.0).map_err(|e| malformed(e.to_string()))?;
-    let stop = match p.value.to_ascii_lowercase().as_str() {
-        "stop" => true,
-        "resume" => false,
-        other => return Err(skip("preference:unknown_value", format!("value {}", token_str(other)))),
-    };
+    let stop = preference_stop(&p.value)?;
     Ok(PreferenceChange {
         account: account.clone(),
         contact: ContactId::new(Channel::WhatsApp, address),
@@ -728,7 +749,13 @@ mod tests {
     const IG_ACCOUNT: &str = "300000000000001";
     const IGSID: &str = "8100000000000001";
 
+    /// Parses `body`, holding the fast path to the tolerant one: where it answers, it answers
+    /// exactly the same.
     fn parse(body: &[u8]) -> ParsedDelivery {
+        let tolerant = parse_tolerant(body).expect("delivery parses");
+        if let Some(fast) = fast::parse(body) {
+            assert_eq!(fast, tolerant, "the fast path differs from the tolerant one");
+        }
         parse_delivery(body).expect("delivery parses")
     }
 
@@ -1014,6 +1041,108 @@ mod tests {
             (m.profile_name.as_deref(), m.phone.as_ref().map(E164Phone::as_str)),
             (None, Some("+4915123456789"))
         );
+    }
+
+    // --- Contacts: looked up by id, never by scanning ------------------------------------------
+
+    /// A text message from `from` with the given id.
+    fn text_from(i: usize, from: &str) -> Value {
+        wa_text(&format!("wamid.C{i}"), from, "hi")
+    }
+
+    #[test]
+    fn each_of_a_thousand_senders_gets_its_own_contact_whatever_the_order() {
+        let phones: Vec<String> = (0..1000).map(|i| format!("49151{i:08}")).collect();
+        let msgs: Vec<Value> = phones.iter().enumerate().map(|(i, p)| text_from(i, p)).collect();
+        // Contacts in another order than the messages (Meta promises none): every 7th, then reversed.
+        let mut order: Vec<usize> = (0..1000).map(|i| (i * 7) % 1000).collect();
+        order.reverse();
+        let contacts: Vec<Value> =
+            order.iter().map(|&i| json!({"profile": {"name": format!("Kundin {i}")}, "wa_id": phones[i]})).collect();
+        let body = wa_delivery(json!({"contacts": contacts, "messages": msgs}));
+        assert!(fast::parse(&body).is_some(), "a usual delivery takes the one-pass path");
+        let d = parse(&body);
+        assert!(d.skipped.is_empty(), "{:?}", d.skipped);
+        let msgs = messages(&d);
+        assert_eq!(msgs.len(), 1000);
+        for (i, m) in msgs.iter().enumerate() {
+            assert_eq!(m.profile_name.as_deref(), Some(format!("Kundin {i}").as_str()), "message {i}");
+            assert_eq!(m.phone.as_ref().map(E164Phone::as_str), Some(format!("+{}", phones[i]).as_str()));
+        }
+    }
+
+    #[test]
+    fn a_duplicate_contact_keeps_the_first_and_an_absent_one_names_nobody() {
+        let contacts = json!([
+            {"profile": {"name": "Anna"}, "wa_id": WA_ID},
+            {"profile": {"name": "Anders"}, "wa_id": WA_ID},
+            {"profile": {"name": "Ben"}, "wa_id": "436641234567"},
+        ]);
+        let msgs = json!([text_from(1, "436641234567"), text_from(2, WA_ID), text_from(3, "4917600000001")]);
+        let d = parse(&wa_delivery(json!({"contacts": contacts, "messages": msgs})));
+        let names: Vec<_> = messages(&d).iter().map(|m| m.profile_name.clone()).collect();
+        assert_eq!(names, [Some("Ben".into()), Some("Anna".into()), None]);
+        // The sender without a contact entry still has the phone it wrote from.
+        assert_eq!(messages(&d)[2].phone.as_ref().map(E164Phone::as_str), Some("+4917600000001"));
+    }
+
+    #[test]
+    fn the_first_contact_matching_either_id_wins() {
+        let by_user = json!({"profile": {"name": "By user id"}, "user_id": "US.1349"});
+        let by_phone = json!({"profile": {"name": "By phone"}, "wa_id": WA_ID});
+        let msg = json!({"from": WA_ID, "from_user_id": "US.1349", "id": "wamid.U1", "timestamp": "1",
+            "type": "text", "text": {"body": "hi"}});
+        for (contacts, want) in [(json!([by_user, by_phone]), "By user id"), (json!([by_phone, by_user]), "By phone")] {
+            let d = parse(&wa_delivery(json!({"contacts": contacts, "messages": [msg.clone()]})));
+            assert_eq!(only_message(&d).profile_name.as_deref(), Some(want));
+        }
+    }
+
+    #[test]
+    fn odd_shapes_leave_the_one_pass_path_and_are_read_the_tolerant_way() {
+        let fixtures: [&[u8]; 6] = [
+            include_bytes!("../../../../events/meta/whatsapp_text.json"),
+            include_bytes!("../../../../events/meta/whatsapp_batch.json"),
+            include_bytes!("../../../../events/meta/whatsapp_order.json"),
+            include_bytes!("../../../../events/meta/whatsapp_status_failed_131047.json"),
+            include_bytes!("../../../../events/meta/whatsapp_user_preferences_stop.json"),
+            include_bytes!("../../../../events/meta/whatsapp_unknown_type.json"),
+        ];
+        for f in fixtures {
+            assert!(fast::parse(f).is_some(), "{}", String::from_utf8_lossy(f));
+        }
+        // A duplicate key (the tolerant reader keeps the last), a malformed contact, a `null` list.
+        let dup = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages",
+            "value":{"metadata":{"phone_number_id":"100000000000001"},"messages":[{"from":"4915123456789",
+            "id":"wamid.FIRST","id":"wamid.LAST","timestamp":"1","type":"text","text":{"body":"hi"}}]}}]}]}"#;
+        assert!(fast::parse(dup).is_none());
+        assert_eq!(only_message(&parse(dup)).id.as_str(), "wamid.LAST");
+        let bad_contact = wa_delivery(json!({"contacts": [{"wa_id": [1]}], "messages": [text_from(1, WA_ID)]}));
+        assert!(fast::parse(&bad_contact).is_none());
+        let d = parse(&bad_contact);
+        assert_eq!((messages(&d).len(), skipped_whats(&d)), (1, vec!["contact:malformed"]));
+        let null_changes = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":null}]}"#;
+        assert!(fast::parse(null_changes).is_none());
+        assert_eq!(
+            parse(null_changes),
+            ParsedDelivery::default(),
+            "`null` changes are no changes, not a malformed entry"
+        );
+        // Messenger and Instagram are always read the tolerant way.
+        assert!(fast::parse(include_bytes!("../../../../events/meta/messenger_text.json")).is_none());
+    }
+
+    #[test]
+    fn deep_nesting_and_huge_texts_are_bounded() {
+        let deep = format!(
+            "{{\"object\":\"whatsapp_business_account\",\"entry\":{}{}}}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert!(matches!(parse_delivery(deep.as_bytes()), Err(InboundParseError::NotJson(_))));
+        let long = "ä".repeat(500_000);
+        let d = parse(&wa_delivery(json!({"messages": [wa_text("wamid.L", WA_ID, &long)]})));
+        assert_eq!(only_message(&d).content, InboundContent::Text { body: long });
     }
 
     // --- Messenger / Instagram fixtures ------------------------------------------------------

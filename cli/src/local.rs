@@ -9,7 +9,11 @@ pub const DEFAULT_DEV_ENV: &str = "target/dev.env";
 
 pub fn load(dev_env: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(dev_env).map_err(|e| {
-        format!("--local: cannot read {} ({}): is `make dev` running (from this directory)?", dev_env.display(), e.kind())
+        format!(
+            "--local: cannot read {} ({}): is `make dev` running (from this directory)?",
+            dev_env.display(),
+            e.kind()
+        )
     })?;
     let mut vars = parse(&text);
     // The settings file sits in the repository root, two levels above target/dev.env.
@@ -53,9 +57,6 @@ mod tests {
     #[test]
     fn parses_env_lines() {
         let vars = super::parse("# c\n\nA=1\nexport B=\"x y\"\nC='z'\nnot a line\n");
-        assert_eq!(
-            vars,
-            vec![("A".into(), "1".into()), ("B".into(), "x y".into()), ("C".into(), "z".into())]
-        );
+        assert_eq!(vars, vec![("A".into(), "1".into()), ("B".into(), "x y".into()), ("C".into(), "z".into())]);
     }
 }

@@ -38,8 +38,10 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// Use the system `make dev` runs: read `target/dev.env` (written at its start) and the
-    /// settings file (`.env`, else `.env.example`); variables already set win.
-    #[arg(long, global = true, value_name = "DEV_ENV", num_args = 0..=1, default_missing_value = local::DEFAULT_DEV_ENV)]
+    /// settings file (`.env`, else `.env.example`); variables already set win. `--local=FILE`
+    /// reads another dev.env.
+    #[arg(long, global = true, value_name = "DEV_ENV", num_args = 0..=1, require_equals = true,
+          default_missing_value = local::DEFAULT_DEV_ENV)]
     local: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -117,9 +119,10 @@ enum ContactCommand {
 struct ReplayArgs {
     /// A saved delivery: an API Gateway event (events/apigw/*_post.json) or a bare body.
     file: std::path::PathBuf,
-    /// The API's base URL (the stack's `ApiUrl` output; `make dev`: http://127.0.0.1:3000).
-    #[arg(long, env = "PARLEY_API_URL")]
-    url: String,
+    /// The API's base URL (default PARLEY_API_URL: the stack's `ApiUrl` output; `--local`: the
+    /// system `make dev` runs).
+    #[arg(long)]
+    url: Option<String>,
     /// The secret to sign with (default: META_APP_SECRET, SHOPIFY_WEBHOOK_SECRET or
     /// WOOCOMMERCE_WEBHOOK_SECRET, by platform).
     #[arg(long)]
@@ -134,10 +137,10 @@ struct ReplayArgs {
     #[arg(long)]
     topic: Option<String>,
     /// For a bare Shopify body: the shop (default SHOPIFY_SHOP_DOMAIN).
-    #[arg(long, env = "SHOPIFY_SHOP_DOMAIN")]
+    #[arg(long)]
     shop_domain: Option<String>,
     /// For a bare WooCommerce body: the store URL (default WOOCOMMERCE_STORE_URL).
-    #[arg(long, env = "WOOCOMMERCE_STORE_URL")]
+    #[arg(long)]
     woo_source: Option<String>,
     /// Set a header (NAME=VALUE), replacing the saved one; repeatable.
     #[arg(long = "header", value_name = "NAME=VALUE")]
@@ -209,7 +212,8 @@ fn store(ddb: aws_sdk_dynamodb::Client) -> Result<parley::store::Store, OpsError
 
 fn contact_id(a: &ContactArgs) -> Result<parley::domain::ContactId, OpsError> {
     // The parser's messages name what is wrong, not the address (the API answers with them).
-    parley::domain::ContactId::from_path(&a.channel, &a.address).map_err(|e| OpsError::Invalid(format!("not a contact: {e}")))
+    parley::domain::ContactId::from_path(&a.channel, &a.address)
+        .map_err(|e| OpsError::Invalid(format!("not a contact: {e}")))
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -255,7 +259,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     let id = contact_id(&contact)?;
                     let store = store(ddb)?;
                     let key = env("PARLEY_PSEUDONYM_KEY").unwrap_or_default();
-                    if !yes && !output::confirm(&format!("Erase everything stored about {id}? This cannot be undone.")) {
+                    if !yes
+                        && !output::confirm(&format!(
+                            "Erase everything stored about {}? This cannot be undone.",
+                            id.redacted()
+                        ))
+                    {
                         return Err(Failure::Cancelled);
                     }
                     let report = contacts::erase(&store, &key, &id).await?;
@@ -265,10 +274,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     let id = contact_id(&a)?;
                     // The release words come from the flows of the account the person wrote to:
                     // the same settings as the functions (accounts, flows, the outbound queue).
-                    let aws = parley::config::AwsSettings::from_env()
-                        .map_err(|e| OpsError::NotConfigured(e.to_string()))?;
-                    let meta = parley::config::MetaSettings::from_env()
-                        .map_err(|e| OpsError::NotConfigured(e.to_string()))?;
+                    let aws =
+                        parley::config::AwsSettings::from_env().map_err(|e| OpsError::NotConfigured(e.to_string()))?;
+                    let meta =
+                        parley::config::MetaSettings::from_env().map_err(|e| OpsError::NotConfigured(e.to_string()))?;
                     let app = parley::api::App::new(ddb, sqs, aws, meta)
                         .map_err(|e| OpsError::NotConfigured(e.to_string()))?;
                     let released = contacts::release(&app, &id).await?;
@@ -287,8 +296,9 @@ async fn replay(json: bool, a: ReplayArgs) -> Result<(), OpsError> {
     let opts = BareOptions {
         platform: a.platform.as_deref().map(Platform::parse).transpose()?,
         topic: a.topic,
-        shop_domain: a.shop_domain,
-        woo_source: a.woo_source,
+        // Read here, not by clap: `--local` sets the environment after parsing.
+        shop_domain: a.shop_domain.or_else(|| env("SHOPIFY_SHOP_DOMAIN")),
+        woo_source: a.woo_source.or_else(|| env("WOOCOMMERCE_STORE_URL")),
     };
     let mut delivery = Delivery::load(&file, &opts)?;
     for h in &a.headers {
@@ -301,14 +311,19 @@ async fn replay(json: bool, a: ReplayArgs) -> Result<(), OpsError> {
         }
     } else {
         let var = delivery.platform.secret_var();
-        let secret = a.secret.or_else(|| env(var)).ok_or_else(|| OpsError::NotConfigured(format!("{var} (or --secret)")))?;
+        let secret =
+            a.secret.or_else(|| env(var)).ok_or_else(|| OpsError::NotConfigured(format!("{var} (or --secret)")))?;
         delivery.sign(&secret);
     }
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .map_err(|e| OpsError::Unreachable(e.to_string()))?;
-    let (outcome, refused) = parley::ops::replay::post(&http, &a.url, &delivery).await?;
+    let url = a
+        .url
+        .or_else(|| env("PARLEY_API_URL"))
+        .ok_or_else(|| OpsError::NotConfigured("PARLEY_API_URL (or --url)".into()))?;
+    let (outcome, refused) = parley::ops::replay::post(&http, &url, &delivery).await?;
     output::replayed(json, &outcome);
     match refused {
         Some(e) => Err(e),

@@ -7,7 +7,8 @@ use serde::Serialize;
 use std::io::{BufRead, IsTerminal, Write};
 
 pub fn json_always<T: Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    // A reader that stops early (`| head`) closes the pipe: not an error worth a panic.
+    let _ = writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 pub fn error(json: bool, message: &str, retryable: bool) {
@@ -116,15 +117,25 @@ pub fn contact(json: bool, c: &ContactSummary) {
     let ts = |t: Option<i64>| {
         t.and_then(|t| jiff::Timestamp::from_second(t).ok()).map(|t| t.to_string()).unwrap_or_else(|| "-".into())
     };
-    let purposes: Vec<String> = c.consent_purposes.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("?"))).collect();
+    let purposes: Vec<String> =
+        c.consent_purposes.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("?"))).collect();
     println!("contact        {}", c.contact);
     println!("account        {}", dash(&c.account));
     println!("name           {}", dash(&c.name));
     println!("locale         {}", dash(&c.locale));
     println!("handover       {}", if c.handover { "yes (a person has it; the bot is silent)" } else { "no" });
-    println!("inbox          {}{}", c.inbox_state.as_str().unwrap_or("?"), c.assignee.as_ref().map(|a| format!(" ({a})")).unwrap_or_default());
+    println!(
+        "inbox          {}{}",
+        c.inbox_state.as_str().unwrap_or("?"),
+        c.assignee.as_ref().map(|a| format!(" ({a})")).unwrap_or_default()
+    );
     println!("tags           {}", if c.tags.is_empty() { "-".into() } else { c.tags.join(", ") });
-    println!("consent        {} ({}; {} audit event(s))", c.consent.as_str().unwrap_or("?"), purposes.join(", "), c.consent_events);
+    println!(
+        "consent        {} ({}; {} audit event(s))",
+        c.consent.as_str().unwrap_or("?"),
+        purposes.join(", "),
+        c.consent_events
+    );
     println!("last inbound   {}", ts(c.last_inbound_at));
     println!("last order     {}", ts(c.last_order_at));
     println!("messages in    {}", c.inbound_count);

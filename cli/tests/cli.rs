@@ -239,7 +239,8 @@ fn events(path: &str) -> String {
 async fn replay_resigns_saved_deliveries_and_reports_a_refusal() {
     let sys = System::start().await;
     // Saved deliveries re-signed with the configured secrets (the test process's settings).
-    for file in ["apigw/meta_post_whatsapp_text.json", "meta/whatsapp_text.json", "apigw/shopify_post_orders_create.json"]
+    for file in
+        ["apigw/meta_post_whatsapp_text.json", "meta/whatsapp_text.json", "apigw/shopify_post_orders_create.json"]
     {
         let out = json_of(&parley(&sys, &["--json", "replay", &events(file)]).await);
         assert_eq!(out["status"], 200, "{file}: {out:#}");
@@ -247,7 +248,16 @@ async fn replay_resigns_saved_deliveries_and_reports_a_refusal() {
     let woo_source = format!("{}/sandbox/woo", sys.base);
     let out = parley(
         &sys,
-        &["replay", &events("woocommerce/order_created.json"), "--platform", "woocommerce", "--topic", "order.created", "--woo-source", &woo_source],
+        &[
+            "replay",
+            &events("woocommerce/order_created.json"),
+            "--platform",
+            "woocommerce",
+            "--topic",
+            "order.created",
+            "--woo-source",
+            &woo_source,
+        ],
     )
     .await;
     assert!(out.status.success(), "{}", all_output(&out));

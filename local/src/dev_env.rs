@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 /// The file's content.
 pub fn render(running: &Running) -> String {
-    let mut lines = vec![
-        "# Written by `make dev` at its start for `parley --local` (or `source`); removed when it stops.".to_string(),
-    ];
+    let mut lines =
+        vec!["# Written by `make dev` at its start for `parley --local` (or `source`); removed when it stops."
+            .to_string()];
     for var in ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_REGION"] {
         if let Ok(v) = std::env::var(var) {
             lines.push(format!("{var}={v}"));
@@ -43,7 +43,11 @@ pub fn write(running: &Running) -> Option<PathBuf> {
     match std::fs::write(&path, render(running)) {
         Ok(()) => Some(path),
         Err(e) => {
-            eprintln!("parley-local: cannot write {} ({}): `parley --local` will not find this system", path.display(), e.kind());
+            eprintln!(
+                "parley-local: cannot write {} ({}): `parley --local` will not find this system",
+                path.display(),
+                e.kind()
+            );
             None
         }
     }

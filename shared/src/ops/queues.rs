@@ -177,7 +177,7 @@ fn attr_u64(attrs: &std::collections::HashMap<QueueAttributeName, String>, a: Qu
     attrs.get(&a).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-fn sys_attr<'a>(m: &'a Message, a: MessageSystemAttributeName) -> Option<&'a str> {
+fn sys_attr(m: &Message, a: MessageSystemAttributeName) -> Option<&str> {
     m.attributes().and_then(|x| x.get(&a)).map(String::as_str)
 }
 
@@ -265,7 +265,11 @@ impl Queues {
             .send()
             .await
             .map_err(|e| OpsError::aws("ReceiveMessage", e))?;
-        Ok(out.messages().iter().filter_map(|m| sys_attr(m, MessageSystemAttributeName::SentTimestamp)?.parse().ok()).min())
+        Ok(out
+            .messages()
+            .iter()
+            .filter_map(|m| sys_attr(m, MessageSystemAttributeName::SentTimestamp)?.parse().ok())
+            .min())
     }
 
     async fn receive(&self, url: &str, max: i32, visibility: i32) -> Result<Vec<Message>, OpsError> {
@@ -365,7 +369,13 @@ impl Queues {
         match queue {
             QueueName::Outbound => match Envelope::parse(body) {
                 Ok(env) => {
-                    d.kind = format!("outbound:{}", serde_json::to_value(env.purpose).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
+                    d.kind = format!(
+                        "outbound:{}",
+                        serde_json::to_value(env.purpose)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default()
+                    );
                     d.contact = Some(self.contact_ref(&env.contact));
                     d.last_error = self.last_send_error(&env.id).await;
                     d.id = Some(env.id.to_string());
@@ -436,7 +446,8 @@ impl Queues {
         }
         let fifo = target.ends_with(".fifo");
         while (report.moved as usize) < max {
-            let batch = self.receive(dlq, (max - report.moved as usize).min(10) as i32, REDRIVE_VISIBILITY_SECS).await?;
+            let batch =
+                self.receive(dlq, (max - report.moved as usize).min(10) as i32, REDRIVE_VISIBILITY_SECS).await?;
             if batch.is_empty() {
                 break;
             }
@@ -446,11 +457,19 @@ impl Queues {
                 .enumerate()
                 .filter(|(i, _)| sent.contains(&i.to_string()))
                 .filter_map(|(i, m)| {
-                    DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(m.receipt_handle()?).build().ok()
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(m.receipt_handle()?)
+                        .build()
+                        .ok()
                 })
                 .collect();
-            let kept: Vec<Message> =
-                batch.iter().enumerate().filter(|(i, _)| !sent.contains(&i.to_string())).map(|(_, m)| m.clone()).collect();
+            let kept: Vec<Message> = batch
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !sent.contains(&i.to_string()))
+                .map(|(_, m)| m.clone())
+                .collect();
             if !delete.is_empty() {
                 self.sqs
                     .delete_message_batch()
@@ -483,8 +502,9 @@ impl Queues {
             .iter()
             .enumerate()
             .filter_map(|(i, m)| {
-                let mut e =
-                    SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(m.body().unwrap_or_default());
+                let mut e = SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(m.body().unwrap_or_default());
                 if fifo {
                     // Its group keeps the contact's order; the dedupe id is the DLQ message's own.
                     let group = sys_attr(m, MessageSystemAttributeName::MessageGroupId).unwrap_or("redriven");

@@ -96,11 +96,14 @@ impl Delivery {
     pub fn load(file: &[u8], opts: &BareOptions) -> Result<Self, OpsError> {
         let json: serde_json::Value = serde_json::from_slice(file)
             .map_err(|e| OpsError::Invalid(format!("not a JSON file: {}", crate::privacy::describe_json_error(&e))))?;
-        if let (Some(path), Some(headers), Some(body)) =
-            (json.get("rawPath").and_then(|v| v.as_str()), json.get("headers").and_then(|v| v.as_object()), json.get("body"))
-        {
-            let platform = Platform::from_path(path)
-                .ok_or_else(|| OpsError::Invalid(format!("{path} is not a webhook route (meta, shopify, woocommerce)")))?;
+        if let (Some(path), Some(headers), Some(body)) = (
+            json.get("rawPath").and_then(|v| v.as_str()),
+            json.get("headers").and_then(|v| v.as_object()),
+            json.get("body"),
+        ) {
+            let platform = Platform::from_path(path).ok_or_else(|| {
+                OpsError::Invalid(format!("{path} is not a webhook route (meta, shopify, woocommerce)"))
+            })?;
             let body = body.as_str().unwrap_or_default();
             let body = if json.get("isBase64Encoded").and_then(|v| v.as_bool()).unwrap_or(false) {
                 use base64::Engine;
@@ -130,7 +133,8 @@ impl Delivery {
             (None, true) => Platform::Meta,
             (None, false) => {
                 return Err(OpsError::Invalid(
-                    "not a Meta delivery nor an API Gateway event: say --platform shopify|woocommerce and --topic".into(),
+                    "not a Meta delivery nor an API Gateway event: say --platform shopify|woocommerce and --topic"
+                        .into(),
                 ))
             }
         };

@@ -9,6 +9,7 @@
 //! template.yaml. The agent API's sign-in runs on the same bearer-token path as in AWS
 //! ([`agent_auth`]: a token issuer standing in for Cognito, an authorizer for API Gateway's).
 pub mod agent_auth;
+pub mod dev_env;
 pub mod iam;
 pub mod poller;
 pub mod provision;

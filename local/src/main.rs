@@ -15,8 +15,12 @@ async fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::FAILURE;
                 }
             }
+            let dev_env = parley_local::dev_env::write(&running);
             println!("Parley is running on {} — sandbox: {}/sandbox/", running.base_url, running.base_url);
             running.run_until_signal().await;
+            if let Some(path) = dev_env {
+                let _ = std::fs::remove_file(path);
+            }
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {

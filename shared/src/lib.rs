@@ -20,6 +20,7 @@ pub mod inbox;
 pub mod lambda_init;
 pub mod links;
 pub mod observability;
+pub mod ops;
 pub mod orders;
 pub mod privacy;
 pub mod queue;

@@ -624,16 +624,52 @@ pub async fn release_to_bot(app: &App, req: &Request<Bytes>, path: &str) -> Resu
         return Err(ApiError::NotFound);
     };
     let contact = super::path_contact(channel, address)?;
-    let Some(record) = app.store.get_contact(&contact).await? else {
+    let Some(was_on) = release_contact(app, &contact).await? else {
         return Err(ApiError::NotFound);
     };
+    Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "handover": false, "was_handover": was_on })))
+}
+
+/// Hands a contact back to the bot (the admin route and `parley contact release`): `None` when
+/// the contact is unknown, else whether a person had it (the customer is then told).
+pub async fn release_contact(app: &App, contact: &ContactId) -> Result<Option<bool>, ReleaseError> {
+    let Some(record) = app.store.get_contact(contact).await? else {
+        return Ok(None);
+    };
     let was_on = record.handover;
-    app.store.set_handover(&contact, false).await?;
+    app.store.set_handover(contact, false).await?;
     if was_on {
         let envelopes = release_envelopes(app, &record, crate::time_util::now_unix());
         if !envelopes.is_empty() {
             app.producer.send(&envelopes).await?;
         }
     }
-    Ok(super::json_response(StatusCode::OK, &serde_json::json!({ "handover": false, "was_handover": was_on })))
+    Ok(Some(was_on))
+}
+
+/// Why a release failed: both are retryable.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
+}
+
+impl From<ReleaseError> for ApiError {
+    fn from(e: ReleaseError) -> Self {
+        match e {
+            ReleaseError::Store(e) => e.into(),
+            ReleaseError::Queue(e) => e.into(),
+        }
+    }
+}
+
+impl From<ReleaseError> for crate::ops::OpsError {
+    fn from(e: ReleaseError) -> Self {
+        match e {
+            ReleaseError::Store(e) => e.into(),
+            ReleaseError::Queue(e) => e.into(),
+        }
+    }
 }

@@ -101,7 +101,7 @@ fn delivery(n: usize, text_len: usize) -> Vec<u8> {
 
 pub fn run() {
     let plan = Plan::from_env();
-    let verifier = Verifier::new(Encoding::PrefixedHex, Secret::new(SECRET), None);
+    let verifier = Verifier::new(Encoding::PrefixedHex, Secret::from(SECRET), None);
     let rows: Vec<(String, Vec<u8>)> = vec![
         ("1 message (fixture)".into(), include_bytes!("../../events/meta/whatsapp_text.json").to_vec()),
         ("50 messages".into(), delivery(50, 0)),

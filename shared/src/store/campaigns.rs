@@ -238,47 +238,15 @@ impl Store {
     /// The counters of several campaigns with one BatchGetItem per 100 (the campaign list).
     /// A campaign without counters yet is left out.
     pub async fn campaigns_counts(&self, ids: &[&str]) -> Result<HashMap<String, HashMap<String, i64>>, StoreError> {
+        let by_pk: HashMap<String, &str> = ids.iter().map(|id| (campaign_pk(id), *id)).collect();
+        let keys: Vec<(String, String)> = by_pk.keys().map(|pk| (pk.clone(), STATS.to_string())).collect();
         let mut out = HashMap::new();
-        for chunk in ids.chunks(100) {
-            let by_pk: HashMap<String, &str> = chunk.iter().map(|id| (campaign_pk(id), *id)).collect();
-            let keys: Vec<Item> = by_pk
-                .keys()
-                .map(|pk| Item::from([("pk".to_string(), s(pk.as_str())), ("sk".to_string(), s(STATS))]))
-                .collect();
-            let mut request = HashMap::from([(
-                self.table.clone(),
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            )]);
-            for attempt in 0.. {
-                let resp = self
-                    .client
-                    .batch_get_item()
-                    .set_request_items(Some(request.clone()))
-                    .send()
-                    .await
-                    .map_err(StoreError::sdk)?;
-                for item in resp.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
-                    let Some(id) = item.get("pk").and_then(|v| v.as_s().ok()).and_then(|pk| by_pk.get(pk)) else {
-                        continue;
-                    };
-                    out.insert(id.to_string(), counts_of(item));
-                }
-                match resp.unprocessed_keys {
-                    // Throttled: a list with counts missing would read as zero progress.
-                    Some(u) if !u.is_empty() && attempt >= 5 => {
-                        return Err(StoreError::Unavailable("campaign counters throttled".into()))
-                    }
-                    Some(u) if !u.is_empty() => {
-                        request = u;
-                        tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
-                    }
-                    _ => break,
-                }
-            }
+        // Throttled for good → an error: a list with counts missing would read as zero progress.
+        for item in super::batch_get(self, &keys, true).await? {
+            let Some(id) = item.get("pk").and_then(|v| v.as_s().ok()).and_then(|pk| by_pk.get(pk)) else {
+                continue;
+            };
+            out.insert(id.to_string(), counts_of(item));
         }
         Ok(out)
     }

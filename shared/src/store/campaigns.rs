@@ -309,13 +309,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Records a recipient once (a retried page finds it and leaves it): `Ok(false)` if known.
+    /// Records a recipient once: `Ok(None)` if new; a retried page finds the one recorded
+    /// before and gets it back (in the same request) to finish what the failed attempt began.
     pub async fn put_recipient(
         &self,
         campaign: &str,
         contact: &ContactId,
         rec: &RecipientRecord,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<RecipientRecord>, StoreError> {
         let mut item: Item = serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("recipient: {e}")))?;
         item.insert("pk".into(), s(campaign_pk(campaign)));
         item.insert("sk".into(), s(format!("{RECIPIENT_PREFIX}{}", contact.key())));
@@ -329,9 +330,20 @@ impl Store {
             .condition_expression("attribute_not_exists(pk) OR #st = :waiting")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":waiting", s("waiting"))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
             .send()
             .await;
-        applied(out).map(|o| o.is_some())
+        match out {
+            Ok(_) => Ok(None),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(Some(decode(c.item.clone().unwrap_or_default(), "recipient")?))
+                }
+                _ => Err(StoreError::sdk(e)),
+            },
+        }
     }
 
     /// Overwrites a recipient (their own page puts them back after a failed enqueue).

@@ -539,3 +539,33 @@ async fn a_dynamodb_outage_mid_campaign_costs_seconds_and_everyone_gets_it_once(
     assert_eq!(count_newsletters(&sys, &to).await, vec![1; to.len()], "each exactly once");
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn a_retried_page_job_finds_its_own_late_cursor_move_and_goes_on() {
+    let sys = System::start().await;
+    let store = sys.store();
+    let rec = parley::store::campaigns::CampaignRecord {
+        id: format!("cur{}", &uuid::Uuid::new_v4().simple().to_string()[..9]),
+        spec: "{}".into(),
+        state: parley::domain::campaign::State::Running,
+        version: 0,
+        created_at: now(),
+        started_at: None,
+        finished_at: None,
+        cursors: Default::default(),
+    };
+    store.create_campaign(&rec).await.unwrap();
+    // The job's first attempt moved the cursor, but gave up waiting for the answer (a timeout)
+    // and failed before it queued the next page; its retry read the cursor before that write
+    // landed and moves it again: it is its own move, the chain goes on.
+    assert!(store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-1").await.unwrap());
+    assert!(store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-1").await.unwrap(), "its own move");
+    // A duplicate job (another message) that read the same cursor stops there.
+    assert!(!store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-2").await.unwrap());
+    assert!(store.set_cursor(&rec.id, 3, Some("whatsapp#49151000001"), "done", "msg-2").await.unwrap());
+    // Never back: the first job's late retry of an older move is refused.
+    assert!(!store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-1").await.unwrap());
+    let cursors = store.get_campaign(&rec.id).await.unwrap().unwrap().cursors;
+    assert_eq!(cursors.get("3").map(String::as_str), Some("done"));
+    sys.stop().await;
+}

@@ -427,8 +427,9 @@ impl Campaigns<'_> {
     }
 
     /// One page job: the fan-out's named steps (module docs). Returns when the job is done; an
-    /// error is retried by SQS.
-    pub async fn dispatch(&self, job: &Job, now_ms: i64) -> Result<(), CampaignError> {
+    /// error is retried by SQS. `attempt_of` names the job's message (the same on every receive
+    /// of it), so its retry can tell its own cursor move from a duplicate's.
+    pub async fn dispatch(&self, job: &Job, attempt_of: &str, now_ms: i64) -> Result<(), CampaignError> {
         let now = now_ms / 1000;
         // Load the campaign.
         let Some(mut rec) = self.store.get_campaign(&job.campaign).await? else { return Ok(()) };
@@ -461,14 +462,26 @@ impl Campaigns<'_> {
             return Ok(self.jobs.send(job, (wait_ms + 999) / 1000).await?);
         }
         // Read a page of the audience and decide each recipient.
-        let (contacts, more) = self.store.audience_page(shard, cursor.as_deref(), granted as usize).await?;
-        self.handle_recipients(&rec.id, &spec, &contacts, now_ms, false).await?;
+        let page = async {
+            let (contacts, more) = self.store.audience_page(shard, cursor.as_deref(), granted as usize).await?;
+            self.handle_recipients(&rec.id, &spec, &contacts, now_ms, false).await?;
+            Ok::<_, CampaignError>((contacts, more))
+        };
+        // Slots the page did not use (its retry takes them again) go back to the daily cap.
+        let (contacts, more) = match page.await {
+            Ok(page) => page,
+            Err(e) => {
+                self.store.return_send_slots(&number, granted, now_ms).await;
+                return Err(e);
+            }
+        };
+        self.store.return_send_slots(&number, granted.saturating_sub(contacts.len() as u32), now_ms).await;
         // Move the cursor (a duplicate job that lost the race stops here) and queue the next page.
         let next = match contacts.last() {
             Some(last) if more => last.key(),
             _ => DONE.to_string(),
         };
-        if !self.store.set_cursor(&rec.id, shard, cursor.as_deref(), &next).await? {
+        if !self.store.set_cursor(&rec.id, shard, cursor.as_deref(), &next, attempt_of).await? {
             return Ok(());
         }
         if next == DONE {
@@ -699,7 +712,10 @@ impl Campaigns<'_> {
                     return Ok(self.jobs.send(job, (wait_ms + 999) / 1000).await?);
                 }
                 due.truncate(granted as usize);
-                self.handle_recipients(&rec.id, spec, &due, now_ms, true).await?;
+                if let Err(e) = self.handle_recipients(&rec.id, spec, &due, now_ms, true).await {
+                    self.store.return_send_slots(&number, granted, now_ms).await;
+                    return Err(e);
+                }
                 // More may be due: come back at once (the bucket paces).
                 return Ok(self.jobs.send(job, 0).await?);
             }
@@ -939,7 +955,8 @@ pub async fn handle_jobs(
                 return (rec, Ok(()));
             }
         };
-        (rec, campaigns.dispatch(&job, crate::time_util::now_millis()).await)
+        let attempt_of = rec.message_id.as_deref().unwrap_or_default();
+        (rec, campaigns.dispatch(&job, attempt_of, crate::time_util::now_millis()).await)
     }))
     .await;
     let mut delays = Vec::new();

@@ -174,8 +174,9 @@ fn write_units(op: &str, body: &Value) -> f64 {
     }
 }
 
-/// Read units of a response: 4 KB units, half for eventually consistent reads (the fan-out's
-/// only strongly consistent read is the rate bucket's GetItem, counted as such).
+/// Read units of a response: 4 KB units, half for eventually consistent reads (queries and
+/// batch reads); every GetItem counts as strongly consistent (the bucket's and the counters'
+/// are), which rounds the campaign's own reads up.
 fn read_units(op: &str, body: &Value) -> f64 {
     let units = |bytes: usize| bytes.div_ceil(4096).max(1) as f64;
     match op {
@@ -197,7 +198,7 @@ fn read_units(op: &str, body: &Value) -> f64 {
 
 /// Distinct German mobile numbers (+49 151 …), the same for a given `i`.
 fn number(i: usize) -> String {
-    format!("49151{:08}", i)
+    format!("49151{i:08}")
 }
 
 fn cpu_seconds() -> f64 {
@@ -302,14 +303,18 @@ async fn main() {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let tasks: Vec<_> = (0..pollers)
         .map(|_| {
-            let alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            tokio::spawn(parley_local::poller::run(
-                Arc::clone(&handler),
-                sqs.clone(),
-                queue_url.clone(),
-                stop_rx.clone(),
-                alive,
-            ))
+            let (handler, sqs, url, mut stop) = (Arc::clone(&handler), sqs.clone(), queue_url.clone(), stop_rx.clone());
+            tokio::spawn(async move {
+                // Long polls of up to 20 s, as Lambda's event source does: a receive that a
+                // busy endpoint answers late is waited for instead of hiding its messages for
+                // the queue's visibility timeout.
+                loop {
+                    tokio::select! {
+                        _ = parley_local::poller::poll_once(&handler, &sqs, &url, 20) => {},
+                        _ = stop.changed() => break,
+                    }
+                }
+            })
         })
         .collect();
     let mut last_print = Instant::now();
@@ -317,7 +322,7 @@ async fn main() {
     let queued = loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         // Read outside the meter: the benchmark's own polling is no cost of the fan-out.
-        let counts = watch.campaign_counts(&rec.id).await.unwrap_or_default();
+        let Ok(counts) = watch.campaign_counts(&rec.id).await else { continue };
         let queued = counts.get("queued").copied().unwrap_or(0);
         if queued != last_progress.0 {
             last_progress = (queued, Instant::now());
@@ -329,8 +334,8 @@ async fn main() {
         if queued as usize >= n {
             break queued;
         }
-        if last_progress.1.elapsed() > Duration::from_secs(120) {
-            eprintln!("stalled: {queued} of {n} queued, nothing new for two minutes; counts: {counts:?}");
+        if last_progress.1.elapsed() > Duration::from_secs(300) {
+            eprintln!("stalled: {queued} of {n} queued, nothing new for five minutes; counts: {counts:?}");
             std::process::exit(1);
         }
     };

@@ -104,10 +104,10 @@ impl Intercept for Meter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let Some(Pending(key, mut cost)) = cfg.load::<Pending>().cloned() else { return Ok(()) };
-        if key.starts_with("dynamodb:") {
+        if let Some(op) = key.strip_prefix("dynamodb:") {
             let body: Value =
                 ctx.response().body().bytes().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null);
-            cost.rru = read_units(&key["dynamodb:".len()..], &body);
+            cost.rru = read_units(op, &body);
         }
         let mut all = self.0.lock().unwrap();
         let sum = all.entry(key).or_default();

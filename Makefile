@@ -8,7 +8,7 @@ CARGO ?= cargo
 ENV_FILE := $(if $(wildcard .env),.env,.env.example)
 LOCAL_BIN ?= target/debug/parley-local
 
-.PHONY: help dev test venv browser-deps build-dev unit check-template lint fmt sam-build clean bench
+.PHONY: help dev test venv browser-deps build-dev unit check-template lint fmt sam-build clean bench bench-campaign
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -43,6 +43,14 @@ test: venv browser-deps ## run every test (starts and stops its own local endpoi
 	  local/with-env.sh .env.example local/with-endpoints.sh $(CARGO) test --locked --workspace 2>&1 | tee target/test-output.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.log
 	$(VENV)/bin/python .ci/check-iam.py template.yaml $(IAM_RECORDS)
+
+# Benchmarks are not tests: `make test` never builds them. The dev profile: the figures are
+# bound by the local endpoints (moto, which serialises DynamoDB), not by our code (the run
+# prints its own CPU time), and the release profile's LTO build takes long on a small machine.
+N ?= 100000
+bench-campaign: venv ## campaign fan-out benchmark against the local endpoints (N=100000 recipients)
+	N=$(N) local/with-env.sh $(ENV_FILE) local/with-endpoints.sh \
+	  $(CARGO) bench --locked --profile dev -p parley-tests --bench campaign_fanout
 
 lint: ## clippy and rustfmt check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings

@@ -14,6 +14,9 @@
    runs under a lock; long polls wait between passes, outside it.
 4. When several received messages of one FIFO group become visible again together (a failed
    batch), moto hands out the later ones first (see `release_visible_again`).
+5. moto answers every DynamoDB Query by sorting the whole table first, so a query's cost grew
+   with the table (a campaign over 5000 contacts timed out on every page); a table query reads
+   its partition, an index query walks the items unsorted (its results are sorted anyway).
 
 Usage: endpoints.py -H 127.0.0.1 -p PORT
 """
@@ -28,6 +31,7 @@ from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.core.utils import unix_time_millis
 from moto.sqs import models as sqs_models
+from moto.dynamodb.models.table import Table
 
 
 
@@ -82,6 +86,42 @@ def fast_queue_counts():
     sqs_models.Queue.approximate_number_of_messages_delayed = property(lambda q: _counts(q)[2])
 
 
+QUERY_SCOPE = threading.local()
+
+
+def partition_queries():
+    """Queries read what DynamoDB would: a table query its partition, an index query every item
+    (moto keeps no index) without sorting the table first. The results are the same items, in
+    the order moto's query sorts them."""
+    original_query = Table.query
+    original_all_items = Table.all_items
+
+    def all_items(self):
+        scope = getattr(QUERY_SCOPE, "scope", None)
+        if scope is None:
+            return original_all_items(self)
+        kind, hash_key = scope
+        if kind == "partition":
+            if hash_key not in self.items:
+                return []
+            part = self.items[hash_key]
+            return list(part.values()) if self.range_key_attr else [part]
+        if self.range_key_attr:
+            return [item for part in self.items.values() for item in part.values()]
+        return list(self.items.values())
+
+    def query(self, hash_key, *args, **kwargs):
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        QUERY_SCOPE.scope = ("index", None) if index_name else ("partition", hash_key)
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            QUERY_SCOPE.scope = None
+
+    Table.all_items = all_items
+    Table.query = query
+
+
 class SerialDynamoDB:
     def __init__(self, app):
         self.app = app
@@ -98,6 +138,7 @@ class SerialDynamoDB:
 def main():
     fast_queue_counts()
     atomic_fifo_receive()
+    partition_queries()
     parser = argparse.ArgumentParser()
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, required=True)

@@ -662,3 +662,80 @@ async fn the_pace_holds_in_the_receive_times_across_the_shard_chains() {
     assert_paced(&times, RATE, jiff::SignedDuration::from_secs(1));
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn a_dynamodb_outage_mid_campaign_costs_seconds_and_everyone_gets_it_once() {
+    use parley_tests::fault_proxy::{Fault, FaultProxy};
+    init_env();
+    let upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("set by local/with-endpoints.sh");
+    let ddb = FaultProxy::start(&upstream).await;
+    let url = ddb.url();
+    let sys = System::start_with(|o| {
+        o.dynamodb_endpoint = Some(url);
+        // A send the outage cut off holds its claim this long before the sender retries it.
+        o.claim_lease = Some(Duration::from_secs(5));
+    })
+    .await;
+    // One chain, five a second: the fan-out takes about six seconds, long enough to cut into.
+    let to = one_shard(30);
+    for t in &to {
+        seed(&sys, t, "de", Seeded::Confirmed).await;
+    }
+    let id = create_and_start(&sys, newsletter("Outage", json!({}), always(), 5)).await;
+    sys.wait_for_messages(&to[0], 1).await;
+    // DynamoDB resets every connection for three seconds: the page job in flight fails past
+    // the SDK's own retries, and so do the sender's calls.
+    ddb.set(Fault::Reset);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ddb.set(Fault::Pass);
+    let healed = Instant::now();
+    // The failed job comes back after a second or two, not the queue's visibility timeout
+    // (180 s): the rest of the fan-out (about five seconds at this pace) is queued well within
+    // the 30 s the report is given.
+    let report =
+        report_until(&sys, &id, "all queued after the outage", |r| r["state"] == "done" && r["queued"] == to.len())
+            .await;
+    println!("campaign of {} fanned out {:?} after DynamoDB came back", to.len(), healed.elapsed());
+    assert_eq!(report["recipients"], to.len(), "each recorded and counted once: {report:#}");
+    // The sender, cut off mid-send by the same outage, sends what is left after its claims'
+    // lease: each recipient gets the newsletter, exactly once.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut got = count_newsletters(&sys, &to).await;
+    while got.contains(&0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        got = count_newsletters(&sys, &to).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count_newsletters(&sys, &to).await, vec![1; to.len()], "each exactly once");
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_page_job_finds_its_own_late_cursor_move_and_goes_on() {
+    let sys = System::start().await;
+    let store = sys.store();
+    let rec = parley::store::campaigns::CampaignRecord {
+        id: format!("cur{}", &uuid::Uuid::new_v4().simple().to_string()[..9]),
+        spec: "{}".into(),
+        state: parley::domain::campaign::State::Running,
+        version: 0,
+        created_at: now(),
+        started_at: None,
+        finished_at: None,
+        cursors: Default::default(),
+    };
+    store.create_campaign(&rec).await.unwrap();
+    // The job's first attempt moved the cursor, but gave up waiting for the answer (a timeout)
+    // and failed before it queued the next page; its retry read the cursor before that write
+    // landed and moves it again: it is its own move, the chain goes on.
+    assert!(store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-1").await.unwrap());
+    assert!(store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-1").await.unwrap(), "its own move");
+    // A duplicate job (another message) that read the same cursor stops there.
+    assert!(!store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-2").await.unwrap());
+    assert!(store.set_cursor(&rec.id, 3, Some("whatsapp#49151000001"), "done", "msg-2").await.unwrap());
+    // Never back: the first job's late retry of an older move is refused.
+    assert!(!store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-1").await.unwrap());
+    let cursors = store.get_campaign(&rec.id).await.unwrap().unwrap().cursors;
+    assert_eq!(cursors.get("3").map(String::as_str), Some("done"));
+    sys.stop().await;
+}

@@ -467,7 +467,7 @@ async fn a_campaign_page_reads_its_contacts_once_and_the_frequency_cap_costs_no_
     recorder.take();
 
     // One page job: every contact of the shard is a recipient.
-    campaigns.dispatch(&Job { campaign: id.clone(), shard: Some(shard) }, now() * 1000).await.unwrap();
+    campaigns.dispatch(&Job { campaign: id.clone(), shard: Some(shard) }, "hot-path-job", now() * 1000).await.unwrap();
     let calls = recorder.take();
     let mut by_op = std::collections::BTreeMap::<&str, usize>::new();
     for c in &calls {

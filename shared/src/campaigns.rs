@@ -14,8 +14,8 @@
 //! the bucket says (a delayed message on the standard campaign queue).
 use crate::config::Accounts;
 use crate::domain::campaign::{
-    check_parameters, decide_recipient, timezone_for_country, transition, Action, Decision, Fields, FrequencyCap,
-    QuietHours, State, DEFAULT_DAILY_CAP, DEFAULT_RATE, MAX_RATE,
+    check_parameters, decide_recipient, resolve_parameters, timezone_for_country, transition, Action, Decision, Fields,
+    FrequencyCap, QuietHours, State, DEFAULT_DAILY_CAP, DEFAULT_RATE, MAX_RATE,
 };
 use crate::domain::consent::ConsentPurpose;
 use crate::domain::segment::{Facts, Segment, Skip};
@@ -163,6 +163,11 @@ impl JobQueue {
 
     pub fn client(&self) -> &aws_sdk_sqs::Client {
         self.queue.client()
+    }
+
+    /// Brings failed jobs back after their own delay (`(message id, receipt handle, seconds)`).
+    pub async fn retry_later(&self, delays: Vec<(String, String, u64)>) {
+        crate::queue::set_retry_delays(self.client(), self.url(), delays).await;
     }
 
     pub async fn send(&self, job: &Job, delay_secs: i64) -> Result<(), QueueError> {
@@ -411,8 +416,9 @@ impl Campaigns<'_> {
     }
 
     /// One page job: the fan-out's named steps (module docs). Returns when the job is done; an
-    /// error is retried by SQS.
-    pub async fn dispatch(&self, job: &Job, now_ms: i64) -> Result<(), CampaignError> {
+    /// error is retried by SQS. `attempt_of` names the job's message (the same on every receive
+    /// of it), so its retry can tell its own cursor move from a duplicate's.
+    pub async fn dispatch(&self, job: &Job, attempt_of: &str, now_ms: i64) -> Result<(), CampaignError> {
         let now = now_ms / 1000;
         // Load the campaign.
         let Some(mut rec) = self.store.get_campaign(&job.campaign).await? else { return Ok(()) };
@@ -445,14 +451,26 @@ impl Campaigns<'_> {
             return Ok(self.jobs.send(job, (wait_ms + 999) / 1000).await?);
         }
         // Read a page of the audience and decide each recipient.
-        let (contacts, more) = self.store.audience_page(shard, cursor.as_deref(), granted as usize).await?;
-        self.handle_recipients(&rec.id, &spec, &contacts, now_ms, false).await?;
+        let page = async {
+            let (contacts, more) = self.store.audience_page(shard, cursor.as_deref(), granted as usize).await?;
+            self.handle_recipients(&rec.id, &spec, &contacts, now_ms, false).await?;
+            Ok::<_, CampaignError>((contacts, more))
+        };
+        // Slots the page did not use (its retry takes them again) go back to the daily cap.
+        let (contacts, more) = match page.await {
+            Ok(page) => page,
+            Err(e) => {
+                self.store.return_send_slots(&number, granted, now_ms).await;
+                return Err(e);
+            }
+        };
+        self.store.return_send_slots(&number, granted.saturating_sub(contacts.len() as u32), now_ms).await;
         // Move the cursor (a duplicate job that lost the race stops here) and queue the next page.
         let next = match contacts.last() {
             Some(last) if more => last.key(),
             _ => DONE.to_string(),
         };
-        if !self.store.set_cursor(&rec.id, shard, cursor.as_deref(), &next).await? {
+        if !self.store.set_cursor(&rec.id, shard, cursor.as_deref(), &next, attempt_of).await? {
             return Ok(());
         }
         if next == DONE {
@@ -463,6 +481,11 @@ impl Campaigns<'_> {
     }
 
     /// Decides, records and enqueues a page of recipients.
+    ///
+    /// Safe to run again after a failure at any step: a recipient is recorded (and counted)
+    /// once; one an earlier attempt recorded as queued is enqueued again with the same message
+    /// id (the outbound queue's deduplication and the sender's claim send it once), so a
+    /// failure between recording and enqueueing loses nobody.
     async fn handle_recipients(
         &self,
         campaign: &str,
@@ -476,17 +499,22 @@ impl Campaigns<'_> {
         // One BatchGetItem for the page: the segment's facts, the fields and the send marks.
         let profiles = self.store.contacts_batch(contacts).await?;
         let facts = self.facts(&spec.segment, contacts, &profiles).await?;
-        let mut envelopes = Vec::new();
+        let mut sends: Vec<(ContactId, Vec<String>, OutboundId)> = Vec::new();
         let mut counts: BTreeMap<String, i64> = BTreeMap::new();
         for (contact, facts) in facts {
             let profile = profiles.get(&contact.key());
-            let recent: Vec<i64> = profile
+            // One send per other campaign (a campaign's retried page may have marked twice).
+            let mut recent: BTreeMap<String, i64> = BTreeMap::new();
+            let marks = profile
                 .map(|p| crate::store::campaigns::sends_since(p, now - i64::from(cap.days) * 86_400))
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(_, c)| c != campaign)
-                .map(|(at, _)| at)
-                .collect();
+                .unwrap_or_default();
+            for (at, c) in marks {
+                if c != campaign {
+                    let first = recent.entry(c).or_insert(at);
+                    *first = (*first).min(at);
+                }
+            }
+            let recent: Vec<i64> = recent.into_values().collect();
             let fields = Fields {
                 name: profile.and_then(|p| p.name.clone()),
                 locale: profile.and_then(|p| p.locale.clone()),
@@ -523,8 +551,15 @@ impl Campaigns<'_> {
                 clicks: 0,
                 orders: 0,
             };
-            if !self.store.put_recipient(campaign, &contact, &rec).await? {
-                continue; // handled by an earlier attempt of this page
+            if let Some(earlier) = self.store.put_recipient(campaign, &contact, &rec).await? {
+                // Recorded and counted by an earlier attempt of this page: finish its enqueue
+                // (its decision stands), anything else is done.
+                if earlier.status == "queued" && earlier.message_id.as_deref() == Some(id.as_str()) {
+                    if let Some(parameters) = resolve_parameters(&spec.template.parameters, &fields) {
+                        sends.push((contact, parameters, id));
+                    }
+                }
+                continue;
             }
             if !were_waiting {
                 *counts.entry("recipients".into()).or_default() += 1;
@@ -533,66 +568,98 @@ impl Campaigns<'_> {
             }
             match decision {
                 Decision::Send { parameters } => {
-                    let parameters = self.track_parameters(campaign, spec, &contact, parameters, now).await?;
-                    let Some(body) = self.templates.body(&spec.template.name, &spec.template.language, &parameters)
-                    else {
-                        continue;
-                    };
-                    let account = crate::domain::AccountId::parse(spec.account.clone().unwrap_or_default())
-                        .map_err(|e| CampaignError::Invalid(e.to_string()))?;
-                    self.store.mark_marketing_send(&contact, profile, campaign, now_ms).await?;
-                    envelopes.push(Envelope {
-                        v: crate::queue::ENVELOPE_VERSION,
-                        id,
-                        account,
-                        contact: contact.clone(),
-                        purpose: Purpose::Marketing,
-                        body,
-                        fallback: None,
-                        withheld: None,
-                        in_reply_to: None,
-                        created_at: now,
-                        created_ms: Some(now_ms),
-                        campaign: Some(campaign.to_string()),
-                        author: None,
-                    });
+                    sends.push((contact, parameters, id));
                     *counts.entry("queued".into()).or_default() += 1;
                 }
                 Decision::Skip(s) => *counts.entry(skip_counter(s)).or_default() += 1,
                 Decision::Wait { .. } => *counts.entry("waiting".into()).or_default() += 1,
             }
         }
-        // Enqueue; a failure leaves the recipients recorded as queued with their ids, and the
-        // job's retry enqueues nothing twice (the sender's claim on the id).
-        if !envelopes.is_empty() {
-            if let Err(e) = self.outbound.send(&envelopes).await {
-                self.requeue_lost(campaign, &envelopes).await;
-                return Err(e.into());
-            }
-        }
+        // Counted as soon as recorded: a retry finds these recipients and counts them no more.
         let counts: Vec<(String, i64)> = counts.into_iter().collect();
-        self.store.add_campaign_counts(campaign, &counts).await?;
+        let counted = self.store.add_campaign_counts(campaign, &counts).await;
+        let was_counted = counted.is_ok();
+        let result = match counted {
+            Ok(()) => self.enqueue(campaign, spec, &sends, &profiles, now_ms).await,
+            Err(e) => Err(e.into()),
+        };
+        // A page's retry finds its recipients queued and enqueues them; the waiting pass looks
+        // for waiting ones only, so its recipients go back to waiting.
+        if result.is_err() && were_waiting {
+            let contacts: Vec<&ContactId> = sends.iter().map(|(c, _, _)| c).collect();
+            self.requeue_lost(campaign, &contacts, now, was_counted).await;
+        }
+        result
+    }
+
+    /// Tracks the links of, marks and enqueues a page's messages.
+    async fn enqueue(
+        &self,
+        campaign: &str,
+        spec: &Spec,
+        sends: &[(ContactId, Vec<String>, OutboundId)],
+        profiles: &HashMap<String, ContactRecord>,
+        now_ms: i64,
+    ) -> Result<(), CampaignError> {
+        let now = now_ms / 1000;
+        let account = crate::domain::AccountId::parse(spec.account.clone().unwrap_or_default())
+            .map_err(|e| CampaignError::Invalid(e.to_string()))?;
+        let mut envelopes = Vec::with_capacity(sends.len());
+        for (contact, parameters, id) in sends {
+            let parameters = self.track_parameters(campaign, spec, contact, parameters.clone(), now).await?;
+            let Some(body) = self.templates.body(&spec.template.name, &spec.template.language, &parameters) else {
+                continue;
+            };
+            self.store.mark_marketing_send(contact, profiles.get(&contact.key()), campaign, now_ms).await?;
+            envelopes.push(Envelope {
+                v: crate::queue::ENVELOPE_VERSION,
+                id: id.clone(),
+                account: account.clone(),
+                contact: contact.clone(),
+                purpose: Purpose::Marketing,
+                body,
+                fallback: None,
+                withheld: None,
+                in_reply_to: None,
+                created_at: now,
+                created_ms: Some(now_ms),
+                campaign: Some(campaign.to_string()),
+                author: None,
+            });
+        }
+        if !envelopes.is_empty() {
+            self.outbound.send(&envelopes).await?;
+        }
         Ok(())
     }
 
-    /// The recipients of a page whose enqueue failed go back to waiting (due now), so the
-    /// waiting pass picks them up instead of the page being lost.
-    async fn requeue_lost(&self, campaign: &str, envelopes: &[Envelope]) {
-        for env in envelopes {
+    /// The recipients of a waiting pass that failed after they were recorded as queued go back
+    /// to waiting (due now), so the pass picks them up again; once counted as queued, they
+    /// count as waiting again.
+    async fn requeue_lost(&self, campaign: &str, contacts: &[&ContactId], now: i64, counted: bool) {
+        let mut back = 0i64;
+        for contact in contacts {
             let rec = RecipientRecord {
-                contact: env.contact.key(),
+                contact: contact.key(),
                 status: "waiting".into(),
                 reason: None,
                 error_code: None,
                 message_id: None,
-                due_at: Some(env.created_at),
-                at: env.created_at,
+                due_at: Some(now),
+                at: now,
                 clicks: 0,
                 orders: 0,
             };
             // Overwrites the queued record (not conditional: it is ours).
-            if let Err(e) = self.store.put_recipient_unconditional(campaign, &env.contact, &rec).await {
-                tracing::warn!(error = %e, "a recipient of a failed page could not be put back to waiting");
+            match self.store.put_recipient_unconditional(campaign, contact, &rec).await {
+                Ok(()) => back += 1,
+                Err(e) => tracing::warn!(error = %e, "a recipient of a failed page could not be put back to waiting"),
+            }
+        }
+        if counted && back > 0 {
+            let counts = [("queued".to_string(), -back), ("waiting".to_string(), back)];
+            if let Err(e) = self.store.add_campaign_counts(campaign, &counts).await {
+                tracing::warn!(error = %e, "the counts of a failed page could not be corrected");
             }
         }
     }
@@ -639,7 +706,10 @@ impl Campaigns<'_> {
                     return Ok(self.jobs.send(job, (wait_ms + 999) / 1000).await?);
                 }
                 due.truncate(granted as usize);
-                self.handle_recipients(&rec.id, spec, &due, now_ms, true).await?;
+                if let Err(e) = self.handle_recipients(&rec.id, spec, &due, now_ms, true).await {
+                    self.store.return_send_slots(&number, granted, now_ms).await;
+                    return Err(e);
+                }
                 // More may be due: come back at once (the bucket paces).
                 return Ok(self.jobs.send(job, 0).await?);
             }
@@ -907,16 +977,23 @@ pub async fn handle_jobs(
                 return (rec, Ok(()));
             }
         };
-        (rec, campaigns.dispatch(&job, crate::time_util::now_millis()).await)
+        let attempt_of = rec.message_id.as_deref().unwrap_or_default();
+        (rec, campaigns.dispatch(&job, attempt_of, crate::time_util::now_millis()).await)
     }))
     .await;
+    let mut delays = Vec::new();
     for (rec, result) in results {
         match result {
             Ok(()) => {}
             Err(e) if e.retryable() => {
-                tracing::warn!(error = %e, "campaign page failed; SQS retries it");
+                let delay = retry_delay(rec);
+                tracing::warn!(error = %e, delay, "campaign page failed; it comes back after the delay");
+                crate::observability::count("CampaignJobRetried", 1);
                 if let Some(id) = &rec.message_id {
                     response.add_failure(id.clone());
+                    if let Some(handle) = &rec.receipt_handle {
+                        delays.push((id.clone(), handle.clone(), delay));
+                    }
                 }
             }
             Err(e) => {
@@ -925,6 +1002,39 @@ pub async fn handle_jobs(
             }
         }
     }
+    // The job is its shard's whole chain: a passing throttle must cost it seconds, not the
+    // queue's visibility timeout (minutes).
+    campaigns.jobs.retry_later(delays).await;
     crate::observability::flush("campaign-dispatcher");
     response
+}
+
+/// The first retry of a failed page job after 1 s, then 2, 4 … up to [`MAX_RETRY_DELAY_SECS`]
+/// (the n-th receive waits 2^(n-1) s). The campaign queue's own receive count (template.yaml)
+/// then gives about half an hour of outage before a job moves to the DLQ.
+fn retry_delay(rec: &aws_lambda_events::event::sqs::SqsMessage) -> u64 {
+    let n: u32 = rec.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
+    2u64.saturating_pow(n.saturating_sub(1).min(16)).min(MAX_RETRY_DELAY_SECS)
+}
+
+/// The longest retry delay of a page job: the queue's visibility timeout (template.yaml).
+const MAX_RETRY_DELAY_SECS: u64 = 180;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(n: u32) -> aws_lambda_events::event::sqs::SqsMessage {
+        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+        m.attributes.insert("ApproximateReceiveCount".into(), n.to_string());
+        m
+    }
+
+    #[test]
+    fn a_failed_page_job_comes_back_within_seconds_then_backs_off_to_the_visibility_timeout() {
+        let delays: Vec<u64> = (1..=10).map(|n| retry_delay(&received(n))).collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 16, 32, 64, 128, 180, 180]);
+        assert_eq!(retry_delay(&aws_lambda_events::event::sqs::SqsMessage::default()), 1, "no count: the first");
+        assert_eq!(retry_delay(&received(u32::MAX)), MAX_RETRY_DELAY_SECS);
+    }
 }

@@ -72,6 +72,21 @@ pub async fn change_consent(
     Err(StoreError::Unavailable("consent kept changing concurrently; try again".into()))
 }
 
+/// The items [`change_consent`] would write for a contact not known yet (see
+/// [`crate::store::consent::new_contact_items`]): for bulk loads of confirmed contacts.
+pub fn new_contact_items(
+    contact: &ContactId,
+    event: &ConsentEvent,
+    now_ms: i64,
+    ctx: &AuditContext,
+    policy: &ConsentPolicy,
+    seed: &ProfileSeed,
+) -> Result<Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>, StoreError> {
+    let decision = apply(&Default::default(), event, now_ms / 1000, policy);
+    let events = audit_events(contact, &decision.transitions, now_ms, ctx, &policy.policy_version);
+    crate::store::consent::new_contact_items(contact, &decision.consent, &events, seed, now_ms)
+}
+
 /// A marketing revocation counts as an opt-out of the contact's latest campaign (if its window
 /// is open). The consent is written already: a lost counter is logged, never an error.
 pub async fn opted_out(store: &Store, contact: &ContactId, events: &[ConsentAuditEvent], now: i64) {

@@ -168,19 +168,34 @@ impl Store {
     }
 
     /// Remembers how far a shard's chain got (never moves back: a late duplicate job is ignored).
-    pub async fn set_cursor(&self, id: &str, shard: u8, from: Option<&str>, to: &str) -> Result<bool, StoreError> {
+    /// `mover` (the job's SQS message id) is kept with it: a retry of the same job whose first
+    /// write landed after its caller gave up on it (a timeout) finds its own move and goes on,
+    /// where a duplicate job stops.
+    pub async fn set_cursor(
+        &self,
+        id: &str,
+        shard: u8,
+        from: Option<&str>,
+        to: &str,
+        mover: &str,
+    ) -> Result<bool, StoreError> {
         let req = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(campaign_pk(id)))
             .key("sk", s(META))
-            .update_expression("SET cursors.#s = :to")
+            .update_expression("SET cursors.#s = :to, #mv = :mv")
             .expression_attribute_names("#s", shard.to_string())
-            .expression_attribute_values(":to", s(to));
+            .expression_attribute_names("#mv", format!("mover_{shard}"))
+            .expression_attribute_values(":to", s(to))
+            .expression_attribute_values(":mv", s(mover));
+        let ours = "(cursors.#s = :to AND #mv = :mv)";
         let req = match from {
-            Some(f) => req.condition_expression("cursors.#s = :from").expression_attribute_values(":from", s(f)),
-            None => req.condition_expression("attribute_not_exists(cursors.#s)"),
+            Some(f) => req
+                .condition_expression(format!("cursors.#s = :from OR {ours}"))
+                .expression_attribute_values(":from", s(f)),
+            None => req.condition_expression(format!("attribute_not_exists(cursors.#s) OR {ours}")),
         };
         applied(req.send().await).map(|o| o.is_some())
     }
@@ -301,13 +316,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Records a recipient once (a retried page finds it and leaves it): `Ok(false)` if known.
+    /// Records a recipient once: `Ok(None)` if new; a retried page finds the one recorded
+    /// before and gets it back (in the same request) to finish what the failed attempt began.
     pub async fn put_recipient(
         &self,
         campaign: &str,
         contact: &ContactId,
         rec: &RecipientRecord,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<RecipientRecord>, StoreError> {
         let mut item: Item = serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("recipient: {e}")))?;
         item.insert("pk".into(), s(campaign_pk(campaign)));
         item.insert("sk".into(), s(format!("{RECIPIENT_PREFIX}{}", contact.key())));
@@ -321,9 +337,20 @@ impl Store {
             .condition_expression("attribute_not_exists(pk) OR #st = :waiting")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":waiting", s("waiting"))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
             .send()
             .await;
-        applied(out).map(|o| o.is_some())
+        match out {
+            Ok(_) => Ok(None),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(Some(decode(c.item.clone().unwrap_or_default(), "recipient")?))
+                }
+                _ => Err(StoreError::sdk(e)),
+            },
+        }
     }
 
     /// Overwrites a recipient (their own page puts them back after a failed enqueue).
@@ -578,6 +605,33 @@ impl Store {
         }
         // Heavily contended: let the caller come back shortly.
         Ok((0, 200))
+    }
+
+    /// Gives back to the day's count slots a page took and did not use: a page that failed
+    /// takes them again on its retry, and must not use up the daily cap twice (best effort).
+    pub async fn return_send_slots(&self, number: &str, count: u32, now_ms: i64) {
+        if count == 0 {
+            return;
+        }
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("RATE#{number}")))
+            .key("sk", s("RATE"))
+            // `v` moves too, so a concurrent take re-reads the bucket instead of overwriting.
+            .update_expression("ADD today :back, v :one")
+            .condition_expression("#day = :day AND today >= :count")
+            .expression_attribute_names("#day", "day")
+            .expression_attribute_values(":back", n(-i64::from(count)))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":count", n(count))
+            .expression_attribute_values(":day", n(now_ms / 86_400_000))
+            .send()
+            .await;
+        if let Err(e) = applied(out) {
+            tracing::warn!(error = %e, "unused send slots not given back");
+        }
     }
 
     /// Counts an order for the campaign once (`ORDER#…` marker): `Ok(false)` if already counted.

@@ -153,6 +153,40 @@ impl Store {
         }
     }
 
+    /// Writes items in batches of 25 (BatchWriteItem), retrying what DynamoDB left unprocessed:
+    /// a bulk load of [`new_contact_items`], as the campaign benchmark seeds its audience.
+    pub async fn batch_put(&self, items: Vec<HashMap<String, AttributeValue>>) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        for chunk in items.chunks(25) {
+            let mut requests = chunk
+                .iter()
+                .map(|i| {
+                    let put = PutRequest::builder().set_item(Some(i.clone())).build();
+                    put.map(|p| WriteRequest::builder().put_request(p).build())
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            for attempt in 0..8 {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(StoreError::sdk)?;
+                requests = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+            }
+            if !requests.is_empty() {
+                return Err(StoreError::Unavailable("items left unprocessed by BatchWriteItem".into()));
+            }
+        }
+        Ok(())
+    }
+
     /// The contact's consent events, newest first.
     pub async fn consent_events(&self, contact: &ContactId) -> Result<Vec<ConsentAuditEvent>, StoreError> {
         self.query_events(&keys::contact_pk(contact)).await
@@ -193,4 +227,49 @@ impl Store {
         };
         super::query_all(q).await
     }
+}
+
+/// The items [`Store::write_consent`] leaves for a contact it creates: the profile with its
+/// consent (version 1), the audience entry (in the marketing index if marketing is allowed)
+/// and the audit events — the same keys and attributes, for a bulk load with
+/// [`Store::batch_put`] (the transaction is for concurrent changes, which a load has none of).
+pub fn new_contact_items(
+    contact: &ContactId,
+    consent: &Consent,
+    events: &[ConsentAuditEvent],
+    seed: &ProfileSeed,
+    now_ms: i64,
+) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+    let pk = keys::contact_pk(contact);
+    let now = now_ms / 1000;
+    let consent_av =
+        serde_dynamo::to_attribute_value(consent).map_err(|e| StoreError::Corrupt(format!("consent: {e}")))?;
+    let mut profile = HashMap::from([
+        ("pk".to_string(), s(&pk)),
+        ("sk".to_string(), s(keys::PROFILE)),
+        ("consent".to_string(), consent_av),
+        ("consent_version".to_string(), n(1)),
+        ("channel".to_string(), s(contact.channel.as_str())),
+        ("address".to_string(), s(contact.address.as_str())),
+        ("created_at".to_string(), n(now)),
+        ("updated_at".to_string(), n(now)),
+    ]);
+    for (name, value) in [
+        ("account", seed.account.clone()),
+        ("locale", seed.locale.clone()),
+        ("phone", seed.phone.as_ref().map(|p| p.as_str().to_string())),
+    ] {
+        if let Some(v) = value {
+            profile.insert(name.to_string(), s(v));
+        }
+    }
+    let marketing = consent.allows(ConsentPurpose::Marketing);
+    let mut items = vec![profile, super::campaigns::audience_item(contact, marketing)];
+    for (seq, e) in events.iter().enumerate() {
+        let mut item = item_of(e)?;
+        item.insert("pk".into(), s(&pk));
+        item.insert("sk".into(), s(event_sk(now_ms, seq)));
+        items.push(item);
+    }
+    Ok(items)
 }

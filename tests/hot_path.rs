@@ -480,15 +480,16 @@ async fn a_campaign_page_reads_its_contacts_once_and_the_frequency_cap_costs_no_
     // One Query, the audience page: the frequency cap reads the send marks on the profiles.
     assert_eq!(count(&calls, "Query"), 1, "{by_op:?}");
     // Per recipient: its record, and one write of the send mark onto the profile (plus one that
-    // drops the expired mark); then the counters and the cursor.
+    // drops the expired mark); then the counters, the cursor, and the page's unused send slots
+    // given back to the daily cap (it took a whole page's worth for 10 recipients).
     assert_eq!(count(&calls, "PutItem"), N + 1, "recipients and the rate bucket: {by_op:?}");
-    assert_eq!(count(&calls, "UpdateItem"), N + 1 + 2, "{by_op:?}");
+    assert_eq!(count(&calls, "UpdateItem"), N + 1 + 3, "{by_op:?}");
     assert_eq!(count(&calls, "SendMessageBatch"), 1, "{by_op:?}");
     // Besides: the campaign, the rate bucket, the campaign and its counters again at the end
     // (GetItem), the bucket's and each recipient's conditional write, one BatchGetItem, one
-    // Query, one SendMessageBatch: two requests per recipient and 11 per page (51 for 10
-    // recipients before the marks moved onto the profile).
-    assert_eq!(calls.len(), 2 * N + 11, "{by_op:?}");
+    // Query, one SendMessageBatch, the slots given back: two requests per recipient and 12 per
+    // page (51 for 10 recipients before the marks moved onto the profile).
+    assert_eq!(calls.len(), 2 * N + 12, "{by_op:?}");
     for (i, c) in contacts.iter().enumerate() {
         let profile = app.store.get_contact(c).await.unwrap().unwrap();
         let sends = parley::store::campaigns::sends_since(&profile, 0);

@@ -339,6 +339,27 @@ async fn main() {
             std::process::exit(1);
         }
     };
+    // The counters move before a page's SendMessageBatch: the finish line is the outbound queue
+    // holding every message, with the pollers still running (stopping them earlier would cancel
+    // the last pages mid-enqueue).
+    let depth = || async {
+        plain_sqs
+            .get_queue_attributes()
+            .queue_url(&aws.outbound_queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| {
+                o.attributes?.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages).cloned()
+            })
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    let settle = Instant::now();
+    while depth().await < n && settle.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let wall = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
     let _ = stop_tx.send(true);
@@ -346,15 +367,7 @@ async fn main() {
         let _ = t.await;
     }
     let fanout = meter.take();
-    let outbound = plain_sqs
-        .get_queue_attributes()
-        .queue_url(&aws.outbound_queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await
-        .ok()
-        .and_then(|o| o.attributes?.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages).cloned())
-        .unwrap_or_default();
+    let outbound = depth().await.to_string();
     report(n, queued, wall, cpu, &outbound, &fanout);
 }
 

@@ -1,22 +1,60 @@
-//! Logs and metrics. Logs are JSON with the request id (the Lambda runtime's span); metrics are
-//! CloudWatch Embedded Metric Format lines, flushed once per invocation (no API calls).
+//! Logs and metrics. Logs are JSON with the request id (the Lambda runtime's span); metrics go
+//! through the `metrics` facade into `metrics_cloudwatch_embedded`, which writes CloudWatch
+//! Embedded Metric Format lines, flushed once per invocation (no API calls, no extra IAM).
+use metrics_cloudwatch_embedded::Collector;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
-static PENDING: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+/// CloudWatch namespace of every Parley metric (the alarms in template.yaml read it).
+pub const NAMESPACE: &str = "Parley";
+
+static COLLECTOR: OnceLock<&'static Collector> = OnceLock::new();
 static TOTALS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+
+/// A function's observability at cold start: logs, and under Lambda the EMF collector with the
+/// dimension `service` = the function's name (the alarms select on it). Outside Lambda (`make
+/// dev`, where all functions share one process) metrics are only kept as process totals.
+pub fn init(service: &'static str) {
+    init_logging();
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
+        install(service);
+    }
+}
+
+fn install(service: &'static str) {
+    if COLLECTOR.get().is_some() {
+        return;
+    }
+    match metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(NAMESPACE)
+        .with_dimension("service", service)
+        .init()
+    {
+        Ok(collector) => {
+            let _ = COLLECTOR.set(collector);
+        }
+        // Another recorder is installed (a test harness): our metrics go there instead.
+        Err(e) => tracing::warn!(error = %e, "metrics recorder not installed"),
+    }
+}
 
 /// Counts `n` occurrences of `name` (flushed as an EMF metric, kept as a process total).
 pub fn count(name: &'static str, n: u64) {
     if n == 0 {
         return;
     }
-    *PENDING.lock().unwrap_or_else(|e| e.into_inner()).entry(name).or_default() += n;
-    *TOTALS.lock().unwrap_or_else(|e| e.into_inner()).entry(name).or_default() += n;
+    let first = {
+        let mut totals = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
+        let first = !totals.contains_key(name);
+        *totals.entry(name).or_default() += n;
+        first
+    };
+    if first {
+        // Once per name: the EMF line then carries `"Unit": "Count"`.
+        metrics::describe_counter!(name, metrics::Unit::Count, "");
+    }
+    metrics::counter!(name).increment(n);
 }
-
-/// Per-campaign counters: (campaign id, metric) → n, flushed with a `Campaign` dimension.
-static PENDING_CAMPAIGN: Mutex<BTreeMap<(String, &'static str), u64>> = Mutex::new(BTreeMap::new());
 
 /// Counts `n` occurrences of `name` for one campaign (an EMF metric with the dimension
 /// `Campaign` = its id, so CloudWatch graphs each campaign's sends, clicks and orders).
@@ -24,7 +62,8 @@ pub fn count_campaign(campaign: &str, name: &'static str, n: u64) {
     if n == 0 {
         return;
     }
-    *PENDING_CAMPAIGN.lock().unwrap_or_else(|e| e.into_inner()).entry((campaign.to_string(), name)).or_default() += n;
+    metrics::describe_counter!(name, metrics::Unit::Count, "");
+    metrics::counter!(name, "Campaign" => campaign.to_owned()).increment(n);
 }
 
 /// Process totals since start (the local runtime shows them on `/health`).
@@ -32,60 +71,14 @@ pub fn totals() -> BTreeMap<&'static str, u64> {
     TOTALS.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
-/// Writes the pending counters as one EMF line to stdout (CloudWatch turns it into metrics).
-/// Outside Lambda the counters are only kept as totals.
-pub fn flush(service: &str) {
-    let pending = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
-    let per_campaign = std::mem::take(&mut *PENDING_CAMPAIGN.lock().unwrap_or_else(|e| e.into_inner()));
-    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none() {
-        return;
+/// Writes the counts since the last flush to stdout, one EMF line per dimension set (the
+/// function's own, and one per campaign); CloudWatch turns them into metrics. Only under Lambda.
+pub fn flush() {
+    if let Some(collector) = COLLECTOR.get() {
+        if let Err(e) = collector.flush(std::io::stdout().lock()) {
+            tracing::warn!(error = %e, "metrics not written");
+        }
     }
-    let now = crate::time_util::now_millis();
-    if !pending.is_empty() {
-        println!("{}", emf_line(service, &pending, now));
-    }
-    for line in campaign_lines(service, &per_campaign, now) {
-        println!("{line}");
-    }
-}
-
-/// One EMF line per campaign, its metrics under the dimension `Campaign`.
-fn campaign_lines(service: &str, pending: &BTreeMap<(String, &'static str), u64>, ts_ms: i64) -> Vec<String> {
-    let mut by_campaign: BTreeMap<&str, BTreeMap<&'static str, u64>> = BTreeMap::new();
-    for ((campaign, name), v) in pending {
-        by_campaign.entry(campaign).or_default().insert(name, *v);
-    }
-    by_campaign
-        .into_iter()
-        .map(|(campaign, metrics)| emf(&[("service", service), ("Campaign", campaign)], &metrics, ts_ms))
-        .collect()
-}
-
-fn emf_line(service: &str, metrics: &BTreeMap<&'static str, u64>, ts_ms: i64) -> String {
-    emf(&[("service", service)], metrics, ts_ms)
-}
-
-fn emf(dimensions: &[(&str, &str)], metrics: &BTreeMap<&'static str, u64>, ts_ms: i64) -> String {
-    let mut root = serde_json::Map::new();
-    let names: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
-    root.insert(
-        "_aws".into(),
-        serde_json::json!({
-            "Timestamp": ts_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": "Parley",
-                "Dimensions": [names],
-                "Metrics": metrics.keys().map(|k| serde_json::json!({"Name": k, "Unit": "Count"})).collect::<Vec<_>>(),
-            }]
-        }),
-    );
-    for (k, v) in dimensions {
-        root.insert((*k).into(), (*v).into());
-    }
-    for (k, v) in metrics {
-        root.insert((*k).into(), (*v).into());
-    }
-    serde_json::Value::Object(root).to_string()
 }
 
 /// JSON logs for Lambda (honours `AWS_LAMBDA_LOG_LEVEL` / `RUST_LOG`), readable text locally
@@ -105,33 +98,45 @@ pub fn init_logging() {
 mod tests {
     use super::*;
 
+    /// The one test that installs the process-wide collector (other unit tests' counts may land
+    /// in it too: only this test's own metric names are asserted).
     #[test]
-    fn emf_line_has_the_shape_cloudwatch_expects() {
-        let mut m = BTreeMap::new();
-        m.insert("Sent", 2u64);
-        m.insert("SendRetried", 1u64);
-        let v: serde_json::Value = serde_json::from_str(&emf_line("outbound-sender", &m, 1_700_000_000_000)).unwrap();
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Parley");
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().len(), 2);
-        assert_eq!(v["Sent"], 2);
-        assert_eq!(v["service"], "outbound-sender");
-    }
+    fn counts_become_emf_lines_with_the_service_and_campaign_dimensions() {
+        install("outbound-sender");
+        let collector = COLLECTOR.get().expect("installed");
+        count("ObservabilityTestSent", 2);
+        count("ObservabilityTestSent", 1);
+        count_campaign("c1", "ObservabilityTestCampaignSent", 3);
+        count_campaign("c2", "ObservabilityTestCampaignSent", 5);
+        let mut out = Vec::new();
+        collector.flush(&mut out).unwrap();
+        let lines: Vec<serde_json::Value> =
+            String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
 
-    #[test]
-    fn campaign_metrics_carry_the_campaign_dimension() {
-        let mut m = BTreeMap::new();
-        m.insert(("c1".to_string(), "CampaignSent"), 3u64);
-        m.insert(("c1".to_string(), "CampaignClicks"), 1u64);
-        m.insert(("c2".to_string(), "CampaignSent"), 5u64);
-        let lines = campaign_lines("outbound-sender", &m, 1_700_000_000_000);
-        assert_eq!(lines.len(), 2, "one line per campaign");
-        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
-        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([["service", "Campaign"]]));
+        let own = lines.iter().find(|v| v.get("ObservabilityTestSent").is_some()).expect("the function's line");
+        assert_eq!(own["ObservabilityTestSent"], 3);
+        assert_eq!(own["service"], "outbound-sender");
+        let cw = &own["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(cw["Namespace"], "Parley");
+        assert_eq!(cw["Dimensions"], serde_json::json!([["service"]]));
+        let metric = cw["Metrics"].as_array().unwrap().iter().find(|m| m["Name"] == "ObservabilityTestSent").unwrap();
+        assert_eq!(metric["Unit"], "Count");
+        assert!(own["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);
+
+        let campaign = |id: &str| {
+            lines.iter().find(|v| v["Campaign"] == id && v.get("ObservabilityTestCampaignSent").is_some()).unwrap()
+        };
+        assert_eq!(campaign("c1")["ObservabilityTestCampaignSent"], 3);
+        assert_eq!(campaign("c2")["ObservabilityTestCampaignSent"], 5);
         assert_eq!(
-            (v["Campaign"].as_str(), v["CampaignSent"].as_u64(), v["CampaignClicks"].as_u64()),
-            (Some("c1"), Some(3), Some(1))
+            campaign("c1")["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([["service", "Campaign"]])
         );
-        let v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
-        assert_eq!((v["Campaign"].as_str(), v["CampaignSent"].as_u64()), (Some("c2"), Some(5)));
+        assert_eq!(totals().get("ObservabilityTestSent"), Some(&3));
+
+        // A flush writes counts since the last one: nothing new, no line for these metrics.
+        let mut again = Vec::new();
+        collector.flush(&mut again).unwrap();
+        assert!(!String::from_utf8(again).unwrap().contains("ObservabilityTest"));
     }
 }

@@ -11,7 +11,9 @@
 //! - **warm**: `PARLEY_BENCH_INVOCATIONS` (default 200) invocations of the function's typical
 //!   event, one after another: median and p90 wall time, and the process's CPU time per
 //!   invocation (from `/proc/<pid>/schedstat`, so the local endpoints' own time is not in it);
-//! - **peak RSS** after them (`VmHWM`).
+//! - **peak RSS** after them (`VmHWM`);
+//! - the same init and warm median under a **CPU quota like a 128 MB Lambda's** (128/1769 of a
+//!   vCPU, a cgroup made for the run) where this machine lets the bench create a cgroup.
 //!
 //! Wall times include the local endpoints' answers (moto on loopback, slower than DynamoDB);
 //! the CPU column is the function's own work. `PARLEY_BENCH_BIN_DIR` picks the binaries
@@ -184,6 +186,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// Starts the function with the settings the case needs.
 async fn start(bin: &Path, sys: &System, ctx: &Ctx, case: &Case) -> LambdaFunction {
+    // (`bin` may be a quota wrapper: it has the binary's name, the harness reads it from there.)
     let bin = bin.to_str().unwrap();
     if case.binary == "event-bridge" {
         let settings = [
@@ -279,18 +282,32 @@ async fn main() {
         "Binaries: `{}`; {colds} cold starts, {calls} warm invocations each.\n",
         std::env::var("PARLEY_BENCH_BIN_DIR").unwrap_or_else(|_| "target/release".into())
     );
-    println!("| function | warm invocation | binary MB | init ms (CPU ms, RSS MB) | first call ms | warm median ms (p90) | CPU ms / call | peak RSS MB |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    let quota = Quota::create();
+    match &quota {
+        Some(q) => println!("CPU quota like a 128 MB Lambda: {} µs per {PERIOD_US} µs ({}).\n", QUOTA_US, q.kind),
+        None => println!("No writable cgroup here: the 128 MB columns are left empty.\n"),
+    }
+    println!(
+        "| function | warm invocation | binary MB | init ms (CPU ms, RSS MB) | first call ms | warm median ms (p90) | CPU ms / call | peak RSS MB | 128 MB: init ms | 128 MB: warm median ms |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for case in CASES.iter().filter(|c| only.as_deref().is_none_or(|o| o == c.binary)) {
         let bin = dir.join(case.binary);
         if !bin.exists() {
-            println!("| {} | — | not built | | | | | |", case.binary);
+            println!("| {} | — | not built | | | | | | | |", case.binary);
             continue;
         }
         let r = measure(&bin, &sys, &ctx, case, colds, calls).await;
+        let throttled = match &quota {
+            Some(q) => {
+                let t = measure(&q.wrap(&bin), &sys, &ctx, case, colds, calls.min(50)).await;
+                format!("{:.1} | {:.2}", t.init_ms, t.warm_median_ms)
+            }
+            None => " | ".to_string(),
+        };
         let failed = if r.failures > 0 { format!(" ({} failed!)", r.failures) } else { String::new() };
         println!(
-            "| {} | {}{failed} | {:.2} | {:.1} ({:.1}, {:.1}) | {:.1} | {:.2} ({:.2}) | {:.3} | {:.1} |",
+            "| {} | {}{failed} | {:.2} | {:.1} ({:.1}, {:.1}) | {:.1} | {:.2} ({:.2}) | {:.3} | {:.1} | {throttled} |",
             case.binary,
             case.what,
             r.binary_mb,
@@ -304,5 +321,65 @@ async fn main() {
             r.peak_rss_mb
         );
     }
+    drop(quota);
     sys.stop().await;
+}
+
+/// A 128 MB Lambda gets 128/1769 of a vCPU (a full vCPU at 1769 MB).
+const PERIOD_US: u64 = 100_000;
+const QUOTA_US: u64 = PERIOD_US * 128 / 1769;
+
+/// A CPU cgroup with that quota (cgroup v1 `cpu` or v2 `cpu.max`), where this machine lets us
+/// make one; removed on drop.
+struct Quota {
+    kind: &'static str,
+    dir: std::path::PathBuf,
+    wrappers: std::path::PathBuf,
+}
+
+impl Quota {
+    fn create() -> Option<Self> {
+        let name = format!("parley-bench-{}", std::process::id());
+        let wrappers = std::env::temp_dir().join(&name);
+        let v1 = Path::new("/sys/fs/cgroup/cpu");
+        let (kind, dir) = if v1.join("cpu.cfs_quota_us").exists() {
+            let dir = v1.join(&name);
+            std::fs::create_dir(&dir).ok()?;
+            std::fs::write(dir.join("cpu.cfs_period_us"), PERIOD_US.to_string()).ok()?;
+            std::fs::write(dir.join("cpu.cfs_quota_us"), QUOTA_US.to_string()).ok()?;
+            ("cgroup v1", dir)
+        } else {
+            let dir = Path::new("/sys/fs/cgroup").join(&name);
+            std::fs::create_dir(&dir).ok()?;
+            std::fs::write(dir.join("cpu.max"), format!("{QUOTA_US} {PERIOD_US}")).ok()?;
+            ("cgroup v2", dir)
+        };
+        std::fs::create_dir_all(&wrappers).ok()?;
+        Some(Self { kind, dir, wrappers })
+    }
+
+    /// A script with the binary's name that moves itself into the group, then execs the binary
+    /// (so init is throttled from the start; the shell adds about a millisecond).
+    fn wrap(&self, bin: &Path) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let script = self.wrappers.join(bin.file_name().unwrap());
+        let procs = self.dir.join("cgroup.procs");
+        std::fs::write(&script, format!("#!/bin/sh\necho $$ > '{}'\nexec '{}'\n", procs.display(), bin.display()))
+            .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+}
+
+impl Drop for Quota {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.wrappers);
+        // Empty once its processes are gone (each function is killed when dropped).
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }

@@ -193,6 +193,30 @@ impl Sandbox {
         self.log().sent.iter().filter(|m| m.to == address).map(to_json).collect()
     }
 
+    /// The sandbox's own record of one contact: what was sent to them (each with the reference
+    /// the sender attached, our outbound id) and the chat lines delivered for them, oldest first.
+    pub(crate) fn record_of(&self, channel: Channel, address: &str) -> (Vec<Value>, Vec<Value>) {
+        let address = normalize_address(address);
+        let log = self.log();
+        let sent = log
+            .sent
+            .iter()
+            .filter(|m| m.channel == channel && m.to == address)
+            .map(|m| {
+                let mut v = to_json(m);
+                v["reference"] = json!(m.reference);
+                v
+            })
+            .collect();
+        let chat = log
+            .chat
+            .iter()
+            .filter(|l| l.channel == channel && l.from == address)
+            .map(|l| serde_json::to_value(l).unwrap_or(Value::Null))
+            .collect();
+        (sent, chat)
+    }
+
     fn log(&self) -> MutexGuard<'_, Log> {
         // A panic elsewhere must not take the sandbox down with it.
         self.inner.log.lock().unwrap_or_else(|e| e.into_inner())

@@ -354,8 +354,9 @@ impl ShopSandbox {
             .route("/shop/orders/{id}/fulfill", post(fulfill_order))
             .route("/shop/orders/{id}/cancel", post(cancel_order))
             .route("/shop/orders/{id}/redeliver", post(redeliver))
-            .route("/shop/products", post(create_product))
+            .route("/shop/products", get(list_products).post(create_product))
             .route("/shop/products/{id}/soldout", post(sold_out))
+            .route("/shop/products/{id}/price", post(reprice))
             .route("/shop/checkouts", post(create_checkout))
             .route("/shop/checkouts/{id}/complete", post(complete_checkout))
             .route("/shop/deliveries", get(list_deliveries))
@@ -2117,6 +2118,80 @@ async fn sold_out(State(sb): State<ShopSandbox>, Path(id): Path<String>, body: B
         Ok((product.clone(), topic))
     });
     product_answer(published.await)
+}
+
+#[derive(Deserialize)]
+struct PriceRequest {
+    /// The new price of every variant, e.g. `"17.90"`.
+    price: String,
+}
+
+/// `GET /shop/products`: the shop's products, oldest first (`{"platform","product_id_str",
+/// "title","variants":[{"sku","variant_id"}]}`).
+async fn list_products(State(sb): State<ShopSandbox>) -> Json<Vec<Value>> {
+    let store = sb.store();
+    Json(
+        store
+            .products
+            .iter()
+            .map(|p| {
+                let variants: Vec<Value> =
+                    p.variants.iter().map(|(sku, id)| json!({ "sku": sku, "variant_id": id })).collect();
+                json!({
+                    "platform": p.platform,
+                    "product_id": p.id,
+                    "product_id_str": p.id.to_string(),
+                    "title": p.body["title"].as_str().or(p.body["name"].as_str()),
+                    "variants": variants,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `POST /shop/products/{id}/price` `{"price":"17.90"}`: every variant to the new price, then
+/// `products/update` / `product.updated`.
+async fn reprice(State(sb): State<ShopSandbox>, Path(id): Path<String>, body: Bytes) -> Response {
+    let cents = match serde_json::from_slice::<PriceRequest>(&body).ok().and_then(|r| parse_cents(&r.price)) {
+        Some(c) => c,
+        None => return json_error(StatusCode::BAD_REQUEST, "expected {\"price\":\"17.90\"} (a positive amount)"),
+    };
+    let published = sb.publish_update(&body, &id, |store, id| {
+        let product = find_mut(&mut store.products, id, "product")?;
+        let t = now();
+        let topic = match product.platform {
+            Platform::Shopify => {
+                let stamp = shopify_time(t);
+                for v in product.body["variants"].as_array_mut().into_iter().flatten() {
+                    v["price"] = json!(money(cents));
+                    v["updated_at"] = json!(stamp);
+                }
+                product.body["updated_at"] = json!(stamp);
+                "products/update"
+            }
+            Platform::WooCommerce => {
+                let b = &mut product.body;
+                b["price"] = json!(money(cents));
+                if b["type"] == "simple" {
+                    b["regular_price"] = json!(money(cents));
+                }
+                set_woo_date(b, "date_modified", t);
+                "product.updated"
+            }
+        };
+        Ok((product.clone(), topic))
+    });
+    product_answer(published.await)
+}
+
+/// `"17.90"` → 1790; `None` for anything but a positive amount with at most two decimals.
+fn parse_cents(s: &str) -> Option<i64> {
+    let (whole, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
+    if whole.is_empty() || frac.len() > 2 || !(whole.bytes().chain(frac.bytes())).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let cents = whole.parse::<i64>().ok()?.checked_mul(100)? + format!("{frac:0<2}").parse::<i64>().ok()?;
+    (cents > 0).then_some(cents)
 }
 
 #[derive(Deserialize)]

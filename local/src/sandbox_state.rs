@@ -65,7 +65,12 @@ fn unix_of(rfc3339: &str) -> i64 {
 }
 
 /// The store's history joined with the sandbox's record (see the module docs).
-fn conversation(channel: Channel, history: &[parley::store::history::Message], sent: &[Value], chat: &[Value]) -> Vec<Value> {
+fn conversation(
+    channel: Channel,
+    history: &[parley::store::history::Message],
+    sent: &[Value],
+    chat: &[Value],
+) -> Vec<Value> {
     use parley::store::history::Direction;
     let mut used_sent = vec![false; sent.len()];
     let mut used_chat = vec![false; chat.len()];
@@ -187,7 +192,8 @@ mod tests {
     fn joins_the_history_with_the_sandbox_record_and_keeps_what_only_one_has() {
         let wamid = "wamid.HBgLabc";
         let in_id = inbound_history_id(Channel::WhatsApp, wamid).unwrap();
-        let history = vec![msg(&in_id, Direction::In, 100), msg("out-1", Direction::Out, 101), msg("h-curl", Direction::In, 200)];
+        let history =
+            vec![msg(&in_id, Direction::In, 100), msg("out-1", Direction::Out, 101), msg("h-curl", Direction::In, 200)];
         let sent = vec![json!({ "id": "wamid.S1", "reference": "out-1", "type": "interactive", "text": "shown",
                                 "buttons": ["A"], "sent_at": "1970-01-01T00:01:41Z" })];
         let chat = vec![

@@ -2921,6 +2921,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn prices_parse_to_cents_and_nonsense_is_refused() {
+        assert_eq!(parse_cents("17.90"), Some(1790));
+        assert_eq!(parse_cents("12.5"), Some(1250));
+        assert_eq!(parse_cents(" 3 "), Some(300));
+        for bad in ["", "0", "0.00", "-1.00", "1.999", "1,90", "abc", ".50", "1e3"] {
+            assert_eq!(parse_cents(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn php_json_escapes_slashes_and_non_ascii() {
         let v = json!({ "a": "https://x/y", "b": "Straße €", "c": "😀", "d": "q\"\\/" });
         let out = String::from_utf8(php_json(&v)).unwrap();

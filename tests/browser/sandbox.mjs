@@ -13,7 +13,7 @@
 //      PARLEY_CHROMIUM (default /usr/bin/chromium), PARLEY_SCREENSHOTS (default target/screenshots).
 import { chromium } from "playwright-core";
 import { createHmac, randomInt } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, copyFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -252,10 +252,14 @@ async function journey(context, { name, phone, docsShot }) {
     await page.locator("#product-soldout").click();
     await page.locator("#status", { hasText: "Sell out: products/update, webhook answered 200" }).waitFor();
     const sku = (await page.locator("#product-current").textContent()).match(/CAP-\d+/)[0];
+    const title = (await page.locator("#product-current").textContent()).match(/Cap \d+/)[0];
     await say(`add ${sku}`);
-    bots = await botCountAbove(bots);
-    const soldOut = await botMsgs.last().textContent();
-    if (!soldOut.includes("Cap")) throw new Error(`sold-out answer: ${soldOut}`);
+    try {
+      await page.locator("#log .msg:not(.me) .text", { hasText: title }).waitFor();
+    } catch (e) {
+      const texts = await page.locator("#log .msg .text").allTextContents();
+      throw new Error(`no answer naming ${title}; the chat ends with:\n  ${texts.slice(-6).join("\n  ")}`);
+    }
     step(`${name}: new product, new price and sell-out reach the catalog: adding ${sku} is refused by name`);
     await page.locator("#checkout-abandon").click();
     await page.locator("#status", { hasText: "Checkout: checkouts/create, webhook answered 200" }).waitFor();
@@ -296,14 +300,22 @@ async function journey(context, { name, phone, docsShot }) {
   await shot("1-chat");
   if (phone) {
     await tab("state");
+    // One pane at a time: the panel replaces the chat, it does not stack under it.
+    if (await page.locator("#log").isVisible()) throw new Error("the chat shows behind the State tab");
     await shot("2-state");
     await page.locator("#state-orders").scrollIntoViewIfNeeded();
     await shot("3-orders");
     await tab("setup");
     await shot("4-setup");
   } else if (docsShot) {
+    // README's picture: a taller window, so the panel shows the order timeline too.
+    await page.setViewportSize({ width: 1440, height: 1000 });
+    await page.locator("#setup").evaluate((e) => { e.scrollTop = 0; });
+    const confirmationBox = botMsgs.filter({ hasText: orderName.split(" ·")[0] }).first();
+    await confirmationBox.evaluate((e) => e.scrollIntoView({ block: "start" }));
+    await panel("#state-window").evaluate((e) => e.scrollIntoView({ block: "start" }));
     mkdirSync("docs", { recursive: true });
-    copyFileSync(join(SHOTS, `${name}-1-chat.png`), "docs/sandbox.png");
+    await page.screenshot({ path: "docs/sandbox.png" });
   }
   if (problems.length) throw new Error(`the page reported problems:\n  ${problems.join("\n  ")}`);
   step(`${name}: no script errors or policy violations`);

@@ -5,6 +5,14 @@ use std::sync::Mutex;
 
 static PENDING: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
 static TOTALS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+/// Bytes of the EMF lines flushed so far, written or not (the cost benchmark's log volume).
+static EMF_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes (with newlines) of every EMF line [`flush`] has produced in this process; outside
+/// Lambda the lines are not written, but they are counted as if they were.
+pub fn emf_bytes() -> u64 {
+    EMF_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Counts `n` occurrences of `name` (flushed as an EMF metric, kept as a process total).
 pub fn count(name: &'static str, n: u64) {
@@ -37,15 +45,18 @@ pub fn totals() -> BTreeMap<&'static str, u64> {
 pub fn flush(service: &str) {
     let pending = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
     let per_campaign = std::mem::take(&mut *PENDING_CAMPAIGN.lock().unwrap_or_else(|e| e.into_inner()));
-    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none() {
-        return;
-    }
     let now = crate::time_util::now_millis();
-    if !pending.is_empty() {
-        println!("{}", emf_line(service, &pending, now));
-    }
-    for line in campaign_lines(service, &per_campaign, now) {
-        println!("{line}");
+    let lines = (!pending.is_empty()).then(|| emf_line(service, &pending, now)).into_iter().chain(campaign_lines(
+        service,
+        &per_campaign,
+        now,
+    ));
+    let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
+    for line in lines {
+        EMF_BYTES.fetch_add(line.len() as u64 + 1, std::sync::atomic::Ordering::Relaxed);
+        if in_lambda {
+            println!("{line}");
+        }
     }
 }
 
@@ -91,14 +102,37 @@ fn emf(dimensions: &[(&str, &str)], metrics: &BTreeMap<&'static str, u64>, ts_ms
 /// JSON logs for Lambda (honours `AWS_LAMBDA_LOG_LEVEL` / `RUST_LOG`), readable text locally
 /// unless `PARLEY_LOG_FORMAT=json`.
 pub fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| l.to_lowercase());
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_deref().unwrap_or("info")));
+    use tracing_subscriber::util::SubscriberInitExt;
     let json = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
         || std::env::var("PARLEY_LOG_FORMAT").map(|f| f == "json").unwrap_or(false);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    let _ = if json { builder.json().with_current_span(true).without_time().try_init() } else { builder.try_init() };
+    if json {
+        let _ = json_subscriber(log_filter(), std::io::stdout).try_init();
+    } else {
+        let _ = tracing_subscriber::fmt().with_env_filter(log_filter()).with_target(false).try_init();
+    }
+}
+
+/// The level filter of the functions' logs: `RUST_LOG`, else `AWS_LAMBDA_LOG_LEVEL`, else info.
+pub fn log_filter() -> tracing_subscriber::EnvFilter {
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| l.to_lowercase());
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_deref().unwrap_or("info")))
+}
+
+/// The JSON lines the functions write in Lambda, to `writer` (stdout there; the cost benchmark
+/// counts their bytes). No time (CloudWatch stamps every line).
+pub fn json_subscriber<W>(filter: tracing_subscriber::EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(writer)
+        .json()
+        .with_current_span(true)
+        .without_time()
+        .finish()
 }
 
 #[cfg(test)]

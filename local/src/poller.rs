@@ -115,5 +115,6 @@ pub fn invoke_span() -> tracing::Span {
     let id = uuid::Uuid::new_v4();
     let hex = id.simple().to_string();
     let trace = format!("Root=1-{:08x}-{};Parent={};Sampled=0", parley::time_util::now_unix(), &hex[..24], &hex[16..]);
-    tracing::info_span!("Lambda runtime invoke", requestId = %id, xrayTraceId = %trace)
+    // The target lambda_runtime gives it, so log filters treat it alike.
+    tracing::info_span!(target: "lambda_runtime::layers::trace", "Lambda runtime invoke", requestId = %id, xrayTraceId = %trace)
 }

@@ -219,7 +219,13 @@ impl Meter {
         let size = sent.map_or(0, item_size).max(stored.as_ref().map_or(0, item_size));
         let in_index =
             [sent, stored.as_ref()].into_iter().flatten().filter_map(|i| self.projection.size_in_index(i)).max();
-        kb(size) + in_index.map_or(0.0, kb)
+        let units = kb(size) + in_index.map_or(0.0, kb);
+        if std::env::var_os("COST_SHOW_WRITES").is_some() {
+            let sk = key["sk"]["S"].as_str().unwrap_or_default();
+            let pk = key["pk"]["S"].as_str().unwrap_or_default().split('#').next().unwrap_or_default();
+            eprintln!("  write {pk}/{sk}: {size} B, index {in_index:?} B -> {units} WRU");
+        }
+        units
     }
 
     async fn dynamodb(&self, op: &str, req: &Value, resp: &Value) -> (f64, f64) {

@@ -64,6 +64,8 @@ struct Cost {
     gb_seconds: f64,
     log_bytes: u64,
     by_op: BTreeMap<String, u64>,
+    /// The step's API Gateway requests are Meta webhooks.
+    meta_webhook: bool,
 }
 
 impl Cost {
@@ -213,12 +215,18 @@ impl Meter {
         ))
     }
 
-    /// Write units of one item's write: table and index, on the larger of before and after.
-    async fn item_write(&self, table: &str, key: &Value, sent: Option<&Value>) -> f64 {
+    /// Write units of one item's write: table and index, on the larger of before and after. A
+    /// write refused by its condition costs the table's units only (nothing changed, so nothing
+    /// is written to the index).
+    async fn item_write(&self, table: &str, key: &Value, sent: Option<&Value>, refused: bool) -> f64 {
         let stored = self.stored(table, key).await;
         let size = sent.map_or(0, item_size).max(stored.as_ref().map_or(0, item_size));
-        let in_index =
-            [sent, stored.as_ref()].into_iter().flatten().filter_map(|i| self.projection.size_in_index(i)).max();
+        let in_index = [sent, stored.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|i| self.projection.size_in_index(i))
+            .max()
+            .filter(|_| !refused);
         let units = kb(size) + in_index.map_or(0.0, kb);
         if std::env::var_os("COST_SHOW_WRITES").is_some() {
             let sk = key["sk"]["S"].as_str().unwrap_or_default();
@@ -232,9 +240,13 @@ impl Meter {
         let key_of = |item: &Value| json!({"pk": item["pk"], "sk": item["sk"]});
         let table = req["TableName"].as_str().unwrap_or_default();
         let consistent = |r: &Value| if r["ConsistentRead"].as_bool() == Some(true) { 1.0 } else { 0.5 };
+        // `ConditionalCheckFailedException`, or a transaction cancelled by a condition.
+        let refused = resp["__type"]
+            .as_str()
+            .is_some_and(|t| t.contains("ConditionalCheckFailed") || t.contains("TransactionCanceled"));
         match op {
-            "PutItem" => (self.item_write(table, &key_of(&req["Item"]), Some(&req["Item"])).await, 0.0),
-            "UpdateItem" => (self.item_write(table, &req["Key"], None).await, 0.0),
+            "PutItem" => (self.item_write(table, &key_of(&req["Item"]), Some(&req["Item"]), refused).await, 0.0),
+            "UpdateItem" => (self.item_write(table, &req["Key"], None, refused).await, 0.0),
             // The item is gone: its size is unknown here; at least one unit.
             "DeleteItem" => (1.0, 0.0),
             "BatchWriteItem" => {
@@ -242,7 +254,7 @@ impl Meter {
                 for (t, reqs) in req["RequestItems"].as_object().into_iter().flatten() {
                     for r in reqs.as_array().into_iter().flatten() {
                         w += match r.get("PutRequest") {
-                            Some(p) => self.item_write(t, &key_of(&p["Item"]), Some(&p["Item"])).await,
+                            Some(p) => self.item_write(t, &key_of(&p["Item"]), Some(&p["Item"]), false).await,
                             None => 1.0,
                         };
                     }
@@ -257,10 +269,11 @@ impl Meter {
                             p["TableName"].as_str().unwrap_or_default(),
                             &key_of(&p["Item"]),
                             Some(&p["Item"]),
+                            refused,
                         )
                         .await
                     } else if let Some(u) = i.get("Update").or_else(|| i.get("ConditionCheck")) {
-                        self.item_write(u["TableName"].as_str().unwrap_or_default(), &u["Key"], None).await
+                        self.item_write(u["TableName"].as_str().unwrap_or_default(), &u["Key"], None, refused).await
                     } else {
                         1.0
                     };
@@ -410,6 +423,8 @@ struct Bench {
     meter: Arc<Meter>,
     logs: LogBytes,
     rows: Vec<(String, f64, Cost)>,
+    /// The step being measured posted to the Meta webhook.
+    meta_step: bool,
 }
 
 impl Bench {
@@ -425,6 +440,8 @@ impl Bench {
     async fn book(&mut self, name: &str, per: f64, api: u64, http_secs: f64) {
         self.meter.quiet_for(Duration::from_millis(1500), Duration::from_secs(60)).await;
         let mut c = self.meter.take();
+        c.meta_webhook = self.meta_step;
+        self.meta_step = false;
         c.api_requests += api;
         c.invocations += api;
         c.gb_seconds += http_secs * MEMORY_GB;
@@ -441,8 +458,9 @@ impl Bench {
         (r.status().as_u16(), t.elapsed().as_secs_f64())
     }
 
-    fn meta(&self, body: &str) -> reqwest::RequestBuilder {
+    fn meta(&mut self, body: &str) -> reqwest::RequestBuilder {
         use parley::channels::signature::{sign, Encoding};
+        self.meta_step = true;
         self.sys
             .http
             .post(self.sys.url("/webhooks/meta"))
@@ -526,7 +544,7 @@ async fn main() {
         o.sqs_endpoint = Some(sqs_proxy);
     })
     .await;
-    let mut b = Bench { sys, meter, logs, rows: Vec::new() };
+    let mut b = Bench { sys, meter, logs, rows: Vec::new(), meta_step: false };
     // The sender's queue, written to around the meter for the sender-only steps.
     let outbound = b.sys.running.resources.queue("OutboundQueue").expect("outbound queue").to_string();
     let plain_sqs = aws_sdk_sqs::Client::new(&conf);
@@ -536,31 +554,36 @@ async fn main() {
     // 1. An inbound text with one reply: webhook, then the sender.
     let to = customer();
     let first = delivery(std::slice::from_ref(&to), "Lieferzeit");
-    let (status, secs) = b.timed(b.meta(&first)).await;
+    let req = b.meta(&first);
+    let (status, secs) = b.timed(req).await;
     assert_eq!(status, 200);
     let sent = b.sys.wait_for_messages(&to, 1).await;
     b.book("inbound text + 1 reply (webhook, sender)", 1.0, 1, secs).await;
 
     // 2. Meta delivers the same message again.
-    let (status, secs) = b.timed(b.meta(&first)).await;
+    let req = b.meta(&first);
+    let (status, secs) = b.timed(req).await;
     assert_eq!(status, 200);
     b.book("duplicate delivery", 1.0, 1, secs).await;
 
     // 3. A cart command (add a product; the cart is the reply).
-    let (status, secs) = b.timed(b.meta(&delivery(std::slice::from_ref(&to), "add TSHIRT-M 2"))).await;
+    let req = b.meta(&delivery(std::slice::from_ref(&to), "add TSHIRT-M 2"));
+    let (status, secs) = b.timed(req).await;
     assert_eq!(status, 200);
     b.sys.wait_for_messages(&to, 2).await;
     b.book("cart command + reply", 1.0, 1, secs).await;
 
     // 4. A delivery status for the reply.
     let pid = sent[0]["id"].as_str().expect("the sandbox's message id").to_string();
-    let (status, secs) = b.timed(b.meta(&wa_status(&pid, &to, "delivered", None))).await;
+    let req = b.meta(&wa_status(&pid, &to, "delivered", None));
+    let (status, secs) = b.timed(req).await;
     assert_eq!(status, 200);
     b.book("status update", 1.0, 1, secs).await;
 
     // 5. Ten texts from ten contacts in one delivery: full batches all the way.
     let ten: Vec<String> = (0..10).map(|_| customer()).collect();
-    let (status, secs) = b.timed(b.meta(&delivery(&ten, "Lieferzeit"))).await;
+    let req = b.meta(&delivery(&ten, "Lieferzeit"));
+    let (status, secs) = b.timed(req).await;
     assert_eq!(status, 200);
     for c in &ten {
         b.sys.wait_for_messages(c, 1).await;
@@ -680,12 +703,14 @@ fn print_table(rows: &[(String, f64, Cost)], projection: &Projection) {
         "\nCost per journey step (gsi1 projection: {}; prices: us-east-1 list, 2026-12-02)\n",
         projection.describe()
     );
-    println!("| step | DynamoDB requests | WRU | RRU | SQS requests (billed) | API GW | Lambda invocations | GB-s | log bytes | $ per million |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| step | DynamoDB requests | WRU | RRU | SQS requests (billed) | API GW | Lambda invocations | GB-s | log bytes | $ per million | $ per million, Meta webhook by function URL |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, per, c) in rows {
         let p = |x: f64| x / per;
         println!(
-            "| {name} | {:.1} | {:.1} | {:.2} | {:.1} ({:.1}) | {:.1} | {:.1} | {:.4} | {:.0} | {:.2} |",
+            "| {name} | {:.1} | {:.1} | {:.2} | {:.1} ({:.1}) | {:.1} | {:.1} | {:.4} | {:.0} | {:.2} | {} |",
             p(c.ddb_requests as f64),
             p(c.wru),
             p(c.rru),
@@ -696,6 +721,12 @@ fn print_table(rows: &[(String, f64, Cost)], projection: &Projection) {
             p(c.gb_seconds),
             p(c.log_bytes as f64),
             p(c.dollars()) * 1e6,
+            // Only the Meta webhook can move to the function URL (MetaWebhookFunctionUrl).
+            if c.meta_webhook {
+                format!("{:.2}", p(c.dollars() - c.api_requests as f64 * prices::HTTP_API_REQUEST) * 1e6)
+            } else {
+                "–".to_string()
+            },
         );
     }
     println!("\nRequests by operation, per unit of each step:");

@@ -76,8 +76,13 @@ impl Cost {
             + self.sqs_std_billed as f64 * prices::SQS_STANDARD
             + self.api_requests as f64 * prices::HTTP_API_REQUEST
             + self.invocations as f64 * prices::LAMBDA_REQUEST
-            + self.gb_seconds * prices::LAMBDA_GB_SECOND
             + self.log_bytes as f64 / 1e9 * prices::LOGS_PER_GB
+    }
+
+    /// Lambda's duration charge at the durations measured here: bound by the local endpoints'
+    /// latency (moto, a dev build, a shared machine), so reported apart from the total.
+    fn duration_dollars(&self) -> f64 {
+        self.gb_seconds * prices::LAMBDA_GB_SECOND
     }
 }
 
@@ -584,7 +589,7 @@ async fn main() {
     let ten: Vec<String> = (0..10).map(|_| customer()).collect();
     let req = b.meta(&delivery(&ten, "Lieferzeit"));
     let (status, secs) = b.timed(req).await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "a 503 is the webhook's time budget running out: the endpoints are overloaded, run again");
     for c in &ten {
         b.sys.wait_for_messages(c, 1).await;
     }
@@ -704,13 +709,13 @@ fn print_table(rows: &[(String, f64, Cost)], projection: &Projection) {
         projection.describe()
     );
     println!(
-        "| step | DynamoDB requests | WRU | RRU | SQS requests (billed) | API GW | Lambda invocations | GB-s | log bytes | $ per million | $ per million, Meta webhook by function URL |"
+        "| step | DynamoDB requests | WRU | RRU | SQS requests (billed) | API GW | Lambda invocations | log bytes | $ per million | $ per million, Meta webhook by function URL | GB-s here (its $ per million) |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, per, c) in rows {
         let p = |x: f64| x / per;
         println!(
-            "| {name} | {:.1} | {:.1} | {:.2} | {:.1} ({:.1}) | {:.1} | {:.1} | {:.4} | {:.0} | {:.2} | {} |",
+            "| {name} | {:.1} | {:.1} | {:.2} | {:.1} ({:.1}) | {:.1} | {:.1} | {:.0} | {:.2} | {} | {:.3} ({:.2}) |",
             p(c.ddb_requests as f64),
             p(c.wru),
             p(c.rru),
@@ -718,7 +723,6 @@ fn print_table(rows: &[(String, f64, Cost)], projection: &Projection) {
             p((c.sqs_fifo_billed + c.sqs_std_billed) as f64),
             p(c.api_requests as f64),
             p(c.invocations as f64),
-            p(c.gb_seconds),
             p(c.log_bytes as f64),
             p(c.dollars()) * 1e6,
             // Only the Meta webhook can move to the function URL (MetaWebhookFunctionUrl).
@@ -727,6 +731,8 @@ fn print_table(rows: &[(String, f64, Cost)], projection: &Projection) {
             } else {
                 "–".to_string()
             },
+            p(c.gb_seconds),
+            p(c.duration_dollars()) * 1e6,
         );
     }
     println!("\nRequests by operation, per unit of each step:");
@@ -734,12 +740,12 @@ fn print_table(rows: &[(String, f64, Cost)], projection: &Projection) {
         let ops: Vec<String> = c.by_op.iter().map(|(k, v)| format!("{k} {:.1}", *v as f64 / per)).collect();
         println!("- {name}: {}", ops.join(", "));
     }
-    println!("\n$ per million by service, per unit of each step (DynamoDB, SQS, API GW, Lambda, Logs):");
+    println!("\n$ per million by service, per unit of each step (DynamoDB, SQS, API GW, Lambda requests, Logs):");
     for (name, per, c) in rows {
         let d = c.wru * prices::DYNAMODB_WRU + c.rru * prices::DYNAMODB_RRU;
         let q = c.sqs_fifo_billed as f64 * prices::SQS_FIFO + c.sqs_std_billed as f64 * prices::SQS_STANDARD;
         let a = c.api_requests as f64 * prices::HTTP_API_REQUEST;
-        let l = c.invocations as f64 * prices::LAMBDA_REQUEST + c.gb_seconds * prices::LAMBDA_GB_SECOND;
+        let l = c.invocations as f64 * prices::LAMBDA_REQUEST;
         let g = c.log_bytes as f64 / 1e9 * prices::LOGS_PER_GB;
         let m = |x: f64| x / per * 1e6;
         println!("- {name}: {:.2}, {:.2}, {:.2}, {:.2}, {:.2}", m(d), m(q), m(a), m(l), m(g));

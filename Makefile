@@ -8,7 +8,7 @@ CARGO ?= cargo
 ENV_FILE := $(if $(wildcard .env),.env,.env.example)
 LOCAL_BIN ?= target/debug/parley-local
 
-.PHONY: help dev test venv browser-deps build-dev unit check-template lint fmt sam-build clean bench bench-campaign bench-functions
+.PHONY: help dev test venv browser-deps build-dev unit check-template lint fmt sam-build clean bench bench-campaign bench-functions bench-cost
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -51,6 +51,10 @@ N ?= 100000
 bench-campaign: venv ## campaign fan-out benchmark against the local endpoints (N=100000 recipients)
 	N=$(N) local/with-env.sh $(ENV_FILE) local/with-endpoints.sh \
 	  $(CARGO) bench --locked --profile dev -p parley-tests --bench campaign_fanout
+
+bench-cost: venv ## AWS requests, units and $ per journey step against the local endpoints (docs/cost.md)
+	local/with-env.sh $(ENV_FILE) local/with-endpoints.sh \
+	  $(CARGO) bench --locked --profile dev -p parley-tests --bench cost
 
 lint: ## clippy and rustfmt check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings

@@ -578,7 +578,8 @@ async fn http_functions(State(shared): State<Shared>, req: Request) -> Response 
     }
     let mut response = {
         let _permit = shared.invocations.acquire().await.expect("the semaphore is never closed");
-        function.handle(shared.functions.http(function), req).await
+        let handled = function.handle(shared.functions.http(function), req);
+        tracing::Instrument::instrument(handled, poller::invoke_span()).await
     };
     if path == "/health"
         && response.status().is_success()

@@ -216,7 +216,8 @@ impl ContentSet {
             .files
             .get(TEMPLATES_FILE)
             .ok_or_else(|| ContentError::new(TEMPLATES_FILE, "missing: every set needs the template catalog"))?;
-        let templates = Templates::from_toml(templates_src).map_err(|e| ContentError::new(TEMPLATES_FILE, problem(e)))?;
+        let templates =
+            Templates::from_toml(templates_src).map_err(|e| ContentError::new(TEMPLATES_FILE, problem(e)))?;
         for (path, src) in &bundle.files {
             let err = |e: ConfigError| ContentError::new(path.clone(), problem(e));
             match kind_of(path)? {

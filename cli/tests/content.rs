@@ -3,7 +3,7 @@
 //! new text within the re-check interval; invalid content is refused by the CLI and, written
 //! straight into the bucket, by the functions; an empty or unreachable bucket leaves the
 //! embedded set.
-use parley::content::s3::S3;
+use parley::content::s3::{Got, S3};
 use parley::domain::content::Bundle;
 use parley_tests::*;
 use serde_json::Value;
@@ -137,9 +137,16 @@ async fn a_pushed_reply_is_live_within_the_recheck_interval_and_invalid_content_
     assert_eq!(invalid_validate.status.code(), Some(2), "{}", text(&invalid_validate));
     assert_eq!(json_of(&parley(&sys, &["--json", "content", "show"]).await)["version"], expected_version.as_str());
 
+    // What a re-check costs when nothing changed: a 304 without a body.
+    let s3 = operator_s3().await;
+    let Got::Object { etag: Some(etag), .. } = s3.get_object(&bucket(&sys), parley::content::KEY, None).await.unwrap()
+    else {
+        panic!("the pushed set has an ETag")
+    };
+    assert_eq!(s3.get_object(&bucket(&sys), parley::content::KEY, Some(&etag)).await.unwrap(), Got::NotModified);
+
     // The same broken set written straight into the bucket (checksum intact): the functions
     // refuse it and keep the set in force.
-    let s3 = operator_s3().await;
     let stored = Bundle::from_dir(&broken).unwrap().to_stored();
     s3.put_object(&bucket(&sys), parley::content::KEY, "application/json", stored.into()).await.unwrap();
     tokio::time::sleep(RECHECK * 3).await;

@@ -304,6 +304,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         parley::config::MetaSettings::from_env().map_err(|e| OpsError::NotConfigured(e.to_string()))?;
                     let app = parley::api::App::new(ddb, sqs, aws, meta)
                         .map_err(|e| OpsError::NotConfigured(e.to_string()))?;
+                    // With CONTENT_BUCKET, the pushed set's release text, as the functions send it.
+                    let app = parley::content::Live::from_env(app)
+                        .await
+                        .map_err(|e| OpsError::NotConfigured(e.to_string()))?
+                        .now();
                     let released = contacts::release(&app, &id).await?;
                     output::released(json, &released);
                 }

@@ -266,7 +266,7 @@ mod tests {
         Got::Object { etag: Some(format!("\"{}\"", body.len())), body: body.into() }
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn loads_at_start_rechecks_when_due_and_refuses_an_invalid_set() {
         let script = Arc::new(Script::default());
         let good = stored("");
@@ -274,15 +274,14 @@ mod tests {
         let good_version = Bundle::from_stored(body).unwrap().version();
         *script.answers.lock().unwrap() =
             vec![Ok(good), Ok(Got::NotModified), Ok(stored("not = [valid")), Err(S3Error::Unreachable("down".into()))];
-        let live =
-            Live::load(Holder("embedded".into()), script.clone(), Duration::from_secs(60), Duration::from_secs(2))
-                .await;
+        let every = Duration::from_millis(300);
+        let live = Live::load(Holder("embedded".into()), script.clone(), every, Duration::from_secs(2)).await;
         assert_eq!(live.now().0, good_version);
 
         // Not due: no fetch.
         live.current().await;
         assert_eq!(script.etags.lock().unwrap().len(), 1);
-        tokio::time::advance(Duration::from_secs(61)).await;
+        tokio::time::sleep(every + Duration::from_millis(50)).await;
         live.current().await;
         let etags = script.etags.lock().unwrap().clone();
         assert_eq!(etags.len(), 2);
@@ -294,7 +293,7 @@ mod tests {
         assert_eq!(live.now().0, good_version);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_missing_or_slow_store_leaves_the_embedded_set() {
         let script = Arc::new(Script::default());
         *script.answers.lock().unwrap() = vec![Ok(Got::Missing)];
@@ -311,10 +310,9 @@ mod tests {
                 Box::pin(std::future::pending())
             }
         }
-        let live =
-            Live::load(Holder("embedded".into()), Arc::new(Hangs), Duration::from_secs(60), Duration::from_secs(2))
-                .await;
+        let timeout = Duration::from_millis(100);
+        let live = Live::load(Holder("embedded".into()), Arc::new(Hangs), Duration::from_secs(60), timeout).await;
         assert_eq!(live.now().0, "embedded");
-        assert!(matches!(live.check_now().await, Some(Checked::Unavailable(e)) if e.contains("within 2000 ms")));
+        assert!(matches!(live.check_now().await, Some(Checked::Unavailable(e)) if e.contains("within 100 ms")));
     }
 }

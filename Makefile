@@ -8,7 +8,7 @@ CARGO ?= cargo
 ENV_FILE := $(if $(wildcard .env),.env,.env.example)
 LOCAL_BIN ?= target/debug/parley-local
 
-.PHONY: help dev test venv browser-deps build-dev unit check-template lint fmt sam-build clean bench bench-campaign
+.PHONY: help dev test venv browser-deps build-dev unit check-template lint fmt sam-build clean bench bench-campaign bench-functions bench-cost
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -52,6 +52,10 @@ bench-campaign: venv ## campaign fan-out benchmark against the local endpoints (
 	N=$(N) local/with-env.sh $(ENV_FILE) local/with-endpoints.sh \
 	  $(CARGO) bench --locked --profile dev -p parley-tests --bench campaign_fanout
 
+bench-cost: venv ## AWS requests, units and $ per journey step against the local endpoints (docs/cost.md)
+	local/with-env.sh $(ENV_FILE) local/with-endpoints.sh \
+	  $(CARGO) bench --locked --profile dev -p parley-tests --bench cost
+
 lint: ## clippy and rustfmt check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) fmt --all -- --check
@@ -69,3 +73,14 @@ clean: ## remove build output and the venv
 # Release profile (the one `sam build` ships); timing, so never part of `make test`.
 bench: ## print the performance figures of docs/performance.md (release build)
 	$(CARGO) run --locked --release -p parley-bench
+	$(MAKE) --no-print-directory bench-functions
+
+FUNCTIONS := channel-webhook consent-api agent-api campaign-api shop-webhook inbound-worker \
+  outbound-sender event-bridge campaign-dispatcher cart-reminder shop-reconciler
+
+# Every function binary as `sam build` ships it (release profile: about 7 min of LTO each on
+# 2 cores), then each run under the Lambda Runtime API stand-in against the local endpoints.
+bench-functions: venv ## per function: binary size, init, first and warm invocations, CPU, RSS
+	$(CARGO) build --locked --release $(addprefix -p ,$(FUNCTIONS))
+	local/with-env.sh $(ENV_FILE) local/with-endpoints.sh \
+	  $(CARGO) bench --locked --profile dev -p parley-tests --bench functions

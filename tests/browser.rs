@@ -1,5 +1,6 @@
-//! The agent console in real Chromium: `tests/browser/agent_console.mjs` (Playwright driving
-//! Debian's chromium) against a fresh local system with the demo catalog. `make test` installs
+//! The agent console and the sandbox page in real Chromium: `tests/browser/agent_console.mjs` and
+//! `tests/browser/sandbox.mjs` (Playwright driving Debian's chromium) against a fresh local
+//! system with the demo catalog. `make test` installs
 //! what it needs first (`.ci/browser-deps.sh`: chromium from apt, `npm ci` in tests/browser).
 //! Its steps, the measured live latency and the screenshots (target/screenshots/) are printed
 //! as it goes.
@@ -11,8 +12,12 @@ use std::time::Duration;
 /// machine would slow each other down.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Runs the script's `mode` against `sys`; a hang after `limit` fails instead of blocking `make test`.
+/// Runs the console script's `mode` against `sys`; a hang after `limit` fails instead of blocking `make test`.
 async fn run_scenarios(sys: &System, mode: &str, limit: Duration) -> std::process::ExitStatus {
+    run_script(sys, "tests/browser/agent_console.mjs", mode, limit).await
+}
+
+async fn run_script(sys: &System, script: &str, mode: &str, limit: Duration) -> std::process::ExitStatus {
     let root: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let chromium = std::env::var("PARLEY_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
@@ -20,7 +25,7 @@ async fn run_scenarios(sys: &System, mode: &str, limit: Duration) -> std::proces
         "the browser test needs {chromium} and tests/browser/node_modules: run .ci/browser-deps.sh (make test does)"
     );
     let run = tokio::process::Command::new("node")
-        .arg("tests/browser/agent_console.mjs")
+        .arg(script)
         .arg(&sys.base)
         .arg(mode)
         .current_dir(&root)
@@ -57,4 +62,16 @@ async fn an_admin_runs_a_campaign_from_the_console_and_reads_its_report_in_chrom
     let status = run_scenarios(&sys, "campaigns", Duration::from_secs(420)).await;
     sys.stop().await;
     assert!(status.success(), "the campaign scenario failed ({status}); its steps are printed above");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_customer_plays_the_readme_journey_in_the_sandbox_and_the_panel_follows_in_chromium() {
+    let _browser = ONE_BROWSER.lock().await;
+    // Status webhooks on, as in `make dev`: the ticks move by themselves.
+    let sys = System::start_with(|o| o.status_webhooks = true).await;
+    sys.seed_demo_catalog().await;
+    // Two runs (desktop, phone) of about twenty steps; the waits allow for a loaded machine.
+    let status = run_script(&sys, "tests/browser/sandbox.mjs", "journey", Duration::from_secs(420)).await;
+    sys.stop().await;
+    assert!(status.success(), "the sandbox journey failed ({status}); its steps are printed above");
 }

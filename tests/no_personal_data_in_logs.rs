@@ -22,18 +22,12 @@ impl std::io::Write for Capture {
     }
 }
 
-/// Installs the capturing subscriber with the deployed format (see `observability::init_logging`).
+/// Installs the capturing subscriber with the deployed format (`observability::json_subscriber`).
 fn capture_logs() -> Capture {
+    use tracing_subscriber::util::SubscriberInitExt;
     let capture = Capture::default();
     let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_target(false)
-        .json()
-        .with_current_span(true)
-        .without_time()
-        .with_writer(move || writer.clone())
-        .init();
+    parley::observability::json_subscriber(tracing_subscriber::EnvFilter::new("info"), move || writer.clone()).init();
     capture
 }
 

@@ -16,6 +16,7 @@ pub mod provision;
 pub mod sandbox;
 pub mod sandbox_bridge;
 pub mod sandbox_shop;
+pub mod sandbox_state;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -526,6 +527,25 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         )),
     };
 
+    // The state panel reads as an operator: the queues of template.yaml, by their logical ids.
+    let queue_urls = parley::ops::queues::QueueUrls::from_lookup(|var| {
+        parley::ops::queues::QueueName::ALL.iter().find_map(|q| {
+            let (queue, dlq) = q.logical_ids();
+            let logical = if var == q.url_var() {
+                queue
+            } else if var == q.dlq_var() {
+                dlq
+            } else {
+                return None;
+            };
+            resources.queue(logical).map(str::to_string)
+        })
+    });
+    let state_panel = sandbox_state::StatePanel::new(
+        Arc::clone(&app),
+        parley::ops::queues::Queues::new(sqs.clone(), queue_urls),
+        sandbox.clone(),
+    );
     let bridge_receiver =
         sandbox_bridge::BridgeReceiver::new(bridge.as_ref().map(|b| parley::bridge::Signer::new(&b.secret)));
     let router = Router::new()
@@ -540,7 +560,8 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
                 .router()
                 .merge(shop_sandbox.router())
                 .merge(agent_auth::router(Arc::clone(&agent_tokens)))
-                .merge(bridge_receiver.router()),
+                .merge(bridge_receiver.router())
+                .merge(state_panel.router()),
         );
 
     let mut server_rx = rx.clone();
@@ -646,7 +667,8 @@ async fn http_functions(State(shared): State<Shared>, req: Request) -> Response 
         let _permit = shared.invocations.acquire().await.expect("the semaphore is never closed");
         // The content set in force, re-checked when due (as the Lambda glue does).
         let app = shared.functions.http(function).current().await;
-        function.handle(&app, req).await
+        let handled = function.handle(&app, req);
+        tracing::Instrument::instrument(handled, poller::invoke_span()).await
     };
     if path == "/health"
         && response.status().is_success()

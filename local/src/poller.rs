@@ -86,7 +86,7 @@ pub async fn poll_once(handler: &SqsHandler, sqs: &aws_sdk_sqs::Client, queue_ur
             rec
         })
         .collect();
-    let response = handler(event).await;
+    let response = tracing::Instrument::instrument(handler(event), invoke_span()).await;
     let failed: std::collections::HashSet<&str> =
         response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     let entries: Vec<_> = messages
@@ -107,4 +107,14 @@ pub async fn poll_once(handler: &SqsHandler, sqs: &aws_sdk_sqs::Client, queue_ur
         }
     }
     messages.len()
+}
+
+/// The span Lambda's runtime opens around each invocation (`lambda_runtime`'s `request_span`:
+/// request id and X-Ray trace id), so local log lines carry the same fields as in AWS.
+pub fn invoke_span() -> tracing::Span {
+    let id = uuid::Uuid::new_v4();
+    let hex = id.simple().to_string();
+    let trace = format!("Root=1-{:08x}-{};Parent={};Sampled=0", parley::time_util::now_unix(), &hex[..24], &hex[16..]);
+    // The target lambda_runtime gives it, so log filters treat it alike.
+    tracing::info_span!(target: "lambda_runtime::layers::trace", "Lambda runtime invoke", requestId = %id, xrayTraceId = %trace)
 }

@@ -31,6 +31,12 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 const PAGE: &str = include_str!("../sandbox/index.html");
+const SCRIPT: &str = include_str!("../sandbox/sandbox.js");
+const STYLE: &str = include_str!("../sandbox/sandbox.css");
+/// The page loads only its own script, style and API; texts from customers are rendered as text
+/// nodes, and the policy stops anything injected anyway (no inline script or style).
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
+                   base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Cosmetic ids in generated webhooks (Parley routes on `phone_number_id`, not these).
 const DISPLAY_PHONE_NUMBER: &str = "15550001234";
@@ -177,6 +183,8 @@ impl Sandbox {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/", get(page))
+            .route("/sandbox.js", get(script))
+            .route("/sandbox.css", get(style))
             // `me` (Messenger) matches `{id}` too.
             .route("/graph/{version}/{id}/messages", post(graph_send))
             .route("/graph/{version}/{id}/marketing_messages", post(graph_send_marketing))
@@ -191,6 +199,30 @@ impl Sandbox {
     pub fn messages_to(&self, address: &str) -> Vec<Value> {
         let address = normalize_address(address);
         self.log().sent.iter().filter(|m| m.to == address).map(to_json).collect()
+    }
+
+    /// The sandbox's own record of one contact: what was sent to them (each with the reference
+    /// the sender attached, our outbound id) and the chat lines delivered for them, oldest first.
+    pub(crate) fn record_of(&self, channel: Channel, address: &str) -> (Vec<Value>, Vec<Value>) {
+        let address = normalize_address(address);
+        let log = self.log();
+        let sent = log
+            .sent
+            .iter()
+            .filter(|m| m.channel == channel && m.to == address)
+            .map(|m| {
+                let mut v = to_json(m);
+                v["reference"] = json!(m.reference);
+                v
+            })
+            .collect();
+        let chat = log
+            .chat
+            .iter()
+            .filter(|l| l.channel == channel && l.from == address)
+            .map(|l| serde_json::to_value(l).unwrap_or(Value::Null))
+            .collect();
+        (sent, chat)
     }
 
     fn log(&self) -> MutexGuard<'_, Log> {
@@ -850,7 +882,16 @@ fn template_components(v: &Value) -> Result<SentComponents, Reject> {
 /// The web page. Public so the runtime can also serve it at `/sandbox/`: a router nested at
 /// `/sandbox` answers `/sandbox` but not `/sandbox/`.
 pub async fn page() -> Response {
-    ([(header::CACHE_CONTROL, "no-store")], Html(PAGE)).into_response()
+    ([(header::CACHE_CONTROL, "no-store"), (header::CONTENT_SECURITY_POLICY, CSP)], Html(PAGE)).into_response()
+}
+
+async fn script() -> Response {
+    let headers = [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "no-store")];
+    (headers, SCRIPT).into_response()
+}
+
+async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], STYLE).into_response()
 }
 
 async fn graph_send(

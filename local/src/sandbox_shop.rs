@@ -354,8 +354,9 @@ impl ShopSandbox {
             .route("/shop/orders/{id}/fulfill", post(fulfill_order))
             .route("/shop/orders/{id}/cancel", post(cancel_order))
             .route("/shop/orders/{id}/redeliver", post(redeliver))
-            .route("/shop/products", post(create_product))
+            .route("/shop/products", get(list_products).post(create_product))
             .route("/shop/products/{id}/soldout", post(sold_out))
+            .route("/shop/products/{id}/price", post(reprice))
             .route("/shop/checkouts", post(create_checkout))
             .route("/shop/checkouts/{id}/complete", post(complete_checkout))
             .route("/shop/deliveries", get(list_deliveries))
@@ -2110,6 +2111,71 @@ async fn sold_out(State(sb): State<ShopSandbox>, Path(id): Path<String>, body: B
                     b["stock_quantity"] = json!(0);
                 }
                 b["stock_status"] = json!("outofstock");
+                set_woo_date(b, "date_modified", t);
+                "product.updated"
+            }
+        };
+        Ok((product.clone(), topic))
+    });
+    product_answer(published.await)
+}
+
+#[derive(Deserialize)]
+struct PriceRequest {
+    /// The new price of every variant, e.g. `"17.90"` (or a number).
+    price: Value,
+}
+
+/// `GET /shop/products`: the shop's products, oldest first (`{"platform","product_id_str",
+/// "title","variants":[{"sku","variant_id"}]}`).
+async fn list_products(State(sb): State<ShopSandbox>) -> Json<Vec<Value>> {
+    let store = sb.store();
+    Json(
+        store
+            .products
+            .iter()
+            .map(|p| {
+                let variants: Vec<Value> =
+                    p.variants.iter().map(|(sku, id)| json!({ "sku": sku, "variant_id": id })).collect();
+                json!({
+                    "platform": p.platform,
+                    "product_id": p.id,
+                    "product_id_str": p.id.to_string(),
+                    "title": p.body["title"].as_str().or(p.body["name"].as_str()),
+                    "variants": variants,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `POST /shop/products/{id}/price` `{"price":"17.90"}`: every variant to the new price, then
+/// `products/update` / `product.updated`.
+async fn reprice(State(sb): State<ShopSandbox>, Path(id): Path<String>, body: Bytes) -> Response {
+    let parsed = serde_json::from_slice::<PriceRequest>(&body).ok().and_then(|r| parse_price(&r.price));
+    let cents = match parsed.filter(|c| *c > 0) {
+        Some(c) => c,
+        None => return json_error(StatusCode::BAD_REQUEST, "expected {\"price\":\"17.90\"} (a positive amount)"),
+    };
+    let published = sb.publish_update(&body, &id, |store, id| {
+        let product = find_mut(&mut store.products, id, "product")?;
+        let t = now();
+        let topic = match product.platform {
+            Platform::Shopify => {
+                let stamp = shopify_time(t);
+                for v in product.body["variants"].as_array_mut().into_iter().flatten() {
+                    v["price"] = json!(money(cents));
+                    v["updated_at"] = json!(stamp);
+                }
+                product.body["updated_at"] = json!(stamp);
+                "products/update"
+            }
+            Platform::WooCommerce => {
+                let b = &mut product.body;
+                b["price"] = json!(money(cents));
+                if b["type"] == "simple" {
+                    b["regular_price"] = json!(money(cents));
+                }
                 set_woo_date(b, "date_modified", t);
                 "product.updated"
             }

@@ -826,8 +826,25 @@ async fn serves_the_web_page() {
     let resp = h.http.get(format!("{}/sandbox", h.base)).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    // Its own origin only: no inline script or style to inject into, nothing from elsewhere.
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.starts_with("default-src 'none'; script-src 'self'; style-src 'self';"), "{csp}");
+    assert!(!csp.contains("unsafe"), "{csp}");
     let html = resp.text().await.unwrap();
     assert!(html.contains("Parley sandbox"));
-    assert!(html.contains("/sandbox/messages?to="));
-    assert!(!html.contains("<script src") && !html.contains("<link"), "no external assets");
+    assert!(!html.contains("<script>") && !html.contains("<style>") && !html.contains("style="), "no inline code");
+    assert!(!html.contains("http://") && !html.contains("https://"), "no assets from elsewhere");
+    for (asset, kind) in [("sandbox.js", "text/javascript"), ("sandbox.css", "text/css")] {
+        assert!(html.contains(&format!("/sandbox/{asset}")), "{asset} linked");
+        let resp = h.http.get(format!("{}/sandbox/{asset}", h.base)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with(kind));
+        let body = resp.text().await.unwrap();
+        assert!(!body.is_empty());
+        if asset == "sandbox.js" {
+            // The chat and the panel come from the store's view, rendered as text (never as HTML).
+            assert!(body.contains("/sandbox/state?"));
+            assert!(!body.contains("innerHTML") && !body.contains("insertAdjacentHTML"));
+        }
+    }
 }

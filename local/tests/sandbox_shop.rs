@@ -652,9 +652,13 @@ async fn woocommerce_setup_ping_is_unsigned_and_form_encoded() {
 
 #[tokio::test]
 async fn the_page_has_the_shop_panel() {
-    let page = include_str!("../sandbox/index.html");
+    // The markup and its script (served beside it, no inline script under the page's CSP).
+    let page = [include_str!("../sandbox/index.html"), include_str!("../sandbox/sandbox.js")].concat();
     for needle in [
         "/sandbox/shop/orders",
+        "/sandbox/shop/products",
+        "/sandbox/shop/checkouts",
+        "/sandbox/run/",
         "orderPath(\"fulfill\")",
         "orderPath(\"cancel\")",
         "/sandbox/shop/deliveries",
@@ -733,7 +737,30 @@ async fn shopify_product_create_and_sold_out_parse_as_products() {
     let (items, _) = products_of(event);
     assert!(items.len() == 2 && items.iter().all(|v| !v.available));
 
+    // A new price: every variant, as Parley's parser reads it.
+    let (status, repriced) = h.post(&format!("/shop/products/{product_id}/price"), json!({ "price": "17.50" })).await;
+    assert_eq!(status, 200, "{repriced}");
+    assert_eq!(repriced["topic"], "products/update");
+    let hook = h.last_hook();
+    assert!(shopify_verifier().verify(&hook.body, Some(header(&hook, "x-shopify-hmac-sha256"))).is_ok());
+    let event = shopify::parse_webhook_with_currency("products/update", SHOP_DOMAIN, &hook.body, Some(eur())).unwrap();
+    let (items, _) = products_of(event);
+    assert!(items.len() == 2 && items.iter().all(|v| v.price.minor == 1750), "{items:?}");
+    for bad in [json!({ "price": "0" }), json!({ "price": "1,50" }), json!({})] {
+        let (status, _) = h.post(&format!("/shop/products/{product_id}/price"), bad.clone()).await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    // The list the page picks products from.
+    let listed: Vec<Value> =
+        reqwest::get(format!("{}/sandbox/shop/products", h.base)).await.unwrap().json().await.unwrap();
+    assert!(
+        listed.iter().any(|p| p["product_id"].as_u64() == Some(product_id) && p["title"] == "T-Shirt"),
+        "{listed:?}"
+    );
+
     let (status, _) = h.post("/shop/products/1/soldout", json!({})).await;
+    assert_eq!(status, 404);
+    let (status, _) = h.post("/shop/products/1/price", json!({ "price": "1.00" })).await;
     assert_eq!(status, 404);
     let (status, _) = h.post("/shop/products", json!({ "platform": "shopify", "variants": [] })).await;
     assert_eq!(status, 400);

@@ -1005,7 +1005,7 @@ pub async fn handle_jobs(
     // The job is its shard's whole chain: a passing throttle must cost it seconds, not the
     // queue's visibility timeout (minutes).
     campaigns.jobs.retry_later(delays).await;
-    crate::observability::flush("campaign-dispatcher");
+    crate::observability::flush();
     response
 }
 

@@ -325,7 +325,7 @@ pub async fn track_checkout(
 pub async fn send_reminders(app: &App) -> Result<usize, ApiError> {
     let carts = cart_reminders(app).await?;
     let checkouts = checkout_reminders(app).await?;
-    crate::observability::flush("cart-reminder");
+    crate::observability::flush();
     Ok(carts + checkouts)
 }
 

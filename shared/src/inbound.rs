@@ -86,7 +86,7 @@ pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
     if let Some(queue) = &app.inbound {
         crate::queue::set_retry_delays(queue.client(), queue.queue_url(), delays).await;
     }
-    crate::observability::flush("inbound-worker");
+    crate::observability::flush();
     response
 }
 

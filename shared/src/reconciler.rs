@@ -88,7 +88,7 @@ pub async fn run(app: &App, http: &reqwest::Client) -> Vec<ReconcileReport> {
             tracing::error!(platform = r.platform, missing = ?r.missing_subscriptions, "shop webhook subscriptions are missing or disabled: re-create them");
         }
     }
-    crate::observability::flush("shop-reconciler");
+    crate::observability::flush();
     reports
 }
 

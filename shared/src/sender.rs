@@ -161,7 +161,7 @@ impl Sender {
             }
         }
         crate::queue::set_retry_delays(&self.sqs, &self.queue_url, delays).await;
-        crate::observability::flush("outbound-sender");
+        crate::observability::flush();
         response
     }
 

@@ -68,6 +68,8 @@ struct Invocation {
 
 struct Shared {
     function_arn: String,
+    /// When the function first asked for an invocation: the end of its init.
+    first_poll: std::sync::OnceLock<std::time::Instant>,
     incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
     in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     init_error: watch::Sender<Option<InitError>>,
@@ -79,6 +81,7 @@ pub struct RuntimeApi {
     queue: mpsc::UnboundedSender<Invocation>,
     init_error: watch::Receiver<Option<InitError>>,
     server: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
 }
 
 impl RuntimeApi {
@@ -87,6 +90,7 @@ impl RuntimeApi {
         let (init_tx, init_error) = watch::channel(None);
         let shared = Arc::new(Shared {
             function_arn: function_arn.to_string(),
+            first_poll: std::sync::OnceLock::new(),
             incoming: tokio::sync::Mutex::new(incoming),
             in_flight: Mutex::new(HashMap::new()),
             init_error: init_tx,
@@ -96,13 +100,18 @@ impl RuntimeApi {
             .route(&format!("{API}/invocation/{{id}}/response"), post(respond))
             .route(&format!("{API}/invocation/{{id}}/error"), post(fail))
             .route(&format!("{API}/init/error"), post(report_init_error))
-            .with_state(shared);
+            .with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        Self { addr, queue, init_error, server }
+        Self { addr, queue, init_error, server, shared }
+    }
+
+    /// When the function first polled `/invocation/next` (its init was over), if it has.
+    pub fn first_poll(&self) -> Option<std::time::Instant> {
+        self.shared.first_poll.get().copied()
     }
 
     /// Hands `event` to the function (as the next invocation) and waits for its outcome.
@@ -139,6 +148,7 @@ impl Drop for RuntimeApi {
 }
 
 async fn next(State(s): State<Arc<Shared>>) -> Response {
+    s.first_poll.get_or_init(std::time::Instant::now);
     // Long poll, like Lambda: the function waits here until there is an event.
     let Some(inv) = s.incoming.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
@@ -208,6 +218,7 @@ pub struct LambdaFunction {
     api: RuntimeApi,
     child: tokio::process::Child,
     output: Arc<Mutex<Vec<String>>>,
+    spawned_at: std::time::Instant,
 }
 
 impl LambdaFunction {
@@ -264,6 +275,7 @@ impl LambdaFunction {
         for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("AWS_") && !k.starts_with("AWS_LAMBDA")) {
             cmd.env(k, v);
         }
+        let spawned_at = std::time::Instant::now();
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{binary} does not start: {e}"));
         let output = Arc::new(Mutex::new(Vec::new()));
         let echo = std::env::var_os("PARLEY_TEST_LOG").is_some();
@@ -286,7 +298,24 @@ impl LambdaFunction {
                 }
             });
         }
-        Self { logical_id: logical_id.to_string(), env, timeout, api, child, output }
+        Self { logical_id: logical_id.to_string(), env, timeout, api, child, output, spawned_at }
+    }
+
+    /// The process id (for reading its CPU time and memory from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Init as Lambda counts it: from exec to the first `GET /invocation/next`; waits for it.
+    pub async fn init_duration(&self) -> Duration {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(t) = self.api.first_poll() {
+                return t - self.spawned_at;
+            }
+            assert!(std::time::Instant::now() < deadline, "{} never polled for an invocation", self.logical_id);
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
     }
 
     /// One invocation with `event`; waits at most the function's timeout.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    parley::observability::init_logging();
+    parley::observability::init("cart-reminder");
     let app = Arc::new(parley::lambda_init::or_report(parley::api::App::live_from_env()).await?);
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let app = Arc::clone(&app);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    parley::observability::init_logging();
+    parley::observability::init("event-bridge");
     let deliverer = Arc::new(parley::lambda_init::or_report(parley::bridge::Deliverer::from_env()).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let deliverer = Arc::clone(&deliverer);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    parley::observability::init_logging();
+    parley::observability::init("inbound-worker");
     let app = Arc::new(parley::lambda_init::or_report(parley::api::App::live_from_env()).await?);
     app.now().store.warm_up().await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    parley::observability::init_logging();
+    parley::observability::init("outbound-sender");
     let sender = Arc::new(parley::lambda_init::or_report(parley::sender::Sender::live_from_env()).await?);
     sender.now().store().warm_up().await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {

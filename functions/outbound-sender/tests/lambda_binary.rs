@@ -49,5 +49,31 @@ async fn a_batch_reports_exactly_its_failed_record() {
     sys.assert_settles_at(&held, 0, Duration::ZERO).await;
     // … and the unreadable envelope moved to the template's DLQ instead of blocking its group.
     assert_eq!(sys.queue_bodies("OutboundDLQ", Duration::from_secs(5)).await, vec![unreadable.to_string()]);
+
+    // The invocation's counts reached stdout as one EMF line in the shape the alarms select on
+    // (namespace Parley, dimension service = outbound-sender).
+    let emf = emf_line_with(&f, "Sent").await;
+    assert_eq!((emf["Sent"].as_u64(), emf["service"].as_str()), (Some(1), Some("outbound-sender")), "{emf}");
+    let cw = &emf["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!((cw["Namespace"].as_str(), &cw["Dimensions"]), (Some("Parley"), &json!([["service"]])), "{emf}");
+    assert!(cw["Metrics"].as_array().unwrap().contains(&json!({"Name": "Sent", "Unit": "Count"})), "{emf}");
     sys.stop().await;
+}
+
+/// The first EMF line of the process's output that carries `metric` (waits briefly: the output
+/// is read from the process's pipe).
+async fn emf_line_with(f: &LambdaFunction, metric: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let found = f
+            .output()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v.get("_aws").is_some() && v.get(metric).is_some());
+        match found {
+            Some(v) => return v,
+            None if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            None => panic!("no EMF line with {metric}; output:\n{}", f.output().join("\n")),
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    parley::observability::init_logging();
+    parley::observability::init("shop-reconciler");
     let (app, http) = parley::lambda_init::or_report(async {
         let app = parley::api::App::live_from_env().await?;
         // Connect and total timeouts from the function's budget (PARLEY_FUNCTION_TIMEOUT_SECONDS).

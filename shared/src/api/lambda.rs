@@ -6,7 +6,7 @@ use lambda_http::{service_fn, Body, Error, Request};
 use std::sync::Arc;
 
 pub async fn serve(function: HttpFunction) -> Result<(), Error> {
-    crate::observability::init_logging();
+    crate::observability::init(function.name());
     let app = crate::lambda_init::or_report(async {
         let app = App::live_from_env().await?;
         if function == HttpFunction::ChannelWebhook {

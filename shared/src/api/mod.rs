@@ -342,7 +342,7 @@ impl HttpFunction {
             }
         };
         let response = result.unwrap_or_else(ApiError::into_response);
-        crate::observability::flush(self.name());
+        crate::observability::flush();
         response
     }
 }

@@ -126,7 +126,7 @@ impl Deliverer {
             }
         }
         crate::queue::set_retry_delays(&self.sqs, &self.queue_url, delays).await;
-        crate::observability::flush("event-bridge");
+        crate::observability::flush();
         response
     }
 

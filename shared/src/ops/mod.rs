@@ -1,5 +1,6 @@
 //! Operator tasks behind the `parley` CLI (cli/): queue and DLQ inspection and redrive, contact
 //! lookup, and replaying a saved webhook delivery. The CLI only parses arguments and prints.
+pub mod contact_state;
 pub mod contacts;
 pub mod content;
 pub mod queues;

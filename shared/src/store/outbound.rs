@@ -177,6 +177,11 @@ impl Store {
             extra.push(("hist", s(h)));
         }
         let outbound = self.set_outbound_status(&env.id, "sent", &extra);
+        // What a status needs later: the contact, the campaign, and for a late "window closed"
+        // the message to re-send as its template. Not the inbound message it answered: that
+        // claim is finished by now, and its ~60 bytes keep a longer reply's record under 1 KB
+        // (one write unit on the table and one on gsi1 instead of two each).
+        let kept = Envelope { in_reply_to: None, ..env.clone() };
         let provider = self
             .client
             .update_item()
@@ -192,7 +197,7 @@ impl Store {
             .expression_attribute_names("#rank", "rank")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":out", s(env.id.as_str()))
-            .expression_attribute_values(":env", s(env.to_json()))
+            .expression_attribute_values(":env", s(kept.to_json()))
             .expression_attribute_values(":contact", s(env.contact.key()))
             .expression_attribute_values(":gpk", s(keys::contact_pk(&env.contact)))
             .expression_attribute_values(":gsk", s(keys::history_status_sk(env.sort_ms(), &env.id)))

@@ -42,10 +42,12 @@ done
 
 export AWS_ENDPOINT_URL_DYNAMODB="$endpoint"
 export AWS_ENDPOINT_URL_SQS="$endpoint"
+# moto serves S3 on the same port (path-style): the brand content bucket.
+export AWS_ENDPOINT_URL_S3="$endpoint"
 export AWS_REGION="${AWS_REGION:-us-east-1}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
-echo "with-endpoints: local DynamoDB + SQS on $endpoint" >&2
+echo "with-endpoints: local DynamoDB + SQS + S3 on $endpoint" >&2
 
 # Run in the background and wait, so a signal reaches the trap at once.
 "$@" &

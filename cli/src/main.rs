@@ -63,6 +63,30 @@ enum Command {
     },
     /// Re-sign a saved webhook delivery with the configured secret and post it.
     Replay(ReplayArgs),
+    /// Brand content (flows, templates, texts): validate a directory, push it live, show what is live.
+    Content {
+        #[command(subcommand)]
+        command: ContentCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContentCommand {
+    /// Check a content directory (like config/) with the functions' own validator; uploads nothing.
+    Validate { dir: std::path::PathBuf },
+    /// Validate, then upload the set to the content bucket; running functions pick it up within
+    /// CONTENT_RECHECK_SECONDS (default 60).
+    Push {
+        dir: std::path::PathBuf,
+        /// The stack's `ContentBucketName` output (default CONTENT_BUCKET; `--local`: make dev's).
+        #[arg(long)]
+        bucket: Option<String>,
+    },
+    /// The set stored in the bucket: version and files.
+    Show {
+        #[arg(long)]
+        bucket: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -280,12 +304,46 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         parley::config::MetaSettings::from_env().map_err(|e| OpsError::NotConfigured(e.to_string()))?;
                     let app = parley::api::App::new(ddb, sqs, aws, meta)
                         .map_err(|e| OpsError::NotConfigured(e.to_string()))?;
+                    // With CONTENT_BUCKET, the pushed set's release text, as the functions send it.
+                    let app = parley::content::Live::from_env(app)
+                        .await
+                        .map_err(|e| OpsError::NotConfigured(e.to_string()))?
+                        .now();
                     let released = contacts::release(&app, &id).await?;
                     output::released(json, &released);
                 }
             }
         }
         Command::Replay(a) => replay(json, a).await?,
+        Command::Content { command } => content(json, command).await?,
+    }
+    Ok(())
+}
+
+async fn content(json: bool, command: ContentCommand) -> Result<(), OpsError> {
+    use parley::ops::content;
+    let s3 = || async {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| OpsError::Unreachable(e.to_string()))?;
+        Ok::<_, OpsError>(parley::content::s3::S3::from_env(http).await)
+    };
+    // Read here, not by clap: `--local` sets the environment after parsing.
+    let bucket = |b: Option<String>| {
+        b.or_else(|| env("CONTENT_BUCKET"))
+            .ok_or_else(|| OpsError::NotConfigured("CONTENT_BUCKET (or --bucket)".into()))
+    };
+    match command {
+        ContentCommand::Validate { dir } => output::content(json, "valid", &content::validate(&dir)?.1),
+        ContentCommand::Push { dir, bucket: b } => {
+            let bucket = bucket(b)?;
+            output::content(json, "pushed", &content::push(&s3().await?, &bucket, &dir).await?)
+        }
+        ContentCommand::Show { bucket: b } => {
+            let bucket = bucket(b)?;
+            output::content(json, "stored", &content::show(&s3().await?, &bucket).await?)
+        }
     }
     Ok(())
 }

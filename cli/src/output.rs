@@ -181,3 +181,20 @@ pub fn confirm(question: &str) -> bool {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).is_ok() && line.trim().eq_ignore_ascii_case("yes")
 }
+
+pub fn content(json: bool, what: &str, r: &parley::ops::content::ContentReport) {
+    if json {
+        return json_always(r);
+    }
+    println!("{what}: version {}{}", r.version, if r.embedded { " (the embedded set)" } else { "" });
+    if let Some(location) = &r.location {
+        println!(
+            "location: {location}{}",
+            r.s3_version_id.as_ref().map(|v| format!(" (S3 version {v})")).unwrap_or_default()
+        );
+    }
+    println!("files ({}):", r.files.len());
+    for f in &r.files {
+        println!("  {f}");
+    }
+}

@@ -10,7 +10,7 @@ pub fn render(running: &Running) -> String {
     let mut lines =
         vec!["# Written by `make dev` at its start for `parley --local` (or `source`); removed when it stops."
             .to_string()];
-    for var in ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_REGION"] {
+    for var in ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_S3", "AWS_REGION"] {
         if let Ok(v) = std::env::var(var) {
             lines.push(format!("{var}={v}"));
         }
@@ -29,6 +29,9 @@ pub fn render(running: &Running) -> String {
         if let Some(url) = running.resources.queue(dlq) {
             lines.push(format!("{}={url}", q.dlq_var()));
         }
+    }
+    if let Some(bucket) = running.resources.bucket("ContentBucket") {
+        lines.push(format!("CONTENT_BUCKET={bucket}"));
     }
     lines.push(format!("PARLEY_API_URL={}", running.base_url));
     lines.join("\n") + "\n"

@@ -40,12 +40,26 @@ pub struct Operation {
 pub struct Resources {
     tables: BTreeMap<String, String>,
     queues: BTreeMap<String, String>,
+    buckets: BTreeMap<String, String>,
 }
 
 impl Resources {
     pub fn new(provisioned: &crate::provision::Provisioned) -> Self {
         let flip = |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| (v.clone(), k.clone())).collect();
-        Self { tables: flip(&provisioned.tables), queues: flip(&provisioned.queues) }
+        Self {
+            tables: flip(&provisioned.tables),
+            queues: flip(&provisioned.queues),
+            buckets: flip(&provisioned.buckets),
+        }
+    }
+
+    /// `ContentBucket/content/current.json`, as check-iam reads `${ContentBucket.Arn}/content/current.json`.
+    fn object(&self, bucket: &str, key: Option<&str>) -> String {
+        let logical = self.buckets.get(bucket).cloned().unwrap_or_else(|| format!("unknown:{bucket}"));
+        match key {
+            Some(key) => format!("{logical}/{key}"),
+            None => logical,
+        }
     }
 
     fn table(&self, name: &str) -> String {
@@ -113,6 +127,22 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(function: &str, resources: Arc<Resources>, journal: Arc<Journal>) -> Self {
         Self { function: function.to_string(), resources, journal }
+    }
+}
+
+impl Recorder {
+    /// The same recording for the S3 calls, which go through Parley's own signed HTTP client
+    /// rather than an SDK client (`parley::content::s3`).
+    pub fn s3_observer(&self) -> parley::content::s3::Observer {
+        let me = self.clone();
+        Arc::new(move |call: &parley::content::s3::S3Call| {
+            me.journal.add(Operation {
+                function: me.function.clone(),
+                action: call.action.to_string(),
+                resource: me.resources.object(&call.bucket, call.key.as_deref()),
+                operation: call.action.trim_start_matches("s3:").to_string(),
+            });
+        })
     }
 }
 
@@ -209,6 +239,7 @@ mod tests {
         Resources {
             tables: [("t1-table".to_string(), "Table".to_string())].into(),
             queues: [("http://q/1/t1-outbound.fifo".to_string(), "OutboundQueue".to_string())].into(),
+            buckets: BTreeMap::new(),
         }
     }
 

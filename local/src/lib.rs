@@ -26,6 +26,7 @@ use axum::Router;
 use parley::api::App;
 use parley::config::ExposeSecret;
 use parley::config::{AwsSettings, MetaSettings};
+use parley::content::{ContentSource, Live};
 use parley::sender::Sender;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,6 +79,20 @@ pub struct Options {
     /// Where tracked links point (`PARLEY_PUBLIC_BASE_URL`), as a custom domain in front of the
     /// API would be; `None`: this server's URL.
     pub public_base_url: Option<String>,
+    /// Brand content from a local stand-in of the template's `ContentBucket` (`None`: off, as
+    /// without `CONTENT_BUCKET`: the embedded `config/`).
+    pub content: Option<ContentOptions>,
+}
+
+/// Brand content, locally: the bucket is created in the local S3 endpoint (versioned, as the
+/// template's), and every function that reads content loads and re-checks it as in Lambda.
+#[derive(Debug, Clone)]
+pub struct ContentOptions {
+    /// `CONTENT_RECHECK_SECONDS` (tests make it short).
+    pub recheck: std::time::Duration,
+    /// Where the functions reach S3 instead of `AWS_ENDPOINT_URL_S3` (tests point it at a dead
+    /// port: S3 unreachable). The bucket is created through the environment's endpoint.
+    pub function_endpoint: Option<String>,
 }
 
 /// The bridge, locally: where the events go and the secret they are signed with.
@@ -109,6 +124,13 @@ impl Options {
             marketing_messages_api: None,
             templates: None,
             public_base_url: None,
+            // On when the local endpoints include S3 (local/with-endpoints.sh exports it).
+            content: std::env::var("AWS_ENDPOINT_URL_S3").ok().filter(|v| !v.is_empty()).map(|_| ContentOptions {
+                recheck: std::time::Duration::from_secs(
+                    std::env::var("CONTENT_RECHECK_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(60),
+                ),
+                function_endpoint: None,
+            }),
             bridge: std::env::var("BRIDGE_WEBHOOK_URL").ok().filter(|u| !u.trim().is_empty()).map(|url| {
                 BridgeOptions {
                     url: Some(url),
@@ -174,13 +196,13 @@ impl Running {
 
 /// The functions of template.yaml, each with its own AWS clients as each has its own role.
 struct Functions {
-    channel_webhook: Arc<App>,
-    consent_api: Arc<App>,
-    shop_webhook: Arc<App>,
-    agent_api: Arc<App>,
-    campaign_api: Arc<App>,
-    shop_reconciler: Arc<App>,
-    cart_reminder: Arc<App>,
+    channel_webhook: Arc<Live<App>>,
+    consent_api: Arc<Live<App>>,
+    shop_webhook: Arc<Live<App>>,
+    agent_api: Arc<Live<App>>,
+    campaign_api: Arc<Live<App>>,
+    shop_reconciler: Arc<Live<App>>,
+    cart_reminder: Arc<Live<App>>,
     outbound_sender: poller::SqsHandler,
     /// The outbound queue's event source polls with the sender's role.
     outbound_sender_sqs: aws_sdk_sqs::Client,
@@ -196,7 +218,7 @@ struct Functions {
 }
 
 impl Functions {
-    fn http(&self, function: parley::api::HttpFunction) -> &App {
+    fn http(&self, function: parley::api::HttpFunction) -> &Live<App> {
         match function {
             parley::api::HttpFunction::ChannelWebhook => &self.channel_webhook,
             parley::api::HttpFunction::ConsentApi => &self.consent_api,
@@ -234,7 +256,26 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     let endpoints =
         parley::budget::Endpoints { dynamodb: opts.dynamodb_endpoint.clone(), sqs: opts.sqs_endpoint.clone() };
     let (ddb, sqs) = parley::budget::aws_clients_with(&budget, &endpoints).await;
-    let resources = provision::provision(&opts.template, &opts.prefix, &ddb, &sqs).await?;
+    let mut resources = provision::provision(&opts.template, &opts.prefix, &ddb, &sqs).await?;
+    // The content bucket, as the template's ContentBucket (versioned); its clients are made per
+    // function below, like the SDK clients, so their calls are recorded for the IAM check.
+    let content_s3 = match &opts.content {
+        Some(_) => {
+            let http = budget.jwks_http().map_err(|e| parley::config::ConfigError::Invalid {
+                name: "PARLEY_FUNCTION_TIMEOUT_SECONDS",
+                reason: e.to_string(),
+            })?;
+            let s3 = parley::content::s3::S3::from_env(http).await;
+            let bucket = format!("{}-content", opts.prefix).to_ascii_lowercase();
+            let failed =
+                |e: parley::content::s3::S3Error| provision::ProvisionError::Endpoint(bucket.clone(), e.to_string());
+            s3.create_bucket(&bucket).await.map_err(failed)?;
+            s3.enable_versioning(&bucket).await.map_err(failed)?;
+            resources.buckets.insert("ContentBucket".into(), bucket);
+            Some(s3)
+        }
+        None => None,
+    };
     let table = resources.table("Table").ok_or(LocalError::Missing("Table"))?.to_string();
     let queue_url = resources.queue("OutboundQueue").ok_or(LocalError::Missing("OutboundQueue"))?.to_string();
     let dlq_url = resources.queue("OutboundDLQ").map(str::to_string);
@@ -280,6 +321,16 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
 
     let journal = Arc::new(iam::Journal::default());
     let names = Arc::new(iam::Resources::new(&resources));
+    // A function's view of the content bucket (its recorder tags the calls), as in Lambda.
+    let content_source = |function: &str| -> Option<Arc<dyn ContentSource>> {
+        let endpoint = opts.content.as_ref().and_then(|c| c.function_endpoint.clone());
+        let s3 = content_s3.clone()?.with_endpoint(endpoint);
+        let recorder = iam::Recorder::new(function, Arc::clone(&names), Arc::clone(&journal));
+        let bucket = resources.bucket("ContentBucket")?.to_string();
+        Some(Arc::new(parley::content::S3Source { s3: s3.with_observer(recorder.s3_observer()), bucket }))
+    };
+    let recheck = opts.content.as_ref().map(|c| c.recheck).unwrap_or(parley::content::DEFAULT_RECHECK);
+    let content_timeout = budget.aws_operation();
     // The clients of one function: same endpoints and settings, tagged with its name.
     let clients = |function: &str| {
         let recorder = iam::Recorder::new(function, Arc::clone(&names), Arc::clone(&journal));
@@ -323,10 +374,23 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     if let Some(templates) = &opts.templates {
         sender = sender.with_templates(templates.clone());
     }
-    let sender = Arc::new(sender.with_bridge(publisher(&sender_sqs)));
-    let inbound_worker = app_with(clients("inbound-worker"), true)?;
+    let sender = sender.with_bridge(publisher(&sender_sqs));
+    let sender = Arc::new(live(sender, content_source("outbound-sender"), recheck, content_timeout).await);
+    let inbound_worker = live_app(
+        app_with(clients("inbound-worker"), true)?,
+        content_source("inbound-worker"),
+        recheck,
+        content_timeout,
+    )
+    .await;
     let (_, event_bridge_sqs) = clients("event-bridge");
-    let campaign_dispatcher = app_for(clients("campaign-dispatcher"))?;
+    let campaign_dispatcher = live_app(
+        app_for(clients("campaign-dispatcher"))?,
+        content_source("campaign-dispatcher"),
+        recheck,
+        content_timeout,
+    )
+    .await;
     let deliverer = Arc::new(parley::bridge::Deliverer::new(
         bridge.clone(),
         budget.webhook_http().map_err(|e| parley::config::ConfigError::Invalid {
@@ -354,19 +418,20 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         ));
         Ok(Arc::new(app))
     };
+    let l = |app: Arc<App>, function: &str| live_app(app, content_source(function), recheck, content_timeout);
     let functions = Arc::new(Functions {
-        channel_webhook: app_with(clients("channel-webhook"), true)?,
-        consent_api: verifying(app_for(clients("consent-api"))?)?,
-        shop_webhook: app_for(clients("shop-webhook"))?,
-        agent_api: app_for(clients("agent-api"))?,
-        campaign_api: verifying(app_for(clients("campaign-api"))?)?,
-        shop_reconciler: app_for(clients("shop-reconciler"))?,
-        cart_reminder: app_for(clients("cart-reminder"))?,
+        channel_webhook: l(app_with(clients("channel-webhook"), true)?, "channel-webhook").await,
+        consent_api: l(verifying(app_for(clients("consent-api"))?)?, "consent-api").await,
+        shop_webhook: l(app_for(clients("shop-webhook"))?, "shop-webhook").await,
+        agent_api: l(app_for(clients("agent-api"))?, "agent-api").await,
+        campaign_api: l(verifying(app_for(clients("campaign-api"))?)?, "campaign-api").await,
+        shop_reconciler: l(app_for(clients("shop-reconciler"))?, "shop-reconciler").await,
+        cart_reminder: l(app_for(clients("cart-reminder"))?, "cart-reminder").await,
         outbound_sender: {
             let sender = Arc::clone(&sender);
             Arc::new(move |event| {
                 let sender = Arc::clone(&sender);
-                Box::pin(async move { sender.handle(event).await })
+                Box::pin(async move { sender.current().await.handle(event).await })
             })
         },
         outbound_sender_sqs: sender_sqs,
@@ -374,10 +439,10 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             let app = Arc::clone(&inbound_worker);
             Arc::new(move |event| {
                 let app = Arc::clone(&app);
-                Box::pin(async move { parley::inbound::handle(&app, event).await })
+                Box::pin(async move { parley::inbound::handle(&*app.current().await, event).await })
             })
         },
-        inbound_worker_sqs: inbound_worker.producer.client().clone(),
+        inbound_worker_sqs: inbound_worker.now().producer.client().clone(),
         event_bridge: Arc::new(move |event| {
             let deliverer = Arc::clone(&deliverer);
             Box::pin(async move { deliverer.handle(event).await })
@@ -387,10 +452,10 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
             let app = Arc::clone(&campaign_dispatcher);
             Arc::new(move |event| {
                 let app = Arc::clone(&app);
-                Box::pin(async move { parley::campaigns::handle_jobs(&app, event).await })
+                Box::pin(async move { parley::campaigns::handle_jobs(&*app.current().await, event).await })
             })
         },
-        campaign_dispatcher_sqs: campaign_dispatcher.producer.client().clone(),
+        campaign_dispatcher_sqs: campaign_dispatcher.now().producer.client().clone(),
     });
     // The init warm-up each Lambda function does (parley::api::lambda::serve, the SQS functions).
     for app in [
@@ -402,9 +467,9 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         &inbound_worker,
         &campaign_dispatcher,
     ] {
-        app.store.warm_up().await;
+        app.now().store.warm_up().await;
     }
-    sender.store().warm_up().await;
+    sender.now().store().warm_up().await;
     let app = app_for((ddb, sqs.clone()))?;
 
     let env = |k: &str, d: &str| std::env::var(k).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| d.to_string());
@@ -542,6 +607,28 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
     Ok(Running { addr, base_url, resources, sandbox, bridge_receiver, app, agent_tokens, journal, shutdown, tasks })
 }
 
+/// A function's state with its content: loaded from the bucket when content is on, else fixed.
+async fn live<T: parley::content::WithContent>(
+    value: T,
+    source: Option<Arc<dyn ContentSource>>,
+    every: std::time::Duration,
+    timeout: std::time::Duration,
+) -> Live<T> {
+    match source {
+        Some(source) => Live::load(value, source, every, timeout).await,
+        None => Live::fixed(value),
+    }
+}
+
+async fn live_app(
+    app: Arc<App>,
+    source: Option<Arc<dyn ContentSource>>,
+    every: std::time::Duration,
+    timeout: std::time::Duration,
+) -> Arc<Live<App>> {
+    Arc::new(live(Arc::unwrap_or_clone(app), source, every, timeout).await)
+}
+
 fn first(list: &str) -> String {
     list.split(',').next().unwrap_or_default().trim().to_string()
 }
@@ -551,7 +638,7 @@ async fn http_functions(State(shared): State<Shared>, req: Request) -> Response 
     let (parts, body) = req.into_parts();
     // Lambda's synchronous payload limit is 6 MB; read a little more so the handler's own
     // limit (413) is what the caller sees.
-    let limit = shared.functions.channel_webhook.meta.max_body_bytes + 1024;
+    let limit = shared.functions.channel_webhook.now().meta.max_body_bytes + 1024;
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
@@ -578,7 +665,9 @@ async fn http_functions(State(shared): State<Shared>, req: Request) -> Response 
     }
     let mut response = {
         let _permit = shared.invocations.acquire().await.expect("the semaphore is never closed");
-        let handled = function.handle(shared.functions.http(function), req);
+        // The content set in force, re-checked when due (as the Lambda glue does).
+        let app = shared.functions.http(function).current().await;
+        let handled = function.handle(&app, req);
         tracing::Instrument::instrument(handled, poller::invoke_span()).await
     };
     if path == "/health"
@@ -619,12 +708,13 @@ async fn run_function(
                     .await;
             axum::Json(serde_json::json!({ "function": function, "records": handled })).into_response()
         }
-        "cart-reminder" => match parley::carts::send_reminders(&shared.functions.cart_reminder).await {
+        "cart-reminder" => match parley::carts::send_reminders(&*shared.functions.cart_reminder.current().await).await {
             Ok(sent) => axum::Json(serde_json::json!({ "function": function, "reminders_sent": sent })).into_response(),
             Err(e) => e.into_response().map(Body::from),
         },
         "shop-reconciler" => {
-            let reports = parley::reconciler::run(&shared.functions.shop_reconciler, &shared.http).await;
+            let reports =
+                parley::reconciler::run(&*shared.functions.shop_reconciler.current().await, &shared.http).await;
             axum::Json(serde_json::json!({ "function": function, "reports": reports })).into_response()
         }
         _ => (

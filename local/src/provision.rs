@@ -26,6 +26,8 @@ pub struct Provisioned {
     pub tables: BTreeMap<String, String>,
     /// logical id → queue URL
     pub queues: BTreeMap<String, String>,
+    /// logical id → bucket name (the content bucket, created by the runtime when content is on)
+    pub buckets: BTreeMap<String, String>,
 }
 
 impl Provisioned {
@@ -34,6 +36,9 @@ impl Provisioned {
     }
     pub fn queue(&self, logical: &str) -> Option<&str> {
         self.queues.get(logical).map(String::as_str)
+    }
+    pub fn bucket(&self, logical: &str) -> Option<&str> {
+        self.buckets.get(logical).map(String::as_str)
     }
 }
 

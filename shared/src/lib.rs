@@ -14,6 +14,7 @@ pub mod carts;
 pub mod channels;
 pub mod config;
 pub mod consent;
+pub mod content;
 pub mod domain;
 pub mod inbound;
 pub mod inbox;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 const MAX_DELAY_SECS: u64 = 900;
 
+#[derive(Clone)]
 pub struct Sender {
     store: Store,
     graph: GraphClient,
@@ -29,6 +30,12 @@ pub struct Sender {
     templates: Templates,
     /// Failures for good become the bridge's `message.failed` (`None`: the bridge is off).
     bridge: Option<crate::bridge::Publisher>,
+}
+
+impl crate::content::WithContent for Sender {
+    fn with_content(&self, set: &crate::domain::content::ContentSet) -> Self {
+        self.clone().with_templates(set.templates.clone())
+    }
 }
 
 /// Whether the contact's consent allows a message sent for `purpose`. Checked when sending, not
@@ -80,6 +87,11 @@ impl Sender {
     pub fn with_templates(mut self, templates: Templates) -> Self {
         self.templates = templates;
         self
+    }
+
+    /// [`Sender::from_env`] with the template catalog of `CONTENT_BUCKET` (see [`crate::content`]).
+    pub async fn live_from_env() -> Result<crate::content::Live<Sender>, ConfigError> {
+        crate::content::Live::from_env(Self::from_env().await?).await
     }
 
     /// Publishes failures for good to the bridge queue.

@@ -441,6 +441,11 @@ impl Template {
                 if self.names_cognito(v) {
                     continue;
                 }
+                // The content bucket exists locally only when a test turns content on; without
+                // it the function runs as without CONTENT_BUCKET (the embedded set).
+                if self.names_missing_bucket(v, sys) {
+                    continue;
+                }
                 let value = self.resolve(&name, v, sys);
                 env.insert(name, value);
             }
@@ -461,6 +466,15 @@ impl Template {
             let logical = n.split('.').next().unwrap_or(n);
             self.doc["Resources"][logical]["Type"].as_str().is_some_and(|t| t.starts_with("AWS::Cognito::"))
         })
+    }
+
+    /// Whether a `!Ref X` names an `AWS::S3::Bucket` this system did not create.
+    fn names_missing_bucket(&self, v: &Yaml, sys: &System) -> bool {
+        let Yaml::Tagged(t) = v else { return false };
+        let Some(logical) = t.value.as_str() else { return false };
+        t.tag.to_string().trim_start_matches('!') == "Ref"
+            && self.doc["Resources"][logical]["Type"].as_str() == Some("AWS::S3::Bucket")
+            && sys.running.resources.bucket(logical).is_none()
     }
 
     fn resolve(&self, name: &str, v: &Yaml, sys: &System) -> String {
@@ -486,6 +500,9 @@ impl Template {
         }
         if let Some(queue) = resources.queue(&target) {
             return queue.to_string();
+        }
+        if let Some(bucket) = resources.bucket(&target) {
+            return bucket.to_string();
         }
         let param = &self.doc["Parameters"][target.as_str()];
         assert!(!param.is_null(), "{name}: !Ref {target} is neither a provisioned resource nor a parameter");

@@ -96,6 +96,7 @@ impl System {
             marketing_messages_api: None,
             templates: None,
             public_base_url: None,
+            content: None,
         };
         change(&mut opts);
         let running = parley_local::start(opts).await.expect("local system starts");

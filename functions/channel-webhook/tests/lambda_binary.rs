@@ -93,3 +93,47 @@ async fn a_secret_in_the_settings_parameter_stops_the_function_without_showing_i
     assert!(!message.contains("EAAG-not-for-logs"));
     sys.stop().await;
 }
+
+/// Brand content in the real binary: template.yaml's CONTENT_BUCKET, loaded at init (the log
+/// names the version in use); nothing stored yet → the embedded set, said so in the log.
+#[tokio::test]
+async fn the_binary_loads_the_pushed_content_set_at_init() {
+    use parley::domain::content::Bundle;
+    let sys = System::start_with(|o| {
+        o.content =
+            Some(parley_local::ContentOptions { recheck: std::time::Duration::from_secs(1), function_endpoint: None })
+    })
+    .await;
+    let bucket = sys.running.resources.bucket("ContentBucket").unwrap().to_string();
+    let f = LambdaFunction::start(BIN, &sys).await;
+    let (status, ..) = f.http(&sample("apigw/health_get.json")).await;
+    assert_eq!(status, 200);
+    assert!(logged(&f, &["no set stored yet"]).await, "{:#?}", f.output());
+
+    let files = Bundle::embedded()
+        .files()
+        .map(|(p, t)| (p.to_string(), t.replacen("Wir verschicken innerhalb von 1–2 Werktagen", "Versand heute", 1)))
+        .collect::<Vec<_>>();
+    let bundle = Bundle::from_files(files);
+    assert_ne!(bundle, Bundle::embedded());
+    let s3 = parley::content::s3::S3::from_env(reqwest::Client::new()).await;
+    s3.put_object(&bucket, parley::content::KEY, "application/json", bundle.to_stored().into()).await.unwrap();
+
+    let f = LambdaFunction::start(BIN, &sys).await;
+    let (status, ..) = f.http(&sample("apigw/health_get.json")).await;
+    assert_eq!(status, 200);
+    let version = bundle.version();
+    assert!(logged(&f, &["the stored set is in use", &version]).await, "{:#?}", f.output());
+    sys.stop().await;
+}
+
+/// Whether a log line holds every one of `parts` (the binary's output is read as it comes).
+async fn logged(f: &LambdaFunction, parts: &[&str]) -> bool {
+    for _ in 0..50 {
+        if f.output().iter().any(|l| parts.iter().all(|p| l.contains(p))) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}

@@ -8,11 +8,14 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     parley::observability::init("inbound-worker");
-    let app = Arc::new(parley::lambda_init::or_report(parley::api::App::from_env()).await?);
-    app.store.warm_up().await;
+    let app = Arc::new(parley::lambda_init::or_report(parley::api::App::live_from_env()).await?);
+    app.now().store.warm_up().await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let app = Arc::clone(&app);
-        async move { Ok::<SqsBatchResponse, Error>(parley::inbound::handle(&app, event.payload).await) }
+        async move {
+            let app = app.current().await;
+            Ok::<SqsBatchResponse, Error>(parley::inbound::handle(&app, event.payload).await)
+        }
     }))
     .await
 }

@@ -7,11 +7,14 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     parley::observability::init("outbound-sender");
-    let sender = Arc::new(parley::lambda_init::or_report(parley::sender::Sender::from_env()).await?);
-    sender.store().warm_up().await;
+    let sender = Arc::new(parley::lambda_init::or_report(parley::sender::Sender::live_from_env()).await?);
+    sender.now().store().warm_up().await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let sender = Arc::clone(&sender);
-        async move { Ok::<SqsBatchResponse, Error>(sender.handle(event.payload).await) }
+        async move {
+            let sender = sender.current().await;
+            Ok::<SqsBatchResponse, Error>(sender.handle(event.payload).await)
+        }
     }))
     .await
 }

@@ -1,5 +1,6 @@
 //! Lambda glue for the HTTP functions: API Gateway (HTTP API, payload v2) events in, the shared
-//! handler, the response out. The App is built once per container.
+//! handler, the response out. The App is built once per container; its brand content is
+//! re-checked on an invocation when due (`crate::content`).
 use super::{App, HttpFunction};
 use lambda_http::{service_fn, Body, Error, Request};
 use std::sync::Arc;
@@ -7,24 +8,28 @@ use std::sync::Arc;
 pub async fn serve(function: HttpFunction) -> Result<(), Error> {
     crate::observability::init(function.name());
     let app = crate::lambda_init::or_report(async {
-        let app = App::from_env().await?;
+        let app = App::live_from_env().await?;
         if function == HttpFunction::ChannelWebhook {
             // Without them every webhook would be refused; better to fail the deployment loudly.
-            app.meta.require_webhook_secrets()?;
+            app.now().meta.require_webhook_secrets()?;
         }
         if function == HttpFunction::CampaignApi {
             // It mints tracked links for campaigns: without the key or the public URL it could not.
-            app.links.require()?;
+            app.now().links.require()?;
         }
         Ok::<_, crate::config::ConfigError>(app)
     })
     .await?;
     let app = Arc::new(app);
     // Open the DynamoDB connection during init, not on the first request.
-    app.store.warm_up().await;
+    app.now().store.warm_up().await;
     lambda_http::run(service_fn(move |req: Request| {
         let app = Arc::clone(&app);
-        async move { Ok::<_, Error>(function.handle(&app, to_http(req)).await.map(Body::from)) }
+        async move {
+            // The content set in force (re-checked when due), the same for the whole request.
+            let app = app.current().await;
+            Ok::<_, Error>(function.handle(&app, to_http(req)).await.map(Body::from))
+        }
     }))
     .await
 }

@@ -86,7 +86,24 @@ pub fn load_content() -> Result<(Flows, Templates), ConfigError> {
     Ok((flows, Templates::embedded()?))
 }
 
+impl crate::content::WithContent for App {
+    fn with_content(&self, set: &crate::domain::content::ContentSet) -> Self {
+        App {
+            flows: set.flows.clone(),
+            templates: set.templates.clone(),
+            notifications: set.notifications.clone(),
+            cart_texts: set.cart_texts.clone(),
+            ..self.clone()
+        }
+    }
+}
+
 impl App {
+    /// [`App::from_env`] with the brand content of `CONTENT_BUCKET` (see [`crate::content`]).
+    pub async fn live_from_env() -> Result<crate::content::Live<App>, ConfigError> {
+        crate::content::Live::from_env(Self::from_env().await?).await
+    }
+
     pub async fn from_env() -> Result<Self, ConfigError> {
         let budget = crate::budget::Budget::from_env()?;
         let (ddb, sqs) = crate::budget::aws_clients_with(&budget, &crate::budget::Endpoints::default()).await;

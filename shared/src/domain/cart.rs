@@ -755,7 +755,7 @@ pub const DEFAULT_LOCALE: &str = "de";
 pub const MAX_VIEW_LINES: usize = 10;
 const MAX_LINE_TITLE: usize = 60;
 
-const EMBEDDED: &[(&str, &str, &str)] = &[
+pub(crate) const EMBEDDED: &[(&str, &str, &str)] = &[
     ("config/cart.de.toml", "de", include_str!("../../../config/cart.de.toml")),
     ("config/cart.en.toml", "en", include_str!("../../../config/cart.en.toml")),
 ];

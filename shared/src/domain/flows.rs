@@ -51,7 +51,7 @@ pub const MAX_TEXT: usize = 4096;
 /// Interactive bodies: the list page says 4096, the OpenAPI spec 1024; the smaller one is safe.
 pub const MAX_INTERACTIVE_TEXT: usize = 1024;
 
-const EMBEDDED: &[(&str, &str, &str)] = &[
+pub(crate) const EMBEDDED: &[(&str, &str, &str)] = &[
     ("default", "de", include_str!("../../../config/flows/default.de.toml")),
     ("default", "en", include_str!("../../../config/flows/default.en.toml")),
 ];

@@ -2,6 +2,7 @@
 pub mod campaign;
 pub mod cart;
 pub mod consent;
+pub mod content;
 pub mod conversation;
 pub mod failure;
 pub mod flows;

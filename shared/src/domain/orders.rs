@@ -580,7 +580,7 @@ pub const DEFAULT_LOCALE: &str = "de";
 pub const DEFAULT_MAX_ITEMS: usize = 5;
 const MAX_ITEMS_LIMIT: usize = 20;
 
-const EMBEDDED: &[(&str, &str, &str)] = &[
+pub(crate) const EMBEDDED: &[(&str, &str, &str)] = &[
     ("config/notifications.de.toml", "de", include_str!("../../../config/notifications.de.toml")),
     ("config/notifications.en.toml", "en", include_str!("../../../config/notifications.en.toml")),
 ];

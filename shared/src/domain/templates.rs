@@ -10,7 +10,7 @@ use crate::config::ConfigError;
 use serde::Deserialize;
 use std::collections::HashSet;
 
-const EMBEDDED: &str = include_str!("../../../config/templates.toml");
+pub(crate) const EMBEDDED: &str = include_str!("../../../config/templates.toml");
 const FILE: &str = "config/templates.toml";
 
 /// Meta's limits for template bodies and buttons.

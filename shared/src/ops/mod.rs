@@ -2,6 +2,7 @@
 //! lookup, and replaying a saved webhook delivery. The CLI only parses arguments and prints.
 pub mod contact_state;
 pub mod contacts;
+pub mod content;
 pub mod queues;
 pub mod replay;
 

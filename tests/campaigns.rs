@@ -739,3 +739,81 @@ async fn a_retried_page_job_finds_its_own_late_cursor_move_and_goes_on() {
     assert_eq!(cursors.get("3").map(String::as_str), Some("done"));
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn a_page_job_that_can_never_succeed_waits_in_the_dlq_with_its_reason() {
+    let sys = System::start().await;
+    // A running campaign whose stored definition cannot be read (a bad manual edit).
+    let rec = parley::store::campaigns::CampaignRecord {
+        id: format!("bad{}", &uuid::Uuid::new_v4().simple().to_string()[..9]),
+        spec: r#"{"name": "Edited by hand"}"#.into(),
+        state: parley::domain::campaign::State::Running,
+        version: 0,
+        created_at: now(),
+        started_at: Some(now()),
+        finished_at: None,
+        cursors: Default::default(),
+    };
+    sys.store().create_campaign(&rec).await.unwrap();
+    let sqs = sys.running.app.producer.client().clone();
+    let queue = sys.running.resources.queue("CampaignQueue").unwrap().to_string();
+    let dlq = sys.running.resources.queue("CampaignDLQ").unwrap().to_string();
+    let job = json!({"campaign": rec.id, "shard": 3}).to_string();
+    for body in [job.as_str(), "not a job"] {
+        sqs.send_message().queue_url(&queue).message_body(body).send().await.unwrap();
+    }
+    // Both reach the DLQ at once (not after 20 receives), each with why, no personal data:
+    // ops' DLQ listing shows the reason.
+    let urls = parley::ops::queues::QueueUrls::from_lookup(|var| match var {
+        "PARLEY_CAMPAIGN_QUEUE_URL" => Some(queue.clone()),
+        "PARLEY_CAMPAIGN_DLQ_URL" => Some(dlq.clone()),
+        _ => None,
+    });
+    let ops = parley::ops::queues::Queues::new(sqs.clone(), urls);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let parked = loop {
+        let listed = ops.dlq_list(parley::ops::queues::QueueName::Campaign, 10).await.unwrap();
+        if listed.len() >= 2 || Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let described: Vec<(String, Option<String>, Option<String>)> =
+        parked.iter().map(|m| (m.kind.clone(), m.id.clone(), m.last_error.clone())).collect();
+    assert_eq!(described.len(), 2, "{described:?}");
+    assert!(
+        described.contains(&(
+            "campaign-job".into(),
+            Some(rec.id.clone()),
+            Some("stored item is corrupt: campaign spec".into())
+        )),
+        "{described:?}"
+    );
+    assert!(described.iter().any(|(kind, _, _)| kind == "unreadable"), "{described:?}");
+    // The unreadable one carries the dispatcher's reason too (serde's rule, never the body).
+    let got = sqs
+        .receive_message()
+        .queue_url(&dlq)
+        .max_number_of_messages(10)
+        .message_attribute_names(parley::campaigns::DLQ_REASON_ATTRIBUTE)
+        .send()
+        .await
+        .unwrap();
+    let reasons: Vec<(&str, &str)> = got
+        .messages()
+        .iter()
+        .map(|m| {
+            let reason = m
+                .message_attributes()
+                .and_then(|a| a.get(parley::campaigns::DLQ_REASON_ATTRIBUTE))
+                .and_then(|v| v.string_value())
+                .unwrap_or_default();
+            (m.body().unwrap_or_default(), reason)
+        })
+        .collect();
+    let unreadable = reasons.iter().find(|(body, _)| *body == "not a job").map(|(_, r)| *r).unwrap_or_default();
+    assert!(unreadable.starts_with("unreadable job: malformed JSON"), "{reasons:?}");
+    assert!(!unreadable.contains("not a job"), "{reasons:?}");
+    assert!(reasons.contains(&(job.as_str(), "stored item is corrupt: campaign spec")), "{reasons:?}");
+    sys.stop().await;
+}

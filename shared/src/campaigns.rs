@@ -557,6 +557,9 @@ impl Campaigns<'_> {
         // One BatchGetItem for the page: the segment's facts, the fields and the send marks.
         let profiles = self.store.contacts_batch(contacts).await?;
         let facts = self.facts(&spec.segment, contacts, &profiles).await?;
+        // This attempt's key: on its recipient records and its counts, so the SDK's repeat of a
+        // write that landed all the same (after a timeout) is known as this attempt's own.
+        let key = uuid::Uuid::new_v4().simple().to_string();
         // Decide each recipient (pure), then record them all, a bounded number at a time.
         let mut decided: Vec<(ContactId, Decision, Fields, OutboundId, RecipientRecord)> = Vec::new();
         for (contact, facts) in facts {
@@ -608,6 +611,7 @@ impl Campaigns<'_> {
                 at: now,
                 clicks: 0,
                 orders: 0,
+                w: Some(key.clone()),
             };
             decided.push((contact, decision, fields, id, rec));
         }
@@ -621,12 +625,17 @@ impl Campaigns<'_> {
         // A failed put fails the page, but only after the others are counted: they are recorded,
         // and the page's retry finds them recorded and counts them no more.
         let mut failed: Option<StoreError> = None;
+        let mut unsure: Vec<ContactId> = Vec::new();
         for ((contact, decision, fields, id, _), put) in decided.into_iter().zip(puts) {
             match put {
                 Err(e) => {
                     failed.get_or_insert(e);
+                    // It may have landed all the same (a timeout): the waiting pass puts it back.
+                    unsure.push(contact);
                     continue;
                 }
+                // This attempt's own write, repeated by the SDK after a timeout: new.
+                Ok(Some(earlier)) if earlier.w.as_deref() == Some(key.as_str()) => {}
                 Ok(Some(earlier)) => {
                     // Recorded and counted by an earlier attempt of this page: finish its
                     // enqueue (its decision stands), anything else is done.
@@ -653,9 +662,14 @@ impl Campaigns<'_> {
                 Decision::Wait { .. } => *counts.entry("waiting".into()).or_default() += 1,
             }
         }
-        // Counted as soon as recorded: a retry finds these recipients and counts them no more.
+        // Counted as soon as recorded: a retry finds these recipients and counts them no more;
+        // the SDK's own repeat of this write (after a timeout) is recognised by its key.
         let counts: Vec<(String, i64)> = counts.into_iter().collect();
-        let counted = self.store.add_campaign_counts(campaign, &counts).await;
+        let marker = match (were_waiting, contacts.first()) {
+            (false, Some(c)) => format!("counted_{}", crate::store::campaigns::audience_shard(c)),
+            _ => "counted_waiting".to_string(),
+        };
+        let counted = self.store.add_campaign_counts_once(campaign, &marker, &key, &counts).await.map(|_| ());
         let was_counted = counted.is_ok();
         let result = match (counted, failed) {
             (Err(e), _) | (Ok(()), Some(e)) => Err(e.into()),
@@ -666,6 +680,8 @@ impl Campaigns<'_> {
         if result.is_err() && were_waiting {
             let contacts: Vec<&ContactId> = sends.iter().map(|(c, _, _)| c).collect();
             self.requeue_lost(campaign, &contacts, now, was_counted).await;
+            // Not counted as queued: back to waiting without moving the counters.
+            self.requeue_lost(campaign, &unsure.iter().collect::<Vec<_>>(), now, false).await;
         }
         result
     }
@@ -739,6 +755,7 @@ impl Campaigns<'_> {
                 at: now,
                 clicks: 0,
                 orders: 0,
+                w: None,
             };
             // Overwrites the queued record (not conditional: it is ours).
             match self.store.put_recipient_unconditional(campaign, contact, &rec).await {

@@ -264,7 +264,20 @@ async fn main() {
     let chunk = items.len().div_ceil(8).max(1);
     let loads = items.chunks(chunk).map(|c| {
         let (app, c) = (Arc::clone(&app), c.to_vec());
-        tokio::spawn(async move { app.store.batch_put(c).await })
+        // Puts are idempotent: a chunk whose load timed out (a busy endpoint) is loaded again.
+        tokio::spawn(async move {
+            let mut tries = 0;
+            loop {
+                match app.store.batch_put(c.clone()).await {
+                    Err(e) if tries < 5 => {
+                        tries += 1;
+                        eprintln!("seeding again after: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    done => break done,
+                }
+            }
+        })
     });
     for load in futures::future::join_all(loads).await {
         load.expect("seed task").expect("seed");

@@ -89,6 +89,10 @@ pub struct RecipientRecord {
     pub clicks: u64,
     #[serde(default)]
     pub orders: u64,
+    /// The page attempt that wrote it: the SDK's repeat of a put whose first attempt landed
+    /// finds this record and knows it as its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub w: Option<String>,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(item: Item, what: &str) -> Result<T, StoreError> {
@@ -234,6 +238,42 @@ impl Store {
         }
         req.update_expression(format!("ADD {}", parts.join(", "))).send().await.map_err(StoreError::sdk)?;
         Ok(())
+    }
+
+    /// Adds a page's counts once: `ADD` is not idempotent, and the SDK sends an update again
+    /// when an attempt timed out — one that landed all the same would count twice. The write
+    /// names its page attempt (`key`, new per attempt) in the chain's marker attribute
+    /// (`marker`, one per audience shard and the quiet-hours pass: chains write side by side), and
+    /// a request whose key is already there is a repeat: `Ok(false)`, nothing added.
+    pub async fn add_campaign_counts_once(
+        &self,
+        id: &str,
+        marker: &str,
+        key: &str,
+        counts: &[(String, i64)],
+    ) -> Result<bool, StoreError> {
+        let counts: Vec<&(String, i64)> = counts.iter().filter(|(_, v)| *v != 0).collect();
+        if counts.is_empty() {
+            return Ok(true);
+        }
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(campaign_pk(id)))
+            .key("sk", s(STATS))
+            .condition_expression("attribute_not_exists(#m) OR #m <> :key")
+            .expression_attribute_names("#m", marker)
+            .expression_attribute_values(":key", s(key));
+        let mut parts = Vec::new();
+        for (i, (name, value)) in counts.iter().enumerate() {
+            parts.push(format!("#c{i} :c{i}"));
+            req = req
+                .expression_attribute_names(format!("#c{i}"), name.as_str())
+                .expression_attribute_values(format!(":c{i}"), n(*value));
+        }
+        let out = req.update_expression(format!("SET #m = :key ADD {}", parts.join(", "))).send().await;
+        Ok(applied(out)?.is_some())
     }
 
     pub async fn campaign_counts(&self, id: &str) -> Result<HashMap<String, i64>, StoreError> {

@@ -441,7 +441,8 @@ async fn marketing_audience(app: &parley::api::App, n: usize) -> (u8, Vec<parley
 async fn a_campaign_page_reads_its_contacts_once_and_the_frequency_cap_costs_no_request_per_recipient() {
     use parley::campaigns::{Job, Spec};
     use parley::domain::campaign::Action;
-    let (app, recorder) = recorded_app(|_| {}).await;
+    // AWS's default (.env.example lowers it for the serial local DynamoDB).
+    let (app, recorder) = recorded_app(|s| s.campaign_page_concurrency = 16).await;
     const N: usize = 10;
     let (shard, contacts) = marketing_audience(&app, N).await;
     // One contact still carries a send mark from over a month ago: the fan-out drops it.

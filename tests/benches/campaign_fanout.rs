@@ -24,6 +24,7 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use futures::StreamExt;
 use parley::domain::campaign::Action;
 use parley::domain::consent::{ConsentEvent, ConsentPolicy, ConsentPurpose};
 use parley::domain::ContactId;
@@ -261,26 +262,27 @@ async fn main() {
         );
     }
     let item_count = items.len();
-    let chunk = items.len().div_ceil(8).max(1);
-    let loads = items.chunks(chunk).map(|c| {
-        let (app, c) = (Arc::clone(&app), c.to_vec());
-        // Puts are idempotent: a chunk whose load timed out (a busy endpoint) is loaded again.
-        tokio::spawn(async move {
+    // Chunks of 250 items (10 BatchWriteItem), 8 at a time. Puts are idempotent: a chunk whose
+    // load timed out (a busy endpoint) is loaded again, so a slow endpoint costs time, not the run.
+    let loads = items.chunks(250).map(|c| {
+        let app = Arc::clone(&app);
+        async move {
             let mut tries = 0;
             loop {
-                match app.store.batch_put(c.clone()).await {
-                    Err(e) if tries < 5 => {
+                match app.store.batch_put(c.to_vec()).await {
+                    Err(e) if tries < 20 => {
                         tries += 1;
-                        eprintln!("seeding again after: {e}");
+                        eprintln!("seeding a chunk again after: {e}");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                     done => break done,
                 }
             }
-        })
+        }
     });
-    for load in futures::future::join_all(loads).await {
-        load.expect("seed task").expect("seed");
+    let loaded: Vec<_> = futures::stream::iter(loads).buffer_unordered(8).collect().await;
+    for load in loaded {
+        load.expect("seed");
     }
     let seeded = meter.take();
     let seed_secs = started.elapsed().as_secs_f64();

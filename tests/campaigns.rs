@@ -728,15 +728,28 @@ async fn a_retried_page_job_finds_its_own_late_cursor_move_and_goes_on() {
     // The job's first attempt moved the cursor, but gave up waiting for the answer (a timeout)
     // and failed before it queued the next page; its retry read the cursor before that write
     // landed and moves it again: it is its own move, the chain goes on.
-    assert!(store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-1").await.unwrap());
-    assert!(store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-1").await.unwrap(), "its own move");
+    // The page's counts go in with its move, once: the retry's own move adds nothing.
+    let page = vec![("recipients".to_string(), 5), ("queued".to_string(), 4), ("skipped_frequency_cap".to_string(), 1)];
+    assert!(store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-1", &page).await.unwrap());
+    assert!(store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-1", &page).await.unwrap(), "its own move");
     // A duplicate job (another message) that read the same cursor stops there.
-    assert!(!store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-2").await.unwrap());
-    assert!(store.set_cursor(&rec.id, 3, Some("whatsapp#49151000001"), "done", "msg-2").await.unwrap());
+    assert!(!store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-2", &page).await.unwrap());
+    assert!(store.set_cursor(&rec.id, 3, Some("whatsapp#49151000001"), "done", "msg-2", &[]).await.unwrap());
     // Never back: the first job's late retry of an older move is refused.
-    assert!(!store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-1").await.unwrap());
+    assert!(!store.set_cursor(&rec.id, 3, None, "whatsapp#49151000001", "msg-1", &page).await.unwrap());
     let cursors = store.get_campaign(&rec.id).await.unwrap().unwrap().cursors;
     assert_eq!(cursors.get("3").map(String::as_str), Some("done"));
+    // Counted once, with the STATS counters: the report and the list see them.
+    store.add_campaign_counts(&rec.id, &[("queued".to_string(), 2)]).await.unwrap();
+    let counts = store.campaign_counts(&rec.id).await.unwrap();
+    assert_eq!(
+        (counts.get("recipients"), counts.get("queued"), counts.get("skipped_frequency_cap")),
+        (Some(&5), Some(&6), Some(&1)),
+        "{counts:?}"
+    );
+    assert!(!counts.contains_key("version"), "META's own numbers are no counters: {counts:?}");
+    let listed = store.campaigns_counts(&[rec.id.as_str()]).await.unwrap();
+    assert_eq!(listed.get(&rec.id), Some(&counts));
     sys.stop().await;
 }
 

@@ -511,11 +511,11 @@ impl Campaigns<'_> {
         // Read a page of the audience and decide each recipient.
         let page = async {
             let (contacts, more) = self.store.audience_page(shard, cursor.as_deref(), granted as usize).await?;
-            self.handle_recipients(&rec.id, &spec, &contacts, now_ms, false).await?;
-            Ok::<_, CampaignError>((contacts, more))
+            let counts = self.handle_recipients(&rec.id, &spec, &contacts, now_ms, false).await?;
+            Ok::<_, CampaignError>((contacts, more, counts))
         };
         // Slots the page did not use (its retry takes them again) go back to the daily cap.
-        let (contacts, more) = match page.await {
+        let (contacts, more, counts) = match page.await {
             Ok(page) => page,
             Err(e) => {
                 self.store.return_send_slots(&number, granted, now_ms).await;
@@ -528,7 +528,7 @@ impl Campaigns<'_> {
             Some(last) if more => last.key(),
             _ => DONE.to_string(),
         };
-        if !self.store.set_cursor(&rec.id, shard, cursor.as_deref(), &next, attempt_of).await? {
+        if !self.store.set_cursor(&rec.id, shard, cursor.as_deref(), &next, attempt_of, &counts).await? {
             return Ok(());
         }
         if next == DONE {
@@ -538,7 +538,8 @@ impl Campaigns<'_> {
         }
     }
 
-    /// Decides, records and enqueues a page of recipients.
+    /// Decides, records and enqueues a page of recipients; a shard page's counts are returned,
+    /// for its cursor move to add.
     ///
     /// Safe to run again after a failure at any step: a recipient is recorded (and counted)
     /// once; one an earlier attempt recorded as queued is enqueued again with the same message
@@ -551,7 +552,7 @@ impl Campaigns<'_> {
         contacts: &[ContactId],
         now_ms: i64,
         were_waiting: bool,
-    ) -> Result<(), CampaignError> {
+    ) -> Result<Vec<(String, i64)>, CampaignError> {
         let now = now_ms / 1000;
         let (cap, quiet) = (spec.cap(), spec.quiet());
         // One BatchGetItem for the page: the segment's facts, the fields and the send marks.
@@ -637,8 +638,19 @@ impl Campaigns<'_> {
                 // This attempt's own write, repeated by the SDK after a timeout: new.
                 Ok(Some(earlier)) if earlier.w.as_deref() == Some(key.as_str()) => {}
                 Ok(Some(earlier)) => {
-                    // Recorded and counted by an earlier attempt of this page: finish its
-                    // enqueue (its decision stands), anything else is done.
+                    // Recorded by an earlier attempt of this page: finish its enqueue (its
+                    // decision stands). A shard page counts it now, as it was decided then: its
+                    // counts go in with the cursor move, which no earlier attempt made (a page
+                    // whose cursor moved is never read again). The waiting pass counted it then.
+                    if !were_waiting {
+                        *counts.entry("recipients".into()).or_default() += 1;
+                        let counter = match (earlier.status.as_str(), earlier.reason.as_deref()) {
+                            ("skipped", Some(reason)) => format!("skipped_{reason}"),
+                            ("waiting", _) => "waiting".to_string(),
+                            _ => "queued".to_string(),
+                        };
+                        *counts.entry(counter).or_default() += 1;
+                    }
                     if earlier.status == "queued" && earlier.message_id.as_deref() == Some(id.as_str()) {
                         if let Some(parameters) = resolve_parameters(&spec.template.parameters, &fields) {
                             sends.push((contact, parameters, id));
@@ -662,18 +674,19 @@ impl Campaigns<'_> {
                 Decision::Wait { .. } => *counts.entry("waiting".into()).or_default() += 1,
             }
         }
-        // Counted as soon as recorded: a retry finds these recipients and counts them no more;
-        // the SDK's own repeat of this write (after a timeout) is recognised by its key.
         let counts: Vec<(String, i64)> = counts.into_iter().collect();
-        let marker = match (were_waiting, contacts.first()) {
-            (false, Some(c)) => format!("counted_{}", crate::store::campaigns::audience_shard(c)),
-            _ => "counted_waiting".to_string(),
+        // A shard page's counts go in with its cursor move (the caller's), once per page. The
+        // waiting pass counts as soon as it recorded (a retry finds these recipients queued and
+        // counts them no more); the SDK's own repeat of this write is recognised by its key.
+        let counted = if were_waiting {
+            self.store.add_campaign_counts_once(campaign, "counted_waiting", &key, &counts).await.map(|_| ())
+        } else {
+            Ok(())
         };
-        let counted = self.store.add_campaign_counts_once(campaign, &marker, &key, &counts).await.map(|_| ());
         let was_counted = counted.is_ok();
         let result = match (counted, failed) {
             (Err(e), _) | (Ok(()), Some(e)) => Err(e.into()),
-            (Ok(()), None) => self.enqueue(campaign, spec, &sends, &profiles, now_ms).await,
+            (Ok(()), None) => self.enqueue(campaign, spec, &sends, &profiles, now_ms).await.map(|()| counts),
         };
         // A page's retry finds its recipients queued and enqueues them; the waiting pass looks
         // for waiting ones only, so its recipients go back to waiting.

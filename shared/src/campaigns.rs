@@ -623,8 +623,8 @@ impl Campaigns<'_> {
         let puts: Vec<_> = futures::stream::iter(puts).buffered(self.concurrency.max(1)).collect().await;
         let mut sends: Vec<(ContactId, Vec<String>, OutboundId)> = Vec::new();
         let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-        // A failed put fails the page, but only after the others are counted: they are recorded,
-        // and the page's retry finds them recorded and counts them no more.
+        // A failed put fails the page once the others are decided: its retry finds them recorded
+        // (a shard page counts them with its cursor move; the waiting pass counted them here).
         let mut failed: Option<StoreError> = None;
         let mut unsure: Vec<ContactId> = Vec::new();
         for ((contact, decision, fields, id, _), put) in decided.into_iter().zip(puts) {

@@ -285,9 +285,10 @@ impl Store {
 
     /// Adds a page's counts once: `ADD` is not idempotent, and the SDK sends an update again
     /// when an attempt timed out — one that landed all the same would count twice. The write
-    /// names its page attempt (`key`, new per attempt) in the chain's marker attribute
-    /// (`marker`, one per audience shard and the quiet-hours pass: chains write side by side), and
-    /// a request whose key is already there is a repeat: `Ok(false)`, nothing added.
+    /// names its attempt (`key`, new per attempt) in its writer's marker attribute (`marker`, one
+    /// per writer that counts this way, e.g. the quiet-hours pass: writers side by side must not
+    /// overwrite each other's key), and a request whose key is already there is a repeat:
+    /// `Ok(false)`, nothing added. (Shard pages count with their cursor move instead.)
     pub async fn add_campaign_counts_once(
         &self,
         id: &str,

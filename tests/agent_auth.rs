@@ -180,7 +180,10 @@ async fn the_console_settings_need_no_token_and_the_sandbox_issues_cognito_shape
     // What the console reads before anyone signs in (template.yaml: Auth NONE).
     let r = sys.http.get(sys.url("/agent/config")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"auth": "sandbox", "cognito": null}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"auth": "sandbox", "cognito": null, "shop_currency": {"code": "EUR", "exponent": 2}})
+    );
 
     let token = sys.agent_token("anna@example.com", "admin").await;
     let (h, p) = (header(&token), payload(&token));

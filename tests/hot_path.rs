@@ -184,6 +184,7 @@ async fn recorded_app(tune: impl FnOnce(&mut parley::config::LoopSettings)) -> (
         inbound_queue_url: res.queue("InboundQueue").map(str::to_string),
         inbound_dlq_url: None,
         campaign_queue_url: res.queue("CampaignQueue").map(str::to_string),
+        campaign_dlq_url: None,
     };
     let mut app = parley::api::App::new(ddb, sqs, aws, parley::config::MetaSettings::from_env().unwrap()).unwrap();
     tune(&mut app.settings);
@@ -440,7 +441,8 @@ async fn marketing_audience(app: &parley::api::App, n: usize) -> (u8, Vec<parley
 async fn a_campaign_page_reads_its_contacts_once_and_the_frequency_cap_costs_no_request_per_recipient() {
     use parley::campaigns::{Job, Spec};
     use parley::domain::campaign::Action;
-    let (app, recorder) = recorded_app(|_| {}).await;
+    // AWS's default (.env.example lowers it for the serial local DynamoDB).
+    let (app, recorder) = recorded_app(|s| s.campaign_page_concurrency = 16).await;
     const N: usize = 10;
     let (shard, contacts) = marketing_audience(&app, N).await;
     // One contact still carries a send mark from over a month ago: the fan-out drops it.
@@ -480,19 +482,108 @@ async fn a_campaign_page_reads_its_contacts_once_and_the_frequency_cap_costs_no_
     // One Query, the audience page: the frequency cap reads the send marks on the profiles.
     assert_eq!(count(&calls, "Query"), 1, "{by_op:?}");
     // Per recipient: its record, and one write of the send mark onto the profile (plus one that
-    // drops the expired mark); then the counters, the cursor, and the page's unused send slots
-    // given back to the daily cap (it took a whole page's worth for 10 recipients).
+    // drops the expired mark); then the cursor with the page's counts, and the page's unused
+    // send slots given back to the daily cap (it took a whole page's worth for 10 recipients).
     assert_eq!(count(&calls, "PutItem"), N + 1, "recipients and the rate bucket: {by_op:?}");
-    assert_eq!(count(&calls, "UpdateItem"), N + 1 + 3, "{by_op:?}");
+    assert_eq!(count(&calls, "UpdateItem"), N + 1 + 2, "{by_op:?}");
     assert_eq!(count(&calls, "SendMessageBatch"), 1, "{by_op:?}");
-    // Besides: the campaign, the rate bucket, the campaign and its counters again at the end
-    // (GetItem), the bucket's and each recipient's conditional write, one BatchGetItem, one
-    // Query, one SendMessageBatch, the slots given back: two requests per recipient and 12 per
-    // page (51 for 10 recipients before the marks moved onto the profile).
+    // Besides: the campaign, the rate bucket, the campaign and its counters (STATS, META) again
+    // at the end (GetItem), the bucket's and each recipient's conditional write, one
+    // BatchGetItem, one Query, one SendMessageBatch, the slots given back: two requests per
+    // recipient and 12 per page (51 for 10 recipients before the marks moved onto the profile).
     assert_eq!(calls.len(), 2 * N + 12, "{by_op:?}");
+    // The recipients' own writes (their records, then their send marks) run side by side: the
+    // page takes 13 round trips whatever its size — campaign, bucket read and write, audience
+    // query, batch read, the records, the marks (and the expired mark's removal), the batched
+    // send, the slots given back, the cursor with the counts, then the campaign and its counters —
+    // where one recipient after the other took 2 per recipient more (32 for these 10).
+    let depth = sequential_depth(&calls);
+    assert!(depth <= 13, "sequential round trips of one page of {N}: {depth} ({by_op:?})");
+    // The quiet-hours pass while the shards are still read and nobody waits: the campaign, its
+    // counters (STATS and the pages' on the campaign), and itself again in 30 s — no read of the
+    // recipients.
+    recorder.take();
+    campaigns.dispatch(&Job { campaign: id.clone(), shard: None }, "hot-path-waiting", now() * 1000).await.unwrap();
+    let calls = recorder.take();
+    let ops: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
+    assert_eq!(ops, vec!["GetItem", "GetItem", "GetItem", "SendMessage"], "{ops:?}");
     for (i, c) in contacts.iter().enumerate() {
         let profile = app.store.get_contact(c).await.unwrap().unwrap();
         let sends = parley::store::campaigns::sends_since(&profile, 0);
         assert_eq!(sends.iter().map(|(_, c)| c.as_str()).collect::<Vec<_>>(), vec![id.as_str()], "contact {i}");
     }
+}
+
+/// The day's sends so far on the number's bucket (`today`; 0 if none yet).
+async fn sent_today(app: &parley::api::App) -> i64 {
+    let item = app
+        .store
+        .client()
+        .get_item()
+        .table_name(app.store.table())
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("RATE#{WA_PHONE_NUMBER_ID}")))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("RATE".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item;
+    item.and_then(|i| i.get("today")?.as_n().ok()?.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_page_that_fails_gives_its_send_slots_back_to_the_daily_cap() {
+    use parley::campaigns::{Job, Spec};
+    use parley::domain::campaign::Action;
+    let (app, _recorder) = recorded_app(|_| {}).await;
+    // Eight recipients, five a second, a daily cap of exactly eight.
+    let (shard, _) = marketing_audience(&app, 8).await;
+    let campaigns = app.campaigns().unwrap();
+    let spec: Spec = serde_json::from_value(serde_json::json!({"name": "Cap",
+        "template": {"name": "newsletter", "language": "de", "parameters": ["{{contact.first_name|du}}", "sommer"]},
+        "quiet_hours": {"start": "00:00", "end": "23:59", "sundays": true},
+        "rate_per_second": 5, "daily_cap": 8}))
+    .unwrap();
+    let id = campaigns.create(spec, now()).await.unwrap().id;
+    campaigns.act(&id, Action::Start, now()).await.unwrap();
+    let job = Job { campaign: id.clone(), shard: Some(shard) };
+    let t0 = now() * 1000;
+
+    // The first page: five slots taken and used.
+    campaigns.dispatch(&job, "page-1", t0).await.unwrap();
+    assert_eq!(sent_today(&app).await, 5);
+    // The second page takes the last three slots of the day, records its three recipients, and
+    // fails to enqueue them (the outbound queue is gone): all three slots go back.
+    let mut broken = app.clone();
+    broken.producer = parley::queue::Producer::new(
+        app.producer.client().clone(),
+        format!("{}-missing.fifo", app.producer.queue_url().trim_end_matches(".fifo")),
+    );
+    let failed = broken.campaigns().unwrap().dispatch(&job, "page-2", t0 + 1000).await;
+    assert!(failed.as_ref().is_err_and(|e| e.retryable()), "{failed:?}");
+    assert_eq!(sent_today(&app).await, 5, "the failed page's three slots are back");
+    // Its retry takes them again and sends: the cap is reached exactly, not overshot by the
+    // failed attempt (without the give-back the day would be used up at 8 with 5 sent).
+    campaigns.dispatch(&job, "page-2", t0 + 2000).await.unwrap();
+    assert_eq!(sent_today(&app).await, 8);
+    let counts = app.store.campaign_counts(&id).await.unwrap();
+    assert_eq!((counts.get("recipients"), counts.get("queued")), (Some(&8), Some(&8)), "{counts:?}");
+    let on_queue = app
+        .producer
+        .client()
+        .get_queue_attributes()
+        .queue_url(app.producer.queue_url())
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default()
+        .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .cloned();
+    assert_eq!(on_queue.as_deref(), Some("8"), "each recipient enqueued once");
+    // The day is used up: a further take gets nothing and waits for the next day.
+    let (granted, wait_ms) = app.store.take_send_slots(WA_PHONE_NUMBER_ID, 5, 8, 5, t0 + 3000).await.unwrap();
+    assert_eq!(granted, 0);
+    assert!(wait_ms > 0 && wait_ms <= 86_400_000, "{wait_ms}");
 }

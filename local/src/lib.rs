@@ -297,6 +297,7 @@ pub async fn start(opts: Options) -> Result<Running, LocalError> {
         inbound_queue_url: Some(inbound_queue_url.clone()),
         inbound_dlq_url,
         campaign_queue_url: Some(campaign_queue_url.clone()),
+        campaign_dlq_url: resources.queue("CampaignDLQ").map(str::to_string),
     };
     let mut meta = MetaSettings::from_env()?;
     meta.graph_api_base = opts.graph_api_base.clone().unwrap_or_else(|| format!("{base_url}/sandbox/graph"));

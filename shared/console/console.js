@@ -281,7 +281,9 @@ function money(v) {
   if (typeof v === "object") {
     if (v.display) return v.display;
     if (v.minor !== undefined && v.currency) {
-      return new Intl.NumberFormat(lang, { style: "currency", currency: v.currency }).format(v.minor / 100);
+      const fmt = new Intl.NumberFormat(lang, { style: "currency", currency: v.currency });
+      // Minor units per the currency's own digits (JPY 0, EUR 2, KWD 3), not always cents.
+      return fmt.format(v.minor / 10 ** fmt.resolvedOptions().maximumFractionDigits);
     }
     return "";
   }
@@ -1168,7 +1170,7 @@ function segmentSummary(sg) {
   if (sg.orders) parts.push(`${t("orders")}: ${t(`sg_orders_${sg.orders}`)}`);
   if (sg.last_order_after) parts.push(`${t("sg_order_after")} ${day(sg.last_order_after)}`);
   if (sg.last_order_before) parts.push(`${t("sg_order_before")} ${day(sg.last_order_before)}`);
-  if (sg.spent_at_least) parts.push(`${t("sg_spent")} ${(sg.spent_at_least / 100).toFixed(2)}`);
+  if (sg.spent_at_least) parts.push(`${t("sg_spent")} ${shopMajor(sg.spent_at_least)}`);
   if (sg.cart) parts.push(`${t("sg_cart")}: ${t(`sg_cart_${sg.cart}`)}`);
   if (sg.last_inbound_after) parts.push(`${t("sg_inbound_after")} ${day(sg.last_inbound_after)}`);
   if (sg.last_inbound_before) parts.push(`${t("sg_inbound_before")} ${day(sg.last_inbound_before)}`);
@@ -1403,6 +1405,11 @@ function renderFormPreview() {
   });
 }
 
+// Segment amounts are in the shop currency's minor units (GET /agent/config says its digits).
+const shopDigits = () => S.config?.shop_currency?.exponent ?? 2;
+const shopMajor = (minor) => `${(minor / 10 ** shopDigits()).toFixed(shopDigits())} ${S.config?.shop_currency?.code ?? ""}`.trim();
+const shopMinor = (major) => Math.round(Number(major) * 10 ** shopDigits());
+
 const dayStart = (v) => (v ? Math.floor(new Date(`${v}T00:00`).getTime() / 1000) : null);
 const tagList = (v) => v.split(/[,\s]+/).map((x) => x.trim()).filter(Boolean);
 
@@ -1418,7 +1425,7 @@ function formSegment() {
   set("last_order_after", dayStart($("sg-order-after").value));
   set("last_order_before", dayStart($("sg-order-before").value));
   const spent = $("sg-spent").value;
-  set("spent_at_least", spent === "" ? null : Math.round(Number(spent) * 100));
+  set("spent_at_least", spent === "" ? null : shopMinor(spent));
   set("cart", $("sg-cart").value);
   set("last_inbound_after", dayStart($("sg-inbound-after").value));
   set("last_inbound_before", dayStart($("sg-inbound-before").value));
@@ -1759,6 +1766,8 @@ async function boot() {
   } catch {
     S.config = { auth: "sandbox", cognito: null };
   }
+  // The amount field takes the shop currency's digits (1 for JPY, 0.01 for EUR).
+  $("sg-spent").step = String(10 ** -shopDigits());
   const params = new URLSearchParams(location.search);
   if (S.config.auth === "cognito" && params.get("code")) return finishCognito(params);
   if (S.token) {

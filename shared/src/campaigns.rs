@@ -26,6 +26,7 @@ use crate::queue::{Envelope, Producer, QueueError};
 use crate::store::campaigns::{CampaignRecord, RecipientRecord, AUDIENCE_SHARDS};
 use crate::store::contacts::ContactRecord;
 use crate::store::{Store, StoreError};
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -51,7 +52,19 @@ pub enum CampaignError {
 }
 
 impl CampaignError {
-    /// Whether a dispatcher job that failed with it should be retried (SQS) or dropped.
+    /// What went wrong, for logs and the DLQ: without the stored data a corrupt item's decoding
+    /// error may quote (a name, a phone number).
+    pub fn reason(&self) -> String {
+        match self {
+            CampaignError::Store(StoreError::Corrupt(what)) => {
+                format!("stored item is corrupt: {}", what.split(':').next().unwrap_or_default())
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether a dispatcher job that failed with it should be retried soon (SQS), or can never
+    /// succeed as it is (it goes to the DLQ with its reason).
     pub fn retryable(&self) -> bool {
         matches!(
             self,
@@ -136,6 +149,9 @@ pub struct Campaigns<'a> {
     /// Mints the recipients' tracked links; `None` (no `PARLEY_LINK_KEY` or public URL): URLs
     /// go out as they are.
     pub links: Option<crate::links::Links<'a>>,
+    /// A page's per-recipient writes in flight at most (`CAMPAIGN_PAGE_CONCURRENCY`): each
+    /// recipient's writes are its own, so a page of 50 takes a few round trips, not 100.
+    pub concurrency: usize,
 }
 
 /// A page job on the campaign queue.
@@ -150,11 +166,49 @@ pub struct Job {
 #[derive(Debug, Clone)]
 pub struct JobQueue {
     queue: crate::queue::StandardQueue,
+    /// Its dead-letter queue (`PARLEY_CAMPAIGN_DLQ_URL`).
+    dlq: Option<String>,
 }
+
+/// The message attribute a dead-lettered page job carries its reason in.
+pub const DLQ_REASON_ATTRIBUTE: &str = "reason";
 
 impl JobQueue {
     pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
-        Self { queue: crate::queue::StandardQueue::new(client, url) }
+        Self { queue: crate::queue::StandardQueue::new(client, url), dlq: None }
+    }
+
+    pub fn with_dlq(mut self, dlq: Option<String>) -> Self {
+        self.dlq = dlq;
+        self
+    }
+
+    /// Moves a job that can never succeed to the DLQ at once, its reason in the message
+    /// attribute [`DLQ_REASON_ATTRIBUTE`] (ops' DLQ listing shows it). `false`: not moved (no
+    /// DLQ configured, or SQS refused); the caller leaves it to the queue's own retries, which
+    /// move it there after `maxReceiveCount` receives.
+    pub async fn dead_letter(&self, body: &str, reason: &str) -> bool {
+        let Some(dlq) = &self.dlq else { return false };
+        let attribute = aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(reason)
+            .build()
+            .expect("data type is set");
+        let sent = self
+            .client()
+            .send_message()
+            .queue_url(dlq)
+            .message_body(body)
+            .message_attributes(DLQ_REASON_ATTRIBUTE, attribute)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "could not move a campaign job to the DLQ");
+                false
+            }
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -385,34 +439,38 @@ impl Campaigns<'_> {
         contacts: &[ContactId],
         profiles: &HashMap<String, ContactRecord>,
     ) -> Result<Vec<(ContactId, Facts)>, CampaignError> {
-        let mut out = Vec::with_capacity(contacts.len());
-        for c in contacts {
-            let Some(p) = profiles.get(&c.key()) else { continue };
-            let orders = if segment.needs_orders() {
-                self.store
-                    .contact_orders(c)
-                    .await?
-                    .iter()
-                    .filter_map(|o| o.order.as_ref())
-                    .map(|o| (o.created_at.unwrap_or_default(), o.total.minor))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let cart = if segment.needs_cart() { self.store.get_cart(c).await?.map(|s| s.cart.status) } else { None };
-            let facts = Facts {
-                channel: Some(c.channel),
-                marketing: p.consent.get(ConsentPurpose::Marketing).state,
-                locale: p.locale.clone(),
-                country: phone_country(p.phone.as_deref()),
-                tags: p.tags.clone(),
-                last_inbound_at: p.last_inbound_at,
-                orders,
-                cart,
-            };
-            out.push((c.clone(), facts));
-        }
-        Ok(out)
+        // Orders and carts are a request per contact when the segment asks for them: a bounded
+        // number at a time.
+        let with_profiles = contacts.iter().filter_map(|c| Some((c, profiles.get(&c.key())?)));
+        let each: Vec<_> = with_profiles
+            .map(|(c, p)| async move {
+                let orders = if segment.needs_orders() {
+                    self.store
+                        .contact_orders(c)
+                        .await?
+                        .iter()
+                        .filter_map(|o| o.order.as_ref())
+                        .map(|o| (o.created_at.unwrap_or_default(), o.total.minor))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let cart =
+                    if segment.needs_cart() { self.store.get_cart(c).await?.map(|s| s.cart.status) } else { None };
+                let facts = Facts {
+                    channel: Some(c.channel),
+                    marketing: p.consent.get(ConsentPurpose::Marketing).state,
+                    locale: p.locale.clone(),
+                    country: phone_country(p.phone.as_deref()),
+                    tags: p.tags.clone(),
+                    last_inbound_at: p.last_inbound_at,
+                    orders,
+                    cart,
+                };
+                Ok::<_, CampaignError>((c.clone(), facts))
+            })
+            .collect();
+        futures::stream::iter(each).buffered(self.concurrency.max(1)).try_collect().await
     }
 
     /// One page job: the fan-out's named steps (module docs). Returns when the job is done; an
@@ -453,11 +511,11 @@ impl Campaigns<'_> {
         // Read a page of the audience and decide each recipient.
         let page = async {
             let (contacts, more) = self.store.audience_page(shard, cursor.as_deref(), granted as usize).await?;
-            self.handle_recipients(&rec.id, &spec, &contacts, now_ms, false).await?;
-            Ok::<_, CampaignError>((contacts, more))
+            let counts = self.handle_recipients(&rec.id, &spec, &contacts, now_ms, false).await?;
+            Ok::<_, CampaignError>((contacts, more, counts))
         };
         // Slots the page did not use (its retry takes them again) go back to the daily cap.
-        let (contacts, more) = match page.await {
+        let (contacts, more, counts) = match page.await {
             Ok(page) => page,
             Err(e) => {
                 self.store.return_send_slots(&number, granted, now_ms).await;
@@ -470,7 +528,7 @@ impl Campaigns<'_> {
             Some(last) if more => last.key(),
             _ => DONE.to_string(),
         };
-        if !self.store.set_cursor(&rec.id, shard, cursor.as_deref(), &next, attempt_of).await? {
+        if !self.store.set_cursor(&rec.id, shard, cursor.as_deref(), &next, attempt_of, &counts).await? {
             return Ok(());
         }
         if next == DONE {
@@ -480,7 +538,8 @@ impl Campaigns<'_> {
         }
     }
 
-    /// Decides, records and enqueues a page of recipients.
+    /// Decides, records and enqueues a page of recipients; a shard page's counts are returned,
+    /// for its cursor move to add.
     ///
     /// Safe to run again after a failure at any step: a recipient is recorded (and counted)
     /// once; one an earlier attempt recorded as queued is enqueued again with the same message
@@ -493,14 +552,17 @@ impl Campaigns<'_> {
         contacts: &[ContactId],
         now_ms: i64,
         were_waiting: bool,
-    ) -> Result<(), CampaignError> {
+    ) -> Result<Vec<(String, i64)>, CampaignError> {
         let now = now_ms / 1000;
         let (cap, quiet) = (spec.cap(), spec.quiet());
         // One BatchGetItem for the page: the segment's facts, the fields and the send marks.
         let profiles = self.store.contacts_batch(contacts).await?;
         let facts = self.facts(&spec.segment, contacts, &profiles).await?;
-        let mut sends: Vec<(ContactId, Vec<String>, OutboundId)> = Vec::new();
-        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        // This attempt's key: on its recipient records and its counts, so the SDK's repeat of a
+        // write that landed all the same (after a timeout) is known as this attempt's own.
+        let key = uuid::Uuid::new_v4().simple().to_string();
+        // Decide each recipient (pure), then record them all, a bounded number at a time.
+        let mut decided: Vec<(ContactId, Decision, Fields, OutboundId, RecipientRecord)> = Vec::new();
         for (contact, facts) in facts {
             let profile = profiles.get(&contact.key());
             // One send per other campaign (a campaign's retried page may have marked twice).
@@ -550,16 +612,53 @@ impl Campaigns<'_> {
                 at: now,
                 clicks: 0,
                 orders: 0,
+                w: Some(key.clone()),
             };
-            if let Some(earlier) = self.store.put_recipient(campaign, &contact, &rec).await? {
-                // Recorded and counted by an earlier attempt of this page: finish its enqueue
-                // (its decision stands), anything else is done.
-                if earlier.status == "queued" && earlier.message_id.as_deref() == Some(id.as_str()) {
-                    if let Some(parameters) = resolve_parameters(&spec.template.parameters, &fields) {
-                        sends.push((contact, parameters, id));
-                    }
+            decided.push((contact, decision, fields, id, rec));
+        }
+        // The futures are collected first: a stream over a borrowing closure would not be `Send`
+        // for every lifetime (a known limit of the compiler).
+        let puts: Vec<_> =
+            decided.iter().map(|(contact, _, _, _, rec)| self.store.put_recipient(campaign, contact, rec)).collect();
+        let puts: Vec<_> = futures::stream::iter(puts).buffered(self.concurrency.max(1)).collect().await;
+        let mut sends: Vec<(ContactId, Vec<String>, OutboundId)> = Vec::new();
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        // A failed put fails the page once the others are decided: its retry finds them recorded
+        // (a shard page counts them with its cursor move; the waiting pass counted them here).
+        let mut failed: Option<StoreError> = None;
+        let mut unsure: Vec<ContactId> = Vec::new();
+        for ((contact, decision, fields, id, _), put) in decided.into_iter().zip(puts) {
+            match put {
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    // It may have landed all the same (a timeout): the waiting pass puts it back.
+                    unsure.push(contact);
+                    continue;
                 }
-                continue;
+                // This attempt's own write, repeated by the SDK after a timeout: new.
+                Ok(Some(earlier)) if earlier.w.as_deref() == Some(key.as_str()) => {}
+                Ok(Some(earlier)) => {
+                    // Recorded by an earlier attempt of this page: finish its enqueue (its
+                    // decision stands). A shard page counts it now, as it was decided then: its
+                    // counts go in with the cursor move, which no earlier attempt made (a page
+                    // whose cursor moved is never read again). The waiting pass counted it then.
+                    if !were_waiting {
+                        *counts.entry("recipients".into()).or_default() += 1;
+                        let counter = match (earlier.status.as_str(), earlier.reason.as_deref()) {
+                            ("skipped", Some(reason)) => format!("skipped_{reason}"),
+                            ("waiting", _) => "waiting".to_string(),
+                            _ => "queued".to_string(),
+                        };
+                        *counts.entry(counter).or_default() += 1;
+                    }
+                    if earlier.status == "queued" && earlier.message_id.as_deref() == Some(id.as_str()) {
+                        if let Some(parameters) = resolve_parameters(&spec.template.parameters, &fields) {
+                            sends.push((contact, parameters, id));
+                        }
+                    }
+                    continue;
+                }
+                Ok(None) => {}
             }
             if !were_waiting {
                 *counts.entry("recipients".into()).or_default() += 1;
@@ -575,19 +674,27 @@ impl Campaigns<'_> {
                 Decision::Wait { .. } => *counts.entry("waiting".into()).or_default() += 1,
             }
         }
-        // Counted as soon as recorded: a retry finds these recipients and counts them no more.
         let counts: Vec<(String, i64)> = counts.into_iter().collect();
-        let counted = self.store.add_campaign_counts(campaign, &counts).await;
+        // A shard page's counts go in with its cursor move (the caller's), once per page. The
+        // waiting pass counts as soon as it recorded (a retry finds these recipients queued and
+        // counts them no more); the SDK's own repeat of this write is recognised by its key.
+        let counted = if were_waiting {
+            self.store.add_campaign_counts_once(campaign, "counted_waiting", &key, &counts).await.map(|_| ())
+        } else {
+            Ok(())
+        };
         let was_counted = counted.is_ok();
-        let result = match counted {
-            Ok(()) => self.enqueue(campaign, spec, &sends, &profiles, now_ms).await,
-            Err(e) => Err(e.into()),
+        let result = match (counted, failed) {
+            (Err(e), _) | (Ok(()), Some(e)) => Err(e.into()),
+            (Ok(()), None) => self.enqueue(campaign, spec, &sends, &profiles, now_ms).await.map(|()| counts),
         };
         // A page's retry finds its recipients queued and enqueues them; the waiting pass looks
         // for waiting ones only, so its recipients go back to waiting.
         if result.is_err() && were_waiting {
             let contacts: Vec<&ContactId> = sends.iter().map(|(c, _, _)| c).collect();
             self.requeue_lost(campaign, &contacts, now, was_counted).await;
+            // Not counted as queued: back to waiting without moving the counters.
+            self.requeue_lost(campaign, &unsure.iter().collect::<Vec<_>>(), now, false).await;
         }
         result
     }
@@ -604,29 +711,41 @@ impl Campaigns<'_> {
         let now = now_ms / 1000;
         let account = crate::domain::AccountId::parse(spec.account.clone().unwrap_or_default())
             .map_err(|e| CampaignError::Invalid(e.to_string()))?;
-        let mut envelopes = Vec::with_capacity(sends.len());
-        for (contact, parameters, id) in sends {
-            let parameters = self.track_parameters(campaign, spec, contact, parameters.clone(), now).await?;
-            let Some(body) = self.templates.body(&spec.template.name, &spec.template.language, &parameters) else {
-                continue;
-            };
-            self.store.mark_marketing_send(contact, profiles.get(&contact.key()), campaign, now_ms).await?;
-            envelopes.push(Envelope {
-                v: crate::queue::ENVELOPE_VERSION,
-                id: id.clone(),
-                account: account.clone(),
-                contact: contact.clone(),
-                purpose: Purpose::Marketing,
-                body,
-                fallback: None,
-                withheld: None,
-                in_reply_to: None,
-                created_at: now,
-                created_ms: Some(now_ms),
-                campaign: Some(campaign.to_string()),
-                author: None,
-            });
-        }
+        // Each recipient's links and send mark are its own writes: a bounded number at a time,
+        // in page order. The first failure fails the page (its retry does them all again: the
+        // links and the message ids are the same, the marks are a set).
+        let each: Vec<_> = sends
+            .iter()
+            .map(|(contact, parameters, id)| {
+                let account = &account;
+                async move {
+                    let parameters = self.track_parameters(campaign, spec, contact, parameters.clone(), now).await?;
+                    let Some(body) = self.templates.body(&spec.template.name, &spec.template.language, &parameters)
+                    else {
+                        return Ok(None);
+                    };
+                    self.store.mark_marketing_send(contact, profiles.get(&contact.key()), campaign, now_ms).await?;
+                    Ok::<_, CampaignError>(Some(Envelope {
+                        v: crate::queue::ENVELOPE_VERSION,
+                        id: id.clone(),
+                        account: account.clone(),
+                        contact: contact.clone(),
+                        purpose: Purpose::Marketing,
+                        body,
+                        fallback: None,
+                        withheld: None,
+                        in_reply_to: None,
+                        created_at: now,
+                        created_ms: Some(now_ms),
+                        campaign: Some(campaign.to_string()),
+                        author: None,
+                    }))
+                }
+            })
+            .collect();
+        let envelopes: Vec<Option<Envelope>> =
+            futures::stream::iter(each).buffered(self.concurrency.max(1)).try_collect().await?;
+        let envelopes: Vec<Envelope> = envelopes.into_iter().flatten().collect();
         if !envelopes.is_empty() {
             self.outbound.send(&envelopes).await?;
         }
@@ -649,6 +768,7 @@ impl Campaigns<'_> {
                 at: now,
                 clicks: 0,
                 orders: 0,
+                w: None,
             };
             // Overwrites the queued record (not conditional: it is ours).
             match self.store.put_recipient_unconditional(campaign, contact, &rec).await {
@@ -665,6 +785,13 @@ impl Campaigns<'_> {
     }
 
     /// Recipients waiting for their quiet hours: decided again once due.
+    ///
+    /// The pass reads the campaign's recipients (a Query of its partition, filtered to the
+    /// waiting ones), which costs every recipient's read units. While the shards are still
+    /// read and the counters say nobody waits — the usual case — it skips that read (one GetItem
+    /// every 30 s instead of reading a growing campaign over and over); once the shards are
+    /// done, it reads them once more before the campaign may end, so a counter that ever came
+    /// out low cannot strand anyone.
     async fn waiting_pass(
         &self,
         rec: &CampaignRecord,
@@ -673,6 +800,11 @@ impl Campaigns<'_> {
         now_ms: i64,
     ) -> Result<(), CampaignError> {
         let now = now_ms / 1000;
+        let shards_done =
+            (0..AUDIENCE_SHARDS).all(|s| rec.cursors.get(&s.to_string()).map(String::as_str) == Some(DONE));
+        if !shards_done && self.store.campaign_counts(&rec.id).await?.get("waiting").copied().unwrap_or(0) <= 0 {
+            return Ok(self.jobs.send(job, 30).await?);
+        }
         let mut after: Option<String> = None;
         let mut next_due: Option<i64> = None;
         let mut still_waiting = 0u64;
@@ -718,8 +850,6 @@ impl Campaigns<'_> {
                 None => break,
             }
         }
-        let shards_done =
-            (0..AUDIENCE_SHARDS).all(|s| rec.cursors.get(&s.to_string()).map(String::as_str) == Some(DONE));
         if still_waiting == 0 && shards_done {
             return self.finish_if_complete(&rec.id, now).await;
         }
@@ -948,8 +1078,10 @@ pub fn revokes_marketing(events: &[crate::store::consent::ConsentAuditEvent]) ->
 }
 
 /// The campaign dispatcher's SQS handler: each record is a page job. A job whose step failed
-/// for a passing reason is reported as a batch item failure (SQS retries it); one that can
-/// never succeed (unreadable, a campaign that broke its own rules) is logged and dropped.
+/// for a passing reason is reported as a batch item failure (SQS retries it after its delay);
+/// one that can never succeed as it is (unreadable, a corrupt campaign) goes to the DLQ at once
+/// with its reason, to be redriven once the cause is fixed — or, if that move fails, is retried
+/// until the queue moves it there itself. Never dropped: each page job is its shard's chain.
 pub async fn handle_jobs(
     app: &crate::api::App,
     event: aws_lambda_events::event::sqs::SqsEvent,
@@ -969,36 +1101,48 @@ pub async fn handle_jobs(
     };
     let campaigns = &campaigns;
     let results = futures::future::join_all(event.records.iter().map(|rec| async move {
-        let job: Job = match rec.body.as_deref().map(serde_json::from_str) {
+        let job: Job = match rec.body.as_deref().map(serde_json::from_str::<Job>) {
             Some(Ok(j)) => j,
-            _ => {
+            Some(Err(e)) => {
                 crate::observability::count("CampaignJobRejected", 1);
-                tracing::error!(message_id = ?rec.message_id, "unreadable campaign job dropped");
-                return (rec, Ok(()));
+                let reason = format!("unreadable job: {}", crate::privacy::describe_json_error(&e));
+                return (rec, Err(Failed::Permanent(reason)));
+            }
+            None => {
+                crate::observability::count("CampaignJobRejected", 1);
+                return (rec, Err(Failed::Permanent("unreadable job: no body".into())));
             }
         };
         let attempt_of = rec.message_id.as_deref().unwrap_or_default();
-        (rec, campaigns.dispatch(&job, attempt_of, crate::time_util::now_millis()).await)
+        let result = campaigns.dispatch(&job, attempt_of, crate::time_util::now_millis()).await;
+        (
+            rec,
+            result.map_err(|e| if e.retryable() { Failed::Passing(e.reason()) } else { Failed::Permanent(e.reason()) }),
+        )
     }))
     .await;
     let mut delays = Vec::new();
     for (rec, result) in results {
-        match result {
-            Ok(()) => {}
-            Err(e) if e.retryable() => {
-                let delay = retry_delay(rec);
-                tracing::warn!(error = %e, delay, "campaign page failed; it comes back after the delay");
-                crate::observability::count("CampaignJobRetried", 1);
-                if let Some(id) = &rec.message_id {
-                    response.add_failure(id.clone());
-                    if let Some(handle) = &rec.receipt_handle {
-                        delays.push((id.clone(), handle.clone(), delay));
-                    }
-                }
-            }
-            Err(e) => {
+        let (delay, reason) = match result {
+            Ok(()) => continue,
+            Err(Failed::Passing(reason)) => (retry_delay(rec), reason),
+            Err(Failed::Permanent(reason)) => {
                 crate::observability::count("CampaignJobFailed", 1);
-                tracing::error!(error = %e, "campaign page failed for good");
+                tracing::error!(message_id = ?rec.message_id, reason, "campaign page job can never succeed as it is");
+                if campaigns.jobs.dead_letter(rec.body.as_deref().unwrap_or_default(), &reason).await {
+                    crate::observability::count("CampaignJobDeadLettered", 1);
+                    continue;
+                }
+                // Not moved: the queue's own retries move it there (template.yaml).
+                (MAX_RETRY_DELAY_SECS, reason)
+            }
+        };
+        tracing::warn!(reason, delay, "campaign page failed; it comes back after the delay");
+        crate::observability::count("CampaignJobRetried", 1);
+        if let Some(id) = &rec.message_id {
+            response.add_failure(id.clone());
+            if let Some(handle) = &rec.receipt_handle {
+                delays.push((id.clone(), handle.clone(), delay));
             }
         }
     }
@@ -1007,6 +1151,14 @@ pub async fn handle_jobs(
     campaigns.jobs.retry_later(delays).await;
     crate::observability::flush();
     response
+}
+
+/// How a page job failed (with its [`CampaignError::reason`]).
+enum Failed {
+    /// Retried after its delay.
+    Passing(String),
+    /// Can never succeed as it is: to the DLQ.
+    Permanent(String),
 }
 
 /// The first retry of a failed page job after 1 s, then 2, 4 … up to [`MAX_RETRY_DELAY_SECS`]

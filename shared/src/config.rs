@@ -64,6 +64,7 @@ pub const WIRED_SETTINGS: &[&str] = &[
     "PARLEY_INBOUND_QUEUE_URL",
     "PARLEY_INBOUND_DLQ_URL",
     "PARLEY_CAMPAIGN_QUEUE_URL",
+    "PARLEY_CAMPAIGN_DLQ_URL",
     "PARLEY_BRIDGE_QUEUE_URL",
     "PARLEY_BRIDGE_DLQ_URL",
     "PARLEY_FUNCTION_TIMEOUT_SECONDS",
@@ -116,6 +117,7 @@ pub const TUNABLE_SETTINGS: &[&str] = &[
     "INBOUND_INLINE_MAX_EVENTS",
     "INBOUND_MAX_CONCURRENCY",
     "QUEUE_SEND_CONCURRENCY",
+    "CAMPAIGN_PAGE_CONCURRENCY",
     "SERVICE_WINDOW_HOURS",
     "SEND_RETRY_BASE_SECONDS",
     "SEND_PAUSE_SECONDS",
@@ -252,6 +254,9 @@ pub struct AwsSettings {
     /// `PARLEY_CAMPAIGN_QUEUE_URL` — the campaign queue the paced fan-out runs on (unset: this
     /// function runs no campaigns).
     pub campaign_queue_url: Option<String>,
+    /// `PARLEY_CAMPAIGN_DLQ_URL` — its dead-letter queue: a page job that can never succeed goes
+    /// there at once, with its reason (unset: it is retried until the queue moves it there).
+    pub campaign_dlq_url: Option<String>,
 }
 
 impl AwsSettings {
@@ -263,6 +268,7 @@ impl AwsSettings {
             inbound_queue_url: env_opt("PARLEY_INBOUND_QUEUE_URL"),
             inbound_dlq_url: env_opt("PARLEY_INBOUND_DLQ_URL"),
             campaign_queue_url: env_opt("PARLEY_CAMPAIGN_QUEUE_URL"),
+            campaign_dlq_url: env_opt("PARLEY_CAMPAIGN_DLQ_URL"),
         })
     }
 }
@@ -351,6 +357,9 @@ pub struct LoopSettings {
     pub max_concurrency: usize,
     /// `QUEUE_SEND_CONCURRENCY` — default 16: `SendMessageBatch` calls in flight at most.
     pub queue_send_concurrency: usize,
+    /// `CAMPAIGN_PAGE_CONCURRENCY` — default 16: a campaign page's per-recipient writes
+    /// (recipient record, tracked links, send mark) in flight at most.
+    pub campaign_page_concurrency: usize,
 }
 
 impl LoopSettings {
@@ -366,6 +375,7 @@ impl LoopSettings {
             inline_max_events: env_parse("INBOUND_INLINE_MAX_EVENTS", 50usize)?,
             max_concurrency: env_parse("INBOUND_MAX_CONCURRENCY", 32usize)?.max(2),
             queue_send_concurrency: env_parse("QUEUE_SEND_CONCURRENCY", 16usize)?.max(1),
+            campaign_page_concurrency: env_parse("CAMPAIGN_PAGE_CONCURRENCY", 16usize)?.max(1),
         })
     }
 }

@@ -10,7 +10,10 @@
 //!    queue with up to 8 concurrent pollers (the event source's MaximumConcurrency) until every
 //!    recipient is queued on the outbound queue. The sender does not run: what it costs per
 //!    message is the sender's own (tests/hot_path.rs, tests/sender.rs).
-//! 4. Prints recipients queued per second (wall clock), the AWS requests per recipient by
+//! 4. Prints, per audience shard (and the quiet-hours pass), the page jobs handled, those that
+//!    failed and came back (batch item failures), redeliveries and the longest pause between two
+//!    of its jobs: where a slowdown comes from.
+//! 5. Prints recipients queued per second (wall clock), the AWS requests per recipient by
 //!    operation (counted by an SDK interceptor on the dispatcher's clients), DynamoDB write and
 //!    read request units per recipient (from the items' sizes, as DynamoDB bills them) and the
 //!    $ per 1000 recipients at the list prices in [`prices`].
@@ -21,6 +24,7 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use futures::StreamExt;
 use parley::domain::campaign::Action;
 use parley::domain::consent::{ConsentEvent, ConsentPolicy, ConsentPurpose};
 use parley::domain::ContactId;
@@ -230,6 +234,7 @@ async fn main() {
         inbound_queue_url: None,
         inbound_dlq_url: None,
         campaign_queue_url: Some(res.queue("CampaignQueue").unwrap().into()),
+        campaign_dlq_url: res.queue("CampaignDLQ").map(str::to_string),
     };
     let meta = parley::config::MetaSettings::from_env().expect("meta settings");
     let app = Arc::new(parley::api::App::new(ddb.clone(), sqs.clone(), aws.clone(), meta).expect("app"));
@@ -257,13 +262,27 @@ async fn main() {
         );
     }
     let item_count = items.len();
-    let chunk = items.len().div_ceil(8).max(1);
-    let loads = items.chunks(chunk).map(|c| {
-        let (app, c) = (Arc::clone(&app), c.to_vec());
-        tokio::spawn(async move { app.store.batch_put(c).await })
+    // Chunks of 250 items (10 BatchWriteItem), 8 at a time. Puts are idempotent: a chunk whose
+    // load timed out (a busy endpoint) is loaded again, so a slow endpoint costs time, not the run.
+    let loads = items.chunks(250).map(|c| {
+        let app = Arc::clone(&app);
+        async move {
+            let mut tries = 0;
+            loop {
+                match app.store.batch_put(c.to_vec()).await {
+                    Err(e) if tries < 20 => {
+                        tries += 1;
+                        eprintln!("seeding a chunk again after: {e}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    done => break done,
+                }
+            }
+        }
     });
-    for load in futures::future::join_all(loads).await {
-        load.expect("seed task").expect("seed");
+    let loaded: Vec<_> = futures::stream::iter(loads).buffer_unordered(8).collect().await;
+    for load in loaded {
+        load.expect("seed");
     }
     let seeded = meter.take();
     let seed_secs = started.elapsed().as_secs_f64();
@@ -291,12 +310,29 @@ async fn main() {
     let cpu0 = cpu_seconds();
     campaigns.act(&rec.id, Action::Start, now).await.expect("start");
 
-    // 3. The dispatcher, polled as the event source does, until everyone is queued.
+    // 3. The dispatcher, polled as the event source does, until everyone is queued; each
+    // batch's jobs are tallied by shard.
+    let chains = Chains::default();
     let handler: parley_local::poller::SqsHandler = {
-        let app = Arc::clone(&app);
+        let (app, chains) = (Arc::clone(&app), chains.clone());
         Arc::new(move |event| {
-            let app = Arc::clone(&app);
-            Box::pin(async move { parley::campaigns::handle_jobs(&app, event).await })
+            let (app, chains) = (Arc::clone(&app), chains.clone());
+            Box::pin(async move {
+                let began = Instant::now();
+                let jobs: Vec<(String, Option<String>, bool)> = event
+                    .records
+                    .iter()
+                    .map(|r| {
+                        let again = r.attributes.get("ApproximateReceiveCount").is_some_and(|c| c != "1");
+                        (r.message_id.clone().unwrap_or_default(), r.body.clone(), again)
+                    })
+                    .collect();
+                let response = parley::campaigns::handle_jobs(&app, event).await;
+                let failed: Vec<&str> =
+                    response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+                chains.record(&jobs, &failed, began);
+                response
+            })
         })
     };
     let queue_url = aws.campaign_queue_url.clone().unwrap();
@@ -317,31 +353,6 @@ async fn main() {
             })
         })
         .collect();
-    let mut last_print = Instant::now();
-    let mut last_progress = (0i64, Instant::now());
-    let queued = loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        // Read outside the meter: the benchmark's own polling is no cost of the fan-out.
-        let Ok(counts) = watch.campaign_counts(&rec.id).await else { continue };
-        let queued = counts.get("queued").copied().unwrap_or(0);
-        if queued != last_progress.0 {
-            last_progress = (queued, Instant::now());
-        }
-        if last_print.elapsed() > Duration::from_secs(10) {
-            println!("  {queued} of {n} queued after {:.0} s", start.elapsed().as_secs_f64());
-            last_print = Instant::now();
-        }
-        if queued as usize >= n {
-            break queued;
-        }
-        if last_progress.1.elapsed() > Duration::from_secs(300) {
-            eprintln!("stalled: {queued} of {n} queued, nothing new for five minutes; counts: {counts:?}");
-            std::process::exit(1);
-        }
-    };
-    // The counters move before a page's SendMessageBatch: the finish line is the outbound queue
-    // holding every message, with the pollers still running (stopping them earlier would cancel
-    // the last pages mid-enqueue).
     let depth = || async {
         plain_sqs
             .get_queue_attributes()
@@ -356,6 +367,39 @@ async fn main() {
             .and_then(|v| v.parse::<usize>().ok())
             .unwrap_or(0)
     };
+    let mut last_print = Instant::now();
+    let mut last_depth = Instant::now();
+    let mut last_progress = (0i64, Instant::now());
+    let queued = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Read outside the meter: the benchmark's own polling is no cost of the fan-out.
+        let Ok(counts) = watch.campaign_counts(&rec.id).await else { continue };
+        let queued = counts.get("queued").copied().unwrap_or(0);
+        if queued != last_progress.0 {
+            last_progress = (queued, Instant::now());
+        }
+        if last_print.elapsed() > Duration::from_secs(10) {
+            println!("  {queued} of {n} queued after {:.0} s; {}", start.elapsed().as_secs_f64(), chains.summary());
+            last_print = Instant::now();
+        }
+        // The counters can drift under timeouts (README "Throughput and cost"): the outbound
+        // queue holding everyone ends the run too.
+        if queued as usize >= n
+            || (last_depth.elapsed() > Duration::from_secs(2) && {
+                last_depth = Instant::now();
+                depth().await >= n
+            })
+        {
+            break queued;
+        }
+        if last_progress.1.elapsed() > Duration::from_secs(300) {
+            eprintln!("stalled: {queued} of {n} queued, nothing new for five minutes; counts: {counts:?}");
+            std::process::exit(1);
+        }
+    };
+    // The counters move before a page's SendMessageBatch: the finish line is the outbound queue
+    // holding every message, with the pollers still running (stopping them earlier would cancel
+    // the last pages mid-enqueue).
     let settle = Instant::now();
     while depth().await < n && settle.elapsed() < Duration::from_secs(120) {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -369,6 +413,83 @@ async fn main() {
     let fanout = meter.take();
     let outbound = depth().await.to_string();
     report(n, queued, wall, cpu, &outbound, &fanout);
+    chains.print();
+}
+
+/// One chain's page jobs: handled, failed (retried by SQS), redelivered, the slowest batch and
+/// the longest pause between two of its jobs.
+#[derive(Debug, Default, Clone)]
+struct Chain {
+    jobs: u64,
+    failed: u64,
+    redelivered: u64,
+    slowest: Duration,
+    last: Option<Instant>,
+    longest_pause: Duration,
+}
+
+/// The chains by name: audience shard `0`…`7`, `waiting` (the quiet-hours pass).
+#[derive(Debug, Default, Clone)]
+struct Chains(Arc<Mutex<BTreeMap<String, Chain>>>);
+
+impl Chains {
+    /// One batch: its jobs (message id, body, redelivered) and the ids that failed.
+    fn record(&self, jobs: &[(String, Option<String>, bool)], failed: &[&str], began: Instant) {
+        let now = Instant::now();
+        let mut all = self.0.lock().unwrap();
+        for (id, body, again) in jobs {
+            let job: Option<parley::campaigns::Job> = body.as_deref().and_then(|b| serde_json::from_str(b).ok());
+            let name = match job.map(|j| j.shard) {
+                Some(Some(shard)) => shard.to_string(),
+                Some(None) => "waiting".into(),
+                None => "unreadable".into(),
+            };
+            let chain = all.entry(name).or_default();
+            chain.jobs += 1;
+            if failed.contains(&id.as_str()) {
+                chain.failed += 1;
+            }
+            if *again {
+                chain.redelivered += 1;
+            }
+            chain.slowest = chain.slowest.max(now - began);
+            if let Some(last) = chain.last {
+                chain.longest_pause = chain.longest_pause.max(began.saturating_duration_since(last));
+            }
+            chain.last = Some(now);
+        }
+    }
+
+    fn summary(&self) -> String {
+        let all = self.0.lock().unwrap();
+        let sum = |f: fn(&Chain) -> u64| all.values().map(f).sum::<u64>();
+        format!("{} jobs, {} failed, {} redelivered", sum(|c| c.jobs), sum(|c| c.failed), sum(|c| c.redelivered))
+    }
+
+    fn print(&self) {
+        println!("  page jobs by chain (shard, or the quiet-hours pass):");
+        println!(
+            "    {:<10} {:>6} {:>7} {:>12} {:>14} {:>16}",
+            "chain", "jobs", "failed", "redelivered", "slowest batch", "longest pause"
+        );
+        for (name, c) in self.0.lock().unwrap().iter() {
+            println!(
+                "    {name:<10} {:>6} {:>7} {:>12} {:>12.1} s {:>14.1} s",
+                c.jobs,
+                c.failed,
+                c.redelivered,
+                c.slowest.as_secs_f64(),
+                c.longest_pause.as_secs_f64()
+            );
+        }
+        let totals = parley::observability::totals();
+        println!(
+            "  dispatcher counters: CampaignJobRetried {}, CampaignJobFailed {}, CampaignJobDeadLettered {}",
+            totals.get("CampaignJobRetried").unwrap_or(&0),
+            totals.get("CampaignJobFailed").unwrap_or(&0),
+            totals.get("CampaignJobDeadLettered").unwrap_or(&0)
+        );
+    }
 }
 
 fn report(n: usize, queued: i64, wall: f64, cpu: f64, outbound: &str, calls: &BTreeMap<String, Cost>) {

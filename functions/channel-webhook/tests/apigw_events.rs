@@ -21,6 +21,7 @@ fn app() -> App {
         inbound_queue_url: None,
         inbound_dlq_url: None,
         campaign_queue_url: None,
+        campaign_dlq_url: None,
     };
     App::new(ddb, sqs, aws, MetaSettings::from_env().unwrap()).unwrap()
 }

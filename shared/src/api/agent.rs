@@ -104,7 +104,14 @@ pub async fn route(app: &App, req: Request<Bytes>, path: &str) -> Result<Respons
     let rest = path.strip_prefix("/agent").unwrap_or(path);
     let parts: Vec<&str> = rest.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
     match (method, parts.as_slice()) {
-        (Method::GET, ["config"]) => Ok(json_response(StatusCode::OK, &ConsoleAuth::from_env().to_json())),
+        (Method::GET, ["config"]) => {
+            let mut config = ConsoleAuth::from_env().to_json();
+            // Segment amounts ("spent at least") are in the shop currency's minor units: the
+            // console scales what an admin types by its exponent (JPY 0, EUR 2, KWD 3).
+            let currency = app.shops.shop_currency;
+            config["shop_currency"] = json!({ "code": currency.as_str(), "exponent": currency.exponent() });
+            Ok(json_response(StatusCode::OK, &config))
+        }
         (_, ["config"]) => Err(ApiError::MethodNotAllowed { allow: "GET" }),
         // The console's static files (no token: the page signs the agent in).
         (Method::GET, []) => Ok(super::console::index(&req, &ConsoleAuth::from_env())),

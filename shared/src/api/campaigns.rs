@@ -41,6 +41,7 @@ impl App {
             accounts: &self.accounts,
             default_tz: &self.campaign_tz,
             links: self.links().ok(),
+            concurrency: self.settings.campaign_page_concurrency,
         })
     }
 }

@@ -149,7 +149,10 @@ impl App {
             admin_key: crate::config::env_opt("PARLEY_ADMIN_KEY").map(Secret::from),
             bridge: None,
             token_verifier: jwt::TokenVerifier::from_settings(&AgentAuthSettings::from_env()?, jwks_http),
-            campaign_jobs: aws.campaign_queue_url.clone().map(|u| crate::campaigns::JobQueue::new(sqs.clone(), u)),
+            campaign_jobs: aws
+                .campaign_queue_url
+                .clone()
+                .map(|u| crate::campaigns::JobQueue::new(sqs.clone(), u).with_dlq(aws.campaign_dlq_url.clone())),
             campaign_tz: crate::config::campaign_timezone()?,
             links: LinkSettings::from_env()?,
         })

@@ -140,7 +140,7 @@ pub struct DlqMessage {
     /// proof keeps), or the redacted form `whatsapp:***6789` without a key. Never the address.
     pub contact: Option<String>,
     /// The last error recorded for it (outbound: the send record's status, code and detail;
-    /// unreadable: why it could not be read).
+    /// campaign job: why the dispatcher moved it there; unreadable: why it could not be read).
     pub last_error: Option<String>,
     /// `ApproximateReceiveCount` (receives before it was moved, plus listings).
     pub receive_count: u32,
@@ -281,6 +281,8 @@ impl Queues {
             .visibility_timeout(visibility)
             .wait_time_seconds(0)
             .message_system_attribute_names(MessageSystemAttributeName::All)
+            // Why the campaign dispatcher dead-lettered a page job.
+            .message_attribute_names(crate::campaigns::DLQ_REASON_ATTRIBUTE)
             .send()
             .await
             .map_err(|e| OpsError::aws("ReceiveMessage", e))?;
@@ -399,6 +401,11 @@ impl Queues {
                 Ok(job) => {
                     d.kind = "campaign-job".into();
                     d.id = Some(job.campaign);
+                    d.last_error = m
+                        .message_attributes()
+                        .and_then(|a| a.get(crate::campaigns::DLQ_REASON_ATTRIBUTE))
+                        .and_then(|v| v.string_value())
+                        .map(str::to_string);
                 }
                 Err(e) => d.last_error = Some(unreadable(&crate::privacy::describe_json_error(&e))),
             },

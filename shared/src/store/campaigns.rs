@@ -89,6 +89,10 @@ pub struct RecipientRecord {
     pub clicks: u64,
     #[serde(default)]
     pub orders: u64,
+    /// The page attempt that wrote it: the SDK's repeat of a put whose first attempt landed
+    /// finds this record and knows it as its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub w: Option<String>,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(item: Item, what: &str) -> Result<T, StoreError> {
@@ -98,6 +102,21 @@ fn decode<T: serde::de::DeserializeOwned>(item: Item, what: &str) -> Result<T, S
 /// The numeric attributes of a `STATS` item (the keys are strings and drop out).
 fn counts_of(item: Item) -> HashMap<String, i64> {
     item.into_iter().filter_map(|(k, v)| Some((k, v.as_n().ok()?.parse().ok()?))).collect()
+}
+
+/// A shard page's counts on `META` (added with its cursor move): `n_{counter}`.
+const PAGE_COUNT_PREFIX: &str = "n_";
+
+/// Adds the page counts of a `META` item to counts read from `STATS`.
+fn add_page_counts(counts: &mut HashMap<String, i64>, meta: Item) {
+    for (k, v) in meta {
+        let (Some(name), Some(v)) =
+            (k.strip_prefix(PAGE_COUNT_PREFIX), v.as_n().ok().and_then(|v| v.parse::<i64>().ok()))
+        else {
+            continue;
+        };
+        *counts.entry(name.to_string()).or_default() += v;
+    }
 }
 
 impl Store {
@@ -171,6 +190,10 @@ impl Store {
     /// `mover` (the job's SQS message id) is kept with it: a retry of the same job whose first
     /// write landed after its caller gave up on it (a timeout) finds its own move and goes on,
     /// where a duplicate job stops.
+    ///
+    /// The page's `counts` are added in the same write as the move, so once per page: the SDK's
+    /// repeat of a move that landed, and a retry that finds its own move, add nothing (they are
+    /// `n_…` attributes on `META`, which [`Store::campaign_counts`] adds to `STATS`').
     pub async fn set_cursor(
         &self,
         id: &str,
@@ -178,7 +201,37 @@ impl Store {
         from: Option<&str>,
         to: &str,
         mover: &str,
+        counts: &[(String, i64)],
     ) -> Result<bool, StoreError> {
+        let mut first = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(campaign_pk(id)))
+            .key("sk", s(META))
+            .expression_attribute_names("#s", shard.to_string())
+            .expression_attribute_names("#mv", format!("mover_{shard}"))
+            .expression_attribute_values(":to", s(to))
+            .expression_attribute_values(":mv", s(mover));
+        let mut adds = Vec::new();
+        for (i, (name, value)) in counts.iter().filter(|(_, v)| *v != 0).enumerate() {
+            adds.push(format!("#c{i} :c{i}"));
+            first = first
+                .expression_attribute_names(format!("#c{i}"), format!("{PAGE_COUNT_PREFIX}{name}"))
+                .expression_attribute_values(format!(":c{i}"), n(*value));
+        }
+        let mut expr = String::from("SET cursors.#s = :to, #mv = :mv");
+        if !adds.is_empty() {
+            expr.push_str(&format!(" ADD {}", adds.join(", ")));
+        }
+        let first = match from {
+            Some(f) => first.condition_expression("cursors.#s = :from").expression_attribute_values(":from", s(f)),
+            None => first.condition_expression("attribute_not_exists(cursors.#s)"),
+        };
+        if applied(first.update_expression(expr).send().await)?.is_some() {
+            return Ok(true);
+        }
+        // Not the first move from `from`: ours if the cursor stands where this job moved it.
         let req = self
             .client
             .update_item()
@@ -190,13 +243,7 @@ impl Store {
             .expression_attribute_names("#mv", format!("mover_{shard}"))
             .expression_attribute_values(":to", s(to))
             .expression_attribute_values(":mv", s(mover));
-        let ours = "(cursors.#s = :to AND #mv = :mv)";
-        let req = match from {
-            Some(f) => req
-                .condition_expression(format!("cursors.#s = :from OR {ours}"))
-                .expression_attribute_values(":from", s(f)),
-            None => req.condition_expression(format!("attribute_not_exists(cursors.#s) OR {ours}")),
-        };
+        let req = req.condition_expression("cursors.#s = :to AND #mv = :mv");
         applied(req.send().await).map(|o| o.is_some())
     }
 
@@ -236,32 +283,81 @@ impl Store {
         Ok(())
     }
 
-    pub async fn campaign_counts(&self, id: &str) -> Result<HashMap<String, i64>, StoreError> {
-        let out = self
+    /// Adds a page's counts once: `ADD` is not idempotent, and the SDK sends an update again
+    /// when an attempt timed out — one that landed all the same would count twice. The write
+    /// names its attempt (`key`, new per attempt) in its writer's marker attribute (`marker`, one
+    /// per writer that counts this way, e.g. the quiet-hours pass: writers side by side must not
+    /// overwrite each other's key), and a request whose key is already there is a repeat:
+    /// `Ok(false)`, nothing added. (Shard pages count with their cursor move instead.)
+    pub async fn add_campaign_counts_once(
+        &self,
+        id: &str,
+        marker: &str,
+        key: &str,
+        counts: &[(String, i64)],
+    ) -> Result<bool, StoreError> {
+        let counts: Vec<&(String, i64)> = counts.iter().filter(|(_, v)| *v != 0).collect();
+        if counts.is_empty() {
+            return Ok(true);
+        }
+        let mut req = self
             .client
-            .get_item()
+            .update_item()
             .table_name(&self.table)
             .key("pk", s(campaign_pk(id)))
             .key("sk", s(STATS))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::sdk)?;
-        Ok(counts_of(out.item.unwrap_or_default()))
+            .condition_expression("attribute_not_exists(#m) OR #m <> :key")
+            .expression_attribute_names("#m", marker)
+            .expression_attribute_values(":key", s(key));
+        let mut parts = Vec::new();
+        for (i, (name, value)) in counts.iter().enumerate() {
+            parts.push(format!("#c{i} :c{i}"));
+            req = req
+                .expression_attribute_names(format!("#c{i}"), name.as_str())
+                .expression_attribute_values(format!(":c{i}"), n(*value));
+        }
+        let out = req.update_expression(format!("SET #m = :key ADD {}", parts.join(", "))).send().await;
+        Ok(applied(out)?.is_some())
+    }
+
+    /// The campaign's counters: `STATS`, plus the shard pages' counts on `META`.
+    pub async fn campaign_counts(&self, id: &str) -> Result<HashMap<String, i64>, StoreError> {
+        let get = |sk: &'static str| {
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", s(campaign_pk(id)))
+                .key("sk", s(sk))
+                .consistent_read(true)
+                .send()
+        };
+        let (stats, meta) = futures::try_join!(get(STATS), get(META)).map_err(StoreError::sdk)?;
+        let mut counts = counts_of(stats.item.unwrap_or_default());
+        add_page_counts(&mut counts, meta.item.unwrap_or_default());
+        Ok(counts)
     }
 
     /// The counters of several campaigns with one BatchGetItem per 100 (the campaign list).
     /// A campaign without counters yet is left out.
     pub async fn campaigns_counts(&self, ids: &[&str]) -> Result<HashMap<String, HashMap<String, i64>>, StoreError> {
         let by_pk: HashMap<String, &str> = ids.iter().map(|id| (campaign_pk(id), *id)).collect();
-        let keys: Vec<(String, String)> = by_pk.keys().map(|pk| (pk.clone(), STATS.to_string())).collect();
-        let mut out = HashMap::new();
+        let keys: Vec<(String, String)> =
+            by_pk.keys().flat_map(|pk| [(pk.clone(), STATS.to_string()), (pk.clone(), META.to_string())]).collect();
+        let mut out: HashMap<String, HashMap<String, i64>> = HashMap::new();
         // Throttled for good → an error: a list with counts missing would read as zero progress.
         for item in super::batch_get(self, &keys, true).await? {
             let Some(id) = item.get("pk").and_then(|v| v.as_s().ok()).and_then(|pk| by_pk.get(pk)) else {
                 continue;
             };
-            out.insert(id.to_string(), counts_of(item));
+            let meta = item.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk == META);
+            let counts = out.entry(id.to_string()).or_default();
+            if meta {
+                add_page_counts(counts, item);
+            } else {
+                for (k, v) in counts_of(item) {
+                    *counts.entry(k).or_default() += v;
+                }
+            }
         }
         Ok(out)
     }

@@ -15,6 +15,8 @@ pub mod channels;
 pub mod config;
 pub mod consent;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inbound;
 pub mod inbox;
 pub mod lambda_init;

@@ -35,8 +35,13 @@ pub fn parse_delivery(body: &[u8]) -> Result<ParsedDelivery, InboundParseError> 
     }
 }
 
+/// The one-pass path alone (the fuzz target holds it to [`parse_tolerant`]).
+pub(crate) fn parse_fast(body: &[u8]) -> Option<ParsedDelivery> {
+    fast::parse(body)
+}
+
 /// Every item on its own from a `serde_json::Value`: what the fast path cannot take.
-fn parse_tolerant(body: &[u8]) -> Result<ParsedDelivery, InboundParseError> {
+pub(crate) fn parse_tolerant(body: &[u8]) -> Result<ParsedDelivery, InboundParseError> {
     let root: Value = serde_json::from_slice(body)
         .map_err(|e| InboundParseError::NotJson(crate::privacy::describe_json_error(&e)))?;
     let object = match root.as_object().and_then(|o| o.get("object")) {

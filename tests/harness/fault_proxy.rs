@@ -69,6 +69,8 @@ const INJECTED: [Injected; 5] = [
 /// sequence of faults can be repeated (which request meets which depends on timing).
 struct Injector {
     service: Service,
+    /// `X-Amz-Target`s passed through untouched.
+    exempt: &'static [&'static str],
     /// Faults per million requests.
     rate_ppm: u64,
     rng: Mutex<SplitMix64>,
@@ -77,7 +79,10 @@ struct Injector {
 }
 
 impl Injector {
-    fn draw(&self) -> Option<Injected> {
+    fn draw(&self, request: &HttpMessage) -> Option<Injected> {
+        if request.header("x-amz-target").is_some_and(|t| self.exempt.contains(&t.as_str())) {
+            return None;
+        }
         self.requests.fetch_add(1, Ordering::Relaxed);
         let (roll, kind) = {
             let mut rng = self.rng.lock().unwrap();
@@ -136,8 +141,15 @@ impl FaultProxy {
     }
 
     /// Forwards to `upstream` request by request and fails `rate` (0.0..=1.0) of them, each with
-    /// one of the [`Injected`] faults drawn evenly, in `service`'s wire format.
-    pub async fn start_injecting(upstream: &str, service: Service, rate: f64, seed: u64) -> Self {
+    /// one of the [`Injected`] faults drawn evenly, in `service`'s wire format. Requests whose
+    /// `X-Amz-Target` is in `exempt` always pass (and are not counted).
+    pub async fn start_injecting(
+        upstream: &str,
+        service: Service,
+        rate: f64,
+        seed: u64,
+        exempt: &'static [&'static str],
+    ) -> Self {
         let target = upstream.trim_start_matches("http://").trim_end_matches('/');
         let upstream: SocketAddr =
             tokio::net::lookup_host(target).await.expect("upstream resolves").next().expect("upstream has an address");
@@ -146,6 +158,7 @@ impl FaultProxy {
         let (mode, _) = watch::channel(Fault::Pass);
         let injector = Arc::new(Injector {
             service,
+            exempt,
             rate_ppm: (rate.clamp(0.0, 1.0) * 1_000_000.0) as u64,
             rng: Mutex::new(SplitMix64(seed)),
             requests: AtomicU64::new(0),
@@ -301,7 +314,7 @@ async fn read_message(stream: &mut TcpStream, buf: &mut Vec<u8>, is_response: bo
 async fn serve_injecting(mut client: TcpStream, upstream: SocketAddr, injector: Arc<Injector>) {
     let mut from_client = Vec::new();
     while let Some(request) = read_message(&mut client, &mut from_client, false).await {
-        let fault = injector.draw();
+        let fault = injector.draw(&request);
         match fault {
             Some(Injected::DroppedBefore) => return reset(client),
             Some(Injected::DroppedAfter) | None => {}

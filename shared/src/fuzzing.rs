@@ -100,14 +100,8 @@ pub fn shopify_webhook(data: &[u8]) {
 }
 
 pub fn woocommerce_webhook(data: &[u8]) {
-    const TOPICS: &[&str] = &[
-        "order.created",
-        "order.updated",
-        "order.deleted",
-        "product.created",
-        "product.deleted",
-        "coupon.created",
-    ];
+    const TOPICS: &[&str] =
+        &["order.created", "order.updated", "order.deleted", "product.created", "product.deleted", "coupon.created"];
     let (topic, currency, body) = shop_input(data, TOPICS);
     let result = woocommerce::parse_webhook_with_currency(topic, "shop.example", body, currency);
     if woocommerce::is_ping(body) {

@@ -13,8 +13,11 @@ use crate::domain::Currency;
 use crate::shops::{shopify, woocommerce, ShopEvent, ShopParseError};
 use serde_json::Value;
 
+/// A target's entry point: arbitrary bytes in, a panic only for a broken property.
+pub type Entry = fn(&[u8]);
+
 /// Every target by its directory name under `fuzz/corpus/`, with its entry point.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Entry)] = &[
     ("meta_delivery", meta_delivery),
     ("shopify_webhook", shopify_webhook),
     ("woocommerce_webhook", woocommerce_webhook),

@@ -764,6 +764,17 @@ mod tests {
         parse_delivery(body).expect("delivery parses")
     }
 
+    /// Found by fuzzing: invalid UTF-8 inside a key the typed structs ignore passed the fast
+    /// path, while the tolerant parser refuses the body as not JSON. Both refuse it now.
+    #[test]
+    fn invalid_utf8_in_an_ignored_key_is_not_json_on_both_paths() {
+        let mut body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone"#.to_vec();
+        body.extend_from_slice(&[0xda, 0xda]);
+        body.extend_from_slice(br#"_number_id":"1"}}}]}]}"#);
+        assert!(fast::parse(&body).is_none());
+        assert!(matches!(parse_delivery(&body), Err(InboundParseError::NotJson(_))));
+    }
+
     fn messages(d: &ParsedDelivery) -> Vec<&InboundMessage> {
         d.events
             .iter()

@@ -773,6 +773,10 @@ mod tests {
         body.extend_from_slice(br#"_number_id":"1"}}}]}]}"#);
         assert!(fast::parse(&body).is_none());
         assert!(matches!(parse_delivery(&body), Err(InboundParseError::NotJson(_))));
+        // Found next: a lone surrogate escape in a string the fast path skips.
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","x":"\ud800"}]}"#;
+        assert!(fast::parse(body).is_none());
+        assert!(matches!(parse_delivery(body), Err(InboundParseError::NotJson(_))));
     }
 
     fn messages(d: &ParsedDelivery) -> Vec<&InboundMessage> {

@@ -8,7 +8,7 @@ CARGO ?= cargo
 ENV_FILE := $(if $(wildcard .env),.env,.env.example)
 LOCAL_BIN ?= target/debug/parley-local
 
-.PHONY: help dev test venv browser-deps build-dev unit check-template lint fmt sam-build clean bench bench-campaign bench-functions bench-cost
+.PHONY: help dev test venv browser-deps build-dev unit check-template lint fmt sam-build clean bench bench-campaign bench-functions bench-cost fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -84,3 +84,21 @@ bench-functions: venv ## per function: binary size, init, first and warm invocat
 	$(CARGO) build --locked --release $(addprefix -p ,$(FUNCTIONS))
 	local/with-env.sh $(ENV_FILE) local/with-endpoints.sh \
 	  $(CARGO) bench --locked --profile dev -p parley-tests --bench functions
+
+# Fuzzing (fuzz/, never part of `make test`; its corpus is: parley::fuzzing's tests replay it).
+# cargo-fuzz needs nightly-only compiler flags (-Z sanitizer coverage). This machine and CI have
+# only the pinned stable toolchain and cannot download a nightly, so RUSTC_BOOTSTRAP=1 lets that
+# stable compiler accept them. No sanitizer: the parsers are safe Rust, and ASan would only slow
+# the runs; panics, overflows (debug assertions) and stack exhaustion are still caught.
+FUZZ_SECONDS ?= 600
+CARGO_FUZZ_VERSION := 0.13.1
+FUZZ_TARGETS := meta_delivery shopify_webhook woocommerce_webhook signature_header chat_command flows_file
+fuzz: ## run every fuzz target FUZZ_SECONDS (600) each, then minimise the corpus
+	@command -v cargo-fuzz >/dev/null && cargo fuzz --version | grep -q " $(CARGO_FUZZ_VERSION)" \
+	  || $(CARGO) install --locked cargo-fuzz@$(CARGO_FUZZ_VERSION)
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build --sanitizer none
+	@set -e; cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t; \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536; \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz cmin --sanitizer none $$t corpus/$$t; \
+	done

@@ -17,10 +17,16 @@
 5. moto answers every DynamoDB Query by sorting the whole table first, so a query's cost grew
    with the table (a campaign over 5000 contacts timed out on every page); a table query reads
    its partition, an index query walks the items unsorted (its results are sorted anyway).
+6. moto ignores TransactWriteItems' ClientRequestToken. DynamoDB makes the call idempotent with it
+   for 10 minutes: the SDK fills it in and keeps it on its retries, so a retry after a lost answer
+   (the transaction applied, the connection dropped) succeeds instead of failing its own
+   conditions. The same token with other parameters is IdempotentParameterMismatchException.
 
 Usage: endpoints.py -H 127.0.0.1 -p PORT
 """
 import argparse
+import io
+import json
 import os
 import signal
 import sys
@@ -122,17 +128,60 @@ def partition_queries():
     Table.query = query
 
 
+IDEMPOTENCY_WINDOW_SECONDS = 600
+
+
 class SerialDynamoDB:
     def __init__(self, app):
         self.app = app
         self.lock = threading.Lock()
+        # ClientRequestToken -> (expires, parsed request, status, headers, response body)
+        self.transactions = {}
 
     def __call__(self, environ, start_response):
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith("DynamoDB"):
             with self.lock:
+                if target.endswith(".TransactWriteItems"):
+                    return self.transact_write(environ, start_response)
                 # Consume the response inside the lock: the write happens while it is produced.
                 return list(self.app(environ, start_response))
         return self.app(environ, start_response)
+
+    def transact_write(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            # Compared as parsed JSON: the SDK serialises an item's attributes in any order.
+            request = json.loads(body)
+            token = request.get("ClientRequestToken")
+        except ValueError:
+            request, token = None, None
+        now = time.monotonic()
+        self.transactions = {t: v for t, v in self.transactions.items() if v[0] > now}
+        if token and token in self.transactions:
+            _, first_request, status, headers, answer = self.transactions[token]
+            if first_request != request:
+                error = json.dumps({
+                    "__type": "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+                    "message": "Specified idempotency token has different parameters",
+                }).encode()
+                start_response("400 Bad Request", [("Content-Type", "application/x-amz-json-1.0"),
+                                                   ("Content-Length", str(len(error)))])
+                return [error]
+            start_response(status, headers)
+            return [answer]
+        seen = {}
+
+        def capture(status, headers, exc_info=None):
+            seen["status"], seen["headers"] = status, list(headers)
+            return start_response(status, headers, exc_info)
+
+        answer = b"".join(self.app(environ, capture))
+        if token and seen.get("status", "").startswith("200"):
+            self.transactions[token] = (now + IDEMPOTENCY_WINDOW_SECONDS, request, seen["status"], seen["headers"], answer)
+        return [answer]
 
 
 def main():

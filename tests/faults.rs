@@ -148,3 +148,37 @@ async fn a_slow_but_answering_dependency_is_waited_for() {
     d.all_succeed_once(&sys).await;
     sys.stop().await;
 }
+
+/// What makes a retry after a lost answer safe (the proxy's `DroppedAfter`): DynamoDB applies a
+/// TransactWriteItems once per ClientRequestToken (the SDK fills it in and keeps it on its
+/// retries), and answers the repeat with success, not with its own failed condition.
+#[tokio::test]
+async fn a_transaction_repeated_with_its_token_applies_once_and_succeeds() {
+    use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+    let sys = System::start().await;
+    let (ddb, table) = (sys.store().client().clone(), sys.store().table().to_string());
+    let pk = format!("TEST#{}", uuid::Uuid::new_v4());
+    let put = |v: &str| {
+        let put = Put::builder()
+            .table_name(&table)
+            .item("pk", AttributeValue::S(pk.clone()))
+            .item("sk", AttributeValue::S("X".into()))
+            .item("v", AttributeValue::S(v.into()))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .unwrap();
+        TransactWriteItem::builder().put(put).build()
+    };
+    let token = uuid::Uuid::new_v4().to_string();
+    for _ in 0..2 {
+        let sent = ddb.transact_write_items().transact_items(put("a")).client_request_token(&token).send().await;
+        assert!(sent.is_ok(), "{sent:?}");
+    }
+    // Other parameters under the same token are refused; a new token meets the condition.
+    let other = ddb.transact_write_items().transact_items(put("b")).client_request_token(&token).send().await;
+    let code = other.unwrap_err().into_service_error().meta().code().map(str::to_string);
+    assert_eq!(code.as_deref(), Some("IdempotentParameterMismatchException"));
+    let fresh = ddb.transact_write_items().transact_items(put("a")).send().await;
+    assert!(fresh.unwrap_err().into_service_error().is_transaction_canceled_exception());
+    sys.stop().await;
+}

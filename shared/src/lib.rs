@@ -16,6 +16,8 @@ pub mod config;
 pub mod consent;
 pub mod content;
 pub mod domain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inbound;
 pub mod inbox;
 pub mod lambda_init;

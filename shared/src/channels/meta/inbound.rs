@@ -35,8 +35,13 @@ pub fn parse_delivery(body: &[u8]) -> Result<ParsedDelivery, InboundParseError> 
     }
 }
 
+/// The one-pass path alone (the fuzz target holds it to [`parse_tolerant`]).
+pub(crate) fn parse_fast(body: &[u8]) -> Option<ParsedDelivery> {
+    fast::parse(body)
+}
+
 /// Every item on its own from a `serde_json::Value`: what the fast path cannot take.
-fn parse_tolerant(body: &[u8]) -> Result<ParsedDelivery, InboundParseError> {
+pub(crate) fn parse_tolerant(body: &[u8]) -> Result<ParsedDelivery, InboundParseError> {
     let root: Value = serde_json::from_slice(body)
         .map_err(|e| InboundParseError::NotJson(crate::privacy::describe_json_error(&e)))?;
     let object = match root.as_object().and_then(|o| o.get("object")) {
@@ -757,6 +762,21 @@ mod tests {
             assert_eq!(fast, tolerant, "the fast path differs from the tolerant one");
         }
         parse_delivery(body).expect("delivery parses")
+    }
+
+    /// Found by fuzzing: invalid UTF-8 inside a key the typed structs ignore passed the fast
+    /// path, while the tolerant parser refuses the body as not JSON. Both refuse it now.
+    #[test]
+    fn invalid_utf8_in_an_ignored_key_is_not_json_on_both_paths() {
+        let mut body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"metadata":{"phone"#.to_vec();
+        body.extend_from_slice(&[0xda, 0xda]);
+        body.extend_from_slice(br#"_number_id":"1"}}}]}]}"#);
+        assert!(fast::parse(&body).is_none());
+        assert!(matches!(parse_delivery(&body), Err(InboundParseError::NotJson(_))));
+        // Found next: a lone surrogate escape in a string the fast path skips.
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","x":"\ud800"}]}"#;
+        assert!(fast::parse(body).is_none());
+        assert!(matches!(parse_delivery(body), Err(InboundParseError::NotJson(_))));
     }
 
     fn messages(d: &ParsedDelivery) -> Vec<&InboundMessage> {

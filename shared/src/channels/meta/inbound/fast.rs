@@ -20,7 +20,16 @@ use std::fmt;
 
 /// The delivery, or `None` when it is not a WhatsApp delivery of the usual shape.
 pub(super) fn parse(body: &[u8]) -> Option<ParsedDelivery> {
-    let d: Delivery<'_> = serde_json::from_slice(body).ok()?;
+    // Checked whole first: from bytes, serde_json does not check the UTF-8 of keys a struct
+    // ignores, so a body the tolerant parser refuses as not JSON would pass (found by fuzzing).
+    // Parsing from the checked `str` then skips the per-string checks, so this costs about nothing.
+    let body = std::str::from_utf8(body).ok()?;
+    // Likewise the escapes of strings it skips: a lone surrogate (`\ud800`) would pass here and
+    // fail the tolerant parser, which is left to refuse it.
+    if has_surrogate_escape(body.as_bytes()) {
+        return None;
+    }
+    let d: Delivery<'_> = serde_json::from_str(body).ok()?;
     if d.object.as_deref() != Some("whatsapp_business_account") {
         return None;
     }
@@ -43,6 +52,28 @@ pub(super) fn parse(body: &[u8]) -> Option<ParsedDelivery> {
         }
     }
     Some(out)
+}
+
+/// A `\\uD800`–`\\uDFFF` escape that is not half of a high-low pair.
+fn has_surrogate_escape(body: &[u8]) -> bool {
+    let surrogate = |at: usize, range: std::ops::RangeInclusive<u8>| {
+        body.get(at..at + 4)
+            .is_some_and(|e| e[0] == b'\\' && e[1] == b'u' && (e[2] | 0x20) == b'd' && range.contains(&(e[3] | 0x20)))
+    };
+    let mut i = 0;
+    while i + 4 <= body.len() {
+        if surrogate(i, b'8'..=b'b') && body.get(i + 6..i + 8) == Some(b"\\u") {
+            if !surrogate(i + 6, b'c'..=b'f') {
+                return true;
+            }
+            i += 12;
+        } else if surrogate(i, b'8'..=b'9') || surrogate(i, b'a'..=b'f') {
+            return true;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// `Some` of a present value; a `null` is an error (the tolerant parser tells it from absence).

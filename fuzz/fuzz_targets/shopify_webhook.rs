@@ -1,0 +1,3 @@
+#![no_main]
+// The entry point and its properties: parley::fuzzing::shopify_webhook.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| parley::fuzzing::shopify_webhook(data));

@@ -28,6 +28,7 @@ use futures::StreamExt;
 use parley::domain::campaign::Action;
 use parley::domain::consent::{ConsentEvent, ConsentPolicy, ConsentPurpose};
 use parley::domain::ContactId;
+use parley_tests::billing::item_size;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -120,27 +121,6 @@ impl Intercept for Meter {
         sum.rru += cost.rru;
         sum.sqs_billed += cost.sqs_billed;
         Ok(())
-    }
-}
-
-/// An item's size as DynamoDB counts it: attribute names plus values.
-fn item_size(item: &Value) -> usize {
-    item.as_object().map(|m| m.iter().map(|(k, v)| k.len() + value_size(v)).sum()).unwrap_or(0)
-}
-
-fn value_size(v: &Value) -> usize {
-    let Some((kind, inner)) = v.as_object().and_then(|m| m.iter().next()) else { return 0 };
-    match kind.as_str() {
-        "S" => inner.as_str().map_or(0, str::len),
-        // Numbers: about one byte per two significant digits, plus one.
-        "N" => inner.as_str().map_or(1, |n| n.trim_start_matches('-').len().div_ceil(2) + 1),
-        "B" => inner.as_str().map_or(0, |b| b.len() * 3 / 4),
-        "BOOL" | "NULL" => 1,
-        "M" => 3 + item_size(inner),
-        "L" => 3 + inner.as_array().map_or(0, |l| l.iter().map(|x| 1 + value_size(x)).sum()),
-        "SS" => inner.as_array().map_or(0, |l| l.iter().map(|x| x.as_str().map_or(0, str::len)).sum()),
-        "NS" => inner.as_array().map_or(0, |l| l.len() * 8),
-        _ => 0,
     }
 }
 

@@ -25,6 +25,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use parley_tests::billing::{item_size, value_size};
 use parley_tests::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -137,27 +138,6 @@ impl Projection {
                 .map(|(k, v)| k.len() + value_size(v))
                 .sum(),
         })
-    }
-}
-
-/// An item's size as DynamoDB counts it: attribute names plus values.
-fn item_size(item: &Value) -> usize {
-    item.as_object().map(|m| m.iter().map(|(k, v)| k.len() + value_size(v)).sum()).unwrap_or(0)
-}
-
-fn value_size(v: &Value) -> usize {
-    let Some((kind, inner)) = v.as_object().and_then(|m| m.iter().next()) else { return 0 };
-    match kind.as_str() {
-        "S" => inner.as_str().map_or(0, str::len),
-        // Numbers: about one byte per two significant digits, plus one.
-        "N" => inner.as_str().map_or(1, |n| n.trim_start_matches('-').replace('.', "").len().div_ceil(2) + 1),
-        "B" => inner.as_str().map_or(0, |b| b.len() * 3 / 4),
-        "BOOL" | "NULL" => 1,
-        "M" => 3 + inner.as_object().map_or(0, |m| m.iter().map(|(k, v)| 1 + k.len() + value_size(v)).sum()),
-        "L" => 3 + inner.as_array().map_or(0, |l| l.iter().map(|x| 1 + value_size(x)).sum()),
-        "SS" => inner.as_array().map_or(0, |l| l.iter().map(|x| x.as_str().map_or(0, str::len)).sum()),
-        "NS" => inner.as_array().map_or(0, |l| l.iter().map(|x| x.as_str().map_or(1, |n| n.len() / 2 + 1)).sum()),
-        _ => 0,
     }
 }
 

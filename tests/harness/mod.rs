@@ -1,5 +1,6 @@
 //! Test harness: starts a fresh local Parley system (own table and queues, own port) against the
 //! local AWS endpoints that `make test` starts, and talks to it over HTTP only.
+pub mod billing;
 pub mod bridge_receiver;
 pub mod fault_proxy;
 pub mod lambda;

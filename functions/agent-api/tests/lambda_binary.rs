@@ -45,7 +45,8 @@ async fn in_aws_the_console_is_told_the_hosted_ui_and_groups_arrive_flattened() 
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         json(&body),
-        serde_json::json!({"auth": "cognito", "cognito": {"domain": domain, "client_id": "sampleclientid"}})
+        serde_json::json!({"auth": "cognito", "cognito": {"domain": domain, "client_id": "sampleclientid"},
+                           "shop_currency": {"code": "EUR", "exponent": 2}})
     );
 
     // API Gateway flattens cognito:groups to "[agents admins]"; either group list is read.

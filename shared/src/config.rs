@@ -74,6 +74,7 @@ pub const WIRED_SETTINGS: &[&str] = &[
     "AGENT_AUTH_CLIENT_ID",
     "AGENT_AUTH_DOMAIN",
     "PARLEY_SETTINGS",
+    "CONTENT_BUCKET",
 ];
 
 /// Every other setting README "Configuration" documents: each may come from `PARLEY_SETTINGS`.
@@ -118,6 +119,7 @@ pub const TUNABLE_SETTINGS: &[&str] = &[
     "INBOUND_MAX_CONCURRENCY",
     "QUEUE_SEND_CONCURRENCY",
     "CAMPAIGN_PAGE_CONCURRENCY",
+    "CONTENT_RECHECK_SECONDS",
     "SERVICE_WINDOW_HOURS",
     "SEND_RETRY_BASE_SECONDS",
     "SEND_PAUSE_SECONDS",

@@ -173,7 +173,19 @@ async fn quiet_hours_hold_recipients_back_and_the_frequency_cap_spans_campaigns(
     let (_, v) =
         admin(&sys, reqwest::Method::GET, &format!("/campaigns/{night}/recipients?status=waiting"), None).await;
     assert!(v["recipients"][0]["due_at"].as_i64().unwrap() > parley::time_util::now_unix(), "{v}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Pause and resume: the waiting pass runs again at once, reads the waiting recipient (not
+    // due yet) and leaves them waiting.
+    let checked = || parley::observability::totals().get("CampaignWaitingChecked").copied().unwrap_or(0);
+    let before = checked();
+    for action in ["pause", "resume"] {
+        let (status, _) = admin(&sys, reqwest::Method::POST, &format!("/campaigns/{night}/{action}"), None).await;
+        assert_eq!(status, 200, "{action}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while checked() == before {
+        assert!(std::time::Instant::now() < deadline, "the waiting pass did not run after resume");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(newsletters(&sys.messages_to(&to).await).is_empty());
     let (status, v) = admin(&sys, reqwest::Method::POST, &format!("/campaigns/{night}/cancel"), None).await;
     assert_eq!((status, v["state"].clone()), (200, json!("cancelled")));

@@ -810,6 +810,7 @@ impl Campaigns<'_> {
         let mut still_waiting = 0u64;
         loop {
             let (page, next) = self.store.recipients_page(&rec.id, after.as_deref(), 200, Some("waiting")).await?;
+            crate::observability::count("CampaignWaitingChecked", page.len() as u64);
             let mut due = Vec::new();
             for r in &page {
                 let (Some((channel, address)), Some(at)) = (r.contact.split_once('#'), r.due_at) else { continue };

@@ -10,11 +10,38 @@ pub const NAMESPACE: &str = "Parley";
 
 /// The process's EMF collector, once made (`None` if another recorder was installed first).
 static COLLECTOR: OnceLock<Option<&'static Collector>> = OnceLock::new();
-static TOTALS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+static COUNTERS: Mutex<Counters> = Mutex::new(Counters::new());
 /// Bytes of the EMF lines flushed so far, written or not (the cost benchmark's log volume).
 static EMF_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// The `service` of a process that runs every function (`make dev`, the tests, benchmarks).
 const LOCAL_SERVICE: &str = "local";
+
+/// Process totals and the counter handles, each registered once: registering takes the
+/// collector's lock and builds the key and labels, and counts are made per message.
+struct Counters {
+    totals: BTreeMap<&'static str, u64>,
+    own: BTreeMap<&'static str, metrics::Counter>,
+    /// name → campaign id → handle (a function sees a handful of campaigns in its life).
+    campaign: BTreeMap<&'static str, BTreeMap<String, metrics::Counter>>,
+}
+
+impl Counters {
+    const fn new() -> Self {
+        Counters { totals: BTreeMap::new(), own: BTreeMap::new(), campaign: BTreeMap::new() }
+    }
+
+    /// Describes `name` the first time either kind of count uses it: its EMF lines then
+    /// carry `"Unit": "Count"`.
+    fn describe_once(&self, name: &'static str) {
+        if !self.own.contains_key(name) && !self.campaign.contains_key(name) {
+            metrics::describe_counter!(name, metrics::Unit::Count, "");
+        }
+    }
+}
+
+fn counters() -> std::sync::MutexGuard<'static, Counters> {
+    COUNTERS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Bytes (with newlines) of every EMF line [`flush`] has produced in this process; outside
 /// Lambda the lines are not written, but they are counted as if they were.
@@ -56,18 +83,18 @@ pub fn count(name: &'static str, n: u64) {
     if n == 0 {
         return;
     }
-    let first = {
-        let mut totals = TOTALS.lock().unwrap_or_else(|e| e.into_inner());
-        let first = !totals.contains_key(name);
-        *totals.entry(name).or_default() += n;
-        first
-    };
+    // Before any handle is registered: a handle made without a recorder would count nowhere.
     collector();
-    if first {
-        // Once per name: the EMF line then carries `"Unit": "Count"`.
-        metrics::describe_counter!(name, metrics::Unit::Count, "");
+    let mut counters = counters();
+    *counters.totals.entry(name).or_default() += n;
+    if let Some(counter) = counters.own.get(name) {
+        counter.increment(n);
+        return;
     }
-    metrics::counter!(name).increment(n);
+    counters.describe_once(name);
+    let counter = metrics::counter!(name);
+    counter.increment(n);
+    counters.own.insert(name, counter);
 }
 
 /// Counts `n` occurrences of `name` for one campaign (an EMF metric with the dimension
@@ -77,13 +104,20 @@ pub fn count_campaign(campaign: &str, name: &'static str, n: u64) {
         return;
     }
     collector();
-    metrics::describe_counter!(name, metrics::Unit::Count, "");
-    metrics::counter!(name, "Campaign" => campaign.to_owned()).increment(n);
+    let mut counters = counters();
+    if let Some(counter) = counters.campaign.get(name).and_then(|by_id| by_id.get(campaign)) {
+        counter.increment(n);
+        return;
+    }
+    counters.describe_once(name);
+    let counter = metrics::counter!(name, "Campaign" => campaign.to_owned());
+    counter.increment(n);
+    counters.campaign.entry(name).or_default().insert(campaign.to_owned(), counter);
 }
 
 /// Process totals since start (the local runtime shows them on `/health`).
 pub fn totals() -> BTreeMap<&'static str, u64> {
-    TOTALS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    counters().totals.clone()
 }
 
 /// Writes the counts since the last flush, one EMF line per dimension set (the function's own,
@@ -232,8 +266,12 @@ mod tests {
         let collector = install("outbound-sender").expect("installed");
         count("ObservabilityTestSent", 2);
         count("ObservabilityTestSent", 1);
-        count_campaign("c1", "ObservabilityTestCampaignSent", 3);
+        count_campaign("c1", "ObservabilityTestCampaignSent", 1);
         count_campaign("c2", "ObservabilityTestCampaignSent", 5);
+        count_campaign("c1", "ObservabilityTestCampaignSent", 2);
+        // One registered handle per name and per campaign, reused by later counts.
+        assert!(counters().own.contains_key("ObservabilityTestSent"));
+        assert_eq!(counters().campaign["ObservabilityTestCampaignSent"].len(), 2);
         let mut out = Vec::new();
         collector.flush(&mut out).unwrap();
         let lines: Vec<serde_json::Value> =

@@ -121,15 +121,15 @@ pub fn contact(json: bool, c: &ContactSummary) {
         c.consent_purposes.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("?"))).collect();
     println!("contact        {}", c.contact);
     println!("account        {}", dash(&c.account));
-    println!("name           {}", dash(&c.name));
-    println!("locale         {}", dash(&c.locale));
-    println!("handover       {}", if c.handover { "yes (a person has it; the bot is silent)" } else { "no" });
+    println!("name           {}", dash(&c.profile.name));
+    println!("locale         {}", dash(&c.profile.locale));
+    println!("handover       {}", if c.profile.handover { "yes (a person has it; the bot is silent)" } else { "no" });
     println!(
         "inbox          {}{}",
-        c.inbox_state.as_str().unwrap_or("?"),
-        c.assignee.as_ref().map(|a| format!(" ({a})")).unwrap_or_default()
+        c.profile.inbox_state.as_str().unwrap_or("?"),
+        c.profile.assignee.as_ref().map(|a| format!(" ({a})")).unwrap_or_default()
     );
-    println!("tags           {}", if c.tags.is_empty() { "-".into() } else { c.tags.join(", ") });
+    println!("tags           {}", if c.profile.tags.is_empty() { "-".into() } else { c.profile.tags.join(", ") });
     println!(
         "consent        {} ({}; {} audit event(s))",
         c.consent.as_str().unwrap_or("?"),

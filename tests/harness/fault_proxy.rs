@@ -121,14 +121,20 @@ impl InjectionReport {
     }
 }
 
+/// The upstream's address (an `http://host:port` URL) and a listener on a free loopback port.
+async fn bind(upstream: &str) -> (SocketAddr, TcpListener, SocketAddr) {
+    let target = upstream.trim_start_matches("http://").trim_end_matches('/');
+    let upstream: SocketAddr =
+        tokio::net::lookup_host(target).await.expect("upstream resolves").next().expect("upstream has an address");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
+    let addr = listener.local_addr().unwrap();
+    (upstream, listener, addr)
+}
+
 impl FaultProxy {
     /// Listens on a free loopback port and forwards to `upstream` (an `http://host:port` URL).
     pub async fn start(upstream: &str) -> Self {
-        let target = upstream.trim_start_matches("http://").trim_end_matches('/');
-        let upstream: SocketAddr =
-            tokio::net::lookup_host(target).await.expect("upstream resolves").next().expect("upstream has an address");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
-        let addr = listener.local_addr().unwrap();
+        let (upstream, listener, addr) = bind(upstream).await;
         let (mode, _) = watch::channel(Fault::Pass);
         let mode = Arc::new(mode);
         let m = Arc::clone(&mode);
@@ -150,11 +156,7 @@ impl FaultProxy {
         seed: u64,
         exempt: &'static [&'static str],
     ) -> Self {
-        let target = upstream.trim_start_matches("http://").trim_end_matches('/');
-        let upstream: SocketAddr =
-            tokio::net::lookup_host(target).await.expect("upstream resolves").next().expect("upstream has an address");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
-        let addr = listener.local_addr().unwrap();
+        let (upstream, listener, addr) = bind(upstream).await;
         let (mode, _) = watch::channel(Fault::Pass);
         let injector = Arc::new(Injector {
             service,

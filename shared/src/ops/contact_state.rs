@@ -3,10 +3,10 @@
 //! link, orders with the timeline of their notifications, and the conversation with each
 //! message's delivery status. The sandbox's state panel shows it; it reads the same store the
 //! functions write, so what it shows is what they would act on.
+use super::contacts::{consent_purposes, ProfileView};
 use super::OpsError;
 use crate::api::App;
 use crate::domain::cart::{checkout_link, Cart, CartStatus};
-use crate::domain::consent::ConsentPurpose;
 use crate::domain::orders::{OrderNotifyState, Stage};
 use crate::domain::{ContactId, Money};
 use crate::store::consent::ConsentAuditEvent;
@@ -20,14 +20,8 @@ pub const HISTORY_LIMIT: usize = 200;
 pub struct ContactState {
     /// The contact has written (or was created by an opt-in or an order) and has a profile.
     pub known: bool,
-    pub name: Option<String>,
-    pub locale: Option<String>,
-    /// A person has the conversation; the bot stays silent.
-    pub handover: bool,
-    /// `bot`, `waiting`, `assigned`, `resolved`.
-    pub inbox_state: serde_json::Value,
-    pub assignee: Option<String>,
-    pub tags: Vec<String>,
+    #[serde(flatten)]
+    pub profile: ProfileView,
     pub consent: ConsentView,
     pub window: WindowView,
     pub cart: Option<CartView>,
@@ -209,32 +203,16 @@ pub async fn state(app: &App, contact: &ContactId, now: i64) -> Result<ContactSt
     let mut events = events?;
     events.sort_by_key(|e| e.at_ms);
     let window_secs = app.settings.service_window.as_secs() as i64;
-    let purposes = |r: Option<&crate::store::contacts::ContactRecord>| {
-        ConsentPurpose::ALL
-            .iter()
-            .map(|p| {
-                let st = r.map(|r| r.consent.get(*p).state).unwrap_or_default();
-                (p.as_str().to_string(), serde_json::to_value(st).unwrap_or_default())
-            })
-            .collect()
-    };
     let consent = ConsentView {
         overall: serde_json::to_value(record.as_ref().map(|r| r.consent.overall()).unwrap_or_default())
             .unwrap_or_default(),
-        purposes: purposes(record.as_ref()),
+        purposes: consent_purposes(record.as_ref()),
         events,
     };
     let orders = orders?.iter().filter_map(|o| order_view(o, &messages)).collect();
     Ok(ContactState {
         known: record.is_some(),
-        name: record.as_ref().and_then(|r| r.name.clone()),
-        locale: record.as_ref().and_then(|r| r.locale.clone()),
-        handover: record.as_ref().is_some_and(|r| r.handover),
-        inbox_state: record.as_ref().map_or(serde_json::Value::from("bot"), |r| {
-            serde_json::to_value(r.conversation().state).unwrap_or_default()
-        }),
-        assignee: record.as_ref().and_then(|r| r.assignee.clone()),
-        tags: record.as_ref().map(|r| r.tags.clone()).unwrap_or_default(),
+        profile: ProfileView::of(record.as_ref()),
         consent,
         window: WindowView::at(record.as_ref().and_then(|r| r.last_inbound_at), now, window_secs),
         cart: cart?.map(|c| cart_view(app, c.cart)).filter(|c| !c.lines.is_empty() || c.converted_order_id.is_some()),

@@ -2,6 +2,7 @@
 use super::OpsError;
 use crate::domain::consent::ConsentPurpose;
 use crate::domain::ContactId;
+use crate::store::contacts::ContactRecord;
 use crate::store::erase::{ContactExport, EraseReport};
 use crate::store::Store;
 use serde::Serialize;
@@ -12,13 +13,8 @@ use serde::Serialize;
 pub struct ContactSummary {
     pub contact: String,
     pub account: Option<String>,
-    pub name: Option<String>,
-    pub locale: Option<String>,
-    pub handover: bool,
-    /// The team inbox's state (`bot`, `waiting`, `assigned`, `resolved`).
-    pub inbox_state: serde_json::Value,
-    pub assignee: Option<String>,
-    pub tags: Vec<String>,
+    #[serde(flatten)]
+    pub profile: ProfileView,
     /// The consent state overall and per purpose.
     pub consent: serde_json::Value,
     pub consent_purposes: serde_json::Map<String, serde_json::Value>,
@@ -28,24 +24,56 @@ pub struct ContactSummary {
     pub inbound_count: u64,
 }
 
+/// Who the contact is and who has the conversation: the part of a contact both the CLI's
+/// summary and the sandbox's state panel show.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProfileView {
+    pub name: Option<String>,
+    pub locale: Option<String>,
+    /// A person has the conversation; the bot stays silent.
+    pub handover: bool,
+    /// The team inbox's state (`bot`, `waiting`, `assigned`, `resolved`).
+    pub inbox_state: serde_json::Value,
+    pub assignee: Option<String>,
+    pub tags: Vec<String>,
+}
+
+impl ProfileView {
+    /// The stored profile; a contact without one is the bot's, with nothing known.
+    pub fn of(record: Option<&ContactRecord>) -> Self {
+        Self {
+            name: record.and_then(|r| r.name.clone()),
+            locale: record.and_then(|r| r.locale.clone()),
+            handover: record.is_some_and(|r| r.handover),
+            inbox_state: record.map_or(serde_json::Value::from("bot"), |r| {
+                serde_json::to_value(r.conversation().state).unwrap_or_default()
+            }),
+            assignee: record.and_then(|r| r.assignee.clone()),
+            tags: record.map(|r| r.tags.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Consent per purpose (`none` for a contact without a profile).
+pub fn consent_purposes(record: Option<&ContactRecord>) -> serde_json::Map<String, serde_json::Value> {
+    ConsentPurpose::ALL
+        .iter()
+        .map(|p| {
+            let state = record.map(|r| r.consent.get(*p).state).unwrap_or_default();
+            (p.as_str().to_string(), serde_json::to_value(state).unwrap_or_default())
+        })
+        .collect()
+}
+
 pub async fn show(store: &Store, contact: &ContactId) -> Result<ContactSummary, OpsError> {
     let (record, events) = futures::join!(store.get_contact(contact), store.consent_events(contact));
     let record = record?.ok_or(OpsError::NotFound("contact"))?;
-    let purposes = ConsentPurpose::ALL
-        .iter()
-        .map(|p| (p.as_str().to_string(), serde_json::to_value(record.consent.get(*p).state).unwrap_or_default()))
-        .collect();
     Ok(ContactSummary {
         contact: contact.to_string(),
         account: record.account.clone(),
-        name: record.name.clone(),
-        locale: record.locale.clone(),
-        handover: record.handover,
-        inbox_state: serde_json::to_value(record.conversation().state).unwrap_or_default(),
-        assignee: record.assignee.clone(),
-        tags: record.tags.clone(),
+        profile: ProfileView::of(Some(&record)),
         consent: serde_json::to_value(record.consent.overall()).unwrap_or_default(),
-        consent_purposes: purposes,
+        consent_purposes: consent_purposes(Some(&record)),
         consent_events: events?.len(),
         last_inbound_at: record.last_inbound_at,
         last_order_at: record.last_order_at,

@@ -119,8 +119,13 @@ else:
         literal_only(tp.get(key), f"Table.{key}")
     if tp.get("KeySchema") != [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]:
         fail("Table.KeySchema must be pk HASH / sk RANGE")
-    if [g.get("IndexName") for g in tp.get("GlobalSecondaryIndexes", [])] != ["gsi1"]:
-        fail("Table must have exactly one GSI named gsi1")
+    # gsi1 (the application's index) and gsi2 (keys only: campaign recipients by due time);
+    # CloudFormation adds at most one GSI per stack update, so a new one lands on its own.
+    gsis = {g.get("IndexName"): g for g in tp.get("GlobalSecondaryIndexes", [])}
+    if sorted(gsis) != ["gsi1", "gsi2"]:
+        fail("Table must have exactly the GSIs gsi1 and gsi2")
+    elif gsis["gsi2"].get("Projection") != {"ProjectionType": "KEYS_ONLY"}:
+        fail("Table's gsi2 must project KEYS_ONLY (the quiet-hours pass reads only its keys)")
     if tp.get("TimeToLiveSpecification") != {"AttributeName": "ttl", "Enabled": True}:
         fail("Table.TimeToLiveSpecification must be {AttributeName: ttl, Enabled: true}")
     if table.get("DeletionPolicy") != "Retain" or table.get("UpdateReplacePolicy") != "Retain":

@@ -874,9 +874,112 @@ async fn a_repeated_write_of_a_page_attempt_counts_once_and_knows_its_own_recipi
         clicks: 0,
         orders: 0,
         w: Some("attempt-1".into()),
+        waited: false,
     };
     assert_eq!(store.put_recipient(&id, &contact, &rec).await.unwrap(), None, "new");
     let again = store.put_recipient(&id, &contact, &rec).await.unwrap();
     assert_eq!(again.and_then(|r| r.w).as_deref(), Some("attempt-1"), "the repeat finds its own write");
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn waiting_recipients_are_read_by_due_time_from_their_index_and_leave_it_when_decided() {
+    // The quiet-hours pass reads this index instead of the campaign: it must hold exactly the
+    // waiting recipients, in due order, and lose them with the write that sends or skips them.
+    let sys = System::start().await;
+    let store = sys.store();
+    let id = format!("due{}", &uuid::Uuid::new_v4().simple().to_string()[..9]);
+    let t = now();
+    let rec = |contact: &ContactId, status: &str, due_at: Option<i64>| parley::store::campaigns::RecipientRecord {
+        contact: contact.key(),
+        status: status.into(),
+        reason: None,
+        error_code: None,
+        message_id: None,
+        due_at,
+        at: t,
+        clicks: 0,
+        orders: 0,
+        w: None,
+        waited: false,
+    };
+    // Key order (a, b, c, d) is not due order (c, b, a).
+    let (a, b, c, d) = (wa("4915100000101"), wa("4915100000102"), wa("4915100000103"), wa("4915100000104"));
+    for (contact, status, due) in [
+        (&a, "waiting", Some(t + 3600)),
+        (&b, "waiting", Some(t - 10)),
+        (&c, "waiting", Some(t - 60)),
+        (&d, "queued", None),
+    ] {
+        assert_eq!(store.put_recipient(&id, contact, &rec(contact, status, due)).await.unwrap(), None);
+    }
+    let found = store.due_recipients(&id, t, 10).await.unwrap();
+    assert_eq!(found.due, vec![c.key(), b.key()], "due now, earliest first; the queued one is not there");
+    assert_eq!((found.next_due, found.more, found.read), (Some(t + 3600), false, 3));
+    let page = store.due_recipients(&id, t, 1).await.unwrap();
+    assert_eq!((page.due, page.more, page.next_due), (vec![c.key()], true, None), "a page, and more due");
+
+    // Sent: the write that records them queued takes them out of the index.
+    assert_eq!(store.put_recipient(&id, &c, &rec(&c, "queued", None)).await.unwrap(), None);
+    let found = store.due_recipients(&id, t, 10).await.unwrap();
+    assert_eq!((found.due, found.next_due, found.read), (vec![b.key()], Some(t + 3600), 2));
+    // Decided to wait again (still night): a new due time, the old entry gone.
+    store.put_recipient_unconditional(&id, &b, &rec(&b, "waiting", Some(t + 60))).await.unwrap();
+    let found = store.due_recipients(&id, t, 10).await.unwrap();
+    assert_eq!((found.due.len(), found.next_due, found.read), (0, Some(t + 60), 2), "{found:?}");
+    // Another campaign's index partition is its own.
+    let other = store.due_recipients("nosuchcampaign", t, 10).await.unwrap();
+    assert_eq!(other, parley::store::campaigns::DueRecipients::default());
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_page_retried_after_the_quiet_hours_pass_sent_its_waiting_recipient_counts_them_once() {
+    // A shard page records a recipient as waiting and fails before its cursor moves (so before
+    // it counts). The quiet-hours pass then sends them (waiting −1, queued +1), and only then does
+    // the page's retry find the record: it must count the recipient as the page decided them,
+    // waiting, not as the pass left them, queued — else queued counts twice and waiting goes
+    // below zero. The two steps are driven in that order through the dispatcher itself.
+    let sys = System::start().await;
+    let digits = customer();
+    seed(&sys, &digits, "de", Seeded::Confirmed).await;
+    let contact = wa(&digits);
+    let campaigns = sys.running.app.campaigns().unwrap();
+    let store = sys.store();
+    let spec: parley::campaigns::Spec = serde_json::from_value(newsletter("Race", json!({}), always(), 80)).unwrap();
+    let rec = campaigns.create(spec, now()).await.unwrap();
+    // Running without the start action's jobs: nothing but the two steps below dispatches.
+    assert!(store
+        .set_campaign_state(&rec.id, rec.version, parley::domain::campaign::State::Running, now())
+        .await
+        .unwrap());
+    let waiting = parley::store::campaigns::RecipientRecord {
+        contact: contact.key(),
+        status: "waiting".into(),
+        reason: None,
+        error_code: None,
+        message_id: None,
+        due_at: Some(now() - 1),
+        at: now(),
+        clicks: 0,
+        orders: 0,
+        w: Some("the failed page attempt".into()),
+        waited: false,
+    };
+    assert_eq!(store.put_recipient(&rec.id, &contact, &waiting).await.unwrap(), None);
+
+    let job = |shard| parley::campaigns::Job { campaign: rec.id.clone(), shard };
+    let now_ms = parley::time_util::now_millis();
+    campaigns.dispatch(&job(None), "the pass", now_ms).await.expect("the quiet-hours pass");
+    let shard = parley::store::campaigns::audience_shard(&contact);
+    campaigns.dispatch(&job(Some(shard)), "the page's retry", now_ms).await.expect("the page's retry");
+
+    let counts = store.campaign_counts(&rec.id).await.unwrap();
+    let get = |k: &str| counts.get(k).copied().unwrap_or(0);
+    assert_eq!((get("recipients"), get("queued"), get("waiting")), (1, 1, 0), "{counts:?}");
+    // The retry enqueued them again under the same message id: the sender sends it once.
+    sys.wait_for_messages(&digits, 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(newsletters(&sys.messages_to(&digits).await).len(), 1);
     sys.stop().await;
 }

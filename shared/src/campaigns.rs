@@ -613,6 +613,7 @@ impl Campaigns<'_> {
                 clicks: 0,
                 orders: 0,
                 w: Some(key.clone()),
+                waited: were_waiting,
             };
             decided.push((contact, decision, fields, id, rec));
         }
@@ -642,11 +643,13 @@ impl Campaigns<'_> {
                     // decision stands). A shard page counts it now, as it was decided then: its
                     // counts go in with the cursor move, which no earlier attempt made (a page
                     // whose cursor moved is never read again). The waiting pass counted it then.
+                    // One the pass has handled since was decided `waiting` by this page: the pass
+                    // moved it out of `waiting` in the counters, so it counts in there.
                     if !were_waiting {
                         *counts.entry("recipients".into()).or_default() += 1;
-                        let counter = match (earlier.status.as_str(), earlier.reason.as_deref()) {
-                            ("skipped", Some(reason)) => format!("skipped_{reason}"),
-                            ("waiting", _) => "waiting".to_string(),
+                        let counter = match (earlier.waited, earlier.status.as_str(), earlier.reason.as_deref()) {
+                            (true, _, _) | (false, "waiting", _) => "waiting".to_string(),
+                            (false, "skipped", Some(reason)) => format!("skipped_{reason}"),
                             _ => "queued".to_string(),
                         };
                         *counts.entry(counter).or_default() += 1;
@@ -769,6 +772,7 @@ impl Campaigns<'_> {
                 clicks: 0,
                 orders: 0,
                 w: None,
+                waited: true,
             };
             // Overwrites the queued record (not conditional: it is ours).
             match self.store.put_recipient_unconditional(campaign, contact, &rec).await {
@@ -786,12 +790,9 @@ impl Campaigns<'_> {
 
     /// Recipients waiting for their quiet hours: decided again once due.
     ///
-    /// The pass reads the campaign's recipients (a Query of its partition, filtered to the
-    /// waiting ones), which costs every recipient's read units. While the shards are still
-    /// read and the counters say nobody waits — the usual case — it skips that read (one GetItem
-    /// every 30 s instead of reading a growing campaign over and over); once the shards are
-    /// done, it reads them once more before the campaign may end, so a counter that ever came
-    /// out low cannot strand anyone.
+    /// The pass reads the campaign's due-time index (`gsi2`, keys only, sorted by due time): the
+    /// recipients due now and the next one's due time — never the whole campaign, however many
+    /// wait. Nobody waiting is one empty Query every 30 s.
     async fn waiting_pass(
         &self,
         rec: &CampaignRecord,
@@ -802,59 +803,36 @@ impl Campaigns<'_> {
         let now = now_ms / 1000;
         let shards_done =
             (0..AUDIENCE_SHARDS).all(|s| rec.cursors.get(&s.to_string()).map(String::as_str) == Some(DONE));
-        if !shards_done && self.store.campaign_counts(&rec.id).await?.get("waiting").copied().unwrap_or(0) <= 0 {
-            return Ok(self.jobs.send(job, 30).await?);
+        let waiting = self.store.due_recipients(&rec.id, now, PAGE as usize).await?;
+        crate::observability::count("CampaignWaitingChecked", waiting.read);
+        let due: Vec<ContactId> = waiting
+            .due
+            .iter()
+            .filter_map(|key| {
+                key.split_once('#').and_then(|(channel, address)| ContactId::from_path(channel, address).ok())
+            })
+            .collect();
+        if !due.is_empty() {
+            let number = spec.account.clone().unwrap_or_default();
+            let (granted, wait_ms) = self
+                .store
+                .take_send_slots(&number, spec.rate_per_second, spec.daily_cap, due.len() as u32, now_ms)
+                .await?;
+            if granted == 0 {
+                return Ok(self.jobs.send(job, (wait_ms + 999) / 1000).await?);
+            }
+            let due = &due[..(granted as usize).min(due.len())];
+            if let Err(e) = self.handle_recipients(&rec.id, spec, due, now_ms, true).await {
+                self.store.return_send_slots(&number, granted, now_ms).await;
+                return Err(e);
+            }
+            // More may be due: come back at once (the bucket paces).
+            return Ok(self.jobs.send(job, 0).await?);
         }
-        let mut after: Option<String> = None;
-        let mut next_due: Option<i64> = None;
-        let mut still_waiting = 0u64;
-        loop {
-            let (page, next) = self.store.recipients_page(&rec.id, after.as_deref(), 200, Some("waiting")).await?;
-            crate::observability::count("CampaignWaitingChecked", page.len() as u64);
-            let mut due = Vec::new();
-            for r in &page {
-                let (Some((channel, address)), Some(at)) = (r.contact.split_once('#'), r.due_at) else { continue };
-                if at <= now {
-                    if let Ok(c) = ContactId::from_path(channel, address) {
-                        due.push(c);
-                    }
-                } else {
-                    still_waiting += 1;
-                    next_due = Some(next_due.map_or(at, |n: i64| n.min(at)));
-                }
-            }
-            if !due.is_empty() {
-                let number = spec.account.clone().unwrap_or_default();
-                let (granted, wait_ms) = self
-                    .store
-                    .take_send_slots(
-                        &number,
-                        spec.rate_per_second,
-                        spec.daily_cap,
-                        due.len().min(PAGE as usize) as u32,
-                        now_ms,
-                    )
-                    .await?;
-                if granted == 0 {
-                    return Ok(self.jobs.send(job, (wait_ms + 999) / 1000).await?);
-                }
-                due.truncate(granted as usize);
-                if let Err(e) = self.handle_recipients(&rec.id, spec, &due, now_ms, true).await {
-                    self.store.return_send_slots(&number, granted, now_ms).await;
-                    return Err(e);
-                }
-                // More may be due: come back at once (the bucket paces).
-                return Ok(self.jobs.send(job, 0).await?);
-            }
-            match next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
-        if still_waiting == 0 && shards_done {
+        if waiting.next_due.is_none() && shards_done {
             return self.finish_if_complete(&rec.id, now).await;
         }
-        let delay = next_due.map(|d| d - now).unwrap_or(60).clamp(1, MAX_DELAY_SECS);
+        let delay = waiting.next_due.map(|d| d - now).unwrap_or(60).clamp(1, MAX_DELAY_SECS);
         Ok(self.jobs.send(job, if shards_done { delay } else { delay.min(30) }).await?)
     }
 

@@ -25,31 +25,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use parley_tests::billing::{item_size, value_size};
+use parley_tests::billing::{item_size, prices, value_size};
 use parley_tests::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// List prices, region us-east-1, as of 2026-12-02 (each service's pricing page).
-mod prices {
-    /// DynamoDB on-demand: per write request unit and per read request unit.
-    pub const DYNAMODB_WRU: f64 = 0.625e-6;
-    pub const DYNAMODB_RRU: f64 = 0.125e-6;
-    /// SQS per request (64 KB chunk), past the first million a month: standard and FIFO queues.
-    pub const SQS_STANDARD: f64 = 0.40e-6;
-    pub const SQS_FIFO: f64 = 0.50e-6;
-    /// API Gateway HTTP API, first 300 million a month (each 512 KB one request).
-    pub const HTTP_API_REQUEST: f64 = 1.00e-6;
-    /// Lambda, arm64: per request and per GB-second.
-    pub const LAMBDA_REQUEST: f64 = 0.20e-6;
-    pub const LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
-    /// CloudWatch Logs ingestion (standard log class), per GB; storage ($0.03/GB-month) is on
-    /// top for as long as `LogRetentionInDays` keeps them.
-    pub const LOGS_PER_GB: f64 = 0.50;
-}
 
 /// What a step cost, as billed.
 #[derive(Debug, Default, Clone)]
@@ -212,7 +194,9 @@ impl Meter {
             .filter_map(|i| self.projection.size_in_index(i))
             .max()
             .filter(|_| !refused);
-        let units = kb(size) + in_index.map_or(0.0, kb);
+        // gsi2 (keys only, a few dozen bytes): one unit when the item is in it before or after.
+        let in_due_index = !refused && [sent, stored.as_ref()].into_iter().flatten().any(|i| i.get("gsi2pk").is_some());
+        let units = kb(size) + in_index.map_or(0.0, kb) + if in_due_index { 1.0 } else { 0.0 };
         if std::env::var_os("COST_SHOW_WRITES").is_some() {
             let sk = key["sk"]["S"].as_str().unwrap_or_default();
             let pk = key["pk"]["S"].as_str().unwrap_or_default().split('#').next().unwrap_or_default();

@@ -13,12 +13,16 @@
 //!   invocation (from `/proc/<pid>/schedstat`, so the local endpoints' own time is not in it);
 //! - **peak RSS** after them (`VmHWM`);
 //! - the same init and warm median under a **CPU quota like a 128 MB Lambda's** (128/1769 of a
-//!   vCPU, a cgroup made for the run) where this machine lets the bench create a cgroup.
+//!   vCPU, a cgroup made for the run) where this machine lets the bench create a cgroup;
+//! - then, in a second table, the **first call through TLS** (DynamoDB and SQS behind the
+//!   loopback TLS front of `parley_tests::tls_proxy`) with the connection opened during init,
+//!   as the functions ship, and without (`INIT_WARM_UP=false`), with the handshakes each made.
 //!
 //! Wall times include the local endpoints' answers (moto on loopback, slower than DynamoDB);
 //! the CPU column is the function's own work. `PARLEY_BENCH_BIN_DIR` picks the binaries
 //! (default `target/release`; `target/debug` for a quick look — not representative).
 use parley_tests::lambda::{sample, sqs_event, LambdaFunction};
+use parley_tests::tls_proxy::TlsProxy;
 use parley_tests::*;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -184,39 +188,73 @@ fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Starts the function with the settings the case needs.
-async fn start(bin: &Path, sys: &System, ctx: &Ctx, case: &Case) -> LambdaFunction {
+/// Starts the function with the settings the case needs, and `extra`.
+async fn start(bin: &Path, sys: &System, ctx: &Ctx, case: &Case, extra: &[(&str, Option<&str>)]) -> LambdaFunction {
     // (`bin` may be a quota wrapper: it has the binary's name, the harness reads it from there.)
     let bin = bin.to_str().unwrap();
+    let mut settings = extra.to_vec();
     if case.binary == "event-bridge" {
-        let settings = [
-            ("BRIDGE_WEBHOOK_URL", Some(ctx.bridge_url.as_str())),
-            ("BRIDGE_WEBHOOK_SECRET", Some(ctx.bridge_secret.as_str())),
-        ];
-        LambdaFunction::start_with(bin, sys, &settings).await
+        settings.push(("BRIDGE_WEBHOOK_URL", Some(ctx.bridge_url.as_str())));
+        settings.push(("BRIDGE_WEBHOOK_SECRET", Some(ctx.bridge_secret.as_str())));
     } else if case.binary == "shop-reconciler" {
-        let settings = [
-            ("WOOCOMMERCE_STORE_URL", Some(ctx.woo_url.as_str())),
-            ("SHOPIFY_ADMIN_BASE", Some(ctx.shopify_url.as_str())),
-        ];
-        LambdaFunction::start_with(bin, sys, &settings).await
-    } else {
-        LambdaFunction::start(bin, sys).await
+        settings.push(("WOOCOMMERCE_STORE_URL", Some(ctx.woo_url.as_str())));
+        settings.push(("SHOPIFY_ADMIN_BASE", Some(ctx.shopify_url.as_str())));
     }
+    LambdaFunction::start_with(bin, sys, &settings).await
+}
+
+/// Cold starts with DynamoDB and SQS behind the TLS front: the init and the first invocation
+/// (medians of `colds`), and the TLS handshakes made in each (the last start's).
+struct TlsRow {
+    init_ms: f64,
+    first_ms: f64,
+    handshakes_init: u64,
+    handshakes_first: u64,
+}
+
+async fn measure_tls(
+    bin: &Path,
+    sys: &System,
+    ctx: &Ctx,
+    case: &Case,
+    tls: &TlsProxy,
+    warm: bool,
+    colds: usize,
+) -> TlsRow {
+    let ca = tls.ca_file.to_str().unwrap();
+    let extra = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", Some(tls.url.as_str())),
+        ("AWS_ENDPOINT_URL_SQS", Some(tls.url.as_str())),
+        ("SSL_CERT_FILE", Some(ca)),
+        ("INIT_WARM_UP", Some(if warm { "true" } else { "false" })),
+    ];
+    let (mut inits, mut firsts, mut hs) = (Vec::new(), Vec::new(), (0, 0));
+    for _ in 0..colds {
+        let before = tls.handshakes();
+        let f = start(bin, sys, ctx, case, &extra).await;
+        inits.push(ms(f.init_duration().await));
+        let after_init = tls.handshakes();
+        let event = (case.event)(ctx);
+        let t = Instant::now();
+        f.invoke(&event).await;
+        firsts.push(ms(t.elapsed()));
+        hs = (after_init - before, tls.handshakes() - after_init);
+    }
+    TlsRow { init_ms: median(&mut inits), first_ms: median(&mut firsts), handshakes_init: hs.0, handshakes_first: hs.1 }
 }
 
 async fn measure(bin: &Path, sys: &System, ctx: &Ctx, case: &Case, colds: usize, calls: usize) -> Row {
     // Cold starts: each a new process, measured up to its first poll.
     let (mut inits, mut init_cpu, mut init_rss) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..colds {
-        let f = start(bin, sys, ctx, case).await;
+        let f = start(bin, sys, ctx, case, &[]).await;
         inits.push(ms(f.init_duration().await));
         let pid = f.pid().expect("running");
         init_cpu.push(cpu_ns(pid) as f64 / 1e6);
         init_rss.push(status_kb(pid, "VmHWM:") as f64 / 1024.0);
     }
 
-    let f = start(bin, sys, ctx, case).await;
+    let f = start(bin, sys, ctx, case, &[]).await;
     f.init_duration().await;
     let pid = f.pid().expect("running");
     let mut failures = 0;
@@ -322,6 +360,37 @@ async fn main() {
         );
     }
     drop(quota);
+
+    // The first call as in AWS: through TLS, with the connection opened during init (as the
+    // functions ship) and without (`INIT_WARM_UP=false`).
+    let upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("the local endpoints (make bench-functions)");
+    let tls = TlsProxy::start(&upstream).await;
+    println!(
+        "\nThe first call through TLS: DynamoDB and SQS behind a loopback TLS 1.3 front (P-256 certificate, \
+         `SSL_CERT_FILE`), S3 and the Graph stand-in plain HTTP as above; medians of {colds} cold starts.\n"
+    );
+    println!("| function | warmed in init: init ms | first call ms | not warmed: init ms | first call ms | handshakes in init / first call (warmed; not warmed) |");
+    println!("|---|---:|---:|---:|---:|---|");
+    for case in CASES.iter().filter(|c| only.as_deref().is_none_or(|o| o == c.binary)) {
+        let bin = dir.join(case.binary);
+        if !bin.exists() {
+            continue;
+        }
+        let w = measure_tls(&bin, &sys, &ctx, case, &tls, true, colds).await;
+        let c = measure_tls(&bin, &sys, &ctx, case, &tls, false, colds).await;
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {} / {}; {} / {} |",
+            case.binary,
+            w.init_ms,
+            w.first_ms,
+            c.init_ms,
+            c.first_ms,
+            w.handshakes_init,
+            w.handshakes_first,
+            c.handshakes_init,
+            c.handshakes_first
+        );
+    }
     sys.stop().await;
 }
 

@@ -1,5 +1,27 @@
-//! How DynamoDB sizes an item for billing (the benchmarks turn request bodies into units with
-//! it): attribute names plus values, in DynamoDB JSON (`{"S": …}`, `{"N": …}`, …).
+//! The benchmarks' one bill: AWS list prices, and how DynamoDB sizes an item for billing
+//! (request bodies become units with it): attribute names plus values, in DynamoDB JSON
+//! (`{"S": …}`, `{"N": …}`, …).
+
+/// List prices, region us-east-1, as of 2026-12-02 (each service's pricing page; eu-central-1
+/// is about 20 % higher for DynamoDB).
+pub mod prices {
+    /// DynamoDB on-demand: per write request unit and per read request unit
+    /// (aws.amazon.com/dynamodb/pricing/on-demand, after the November 2024 cut).
+    pub const DYNAMODB_WRU: f64 = 0.625e-6;
+    pub const DYNAMODB_RRU: f64 = 0.125e-6;
+    /// SQS per request (64 KB chunk), past the first million a month: standard and FIFO queues
+    /// (aws.amazon.com/sqs/pricing).
+    pub const SQS_STANDARD: f64 = 0.40e-6;
+    pub const SQS_FIFO: f64 = 0.50e-6;
+    /// API Gateway HTTP API, first 300 million a month (each 512 KB one request).
+    pub const HTTP_API_REQUEST: f64 = 1.00e-6;
+    /// Lambda, arm64: per request and per GB-second.
+    pub const LAMBDA_REQUEST: f64 = 0.20e-6;
+    pub const LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
+    /// CloudWatch Logs ingestion (standard log class), per GB; storage ($0.03/GB-month) is on
+    /// top for as long as `LogRetentionInDays` keeps them.
+    pub const LOGS_PER_GB: f64 = 0.50;
+}
 
 /// An item's size in bytes as DynamoDB counts it: attribute names plus values.
 pub fn item_size(item: &serde_json::Value) -> usize {

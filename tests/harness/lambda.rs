@@ -271,8 +271,11 @@ impl LambdaFunction {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         // The credentials, region and local endpoints of the test process (Lambda gives the
-        // role's credentials and the region).
-        for (k, v) in std::env::vars().filter(|(k, _)| k.starts_with("AWS_") && !k.starts_with("AWS_LAMBDA")) {
+        // role's credentials and the region), unless the caller changes them (a TLS front).
+        let changed = |k: &str| changes.iter().any(|(c, _)| *c == k);
+        for (k, v) in
+            std::env::vars().filter(|(k, _)| k.starts_with("AWS_") && !k.starts_with("AWS_LAMBDA") && !changed(k))
+        {
             cmd.env(k, v);
         }
         let spawned_at = std::time::Instant::now();

@@ -1,5 +1,7 @@
 //! Campaign storage: the campaign (`CAMP#{id}` / `META`), its counters (`STATS`, atomic `ADD`s),
-//! one item per recipient (`R#{contact}`, listed under the contact in `gsi1` so erase finds it),
+//! one item per recipient (`R#{contact}`, listed under the contact in `gsi1` so erase finds it;
+//! while waiting for their quiet hours also in the sparse, keys-only `gsi2` partition
+//! `WAIT#{campaign}`, sorted by due time, which the quiet-hours pass reads instead of the campaign),
 //! the marketing audience index (`AUDIENCE` items in the sparse `gsi1` partitions `MKT#{shard}`,
 //! written with every consent change), the contacts' marketing send marks (frequency cap and
 //! attribution: a string set on the profile) and the token bucket of each sending number
@@ -19,6 +21,9 @@ pub const AUDIENCE_SHARDS: u8 = 8;
 const META: &str = "META";
 const STATS: &str = "STATS";
 const RECIPIENT_PREFIX: &str = "R#";
+/// The due-time index of a campaign's waiting recipients (`gsi2`).
+const WAIT_PREFIX: &str = "WAIT#";
+const DUE_INDEX: &str = "gsi2";
 pub const AUDIENCE: &str = "AUDIENCE";
 /// Send marks are kept this long (the longest frequency-cap or attribution window).
 const MARK_KEEP_SECS: i64 = 31 * 86_400;
@@ -93,6 +98,40 @@ pub struct RecipientRecord {
     /// finds this record and knows it as its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub w: Option<String>,
+    /// Written by the quiet-hours pass: the recipient was first recorded as waiting, and the pass
+    /// has moved the counters from `waiting` since.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waited: bool,
+}
+
+/// What the due-time index holds for a campaign now.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DueRecipients {
+    /// Contact keys (`channel#address`) of recipients due now, earliest first.
+    pub due: Vec<String>,
+    /// More are due than were returned.
+    pub more: bool,
+    /// The due time of the first recipient not yet due (none: nobody else waits).
+    pub next_due: Option<i64>,
+    /// Index entries read.
+    pub read: u64,
+}
+
+/// A recipient's item: under the campaign, listed under the contact (`gsi1`), and in the
+/// campaign's due-time index (`gsi2`) while waiting — a later put without the index keys takes
+/// it out again.
+fn recipient_item(campaign: &str, contact: &ContactId, rec: &RecipientRecord) -> Result<Item, StoreError> {
+    let mut item: Item = serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("recipient: {e}")))?;
+    item.insert("pk".into(), s(campaign_pk(campaign)));
+    item.insert("sk".into(), s(format!("{RECIPIENT_PREFIX}{}", contact.key())));
+    item.insert("gsi1pk".into(), s(keys::contact_pk(contact)));
+    item.insert("gsi1sk".into(), s(format!("CAMPR#{campaign}")));
+    if let (true, Some(due)) = (rec.status == "waiting", rec.due_at) {
+        item.insert("gsi2pk".into(), s(format!("{WAIT_PREFIX}{campaign}")));
+        // Fixed width: the index sorts the strings in due order.
+        item.insert("gsi2sk".into(), s(format!("{:012}#{}", due.max(0), contact.key())));
+    }
+    Ok(item)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(item: Item, what: &str) -> Result<T, StoreError> {
@@ -412,6 +451,45 @@ impl Store {
         Ok(out)
     }
 
+    /// Waiting recipients of a campaign in due order (the keys-only `gsi2`, eventually
+    /// consistent): those due by `now`, at most `limit`, and the next due time after them.
+    pub async fn due_recipients(&self, campaign: &str, now: i64, limit: usize) -> Result<DueRecipients, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(DUE_INDEX)
+            .key_condition_expression("gsi2pk = :pk")
+            .expression_attribute_values(":pk", s(format!("{WAIT_PREFIX}{campaign}")))
+            // One past the page: a recipient not yet due ends the read and names the next time.
+            .limit(limit.clamp(1, 500) as i32 + 1)
+            .send()
+            .await
+            .map_err(StoreError::sdk)?;
+        let items = out.items.unwrap_or_default();
+        let mut found = DueRecipients { read: items.len() as u64, ..Default::default() };
+        for item in items {
+            let Some((due, contact)) = item
+                .get("gsi2sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| sk.split_once('#'))
+                .and_then(|(due, contact)| Some((due.parse::<i64>().ok()?, contact.to_string())))
+            else {
+                return Err(StoreError::Corrupt("waiting recipient: gsi2sk".into()));
+            };
+            if due > now {
+                found.next_due = Some(due);
+                break;
+            }
+            if found.due.len() == limit {
+                found.more = true;
+                break;
+            }
+            found.due.push(contact);
+        }
+        Ok(found)
+    }
+
     /// Records a recipient once: `Ok(None)` if new; a retried page finds the one recorded
     /// before and gets it back (in the same request) to finish what the failed attempt began.
     pub async fn put_recipient(
@@ -420,11 +498,7 @@ impl Store {
         contact: &ContactId,
         rec: &RecipientRecord,
     ) -> Result<Option<RecipientRecord>, StoreError> {
-        let mut item: Item = serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("recipient: {e}")))?;
-        item.insert("pk".into(), s(campaign_pk(campaign)));
-        item.insert("sk".into(), s(format!("{RECIPIENT_PREFIX}{}", contact.key())));
-        item.insert("gsi1pk".into(), s(keys::contact_pk(contact)));
-        item.insert("gsi1sk".into(), s(format!("CAMPR#{campaign}")));
+        let item = recipient_item(campaign, contact, rec)?;
         let out = self
             .client
             .put_item()
@@ -456,11 +530,7 @@ impl Store {
         contact: &ContactId,
         rec: &RecipientRecord,
     ) -> Result<(), StoreError> {
-        let mut item: Item = serde_dynamo::to_item(rec).map_err(|e| StoreError::Corrupt(format!("recipient: {e}")))?;
-        item.insert("pk".into(), s(campaign_pk(campaign)));
-        item.insert("sk".into(), s(format!("{RECIPIENT_PREFIX}{}", contact.key())));
-        item.insert("gsi1pk".into(), s(keys::contact_pk(contact)));
-        item.insert("gsi1sk".into(), s(format!("CAMPR#{campaign}")));
+        let item = recipient_item(campaign, contact, rec)?;
         self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(StoreError::sdk)?;
         Ok(())
     }

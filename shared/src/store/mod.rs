@@ -104,8 +104,14 @@ impl Store {
     }
 
     /// Opens the HTTP connection (TLS) during init rather than on the first event. A failure
-    /// does not stop the init (the first request tries again) but is logged.
+    /// does not stop the init (the first request tries again) but is logged. `INIT_WARM_UP=false`
+    /// skips it (`make bench-functions` measures the first call without it).
     pub async fn warm_up(&self) {
+        match crate::config::env_bool("INIT_WARM_UP", true) {
+            Ok(false) => return,
+            Ok(true) => {}
+            Err(e) => tracing::warn!(error = %e, "the connection is warmed up all the same"),
+        }
         if let Err(e) = self.ping().await {
             tracing::warn!(error = %e, "warm-up: the table did not answer");
         }

@@ -1,0 +1,98 @@
+//! A loopback TLS front for the local endpoints (which speak plain HTTP), so a benchmark sees
+//! what a function's first AWS call costs over TLS, as in AWS: the TCP connect, the TLS 1.3
+//! handshake and the certificate check. The certificate chain (a CA and a `localhost` leaf,
+//! P-256, valid one day) is made by `openssl` for the run; a function trusts it through
+//! `SSL_CERT_FILE`, which the SDK's root store (rustls-native-certs) reads instead of the
+//! system's — nothing in the function changes.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+
+pub struct TlsProxy {
+    /// `https://localhost:<port>`: set as `AWS_ENDPOINT_URL_DYNAMODB` / `_SQS`.
+    pub url: String,
+    /// The CA's certificate (PEM): set as `SSL_CERT_FILE`.
+    pub ca_file: PathBuf,
+    handshakes: Arc<AtomicU64>,
+    dir: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl TlsProxy {
+    /// Listens on a free loopback port and forwards each TLS connection's bytes to `upstream`
+    /// (an `http://host:port` URL).
+    pub async fn start(upstream: &str) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let dir = std::env::temp_dir().join(format!("parley-tls-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        openssl(
+            &dir,
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=Parley bench CA"],
+            ]
+            .concat(),
+        );
+        openssl(
+            &dir,
+            &[&["req"][..], &ec, &["-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost"]].concat(),
+        );
+        std::fs::write(
+            dir.join("leaf.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            &dir,
+            &["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"]
+                .into_iter()
+                .chain(["-out", "leaf.pem", "-days", "1", "-extfile", "leaf.ext"])
+                .collect::<Vec<_>>(),
+        );
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.join("leaf.pem")).unwrap().map(|c| c.unwrap()).collect();
+        let key = PrivateKeyDer::from_pem_file(dir.join("leaf.key")).unwrap();
+        let config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handshakes = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&handshakes);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (acceptor, upstream, counted) = (acceptor.clone(), upstream.clone(), Arc::clone(&counted));
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(client).await else { return };
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    let Ok(mut plain) = TcpStream::connect(&upstream).await else { return };
+                    // Either side closing ends the connection; nothing to report.
+                    tokio::io::copy_bidirectional(&mut tls, &mut plain).await.ok();
+                });
+            }
+        });
+        Self { url: format!("https://localhost:{port}"), ca_file: dir.join("ca.pem"), handshakes, dir, task }
+    }
+
+    /// TLS handshakes completed so far.
+    pub fn handshakes(&self) -> u64 {
+        self.handshakes.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

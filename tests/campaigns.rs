@@ -983,3 +983,51 @@ async fn a_page_retried_after_the_quiet_hours_pass_sent_its_waiting_recipient_co
     assert_eq!(newsletters(&sys.messages_to(&digits).await).len(), 1);
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn the_quiet_hours_pass_ends_a_campaign_only_once_the_counters_agree_that_nobody_waits() {
+    // Every shard is read and the due-time index shows nobody, but a shard's last page counted a
+    // waiting recipient the index does not show yet (it is eventually consistent): the pass
+    // must not end the campaign, nor stop looking — else that recipient would wait for ever.
+    use parley::domain::campaign::State;
+    let sys = System::start().await;
+    let campaigns = sys.running.app.campaigns().unwrap();
+    let store = sys.store();
+    let spec: parley::campaigns::Spec = serde_json::from_value(newsletter("Lag", json!({}), always(), 80)).unwrap();
+    let rec = campaigns.create(spec, now()).await.unwrap();
+    // Running without the start action's jobs: only the dispatches below run.
+    assert!(store.set_campaign_state(&rec.id, rec.version, State::Running, now()).await.unwrap());
+    for shard in 0..parley::store::campaigns::AUDIENCE_SHARDS {
+        assert!(store.set_cursor(&rec.id, shard, None, "done", "the last page", &[]).await.unwrap());
+    }
+    store.add_campaign_counts(&rec.id, &[("waiting".to_string(), 1)]).await.unwrap();
+    let pass = parley::campaigns::Job { campaign: rec.id.clone(), shard: None };
+    let state = || async { store.get_campaign(&rec.id).await.unwrap().unwrap().state };
+
+    campaigns.dispatch(&pass, "the pass", parley::time_util::now_millis()).await.unwrap();
+    assert_eq!(state().await, State::Running, "not ended while the counters see someone waiting");
+    // It comes back to look again (delayed: the system's own poller does not take it yet).
+    let url = sys.running.resources.queue("CampaignQueue").unwrap().to_string();
+    let attrs = sys
+        .running
+        .app
+        .producer
+        .client()
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    let delayed = attrs
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed))
+        .cloned();
+    assert_eq!(delayed.as_deref(), Some("1"), "the pass queued itself again");
+
+    // The recipient was handled (the counters agree now): the next look ends the campaign.
+    store.add_campaign_counts(&rec.id, &[("waiting".to_string(), -1)]).await.unwrap();
+    campaigns.dispatch(&pass, "the pass again", parley::time_util::now_millis()).await.unwrap();
+    assert_eq!(state().await, State::Done);
+    sys.stop().await;
+}

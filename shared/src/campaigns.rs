@@ -498,7 +498,7 @@ impl Campaigns<'_> {
         let Some(shard) = job.shard else { return self.waiting_pass(&rec, &spec, job, now_ms).await };
         let cursor = rec.cursors.get(&shard.to_string()).cloned();
         if cursor.as_deref() == Some(DONE) {
-            return self.finish_if_complete(&rec.id, now).await;
+            return self.finish_if_complete(&rec.id, now).await.map(|_| ());
         }
         // Take send slots from the number's bucket.
         let number = spec.account.clone().unwrap_or_default();
@@ -532,7 +532,7 @@ impl Campaigns<'_> {
             return Ok(());
         }
         if next == DONE {
-            self.finish_if_complete(&rec.id, now).await
+            self.finish_if_complete(&rec.id, now).await.map(|_| ())
         } else {
             Ok(self.jobs.send(job, 0).await?)
         }
@@ -830,22 +830,33 @@ impl Campaigns<'_> {
             return Ok(self.jobs.send(job, 0).await?);
         }
         if waiting.next_due.is_none() && shards_done {
-            return self.finish_if_complete(&rec.id, now).await;
+            if self.finish_if_complete(&rec.id, now).await? {
+                return Ok(());
+            }
+            // The counters still see someone waiting whom the index does not show (yet: it is
+            // eventually consistent, and a shard's last page may have just recorded them):
+            // look again, or nobody would.
+            return Ok(self.jobs.send(job, 30).await?);
         }
         let delay = waiting.next_due.map(|d| d - now).unwrap_or(60).clamp(1, MAX_DELAY_SECS);
         Ok(self.jobs.send(job, if shards_done { delay } else { delay.min(30) }).await?)
     }
 
-    /// Done once every shard is read and nobody waits any more.
-    async fn finish_if_complete(&self, id: &str, now: i64) -> Result<(), CampaignError> {
+    /// Done once every shard is read and nobody waits any more. `false` while the campaign
+    /// runs on: a shard is still read, or the counters see someone waiting.
+    async fn finish_if_complete(&self, id: &str, now: i64) -> Result<bool, CampaignError> {
         let rec = self.get(id).await?;
+        if rec.state != State::Running {
+            return Ok(true); // ended, or paused (resume queues fresh jobs)
+        }
         let shards_done =
             (0..AUDIENCE_SHARDS).all(|s| rec.cursors.get(&s.to_string()).map(String::as_str) == Some(DONE));
         let waiting = self.store.campaign_counts(id).await?.get("waiting").copied().unwrap_or(0);
-        if shards_done && waiting <= 0 && rec.state == State::Running {
+        if shards_done && waiting <= 0 {
             self.store.set_campaign_state(id, rec.version, State::Done, now).await?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The newest campaigns with their progress: one Query for the list, one BatchGetItem for

@@ -35,6 +35,18 @@ use std::collections::{BTreeMap, HashMap};
 pub const PAGE: u32 = 50;
 const DONE: &str = "done";
 
+/// Where a campaign's reading of its audience stands.
+impl CampaignRecord {
+    fn shard_done(&self, shard: u8) -> bool {
+        self.cursors.get(&shard.to_string()).map(String::as_str) == Some(DONE)
+    }
+
+    /// Every audience shard is read.
+    fn all_shards_done(&self) -> bool {
+        (0..AUDIENCE_SHARDS).all(|s| self.shard_done(s))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CampaignError {
     #[error("no campaign with this id")]
@@ -392,7 +404,7 @@ impl Campaigns<'_> {
             if matches!(to, State::Running | State::Scheduled) {
                 let delay = spec.start_at.map(|t| t - now).unwrap_or(0).max(0);
                 for shard in 0..AUDIENCE_SHARDS {
-                    if rec.cursors.get(&shard.to_string()).map(String::as_str) != Some(DONE) {
+                    if !rec.shard_done(shard) {
                         self.jobs.send(&Job { campaign: id.to_string(), shard: Some(shard) }, delay).await?;
                     }
                 }
@@ -496,10 +508,11 @@ impl Campaigns<'_> {
             return Ok(()); // paused or ended: resume queues fresh jobs
         }
         let Some(shard) = job.shard else { return self.waiting_pass(&rec, &spec, job, now_ms).await };
-        let cursor = rec.cursors.get(&shard.to_string()).cloned();
-        if cursor.as_deref() == Some(DONE) {
-            return self.finish_if_complete(&rec.id, now).await.map(|_| ());
+        if rec.shard_done(shard) {
+            // The record was read for this job: current enough to end the campaign on.
+            return self.finish_if_complete(&rec, now).await.map(|_| ());
         }
+        let cursor = rec.cursors.get(&shard.to_string()).cloned();
         // Take send slots from the number's bucket.
         let number = spec.account.clone().unwrap_or_default();
         let want = spec.rate_per_second.min(PAGE);
@@ -532,7 +545,9 @@ impl Campaigns<'_> {
             return Ok(());
         }
         if next == DONE {
-            self.finish_if_complete(&rec.id, now).await.map(|_| ())
+            // Read again: other shards may have finished since this job read the record.
+            let rec = self.get(&rec.id).await?;
+            self.finish_if_complete(&rec, now).await.map(|_| ())
         } else {
             Ok(self.jobs.send(job, 0).await?)
         }
@@ -801,8 +816,7 @@ impl Campaigns<'_> {
         now_ms: i64,
     ) -> Result<(), CampaignError> {
         let now = now_ms / 1000;
-        let shards_done =
-            (0..AUDIENCE_SHARDS).all(|s| rec.cursors.get(&s.to_string()).map(String::as_str) == Some(DONE));
+        let shards_done = rec.all_shards_done();
         let waiting = self.store.due_recipients(&rec.id, now, PAGE as usize).await?;
         crate::observability::count("CampaignWaitingChecked", waiting.read);
         let due: Vec<ContactId> = waiting
@@ -821,16 +835,19 @@ impl Campaigns<'_> {
             if granted == 0 {
                 return Ok(self.jobs.send(job, (wait_ms + 999) / 1000).await?);
             }
-            let due = &due[..(granted as usize).min(due.len())];
-            if let Err(e) = self.handle_recipients(&rec.id, spec, due, now_ms, true).await {
+            let taken = (granted as usize).min(due.len());
+            if let Err(e) = self.handle_recipients(&rec.id, spec, &due[..taken], now_ms, true).await {
                 self.store.return_send_slots(&number, granted, now_ms).await;
                 return Err(e);
             }
-            // More may be due: come back at once (the bucket paces).
-            return Ok(self.jobs.send(job, 0).await?);
+            if waiting.more || taken < due.len() {
+                // More are due: come back at once (the bucket paces).
+                return Ok(self.jobs.send(job, 0).await?);
+            }
+            // Everyone due is decided: what follows is as if none had been.
         }
         if waiting.next_due.is_none() && shards_done {
-            if self.finish_if_complete(&rec.id, now).await? {
+            if self.finish_if_complete(rec, now).await? {
                 return Ok(());
             }
             // The counters still see someone waiting whom the index does not show (yet: it is
@@ -843,17 +860,19 @@ impl Campaigns<'_> {
     }
 
     /// Done once every shard is read and nobody waits any more. `false` while the campaign
-    /// runs on: a shard is still read, or the counters see someone waiting.
-    async fn finish_if_complete(&self, id: &str, now: i64) -> Result<bool, CampaignError> {
-        let rec = self.get(id).await?;
+    /// runs on: a shard is still read, or the counters see someone waiting. `rec` is the
+    /// caller's current read of the campaign (the state change is conditional on its version:
+    /// a stale one changes nothing, and the next job decides again).
+    async fn finish_if_complete(&self, rec: &CampaignRecord, now: i64) -> Result<bool, CampaignError> {
         if rec.state != State::Running {
             return Ok(true); // ended, or paused (resume queues fresh jobs)
         }
-        let shards_done =
-            (0..AUDIENCE_SHARDS).all(|s| rec.cursors.get(&s.to_string()).map(String::as_str) == Some(DONE));
-        let waiting = self.store.campaign_counts(id).await?.get("waiting").copied().unwrap_or(0);
-        if shards_done && waiting <= 0 {
-            self.store.set_campaign_state(id, rec.version, State::Done, now).await?;
+        if !rec.all_shards_done() {
+            return Ok(false);
+        }
+        let waiting = self.store.campaign_counts(&rec.id).await?.get("waiting").copied().unwrap_or(0);
+        if waiting <= 0 {
+            self.store.set_campaign_state(&rec.id, rec.version, State::Done, now).await?;
             return Ok(true);
         }
         Ok(false)

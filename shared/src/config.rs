@@ -363,6 +363,9 @@ pub struct LoopSettings {
     /// `CAMPAIGN_PAGE_CONCURRENCY` — default 16: a campaign page's per-recipient writes
     /// (recipient record, tracked links, send mark) in flight at most.
     pub campaign_page_concurrency: usize,
+    /// `INIT_WARM_UP` — default true: open the DynamoDB connection during init rather than on
+    /// the first event (`make bench-functions` turns it off to measure the difference).
+    pub init_warm_up: bool,
 }
 
 impl LoopSettings {
@@ -379,6 +382,7 @@ impl LoopSettings {
             max_concurrency: env_parse("INBOUND_MAX_CONCURRENCY", 32usize)?.max(2),
             queue_send_concurrency: env_parse("QUEUE_SEND_CONCURRENCY", 16usize)?.max(1),
             campaign_page_concurrency: env_parse("CAMPAIGN_PAGE_CONCURRENCY", 16usize)?.max(1),
+            init_warm_up: env_bool("INIT_WARM_UP", true)?,
         })
     }
 }

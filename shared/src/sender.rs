@@ -74,7 +74,7 @@ impl Sender {
         settings: LoopSettings,
         consent: ConsentPolicy,
     ) -> Self {
-        let store = store.with_retention(settings.history_retention);
+        let store = store.with_settings(&settings);
         let templates = Templates::embedded().unwrap_or_else(|e| {
             // The compiled-in set is checked by the tests; an empty set only loses rendering.
             tracing::error!(error = %e, "embedded templates unreadable; history shows template names only");

@@ -8,10 +8,12 @@
 //! ends when no AWS request has been made for a while. Per step it prints:
 //! - DynamoDB requests, write request units and read request units, computed with DynamoDB's
 //!   billing rules from the items' sizes (moto's ConsumedCapacity is a constant, not a bill):
-//!   a write is one unit per started KB of the item (the larger of the request's item and the
-//!   item as stored afterwards), plus the same on `gsi1` for the item's projection there when the
-//!   item is in the index; a failed conditional write costs as much as a successful one;
-//!   transactions twice; reads one unit per started 4 KB (half for eventually consistent ones);
+//!   a write is one unit per started KB of the item (the largest of the item before, as sent and
+//!   as stored afterwards: the meter reads it before and after), plus on `gsi1` and `gsi2` what
+//!   the write did there (an entry added or removed one write of its projected size, a changed
+//!   index key two, a change to projected attributes one, nothing projected changed none); a
+//!   failed conditional write costs the table's units; transactions twice; reads one unit per
+//!   started 4 KB (half for eventually consistent ones);
 //! - SQS requests (a batch is one) and billed SQS requests (one per 64 KB of payload); an empty
 //!   receive of an idle poller is not counted (a fixed cost per queue, not per message);
 //! - API Gateway requests and Lambda invocations (HTTP calls, and receives that returned
@@ -26,6 +28,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use parley_tests::billing::{item_size, prices, value_size};
+use parley_tests::relay::Relay;
 use parley_tests::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -69,13 +72,20 @@ impl Cost {
     }
 }
 
-/// The table's `gsi1` projection (from template.yaml): `None` = ALL, else the non-key
-/// attributes it carries besides the table's and the index's keys.
+/// A global secondary index of the table: its key attributes and its projection (`None` = ALL,
+/// else the non-key attributes it carries besides the table's and the index's keys).
 #[derive(Debug, Clone)]
-struct Projection(Option<Vec<String>>);
+struct Index {
+    hash: &'static str,
+    range: &'static str,
+    projection: Option<Vec<String>>,
+}
 
-impl Projection {
-    fn from_template() -> Self {
+type Attrs = serde_json::Map<String, Value>;
+
+impl Index {
+    /// `gsi1` as template.yaml declares it.
+    fn gsi1_from_template() -> Self {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
         let text = std::fs::read_to_string(path).expect("template.yaml");
         // CloudFormation tags (!Ref, !Sub …) are not plain YAML: read the table's block only.
@@ -83,21 +93,27 @@ impl Projection {
         let end = text[start + 1..].find("\n  # ---").map_or(text.len(), |e| start + 1 + e);
         let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text[start..end]).expect("the Table block parses");
         let p = &doc["Table"]["Properties"]["GlobalSecondaryIndexes"][0]["Projection"];
-        match p["ProjectionType"].as_str() {
-            Some("ALL") => Self(None),
-            Some("KEYS_ONLY") => Self(Some(Vec::new())),
-            Some("INCLUDE") => Self(Some(
+        let projection = match p["ProjectionType"].as_str() {
+            Some("ALL") => None,
+            Some("KEYS_ONLY") => Some(Vec::new()),
+            Some("INCLUDE") => Some(
                 p["NonKeyAttributes"]
                     .as_sequence()
                     .map(|l| l.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
                     .unwrap_or_default(),
-            )),
+            ),
             other => panic!("gsi1 ProjectionType {other:?}"),
-        }
+        };
+        Self { hash: "gsi1pk", range: "gsi1sk", projection }
+    }
+
+    /// `gsi2`, the campaigns' due-time index: keys only (`.ci/check-template.sh` holds it so).
+    fn gsi2() -> Self {
+        Self { hash: "gsi2pk", range: "gsi2sk", projection: Some(Vec::new()) }
     }
 
     fn describe(&self) -> String {
-        match &self.0 {
+        match &self.projection {
             None => "ALL".into(),
             Some(l) if l.is_empty() => "KEYS_ONLY".into(),
             Some(l) => format!("INCLUDE {}", l.join(", ")),
@@ -105,21 +121,33 @@ impl Projection {
     }
 
     /// The index's copy of `item` (DynamoDB JSON), when the item is in the index.
-    fn size_in_index(&self, item: &Value) -> Option<usize> {
+    fn copy(&self, item: &Value) -> Option<Attrs> {
         let m = item.as_object()?;
-        if !(m.contains_key("gsi1pk") && m.contains_key("gsi1sk")) {
+        if !(m.contains_key(self.hash) && m.contains_key(self.range)) {
             return None;
         }
-        Some(match &self.0 {
-            None => item_size(item),
-            Some(extra) => m
-                .iter()
-                .filter(|(k, _)| {
-                    ["pk", "sk", "gsi1pk", "gsi1sk"].contains(&k.as_str()) || extra.iter().any(|e| e == *k)
-                })
-                .map(|(k, v)| k.len() + value_size(v))
-                .sum(),
-        })
+        let carried = |k: &str| match &self.projection {
+            None => true,
+            Some(extra) => ["pk", "sk", self.hash, self.range].contains(&k) || extra.iter().any(|e| e == k),
+        };
+        Some(m.iter().filter(|(k, _)| carried(k)).map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    /// Write units on this index of a write that turned `before` into `after`, by DynamoDB's
+    /// rules: an entry added or removed is one write, a changed index key two (the old entry
+    /// deleted, the new one put), a change to projected attributes one, and a write that
+    /// changes nothing the index carries none.
+    fn write_units(&self, before: Option<&Value>, after: Option<&Value>) -> f64 {
+        let size = |m: &Attrs| m.iter().map(|(k, v)| k.len() + value_size(v)).sum::<usize>();
+        match (before.and_then(|i| self.copy(i)), after.and_then(|i| self.copy(i))) {
+            (None, None) => 0.0,
+            (Some(one), None) | (None, Some(one)) => kb(size(&one)),
+            (Some(b), Some(a)) if b.get(self.hash) != a.get(self.hash) || b.get(self.range) != a.get(self.range) => {
+                kb(size(&b)) + kb(size(&a))
+            }
+            (Some(b), Some(a)) if b == a => 0.0,
+            (Some(b), Some(a)) => kb(size(&b).max(size(&a))),
+        }
     }
 }
 
@@ -133,12 +161,13 @@ fn four_kb(bytes: usize) -> f64 {
 
 /// The metering proxy: forwards each request to the real endpoint and books its cost.
 struct Meter {
-    http: reqwest::Client,
-    ddb_upstream: String,
-    sqs_upstream: String,
-    /// Reads items back after a write (to bill the stored size), around the meter.
+    ddb_upstream: Relay,
+    sqs_upstream: Relay,
+    /// Reads items before and after a write (to bill their sizes and the index changes), around
+    /// the meter.
     ddb: aws_sdk_dynamodb::Client,
-    projection: Projection,
+    /// `gsi1` and `gsi2`.
+    indexes: Vec<Index>,
     cost: Mutex<Cost>,
     /// When an AWS request other than an empty receive was last answered.
     last: Mutex<Instant>,
@@ -182,30 +211,38 @@ impl Meter {
         ))
     }
 
-    /// Write units of one item's write: table and index, on the larger of before and after. A
-    /// write refused by its condition costs the table's units only (nothing changed, so nothing
-    /// is written to the index).
-    async fn item_write(&self, table: &str, key: &Value, sent: Option<&Value>, refused: bool) -> f64 {
-        let stored = self.stored(table, key).await;
-        let size = sent.map_or(0, item_size).max(stored.as_ref().map_or(0, item_size));
-        let in_index = [sent, stored.as_ref()]
-            .into_iter()
-            .flatten()
-            .filter_map(|i| self.projection.size_in_index(i))
-            .max()
-            .filter(|_| !refused);
-        // gsi2 (keys only, a few dozen bytes): one unit when the item is in it before or after.
-        let in_due_index = !refused && [sent, stored.as_ref()].into_iter().flatten().any(|i| i.get("gsi2pk").is_some());
-        let units = kb(size) + in_index.map_or(0.0, kb) + if in_due_index { 1.0 } else { 0.0 };
+    /// Write units of one item's write: on the table the larger of the item before, as sent and
+    /// as stored after; on each index what the change did there ([`Index::write_units`]). A
+    /// write refused by its condition costs the table's units only (nothing changed).
+    async fn item_write(&self, table: &str, key: &Value, sent: Option<&Value>, refused: bool, before: &Before) -> f64 {
+        let before = before.get(&before_key(table, key)).cloned().flatten();
+        let after = self.stored(table, key).await;
+        let size = [before.as_ref(), sent, after.as_ref()].into_iter().flatten().map(item_size).max().unwrap_or(0);
+        let index: f64 = if refused {
+            0.0
+        } else {
+            self.indexes.iter().map(|i| i.write_units(before.as_ref(), after.as_ref())).sum()
+        };
+        let units = kb(size) + index;
         if std::env::var_os("COST_SHOW_WRITES").is_some() {
             let sk = key["sk"]["S"].as_str().unwrap_or_default();
             let pk = key["pk"]["S"].as_str().unwrap_or_default().split('#').next().unwrap_or_default();
-            eprintln!("  write {pk}/{sk}: {size} B, index {in_index:?} B -> {units} WRU");
+            eprintln!("  write {pk}/{sk}: {size} B, indexes {index} WRU -> {units} WRU");
         }
         units
     }
 
-    async fn dynamodb(&self, op: &str, req: &Value, resp: &Value) -> (f64, f64) {
+    /// The items a write request names, read before it is forwarded.
+    async fn before(&self, op: &str, req: &Value) -> Before {
+        let mut out = Before::new();
+        for (table, key) in written_keys(op, req) {
+            let item = self.stored(&table, &key).await;
+            out.insert(before_key(&table, &key), item);
+        }
+        out
+    }
+
+    async fn dynamodb(&self, op: &str, req: &Value, resp: &Value, before: &Before) -> (f64, f64) {
         let key_of = |item: &Value| json!({"pk": item["pk"], "sk": item["sk"]});
         let table = req["TableName"].as_str().unwrap_or_default();
         let consistent = |r: &Value| if r["ConsistentRead"].as_bool() == Some(true) { 1.0 } else { 0.5 };
@@ -214,17 +251,20 @@ impl Meter {
             .as_str()
             .is_some_and(|t| t.contains("ConditionalCheckFailed") || t.contains("TransactionCanceled"));
         match op {
-            "PutItem" => (self.item_write(table, &key_of(&req["Item"]), Some(&req["Item"]), refused).await, 0.0),
-            "UpdateItem" => (self.item_write(table, &req["Key"], None, refused).await, 0.0),
-            // The item is gone: its size is unknown here; at least one unit.
-            "DeleteItem" => (1.0, 0.0),
+            "PutItem" => {
+                (self.item_write(table, &key_of(&req["Item"]), Some(&req["Item"]), refused, before).await, 0.0)
+            }
+            "UpdateItem" | "DeleteItem" => (self.item_write(table, &req["Key"], None, refused, before).await, 0.0),
             "BatchWriteItem" => {
                 let mut w = 0.0;
                 for (t, reqs) in req["RequestItems"].as_object().into_iter().flatten() {
                     for r in reqs.as_array().into_iter().flatten() {
-                        w += match r.get("PutRequest") {
-                            Some(p) => self.item_write(t, &key_of(&p["Item"]), Some(&p["Item"]), false).await,
-                            None => 1.0,
+                        w += match (r.get("PutRequest"), r.get("DeleteRequest")) {
+                            (Some(p), _) => {
+                                self.item_write(t, &key_of(&p["Item"]), Some(&p["Item"]), false, before).await
+                            }
+                            (None, Some(d)) => self.item_write(t, &d["Key"], None, false, before).await,
+                            (None, None) => 1.0,
                         };
                     }
                 }
@@ -239,10 +279,14 @@ impl Meter {
                             &key_of(&p["Item"]),
                             Some(&p["Item"]),
                             refused,
+                            before,
                         )
                         .await
-                    } else if let Some(u) = i.get("Update").or_else(|| i.get("ConditionCheck")) {
-                        self.item_write(u["TableName"].as_str().unwrap_or_default(), &u["Key"], None, refused).await
+                    } else if let Some(u) =
+                        i.get("Update").or_else(|| i.get("Delete")).or_else(|| i.get("ConditionCheck"))
+                    {
+                        self.item_write(u["TableName"].as_str().unwrap_or_default(), &u["Key"], None, refused, before)
+                            .await
                     } else {
                         1.0
                     };
@@ -289,6 +333,50 @@ fn attr_json(v: &aws_sdk_dynamodb::types::AttributeValue) -> Value {
     }
 }
 
+/// Items as they were before a write, by [`before_key`] (`None`: there was none).
+type Before = HashMap<String, Option<Value>>;
+
+fn before_key(table: &str, key: &Value) -> String {
+    format!("{table}|{}|{}", key["pk"]["S"].as_str().unwrap_or_default(), key["sk"]["S"].as_str().unwrap_or_default())
+}
+
+/// The (table, key) of every item a DynamoDB write request writes.
+fn written_keys(op: &str, req: &Value) -> Vec<(String, Value)> {
+    let key_of = |item: &Value| json!({"pk": item["pk"], "sk": item["sk"]});
+    let table = req["TableName"].as_str().unwrap_or_default().to_string();
+    match op {
+        "PutItem" => vec![(table, key_of(&req["Item"]))],
+        "UpdateItem" | "DeleteItem" => vec![(table, req["Key"].clone())],
+        "BatchWriteItem" => req["RequestItems"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .flat_map(|(t, reqs)| {
+                reqs.as_array().into_iter().flatten().filter_map(move |r| {
+                    let key = r
+                        .get("PutRequest")
+                        .map(|p| key_of(&p["Item"]))
+                        .or_else(|| r["DeleteRequest"].get("Key").cloned())?;
+                    Some((t.clone(), key))
+                })
+            })
+            .collect(),
+        "TransactWriteItems" => req["TransactItems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| {
+                if let Some(p) = i.get("Put") {
+                    return Some((p["TableName"].as_str()?.to_string(), key_of(&p["Item"])));
+                }
+                let u = i.get("Update").or_else(|| i.get("Delete")).or_else(|| i.get("ConditionCheck"))?;
+                Some((u["TableName"].as_str()?.to_string(), u["Key"].clone()))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 async fn forward(
     State((meter, service)): State<(Arc<Meter>, &'static str)>,
     method: Method,
@@ -297,27 +385,22 @@ async fn forward(
     body: Bytes,
 ) -> Response {
     let upstream = if service == "dynamodb" { &meter.ddb_upstream } else { &meter.sqs_upstream };
-    let url = format!("{upstream}{}", uri.path_and_query().map_or("/", |p| p.as_str()));
-    let mut req = meter.http.request(method, url).body(body.clone());
-    for (k, v) in &headers {
-        if k != "content-length" {
-            req = req.header(k, v);
-        }
-    }
-    let Ok(resp) = req.send().await else { return StatusCode::BAD_GATEWAY.into_response() };
-    let status = resp.status();
-    let resp_headers = resp.headers().clone();
-    let resp_body = resp.bytes().await.unwrap_or_default();
-
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let op = target.rsplit('.').next().unwrap_or_default().to_string();
     let req_json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let resp_json: Value = serde_json::from_slice(&resp_body).unwrap_or(Value::Null);
+    let before = if service == "dynamodb" { meter.before(&op, &req_json).await } else { Before::new() };
+    let request_bytes = body.len();
+    let Some(answer) = upstream.send(method, &uri, &headers, body).await else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    let (status, resp_body) = (answer.status, &answer.body);
+
+    let resp_json: Value = serde_json::from_slice(resp_body).unwrap_or(Value::Null);
     let idle_receive =
         op == "ReceiveMessage" && resp_json["Messages"].as_array().is_none_or(|l| l.is_empty()) && status.is_success();
     if !idle_receive {
         if service == "dynamodb" {
-            let (w, r) = meter.dynamodb(&op, &req_json, &resp_json).await;
+            let (w, r) = meter.dynamodb(&op, &req_json, &resp_json, &before).await;
             let mut c = meter.cost.lock().unwrap();
             c.ddb_requests += 1;
             c.wru += w;
@@ -325,7 +408,7 @@ async fn forward(
             *c.by_op.entry(format!("dynamodb:{op}")).or_default() += 1;
         } else {
             let queue = req_json["QueueUrl"].as_str().unwrap_or_default().to_string();
-            let billed = (body.len().max(resp_body.len()) as u64).div_ceil(64 * 1024).max(1);
+            let billed = (request_bytes.max(resp_body.len()) as u64).div_ceil(64 * 1024).max(1);
             let mut c = meter.cost.lock().unwrap();
             c.sqs_requests += 1;
             if queue.ends_with(".fifo") {
@@ -346,13 +429,7 @@ async fn forward(
         }
         meter.touch();
     }
-    let mut out = Response::builder().status(status.as_u16());
-    for (k, v) in &resp_headers {
-        if k != "content-length" && k != "transfer-encoding" {
-            out = out.header(k.as_str(), v.as_bytes());
-        }
-    }
-    out.body(axum::body::Body::from(resp_body)).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+    answer.into_response()
 }
 
 async fn proxy(meter: Arc<Meter>, service: &'static str) -> String {
@@ -495,13 +572,12 @@ async fn main() {
     let ddb_upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("local endpoints");
     let sqs_upstream = std::env::var("AWS_ENDPOINT_URL_SQS").unwrap_or_else(|_| ddb_upstream.clone());
     let conf = aws_config::load_from_env().await;
-    let projection = Projection::from_template();
+    let gsi1 = Index::gsi1_from_template();
     let meter = Arc::new(Meter {
-        http: reqwest::Client::new(),
-        ddb_upstream: ddb_upstream.trim_end_matches('/').to_string(),
-        sqs_upstream: sqs_upstream.trim_end_matches('/').to_string(),
+        ddb_upstream: Relay::new(&ddb_upstream),
+        sqs_upstream: Relay::new(&sqs_upstream),
         ddb: aws_sdk_dynamodb::Client::new(&conf),
-        projection: projection.clone(),
+        indexes: vec![gsi1.clone(), Index::gsi2()],
         cost: Mutex::default(),
         last: Mutex::new(Instant::now()),
         open: Mutex::default(),
@@ -663,15 +739,12 @@ async fn main() {
     b.book(&format!("campaign recipient ({recipients} recipients, per recipient)"), recipients.max(1) as f64, 1, secs)
         .await;
 
-    print_table(&b.rows, &projection);
+    print_table(&b.rows, &gsi1);
     b.sys.stop().await;
 }
 
-fn print_table(rows: &[(String, f64, Cost)], projection: &Projection) {
-    println!(
-        "\nCost per journey step (gsi1 projection: {}; prices: us-east-1 list, 2026-12-02)\n",
-        projection.describe()
-    );
+fn print_table(rows: &[(String, f64, Cost)], gsi1: &Index) {
+    println!("\nCost per journey step (gsi1 projection: {}; prices: us-east-1 list, 2026-12-02)\n", gsi1.describe());
     println!(
         "| step | DynamoDB requests | WRU | RRU | SQS requests (billed) | API GW | Lambda invocations | log bytes | $ per million | $ per million, Meta webhook by function URL | GB-s here (its $ per million) |"
     );

@@ -4,6 +4,7 @@ pub mod billing;
 pub mod bridge_receiver;
 pub mod fault_proxy;
 pub mod lambda;
+pub mod relay;
 pub mod tls_proxy;
 
 use parley::channels::signature::{sign, Encoding};

@@ -4,6 +4,7 @@
 //! P-256, valid one day) is made by `openssl` for the run; a function trusts it through
 //! `SSL_CERT_FILE`, which the SDK's root store (rustls-native-certs) reads instead of the
 //! system's — nothing in the function changes.
+use crate::relay::Relay;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,8 +26,9 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl TlsProxy {
-    /// Listens on a free loopback port and forwards each TLS connection's bytes to `upstream`
-    /// (an `http://host:port` URL).
+    /// Listens on a free loopback port, serves HTTP/1.1 over TLS and relays each request to
+    /// `upstream` (an `http://host:port` URL). Client connections stay open between requests as
+    /// AWS's endpoints keep them (the local endpoints close theirs after every answer).
     pub async fn start(upstream: &str) -> Self {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -64,22 +66,17 @@ impl TlsProxy {
         let config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 
-        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let handshakes = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&handshakes);
+        let tls = TlsListener { tcp: listener, acceptor, handshakes: Arc::clone(&handshakes) };
+        let relay = Relay::new(upstream);
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let relay = relay.clone();
+            async move { relay.forward(req).await }
+        });
         let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let (acceptor, upstream, counted) = (acceptor.clone(), upstream.clone(), Arc::clone(&counted));
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(client).await else { return };
-                    counted.fetch_add(1, Ordering::Relaxed);
-                    let Ok(mut plain) = TcpStream::connect(&upstream).await else { return };
-                    // Either side closing ends the connection; nothing to report.
-                    tokio::io::copy_bidirectional(&mut tls, &mut plain).await.ok();
-                });
-            }
+            axum::serve(tls, app).await.ok();
         });
         Self { url: format!("https://localhost:{port}"), ca_file: dir.join("ca.pem"), handshakes, dir, task }
     }
@@ -94,5 +91,32 @@ impl Drop for TlsProxy {
     fn drop(&mut self) {
         self.task.abort();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Accepts TCP connections and completes their TLS handshake (one at a time: enough for a
+/// benchmark's few connections), counting the handshakes.
+struct TlsListener {
+    tcp: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshakes: Arc<AtomicU64>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else { continue };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                self.handshakes.fetch_add(1, Ordering::Relaxed);
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }

@@ -1,11 +1,12 @@
 //! Lambda glue for the HTTP functions: API Gateway (HTTP API, payload v2) events in, the shared
 //! handler, the response out. The App is built once per container; its brand content is
 //! re-checked on an invocation when due (`crate::content`).
-use super::{App, HttpFunction};
+use super::{App, Handler, HttpFunction};
 use lambda_http::{service_fn, Body, Error, Request};
 use std::sync::Arc;
 
-pub async fn serve(function: HttpFunction) -> Result<(), Error> {
+/// Runs `function` with its own `handler` (`super::handlers::…`): its binary links only its routes.
+pub async fn serve(function: HttpFunction, handler: Handler) -> Result<(), Error> {
     crate::observability::init(function.name());
     let app = crate::lambda_init::or_report(async {
         let app = App::live_from_env().await?;
@@ -28,7 +29,7 @@ pub async fn serve(function: HttpFunction) -> Result<(), Error> {
         async move {
             // The content set in force (re-checked when due), the same for the whole request.
             let app = app.current().await;
-            Ok::<_, Error>(function.handle(&app, to_http(req)).await.map(Body::from))
+            Ok::<_, Error>(handler(&app, to_http(req)).await.map(Body::from))
         }
     }))
     .await

@@ -127,7 +127,7 @@ impl App {
             .map_err(|e| ConfigError::Invalid { name: "PARLEY_FUNCTION_TIMEOUT_SECONDS", reason: e.to_string() })?;
         let producer = |url: String| Producer::new(sqs.clone(), url).with_concurrency(settings.queue_send_concurrency);
         Ok(Self {
-            store: Store::new(ddb, aws.table).with_retention(settings.history_retention),
+            store: Store::new(ddb, aws.table).with_settings(&settings),
             producer: producer(aws.outbound_queue_url),
             inbound: aws.inbound_queue_url.map(producer),
             inbound_dlq_url: aws.inbound_dlq_url,
@@ -323,26 +323,82 @@ impl HttpFunction {
         }
     }
 
+    /// This function's handler (the local runtime routes every path through these).
+    pub fn handler(self) -> Handler {
+        match self {
+            HttpFunction::ChannelWebhook => handlers::channel_webhook,
+            HttpFunction::ConsentApi => handlers::consent_api,
+            HttpFunction::ShopWebhook => handlers::shop_webhook,
+            HttpFunction::AgentApi => handlers::agent_api,
+            HttpFunction::CampaignApi => handlers::campaign_api,
+        }
+    }
+
     pub async fn handle(self, app: &App, req: Request<Bytes>) -> Response<String> {
+        (self.handler())(app, req).await
+    }
+}
+
+/// One HTTP function's request handler: `GET /health` and the function's own routes. A Lambda
+/// binary hands its own to [`lambda::serve`] and so links only its own routes (a dispatch on
+/// [`HttpFunction`] at run time would link all five into each).
+pub type Handler = for<'a> fn(&'a App, Request<Bytes>) -> futures::future::BoxFuture<'a, Response<String>>;
+
+/// The handlers of the five HTTP functions (see [`Handler`]).
+pub mod handlers {
+    use super::*;
+    use futures::future::BoxFuture;
+
+    pub fn channel_webhook(app: &App, req: Request<Bytes>) -> BoxFuture<'_, Response<String>> {
+        Box::pin(answer(app, req, |app, req, method, path| async move {
+            channel_webhook_route(app, req, method, &path).await
+        }))
+    }
+
+    pub fn consent_api(app: &App, req: Request<Bytes>) -> BoxFuture<'_, Response<String>> {
+        Box::pin(answer(app, req, |app, req, _, path| async move {
+            consent::route(app, &req, &path).await.unwrap_or(Err(ApiError::NotFound))
+        }))
+    }
+
+    pub fn shop_webhook(app: &App, req: Request<Bytes>) -> BoxFuture<'_, Response<String>> {
+        Box::pin(answer(app, req, |app, req, method, path| async move {
+            match (method, path.as_str()) {
+                (Method::POST, "/webhooks/shopify") => shop_webhook::shopify(app, req).await,
+                (Method::POST, "/webhooks/woocommerce") => shop_webhook::woocommerce(app, req).await,
+                (_, "/webhooks/shopify" | "/webhooks/woocommerce") => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+                _ => Err(ApiError::NotFound),
+            }
+        }))
+    }
+
+    pub fn agent_api(app: &App, req: Request<Bytes>) -> BoxFuture<'_, Response<String>> {
+        Box::pin(answer(app, req, |app, req, _, path| async move { agent::route(app, req, &path).await }))
+    }
+
+    pub fn campaign_api(app: &App, req: Request<Bytes>) -> BoxFuture<'_, Response<String>> {
+        Box::pin(answer(app, req, |app, req, _, path| async move {
+            if path.starts_with("/r/") {
+                links::route(app, &req, &path).await
+            } else {
+                campaigns::route(app, &req, &path).await.unwrap_or(Err(ApiError::NotFound))
+            }
+        }))
+    }
+
+    /// `/health` (every function answers it), else the function's routes; errors as responses,
+    /// and the invocation's metrics written.
+    async fn answer<'a, F, Fut>(app: &'a App, req: Request<Bytes>, routes: F) -> Response<String>
+    where
+        F: FnOnce(&'a App, Request<Bytes>, Method, String) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<String>, ApiError>>,
+    {
         let path = req.uri().path().trim_end_matches('/').to_string();
-        let result = match (self, req.method().clone(), path.as_str()) {
-            (_, Method::GET, "/health") => Ok(health(app).await),
-            (_, _, "/health") => Err(ApiError::MethodNotAllowed { allow: "GET" }),
-            (HttpFunction::ChannelWebhook, method, p) => channel_webhook_route(app, req, method, p).await,
-            (HttpFunction::ConsentApi, _, p) => consent::route(app, &req, p).await.unwrap_or(Err(ApiError::NotFound)),
-            (HttpFunction::ShopWebhook, Method::POST, "/webhooks/shopify") => shop_webhook::shopify(app, req).await,
-            (HttpFunction::ShopWebhook, Method::POST, "/webhooks/woocommerce") => {
-                shop_webhook::woocommerce(app, req).await
-            }
-            (HttpFunction::ShopWebhook, _, "/webhooks/shopify" | "/webhooks/woocommerce") => {
-                Err(ApiError::MethodNotAllowed { allow: "POST" })
-            }
-            (HttpFunction::ShopWebhook, _, _) => Err(ApiError::NotFound),
-            (HttpFunction::AgentApi, _, p) => agent::route(app, req, p).await,
-            (HttpFunction::CampaignApi, _, p) if p.starts_with("/r/") => links::route(app, &req, p).await,
-            (HttpFunction::CampaignApi, _, p) => {
-                campaigns::route(app, &req, p).await.unwrap_or(Err(ApiError::NotFound))
-            }
+        let method = req.method().clone();
+        let result = match (&method, path.as_str()) {
+            (&Method::GET, "/health") => Ok(health(app).await),
+            (_, "/health") => Err(ApiError::MethodNotAllowed { allow: "GET" }),
+            _ => routes(app, req, method, path).await,
         };
         let response = result.unwrap_or_else(ApiError::into_response);
         crate::observability::flush();

@@ -64,6 +64,8 @@ pub struct Store {
     pub(crate) table: String,
     /// How long conversation history (inbound claims, outbound records) is kept.
     pub(crate) retention: std::time::Duration,
+    /// Whether [`Store::warm_up`] opens the connection (`INIT_WARM_UP`).
+    warm_up: bool,
 }
 
 /// `HISTORY_RETENTION_DAYS`' default.
@@ -71,13 +73,13 @@ pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_sec
 
 impl Store {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), retention: DEFAULT_RETENTION }
+        Self { client, table: table.into(), retention: DEFAULT_RETENTION, warm_up: true }
     }
 
-    /// Keeps conversation history this long (`HISTORY_RETENTION_DAYS`).
-    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
-        self.retention = retention;
-        self
+    /// The loop settings the store follows: how long conversation history is kept
+    /// (`HISTORY_RETENTION_DAYS`) and whether init warms the connection (`INIT_WARM_UP`).
+    pub fn with_settings(self, settings: &crate::config::LoopSettings) -> Self {
+        Self { retention: settings.history_retention, warm_up: settings.init_warm_up, ..self }
     }
 
     pub fn client(&self) -> &aws_sdk_dynamodb::Client {
@@ -107,10 +109,8 @@ impl Store {
     /// does not stop the init (the first request tries again) but is logged. `INIT_WARM_UP=false`
     /// skips it (`make bench-functions` measures the first call without it).
     pub async fn warm_up(&self) {
-        match crate::config::env_bool("INIT_WARM_UP", true) {
-            Ok(false) => return,
-            Ok(true) => {}
-            Err(e) => tracing::warn!(error = %e, "the connection is warmed up all the same"),
+        if !self.warm_up {
+            return;
         }
         if let Err(e) = self.ping().await {
             tracing::warn!(error = %e, "warm-up: the table did not answer");

@@ -54,23 +54,23 @@ pub(super) fn parse(body: &[u8]) -> Option<ParsedDelivery> {
     Some(out)
 }
 
-/// A `\\uD800`–`\\uDFFF` escape that is not half of a high-low pair.
+/// A `\\uD800`–`\\uDFFF` escape that is not half of a high-low pair. Only the `\\u` of the body
+/// are looked at, found by a SIMD substring search: the body is mostly not escapes.
 fn has_surrogate_escape(body: &[u8]) -> bool {
     let surrogate = |at: usize, range: std::ops::RangeInclusive<u8>| {
         body.get(at..at + 4)
             .is_some_and(|e| e[0] == b'\\' && e[1] == b'u' && (e[2] | 0x20) == b'd' && range.contains(&(e[3] | 0x20)))
     };
-    let mut i = 0;
-    while i + 4 <= body.len() {
-        if surrogate(i, b'8'..=b'b') && body.get(i + 6..i + 8) == Some(b"\\u") {
-            if !surrogate(i + 6, b'c'..=b'f') {
-                return true;
-            }
-            i += 12;
-        } else if surrogate(i, b'8'..=b'9') || surrogate(i, b'a'..=b'f') {
+    // The low half of a pair just checked is found again by the search: skip it.
+    let mut paired_up_to = 0;
+    for i in memchr::memmem::find_iter(body, b"\\u") {
+        if i < paired_up_to {
+            continue;
+        }
+        if surrogate(i, b'8'..=b'b') && surrogate(i + 6, b'c'..=b'f') {
+            paired_up_to = i + 12;
+        } else if surrogate(i, b'8'..=b'f') {
             return true;
-        } else {
-            i += 1;
         }
     }
     false
@@ -581,7 +581,7 @@ fn messages(value: ChangeValue<'_>, out: &mut ParsedDelivery) {
     }
 }
 
-fn message(m: Message<'_>, account: &AccountId, contacts: &Contacts<'_, '_>) -> Result<InboundMessage, Skipped> {
+fn message(mut m: Message<'_>, account: &AccountId, contacts: &Contacts<'_, '_>) -> Result<InboundMessage, Skipped> {
     let malformed = |reason: String| skip("message:malformed", format!("{}: {reason}", m.id));
     let id = InboundMessageId::parse(m.id.as_ref()).map_err(|e| malformed(e.to_string()))?;
     let (from, from_user_id) = (id_str(&m.from), id_str(&m.from_user_id));
@@ -595,7 +595,7 @@ fn message(m: Message<'_>, account: &AccountId, contacts: &Contacts<'_, '_>) -> 
     let phone = from
         .and_then(E164Phone::from_digits)
         .or_else(|| contact.and_then(|c| E164Phone::from_digits(id_str(&c.wa_id)?)));
-    let content = content(&m).map_err(|e| Skipped { reason: format!("{}: {}", m.id, e.reason), ..e })?;
+    let content = content(&mut m).map_err(|e| Skipped { reason: format!("{}: {}", m.id, e.reason), ..e })?;
     Ok(InboundMessage {
         id,
         account: account.clone(),
@@ -611,12 +611,13 @@ fn owned(s: Option<&Cow<'_, str>>) -> Option<String> {
     s.map(|s| s.as_ref().to_owned())
 }
 
-/// Maps a message's type-specific object (it lives under a key named after `type`).
-fn content(m: &Message<'_>) -> Result<InboundContent, Skipped> {
+/// Maps a message's type-specific object (it lives under a key named after `type`). A text's
+/// body is moved out, not copied: a decoded one (escapes) is already an owned string.
+fn content(m: &mut Message<'_>) -> Result<InboundContent, Skipped> {
     let kind = m.kind.as_ref();
     let missing = || skip("message:malformed", format!("missing `{kind}`"));
     Ok(match kind {
-        "text" => InboundContent::Text { body: m.text.as_ref().ok_or_else(missing)?.body.as_ref().to_owned() },
+        "text" => InboundContent::Text { body: m.text.take().ok_or_else(missing)?.body.into_owned() },
         "interactive" => {
             let i = m.interactive.as_ref().ok_or_else(missing)?;
             match (&i.button_reply, &i.list_reply) {

@@ -5,6 +5,7 @@
 //! by `make test`.
 mod harness;
 mod parse;
+mod phone;
 
 /// A section: its name (for the command line) and what it prints.
 struct Section {
@@ -13,14 +14,24 @@ struct Section {
     run: fn(),
 }
 
-const SECTIONS: &[Section] = &[Section {
-    name: "parse",
-    about: "Meta webhook: verify, parse, verify + parse against the HMAC floor",
-    run: parse::run,
-}];
+const SECTIONS: &[Section] = &[
+    Section {
+        name: "parse",
+        about: "Meta webhook: verify, parse, verify + parse against the HMAC floor",
+        run: parse::run,
+    },
+    Section {
+        name: "phone",
+        about: "Phone numbers: the first one parsed in a process, and the ones after it",
+        run: phone::run,
+    },
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == phone::PROBE_ARG) {
+        return phone::probe();
+    }
     if args.iter().any(|a| a == "--list") {
         for s in SECTIONS {
             println!("{:<12} {}", s.name, s.about);

@@ -27,7 +27,7 @@ fn capture_logs() -> Capture {
     use tracing_subscriber::util::SubscriberInitExt;
     let capture = Capture::default();
     let writer = capture.clone();
-    parley::observability::json_subscriber(tracing_subscriber::EnvFilter::new("info"), move || writer.clone()).init();
+    parley::observability::json_subscriber("info".parse().expect("a Targets filter"), move || writer.clone()).init();
     capture
 }
 

@@ -4,6 +4,7 @@
 use metrics_cloudwatch_embedded::Collector;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 
 /// CloudWatch namespace of every Parley metric (the alarms in template.yaml read it).
 pub const NAMESPACE: &str = "Parley";
@@ -162,15 +163,22 @@ pub fn init_logging() {
     if json {
         let _ = json_subscriber(log_filter(), std::io::stdout).try_init();
     } else {
-        let _ = tracing_subscriber::fmt().with_env_filter(log_filter()).with_target(false).try_init();
+        use tracing_subscriber::layer::SubscriberExt;
+        let text = tracing_subscriber::fmt().with_max_level(LevelFilter::TRACE).with_target(false).finish();
+        let _ = text.with(log_filter()).try_init();
     }
 }
 
-/// The level filter of the functions' logs: `RUST_LOG`, else `AWS_LAMBDA_LOG_LEVEL`, else info.
-pub fn log_filter() -> tracing_subscriber::EnvFilter {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|l| l.to_lowercase());
-    tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.as_deref().unwrap_or("info")))
+/// The level filter of the functions' logs: `RUST_LOG` (`warn`, `info,parley=debug`, … — a
+/// level per target), else `AWS_LAMBDA_LOG_LEVEL`, else info. A `Targets` filter rather than an
+/// `EnvFilter`, whose span and field directives would link the regex engine into every binary.
+pub fn log_filter() -> Targets {
+    let parse = |v: String| v.to_lowercase().parse::<Targets>().ok();
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(parse)
+        .or_else(|| std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().and_then(parse))
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
 }
 
 /// The JSON lines the functions write in Lambda, to `writer` (stdout there; the cost benchmark
@@ -179,16 +187,19 @@ pub fn log_filter() -> tracing_subscriber::EnvFilter {
 /// Lambda's invocation span: its trace id is X-Ray's and its name is the same on every line;
 /// the stock JSON format wrote the span twice (as `span` and in `spans`) and the fields nested
 /// under `fields`, more than half of a line's bytes.
-pub fn json_subscriber<W>(filter: tracing_subscriber::EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
+pub fn json_subscriber<W>(filter: Targets, writer: W) -> impl tracing::Subscriber + Send + Sync
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    use tracing_subscriber::layer::SubscriberExt;
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        // Everything reaches the filter layer, which decides per target.
+        .with_max_level(LevelFilter::TRACE)
         .with_writer(writer)
         .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
         .event_format(LambdaJson)
         .finish()
+        .with(filter)
 }
 
 /// The span `lambda_runtime` opens around each invocation, and its request id field.
@@ -325,7 +336,7 @@ mod tests {
             }
         }
         let buf = Buf::default();
-        let subscriber = json_subscriber(tracing_subscriber::EnvFilter::new("info"), buf.clone());
+        let subscriber = json_subscriber(Targets::new().with_default(LevelFilter::INFO), buf.clone());
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(replies = 2, contact = "whatsapp:***1234", "handled");
             let span = tracing::info_span!(

@@ -566,7 +566,7 @@ async fn main() {
         use tracing_subscriber::util::SubscriberInitExt;
         // The functions' lines only: the local runtime's own (sandbox, pollers) are no
         // function's output.
-        let filter = tracing_subscriber::EnvFilter::new("info,parley_local=off,parley_tests=off");
+        let filter = "info,parley_local=off,parley_tests=off".parse().expect("a Targets filter");
         parley::observability::json_subscriber(filter, logs.clone()).try_init().expect("the only subscriber");
     }
     let ddb_upstream = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").expect("local endpoints");

@@ -173,11 +173,15 @@ pub fn init_logging() {
 /// level per target), else `AWS_LAMBDA_LOG_LEVEL`, else info. A `Targets` filter rather than an
 /// `EnvFilter`, whose span and field directives would link the regex engine into every binary.
 pub fn log_filter() -> Targets {
+    filter_from(std::env::var("RUST_LOG").ok(), std::env::var("AWS_LAMBDA_LOG_LEVEL").ok())
+}
+
+/// [`log_filter`] from the two variables' values: the first that parses wins.
+fn filter_from(rust_log: Option<String>, lambda_level: Option<String>) -> Targets {
     let parse = |v: String| v.to_lowercase().parse::<Targets>().ok();
-    std::env::var("RUST_LOG")
-        .ok()
+    rust_log
         .and_then(parse)
-        .or_else(|| std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().and_then(parse))
+        .or_else(|| lambda_level.and_then(parse))
         .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
 }
 
@@ -268,6 +272,22 @@ impl tracing::field::Visit for JsonVisitor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_filter_takes_a_level_per_target_and_falls_back_in_order() {
+        let on = |f: &Targets, target: &str, level: tracing::Level| f.would_enable(target, &level);
+        let per_target = filter_from(Some("warn,parley=debug".into()), Some("ERROR".into()));
+        assert!(on(&per_target, "parley::api", tracing::Level::DEBUG));
+        assert!(!on(&per_target, "hyper", tracing::Level::INFO));
+        assert!(on(&per_target, "hyper", tracing::Level::WARN));
+        // An unreadable RUST_LOG gives way to Lambda's level (written in capitals by Lambda).
+        let lambda = filter_from(Some("parley=loud".into()), Some("ERROR".into()));
+        assert!(!on(&lambda, "parley", tracing::Level::WARN));
+        assert!(on(&lambda, "parley", tracing::Level::ERROR));
+        let default = filter_from(None, None);
+        assert!(on(&default, "parley", tracing::Level::INFO));
+        assert!(!on(&default, "parley", tracing::Level::DEBUG));
+    }
 
     /// The one test that installs the process-wide collector (other unit tests' counts may land
     /// in it too: only this test's own metric names are asserted).

@@ -108,7 +108,11 @@ impl axum::serve::Listener for TlsListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            let Ok((tcp, addr)) = self.tcp.accept().await else { continue };
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                // Out of descriptors or the like: wait rather than spin.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            };
             if let Ok(tls) = self.acceptor.accept(tcp).await {
                 self.handshakes.fetch_add(1, Ordering::Relaxed);
                 return (tls, addr);

@@ -1,5 +1,6 @@
 //! An outbound queue outage loses nothing: a delivery that cannot be queued is answered with a
 //! retryable status and its dedupe claim is given back, so Meta's retry is processed — once.
+use parley::domain::consent::ConsentReply;
 use parley_tests::*;
 use serde_json::json;
 use std::time::Duration;
@@ -28,5 +29,43 @@ async fn a_delivery_that_cannot_be_queued_is_processed_on_the_retry() {
     }
     let got = sys.assert_settles_at(&to, 1, Duration::from_millis(1500)).await;
     assert!(got[0]["text"].as_str().unwrap_or_default().len() > 1, "{got:#?}");
+    sys.stop().await;
+}
+
+/// The double opt-in's YES whose welcome could not be queued: the consent change was written
+/// beside the failed enqueue, so Meta's retry finds the purpose confirmed already — and still
+/// gets the welcome, once, rather than an answer to "Ja" as an ordinary word.
+#[tokio::test]
+async fn a_yes_whose_welcome_could_not_be_queued_gets_it_on_the_retry() {
+    let sys = System::start().await;
+    let sqs = sys.running.app.producer.client().clone();
+    let queue_url = sys.running.resources.queue("OutboundQueue").unwrap().to_string();
+    let to = customer();
+    sys.say("whatsapp", &to, "START").await;
+    sys.wait_for_messages(&to, 1).await;
+
+    sqs.delete_queue().queue_url(&queue_url).send().await.expect("queue deleted");
+    let yes = wa_delivery(
+        &to,
+        &wamid(),
+        now(),
+        json!({"type": "interactive", "interactive": {"type": "button_reply",
+               "button_reply": {"id": "consent:yes", "title": "Ja"}}}),
+    );
+    let first = sys.post_meta(&yes).await;
+    assert!(first.status().is_server_error(), "a retryable status, got {}", first.status());
+    // The precondition that matters: the failed delivery's consent change is in the store.
+    let consent = sys.consent_of("whatsapp", &to).await;
+    assert_eq!(consent["purposes"]["marketing"], "confirmed", "{consent}");
+
+    sys.reprovision().await;
+    assert_eq!(sys.post_meta(&yes).await.status(), 200);
+    let got = sys.assert_settles_at(&to, 2, Duration::from_millis(1500)).await;
+    let flows = parley::domain::flows::Flows::embedded().unwrap();
+    let welcome = body_text(flows.for_locale("default", "de").consent().reply(ConsentReply::Welcome));
+    assert_eq!(got[1]["text"], welcome.as_str(), "{got:#?}");
+    // A third delivery of the same message is a duplicate: nothing more.
+    assert_eq!(sys.post_meta(&yes).await.status(), 200);
+    sys.assert_settles_at(&to, 2, Duration::from_millis(1500)).await;
     sys.stop().await;
 }

@@ -75,12 +75,13 @@ function ticks(m) {
 }
 
 function renderInbound(m) {
-  const box = el("div", "msg me" + (m.status === "pending" ? " pending" : ""));
+  const box = el("div", "msg me" + (m.status === "pending" || m.status === "retrying" ? " pending" : ""));
   box.dataset.id = m.id;
   box.append(textNode(m.text || ""));
   const rejected = m.status === "rejected";
   const meta = el("div", rejected ? "meta bad" : "meta", clock(m.at));
   if (rejected) meta.append(el("span", "", "webhook answered " + m.webhook_status));
+  else if (m.status === "retrying") meta.append(el("span", "", "webhook answered " + m.webhook_status + ", retrying"));
   else if (m.status === "pending") meta.append(el("span", "", "accepted, not handled yet"));
   // A line sent with curl straight to the webhook: only the store knows it.
   if (m.via === "webhook") meta.append(el("span", "via", "via the webhook"));

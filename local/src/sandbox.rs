@@ -137,7 +137,10 @@ struct ChatLine {
     from: String,
     text: String,
     payload: Option<String>,
+    /// The webhook's latest answer (retries update it).
     webhook_status: u16,
+    /// The webhook failed in a way a retry can change and the sandbox's retries are not over.
+    retrying: bool,
     sent_at: String,
 }
 
@@ -276,8 +279,45 @@ impl Sandbox {
         Ok(resp.status().as_u16())
     }
 
+    /// Delivers `payload` again on [`REDELIVERY`]'s schedule until the webhook takes it or
+    /// answers something a retry cannot change; `answered` sees each answer.
+    async fn redeliver(&self, payload: &Value, mut answered: impl FnMut(u16)) {
+        for delay in REDELIVERY {
+            tokio::time::sleep(delay).await;
+            match self.deliver(payload).await {
+                Ok(status) => {
+                    answered(status);
+                    if !worth_retrying(status) {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "sandbox: redelivery failed"),
+            }
+        }
+        tracing::warn!("sandbox: the webhook did not take a delivery after its retries");
+    }
+
+    /// Delivers `payload` once and, when its answer was a failure a retry can change, goes on
+    /// in the background as Meta would; returns the first answer.
+    async fn deliver_retrying(
+        &self,
+        payload: Value,
+        answered: impl FnMut(u16) + Send + 'static,
+    ) -> Result<u16, String> {
+        let status = self.deliver(&payload).await?;
+        if worth_retrying(status) {
+            let sb = self.clone();
+            tokio::spawn(async move { sb.redeliver(&payload, answered).await });
+        }
+        Ok(status)
+    }
+
     /// Posts a WhatsApp status webhook for a message the sandbox accepted.
     async fn deliver_status(&self, msg: &SentMessage, status: &str, code: Option<i64>) -> Result<u16, String> {
+        self.deliver_retrying(self.status_payload(msg, status, code), |_| {}).await
+    }
+
+    fn status_payload(&self, msg: &SentMessage, status: &str, code: Option<i64>) -> Value {
         let mut st = json!({
             "id": msg.id,
             "status": status,
@@ -306,9 +346,40 @@ impl Sandbox {
             };
             st["pricing"] = json!({ "billable": billable, "pricing_model": "PMP", "category": category, "type": kind });
         }
-        let payload = whatsapp_envelope(&msg.account, json!({ "statuses": [st] }));
-        self.deliver(&payload).await
+        whatsapp_envelope(&msg.account, json!({ "statuses": [st] }))
     }
+
+    /// Records a later answer of the webhook to the customer's line `id`.
+    fn chat_answered(&self, id: &str, status: u16) {
+        if let Some(line) = self.log().chat.iter_mut().find(|l| l.id == id) {
+            line.webhook_status = status;
+            line.retrying = worth_retrying(status);
+        }
+    }
+
+    fn chat_retries_over(&self, id: &str) {
+        if let Some(line) = self.log().chat.iter_mut().find(|l| l.id == id) {
+            line.retrying = false;
+        }
+    }
+}
+
+/// Meta retries a delivery its webhook did not take "immediately, then a few more times with
+/// decreasing frequency over the next 7 days" (shared/reference/meta-channels.md). The sandbox
+/// keeps that shape on a shorter clock for the answers a retry can change (5xx, 429), so a
+/// webhook that failed for a moment — a store timeout on a loaded machine — still gets the
+/// message, as in production. A 4xx (a wrong secret) would fail the same way again.
+const REDELIVERY: [Duration; 6] = [
+    Duration::ZERO,
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+];
+
+fn worth_retrying(status: u16) -> bool {
+    status == 429 || status >= 500
 }
 
 fn to_json(m: &SentMessage) -> Value {
@@ -1222,6 +1293,7 @@ async fn chat(State(sb): State<Sandbox>, body: Bytes) -> Response {
         Ok(s) => s,
         Err(e) => return json_error(StatusCode::BAD_GATEWAY, e),
     };
+    let retrying = worth_retrying(status);
     let (text, button) = match content {
         Content::Text(t) => (t, None),
         Content::Button { payload, title } => (title.unwrap_or_else(|| payload.clone()), Some(payload)),
@@ -1233,9 +1305,17 @@ async fn chat(State(sb): State<Sandbox>, body: Bytes) -> Response {
         text,
         payload: button,
         webhook_status: status,
+        retrying,
         sent_at: now_rfc3339(),
     });
-    Json(json!({ "status": status, "message_id": id })).into_response()
+    if retrying {
+        let (sb, id) = (sb.clone(), id.clone());
+        tokio::spawn(async move {
+            sb.redeliver(&payload, |status| sb.chat_answered(&id, status)).await;
+            sb.chat_retries_over(&id);
+        });
+    }
+    Json(json!({ "status": status, "message_id": id, "retrying": retrying })).into_response()
 }
 
 #[derive(Deserialize)]

@@ -109,7 +109,8 @@ fn conversation(
                 "id": l["id"], "direction": "in", "author": "customer", "kind": "text", "text": l["text"],
                 "at": unix_of(l["sent_at"].as_str().unwrap_or_default()), "payload": l["payload"],
                 // Accepted but not in the history yet: the inbound worker has not taken it.
-                "status": if accepted { "pending" } else { "rejected" },
+                // Refused for now: the sandbox retries it as Meta would.
+                "status": if accepted { "pending" } else if l["retrying"] == true { "retrying" } else { "rejected" },
                 "webhook_status": code, "source": "sandbox", "via": "sandbox", "order": i,
             }),
         ));

@@ -750,7 +750,8 @@ async fn chat_reports_the_webhook_status_and_unreachable_webhooks() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.unwrap()["status"], 401);
+    let answer = resp.json::<Value>().await.unwrap();
+    assert_eq!((answer["status"].as_u64(), answer["retrying"].as_bool()), (Some(401), Some(false)), "{answer}");
 
     let port = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
     let nowhere = Sandbox::new(SandboxConfig {
@@ -770,6 +771,70 @@ async fn chat_reports_the_webhook_status_and_unreachable_webhooks() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 502);
+}
+
+/// Like Meta, the sandbox retries a delivery the webhook refused in a way a retry can change
+/// (here two 503s, as from a store timeout): the same bytes again, at once and then after a
+/// second; the transcript follows the answers. A 401 is not retried (the secret stays wrong).
+#[tokio::test]
+async fn a_delivery_refused_with_a_5xx_is_retried_like_meta_and_the_transcript_follows() {
+    let seen = Arc::new(Mutex::new(Vec::<(u16, Bytes)>::new()));
+    let sink = Arc::clone(&seen);
+    let webhook = Router::new().route(
+        "/webhooks/meta",
+        post(move |body: Bytes| async move {
+            let mut seen = sink.lock().unwrap();
+            let status = if seen.len() < 2 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+            seen.push((status.as_u16(), body));
+            status
+        }),
+    );
+    let hook = serve(webhook).await;
+    let sandbox = Sandbox::new(SandboxConfig {
+        app_secret: Secret::from(APP_SECRET),
+        webhook_url: format!("{hook}/webhooks/meta"),
+        whatsapp_phone_number_id: PHONE_ID.into(),
+        messenger_page_id: PAGE_ID.into(),
+        instagram_account_id: IG_ID.into(),
+        templates: Templates::embedded().unwrap(),
+        status_webhooks: false,
+    });
+    let base = serve(Router::new().nest("/sandbox", sandbox.router())).await;
+    let http = reqwest::Client::new();
+    let answer: Value = http
+        .post(format!("{base}/sandbox/chat"))
+        .json(&json!({"channel":"whatsapp","from":WA,"text":"Lieferzeit"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((answer["status"].as_u64(), answer["retrying"].as_bool()), (Some(503), Some(true)), "{answer}");
+    let transcript = || async {
+        let lines: Value = http
+            .get(format!("{base}/sandbox/chat?channel=whatsapp&from={WA}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        lines[0].clone()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "redelivered: {:?}", seen.lock().unwrap().len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![503, 503, 200]);
+    assert!(seen.iter().all(|(_, body)| body == &seen[0].1), "each retry carries the same bytes (the same message id)");
+    let line = transcript().await;
+    assert_eq!((line["webhook_status"].as_u64(), line["retrying"].as_bool()), (Some(200), Some(false)), "{line}");
+    // Nothing more once the webhook took it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(transcript().await["webhook_status"], 200);
 }
 
 #[tokio::test]

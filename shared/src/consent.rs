@@ -63,7 +63,7 @@ pub async fn change_consent(
             return Ok((decision, record));
         }
         let events = audit_events(contact, &decision.transitions, now * 1000, ctx, &policy.policy_version);
-        if store.write_consent(contact, version, &decision.consent, &events, seed).await? {
+        if store.write_consent(contact, version, &decision.consent, &events, seed, None).await? {
             opted_out(store, contact, &events, now).await;
             return Ok((decision, record));
         }

@@ -197,7 +197,7 @@ impl Sender {
         };
         let now = crate::time_util::now_unix();
         let hist = Entry::outbound(&env.body, &self.templates, env.author.as_deref()).to_json();
-        let claim = self.store.claim_send(&env, &hist, now, self.settings.send_lease);
+        let claim = self.store.claim_send(&env, &hist, now, self.settings.send_lease, rec.message_id.as_deref());
         let contact = self.store.get_contact(&env.contact);
         let finish_inbound = async {
             match &env.in_reply_to {

@@ -84,10 +84,28 @@ async function scenario(opts) {
   });
   try {
     await journey(context, opts);
+  } catch (e) {
+    await diagnose(opts).catch((d) => console.log(`# (no diagnosis: ${d.message})`));
+    throw e;
   } finally {
     await context.close();
     rmSync(profile, { recursive: true, force: true });
   }
+}
+
+// What a failed run leaves behind to tell why: a screenshot, and the conversation and queues as
+// the store and the sandbox see them (demo data only: the customer is a random test number).
+async function diagnose({ name, to, page }) {
+  if (page) await page.screenshot({ path: join(SHOTS, `${name}-failure.png`) });
+  if (!to) return;
+  const s = await stateOf(to);
+  console.log(`# ${name}: the conversation at the failure (${s.conversation.length} lines, oldest first):`);
+  for (const m of s.conversation) {
+    const text = String(m.text ?? m.shown?.text ?? m.template?.name ?? "").slice(0, 48);
+    const hook = m.webhook_status ? ` webhook ${m.webhook_status}` : "";
+    console.log(`#   ${m.at} ${m.direction} ${m.author ?? ""} [${m.status ?? ""}; ${m.source}${hook}] ${JSON.stringify(text)}`);
+  }
+  console.log(`# ${name}: consent ${JSON.stringify(s.consent?.purposes)}; queues ${JSON.stringify(s.queues)}`);
 }
 
 async function shotOf(page, name, file, width) {
@@ -96,8 +114,10 @@ async function shotOf(page, name, file, width) {
   if (overflow > 0) throw new Error(`${file}: the page is ${overflow} px wider than the ${width} px screen`);
 }
 
-async function journey(context, { name, phone, docsShot }) {
+async function journey(context, opts) {
+  const { name, phone, docsShot } = opts;
   const page = context.pages()[0] || (await context.newPage());
+  opts.page = page;
   const width = page.viewportSize().width;
   page.setDefaultTimeout(WAIT);
   // Any script error or content-security-policy violation fails the run; so does a dialog the
@@ -127,6 +147,7 @@ async function journey(context, { name, phone, docsShot }) {
 
   await page.goto(`${base}/sandbox/`);
   const to = customerNumber();
+  opts.to = to;
   await tab("setup");
   await page.locator("#address").fill(to);
   await page.locator("#name").fill("Erika");

@@ -22,7 +22,7 @@ use crate::domain::{
 use crate::observability::count;
 use crate::queue::Envelope;
 use crate::store::consent::{ConsentAuditEvent, ProfileSeed};
-use crate::store::contacts::ContactRecord;
+use crate::store::contacts::{ConsentStepMark, ContactRecord};
 use crate::store::inbound::Claim;
 use crate::store::outbound::StatusOutcome;
 use bytes::Bytes;
@@ -101,8 +101,9 @@ struct Handled {
     delivered_pending: usize,
     /// How many held-back replies the contact had (cleared only if still that many).
     pending_seen: usize,
-    /// A consent change to write: (version it was computed from, new state, audit events).
-    consent_write: Option<(u64, Consent, Vec<ConsentAuditEvent>)>,
+    /// A consent change to write: (version it was computed from, new state, audit events, the
+    /// mark a retry of this message is answered from).
+    consent_write: Option<(u64, Consent, Vec<ConsentAuditEvent>, ConsentStepMark)>,
     envelopes: Vec<Envelope>,
 }
 
@@ -254,10 +255,10 @@ pub async fn process_within(
             .map(|h| limited(limit, 1, app.store.finish_inbound(h.msg.contact.channel, &h.msg.id))),
     );
     let consent_written = join_all(claimed.iter().filter_map(|h| {
-        let (version, consent, events) = h.consent_write.as_ref()?;
+        let (version, consent, events, mark) = h.consent_write.as_ref()?;
         let seed = ProfileSeed::default();
         Some(limited(limit, 1, async move {
-            match app.store.write_consent(&h.msg.contact, *version, consent, events, &seed).await {
+            match app.store.write_consent(&h.msg.contact, *version, consent, events, &seed, Some(mark)).await {
                 Ok(true) => {
                     crate::consent::opted_out(&app.store, &h.msg.contact, events, h.msg.timestamp).await;
                     Ok(())
@@ -359,7 +360,9 @@ async fn handle_message(
                 set_handover: None,
                 delivered_pending: 0,
                 pending_seen: 0,
-                consent_write: step.write.map(|(consent, events)| (contact.consent_version, consent, events)),
+                consent_write: step
+                    .write
+                    .map(|(consent, events, mark)| (contact.consent_version, consent, events, mark)),
                 envelopes: Vec::new(),
             }
         }
@@ -423,7 +426,7 @@ fn engine_answer(flows: &FlowSet, contact: &ContactRecord, locale: &str, msg: &I
 /// consent word or button; `None` lets the conversation engine answer it.
 struct ConsentStep {
     replies: Vec<OutboundBody>,
-    write: Option<(Consent, Vec<ConsentAuditEvent>)>,
+    write: Option<(Consent, Vec<ConsentAuditEvent>, ConsentStepMark)>,
     outcome: &'static str,
 }
 
@@ -437,6 +440,22 @@ fn consent_step(app: &App, flows: &FlowSet, contact: &ContactRecord, msg: &Inbou
         ),
         _ => return None,
     };
+    let outcome = match command {
+        ConsentCommand::Start => "start",
+        ConsentCommand::Yes => "yes",
+        ConsentCommand::No => "no",
+        ConsentCommand::Stop => "stop",
+    };
+    // Meta's retry of a message whose change is already written (its delivery failed after the
+    // write): the answer it got the first time — the same reply ids, so the sender sends it once
+    // — where deciding again on the changed state would take a YES for an ordinary word.
+    if let Some(mark) = contact.consent_step.as_ref().filter(|m| m.message == msg.id.as_str()) {
+        return Some(ConsentStep {
+            replies: mark.reply.map(|r| vec![texts.reply(r).clone()]).unwrap_or_default(),
+            write: None,
+            outcome,
+        });
+    }
     let event = match command {
         ConsentCommand::Start => ConsentEvent::RequestOptIn { purposes: ConsentPurpose::ALL.to_vec(), via: Via::Chat },
         ConsentCommand::Yes => ConsentEvent::Confirm,
@@ -467,19 +486,10 @@ fn consent_step(app: &App, flows: &FlowSet, contact: &ContactRecord, msg: &Inbou
         };
         let events =
             audit_events(&msg.contact, &decision.transitions, msg.timestamp * 1000, &ctx, &policy.policy_version);
-        (decision.consent.clone(), events)
+        (decision.consent.clone(), events, ConsentStepMark { message: msg.id.as_str().to_string(), reply })
     });
     count("ConsentChanges", decision.transitions.len() as u64);
-    Some(ConsentStep {
-        replies: reply.map(|r| vec![texts.reply(r).clone()]).unwrap_or_default(),
-        write,
-        outcome: match command {
-            ConsentCommand::Start => "start",
-            ConsentCommand::Yes => "yes",
-            ConsentCommand::No => "no",
-            ConsentCommand::Stop => "stop",
-        },
-    })
+    Some(ConsentStep { replies: reply.map(|r| vec![texts.reply(r).clone()]).unwrap_or_default(), write, outcome })
 }
 
 /// Our ids for replies are derived from the inbound message id, so re-processing the same

@@ -1,5 +1,6 @@
 //! Consent state (on the contact profile) and its audit trail: one immutable item per change,
 //! written in the same transaction as the state, so the proof can never disagree with the state.
+use super::contacts::ConsentStepMark;
 use super::{keys, n, s, Store, StoreError};
 use crate::domain::consent::{Consent, ConsentPurpose, ConsentState};
 use crate::domain::{Channel, ContactId, E164Phone};
@@ -70,6 +71,7 @@ impl Store {
         consent: &Consent,
         events: &[ConsentAuditEvent],
         seed: &ProfileSeed,
+        step: Option<&ConsentStepMark>,
     ) -> Result<bool, StoreError> {
         let now = crate::time_util::now_unix();
         let pk = keys::contact_pk(contact);
@@ -101,6 +103,15 @@ impl Store {
                     .expression_attribute_names(format!("#{name}"), name)
                     .expression_attribute_values(format!(":{name}"), s(v));
             }
+        }
+        match step {
+            Some(mark) => {
+                let av = serde_dynamo::to_attribute_value(mark)
+                    .map_err(|e| StoreError::Corrupt(format!("consent step: {e}")))?;
+                expr.push_str(", consent_step = :step");
+                update = update.expression_attribute_values(":step", av);
+            }
+            None => expr.push_str(" REMOVE consent_step"),
         }
         let update = if expected_version == 0 {
             update.condition_expression("attribute_not_exists(consent_version)")

@@ -67,6 +67,19 @@ pub struct ContactRecord {
     /// attribution read them from the profile the fan-out loads anyway.
     #[serde(default)]
     pub marketing_sends: Vec<String>,
+    /// The chat message whose consent change was written last, and what it answered (removed by
+    /// any other consent write). Meta's retry of that message — its delivery failed after the
+    /// write, say because its reply could not be queued — gets the same answer, not a second
+    /// decision on the state it already changed.
+    #[serde(default)]
+    pub consent_step: Option<ConsentStepMark>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentStepMark {
+    /// The inbound message's id (Meta's `wamid`/`mid`).
+    pub message: String,
+    pub reply: Option<crate::domain::consent::ConsentReply>,
 }
 
 /// The newest message of a conversation, shortened, for the inbox list.

@@ -59,10 +59,17 @@ impl Store {
         hist: &str,
         now: i64,
         lease: Duration,
+        queue_message: Option<&str>,
     ) -> Result<SendClaim, StoreError> {
         // Recognises our own claim when the SDK retries an update that was applied but whose
-        // answer timed out.
-        let owner = uuid::Uuid::new_v4().simple().to_string();
+        // answer timed out — and, owned by the queue message, when the sender's retry of that
+        // message finds the claim of its earlier receive: a FIFO queue hands a message to one
+        // receiver at a time, and a receive that ended with the claim's answer lost (timed out)
+        // reported the message failed without sending it, so it is not waited for.
+        let owner = match queue_message {
+            Some(id) => format!("sqs:{id}"),
+            None => uuid::Uuid::new_v4().simple().to_string(),
+        };
         let out = self
             .client
             .update_item()

@@ -149,6 +149,25 @@ async fn a_slow_but_answering_dependency_is_waited_for() {
     sys.stop().await;
 }
 
+/// A claim whose answer came too late (DynamoDB applied it; the answer missed the call's
+/// budget) is taken back on the error path — only our own, by its owner token — so Meta's
+/// retry is processed at once instead of being answered "held" until the claim's lease
+/// (`INBOUND_CLAIM_LEASE_SECONDS`, 30 s) runs out.
+#[tokio::test]
+async fn a_claim_whose_answer_came_too_late_does_not_hold_the_retry() {
+    let Faulty { sys, ddb, sqs: _sqs } = faulty_system().await;
+    let to = customer();
+    let body = wa_text(&to, &wamid(), "Rückgabe");
+    ddb.set(Fault::Delay(Duration::from_millis(2500)));
+    fails_fast("meta webhook", sys.post_meta(&body)).await;
+    ddb.set(Fault::Pass);
+    let retry = sys.post_meta(&body).await;
+    assert_eq!(retry.status(), 200, "the retry was held: {:?}", retry.headers().get("retry-after"));
+    let got = sys.assert_settles_at(&to, 1, QUIET).await;
+    assert_eq!(got[0]["text"], expected_reply(&text_content("Rückgabe"), "de")[0].as_str(), "{got:#?}");
+    sys.stop().await;
+}
+
 /// What makes a retry after a lost answer safe (the proxy's `DroppedAfter`): DynamoDB applies a
 /// TransactWriteItems once per ClientRequestToken (the SDK fills it in and keeps it on its
 /// retries), and answers the repeat with success, not with its own failed condition.

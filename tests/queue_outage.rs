@@ -5,14 +5,18 @@ use parley_tests::*;
 use serde_json::json;
 use std::time::Duration;
 
+/// The outage: the outbound queue is gone (`reprovision` brings it back under the same URL).
+async fn outbound_queue_gone(sys: &System) -> String {
+    let sqs = sys.running.app.producer.client().clone();
+    let queue_url = sys.running.resources.queue("OutboundQueue").unwrap().to_string();
+    sqs.delete_queue().queue_url(&queue_url).send().await.expect("queue deleted");
+    queue_url
+}
+
 #[tokio::test]
 async fn a_delivery_that_cannot_be_queued_is_processed_on_the_retry() {
     let sys = System::start().await;
-    let sqs = sys.running.app.producer.client().clone();
-    let queue_url = sys.running.resources.queue("OutboundQueue").unwrap().to_string();
-
-    // The outage: the outbound queue is gone.
-    sqs.delete_queue().queue_url(&queue_url).send().await.expect("queue deleted");
+    let queue_url = outbound_queue_gone(&sys).await;
     let to = customer();
     let body = wa_delivery(&to, &wamid(), now(), json!({"type": "text", "text": {"body": "Lieferzeit"}}));
     let first = sys.post_meta(&body).await;
@@ -38,13 +42,11 @@ async fn a_delivery_that_cannot_be_queued_is_processed_on_the_retry() {
 #[tokio::test]
 async fn a_yes_whose_welcome_could_not_be_queued_gets_it_on_the_retry() {
     let sys = System::start().await;
-    let sqs = sys.running.app.producer.client().clone();
-    let queue_url = sys.running.resources.queue("OutboundQueue").unwrap().to_string();
     let to = customer();
     sys.say("whatsapp", &to, "START").await;
     sys.wait_for_messages(&to, 1).await;
 
-    sqs.delete_queue().queue_url(&queue_url).send().await.expect("queue deleted");
+    outbound_queue_gone(&sys).await;
     let yes = wa_delivery(
         &to,
         &wamid(),
@@ -67,5 +69,35 @@ async fn a_yes_whose_welcome_could_not_be_queued_gets_it_on_the_retry() {
     // A third delivery of the same message is a duplicate: nothing more.
     assert_eq!(sys.post_meta(&yes).await.status(), 200);
     sys.assert_settles_at(&to, 2, Duration::from_millis(1500)).await;
+    sys.stop().await;
+}
+
+/// A reply held back while the window was closed (the template went out instead) is delivered
+/// with the customer's next message; when that message's replies cannot be queued, the held-back
+/// reply stays on the profile for Meta's retry instead of being cleared beside the failed enqueue.
+#[tokio::test]
+async fn a_held_back_reply_survives_a_delivery_that_could_not_be_queued() {
+    let sys = System::start().await;
+    let to = customer();
+    // Meta re-delivered a message written two days ago: the template goes out, the reply waits.
+    let old = wa_delivery(&to, &wamid(), now() - 2 * 86_400, json!({"type": "text", "text": {"body": "Lieferzeit"}}));
+    assert_eq!(sys.post_meta(&old).await.status(), 200);
+    let got = sys.assert_settles_at(&to, 1, Duration::from_millis(1000)).await;
+    assert_eq!(got[0]["template"], "service_followup", "{got:#?}");
+
+    outbound_queue_gone(&sys).await;
+    let tap = wa_delivery(
+        &to,
+        &wamid(),
+        now(),
+        json!({"type": "button", "button": {"payload": parley::domain::CONTINUE_PAYLOAD, "text": "Weiter"}}),
+    );
+    let first = sys.post_meta(&tap).await;
+    assert!(first.status().is_server_error(), "a retryable status, got {}", first.status());
+
+    sys.reprovision().await;
+    assert_eq!(sys.post_meta(&tap).await.status(), 200);
+    let got = sys.assert_settles_at(&to, 2, Duration::from_millis(1500)).await;
+    assert_eq!(got[1]["text"], expected_reply(&text_content("Lieferzeit"), "de")[0], "{got:#?}");
     sys.stop().await;
 }

@@ -729,48 +729,44 @@ async fn chat_posts_signed_webhooks_like_meta() {
     assert_eq!(h.post("/chat", json!({"channel":"whatsapp","from":"a#b","text":"x"})).await.0, 400);
 }
 
-#[tokio::test]
-async fn chat_reports_the_webhook_status_and_unreachable_webhooks() {
-    // A sandbox whose secret differs from the handler's: the handler says 401 and the sandbox passes it on.
-    let h = start(false).await;
-    let wrong = Sandbox::new(SandboxConfig {
-        app_secret: Secret::from("not-the-secret"),
-        webhook_url: h.hook_url.clone(),
+/// A sandbox posting its deliveries to `webhook_url`, signed with `secret`, served on its own port.
+async fn sandbox_posting_to(secret: &str, webhook_url: String) -> (Sandbox, String) {
+    let sandbox = Sandbox::new(SandboxConfig {
+        app_secret: Secret::from(secret),
+        webhook_url,
         whatsapp_phone_number_id: PHONE_ID.into(),
         messenger_page_id: PAGE_ID.into(),
         instagram_account_id: IG_ID.into(),
         templates: Templates::embedded().unwrap(),
         status_webhooks: false,
     });
-    let base = serve(Router::new().nest("/sandbox", wrong.router())).await;
-    let resp = reqwest::Client::new()
+    let base = serve(Router::new().nest("/sandbox", sandbox.router())).await;
+    (sandbox, base)
+}
+
+/// The customer writes `text` through the sandbox at `base`.
+async fn chat_at(base: &str, text: &str) -> reqwest::Response {
+    reqwest::Client::new()
         .post(format!("{base}/sandbox/chat"))
-        .json(&json!({"channel":"whatsapp","from":WA,"text":"hi"}))
+        .json(&json!({"channel":"whatsapp","from":WA,"text":text}))
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn chat_reports_the_webhook_status_and_unreachable_webhooks() {
+    // A sandbox whose secret differs from the handler's: the handler says 401 and the sandbox passes it on.
+    let h = start(false).await;
+    let (_wrong, base) = sandbox_posting_to("not-the-secret", h.hook_url.clone()).await;
+    let resp = chat_at(&base, "hi").await;
     assert_eq!(resp.status(), 200);
     let answer = resp.json::<Value>().await.unwrap();
     assert_eq!((answer["status"].as_u64(), answer["retrying"].as_bool()), (Some(401), Some(false)), "{answer}");
 
     let port = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
-    let nowhere = Sandbox::new(SandboxConfig {
-        app_secret: Secret::from(APP_SECRET),
-        webhook_url: format!("http://127.0.0.1:{port}/webhooks/meta"),
-        whatsapp_phone_number_id: PHONE_ID.into(),
-        messenger_page_id: PAGE_ID.into(),
-        instagram_account_id: IG_ID.into(),
-        templates: Templates::embedded().unwrap(),
-        status_webhooks: false,
-    });
-    let base = serve(Router::new().nest("/sandbox", nowhere.router())).await;
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/sandbox/chat"))
-        .json(&json!({"channel":"whatsapp","from":WA,"text":"hi"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 502);
+    let (_nowhere, base) = sandbox_posting_to(APP_SECRET, format!("http://127.0.0.1:{port}/webhooks/meta")).await;
+    assert_eq!(chat_at(&base, "hi").await.status(), 502);
 }
 
 /// Like Meta, the sandbox retries a delivery the webhook refused in a way a retry can change
@@ -790,26 +786,9 @@ async fn a_delivery_refused_with_a_5xx_is_retried_like_meta_and_the_transcript_f
         }),
     );
     let hook = serve(webhook).await;
-    let sandbox = Sandbox::new(SandboxConfig {
-        app_secret: Secret::from(APP_SECRET),
-        webhook_url: format!("{hook}/webhooks/meta"),
-        whatsapp_phone_number_id: PHONE_ID.into(),
-        messenger_page_id: PAGE_ID.into(),
-        instagram_account_id: IG_ID.into(),
-        templates: Templates::embedded().unwrap(),
-        status_webhooks: false,
-    });
-    let base = serve(Router::new().nest("/sandbox", sandbox.router())).await;
+    let (_sandbox, base) = sandbox_posting_to(APP_SECRET, format!("{hook}/webhooks/meta")).await;
     let http = reqwest::Client::new();
-    let answer: Value = http
-        .post(format!("{base}/sandbox/chat"))
-        .json(&json!({"channel":"whatsapp","from":WA,"text":"Lieferzeit"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: Value = chat_at(&base, "Lieferzeit").await.json().await.unwrap();
     assert_eq!((answer["status"].as_u64(), answer["retrying"].as_bool()), (Some(503), Some(true)), "{answer}");
     let transcript = || async {
         let lines: Value = http

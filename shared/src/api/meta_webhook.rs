@@ -241,12 +241,6 @@ pub async fn process_within(
             .filter_map(|h| h.set_handover.map(|on| limited(limit, 1, app.store.set_handover(&h.msg.contact, on)))),
     );
     let releases_done = join_all(releases.iter().map(|(c, _)| limited(limit, 1, app.store.set_handover(c, false))));
-    let pending_cleared = join_all(
-        claimed
-            .iter()
-            .filter(|h| h.delivered_pending > 0)
-            .map(|h| limited(limit, 1, app.store.clear_pending_replies(&h.msg.contact, h.pending_seen))),
-    );
     // Claims without replies are finished now; those with replies are finished by the sender.
     let finished = join_all(
         claimed
@@ -269,13 +263,13 @@ pub async fn process_within(
             }
         }))
     }));
-    let (enqueued, handovers, releases_done, finished, pending_cleared, consent_written, bridged) =
-        futures::join!(enqueue, handovers, releases_done, finished, pending_cleared, consent_written, bridged);
+    let (enqueued, handovers, releases_done, finished, consent_written, bridged) =
+        futures::join!(enqueue, handovers, releases_done, finished, consent_written, bridged);
     let state_error = handovers
         .into_iter()
         .chain(releases_done)
         .filter_map(Result::err)
-        .chain(finished.into_iter().chain(pending_cleared).filter_map(Result::err))
+        .chain(finished.into_iter().filter_map(Result::err))
         .map(ApiError::from)
         .next();
     // A bridge event that was not queued fails the delivery like a reply that was not: Meta's
@@ -289,6 +283,21 @@ pub async fn process_within(
     if let Some(err) = failure {
         give_back(app, limit, &claimed).await;
         return Err(err);
+    }
+    // Held-back replies are dropped from the profile only once they are queued: cleared beside a
+    // failed enqueue, Meta's retry would find nothing left to deliver. (A round trip more, only
+    // for a message that delivers some.)
+    let pending_cleared = join_all(
+        claimed
+            .iter()
+            .filter(|h| h.delivered_pending > 0)
+            .map(|h| limited(limit, 1, app.store.clear_pending_replies(&h.msg.contact, h.pending_seen))),
+    )
+    .await;
+    if let Some(err) = pending_cleared.into_iter().find_map(Result::err) {
+        // Queued already: the retry queues the same reply ids again and the sender sends each once.
+        give_back(app, limit, &claimed).await;
+        return Err(ApiError::from(err));
     }
     summary.enqueued = envelopes.len();
     Ok(summary)

@@ -33,6 +33,8 @@ impl Claim {
 }
 
 const CLAIMED: &str = "claimed";
+/// How long the error path waits to take a claim back whose answer was lost.
+const RELEASE_WITHIN: Duration = Duration::from_millis(400);
 
 /// The history entry an inbound claim carries.
 struct HistoryAttrs {
@@ -119,7 +121,10 @@ impl Store {
             Ok(_) => return Ok(Claim::Claimed),
             Err(e) => match e.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(c)) => c.item().cloned().unwrap_or_default(),
-                _ => return Err(StoreError::sdk(e)),
+                _ => {
+                    self.release_own_claim(pk, &owner).await;
+                    return Err(StoreError::sdk(e));
+                }
             },
         };
         let attr = |k: &str| failed.get(k).and_then(|v| v.as_s().ok()).cloned();
@@ -136,6 +141,34 @@ impl Store {
             },
             _ => Claim::Done,
         })
+    }
+
+    /// After a claim whose answer was lost (it timed out, the connection dropped): takes the
+    /// claim back if it landed — only ours, by its owner token — so the platform's retry is
+    /// processed at once instead of finding it held for the lease. Best effort and briefly
+    /// ([`RELEASE_WITHIN`]: the error path must still answer within the webhook's 3 s); if it
+    /// fails too, the lease brings the message back.
+    async fn release_own_claim(&self, pk: &str, owner: &str) {
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s("IN"))
+            .condition_expression("#st = :claimed AND #owner = :owner")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":claimed", s(CLAIMED))
+            .expression_attribute_values(":owner", s(owner))
+            .send();
+        match tokio::time::timeout(RELEASE_WITHIN, delete).await {
+            Ok(out) => {
+                if let Err(e) = applied(out) {
+                    tracing::debug!(error = %e, "a claim whose answer was lost was not taken back");
+                }
+            }
+            Err(_) => tracing::debug!("a claim whose answer was lost was not taken back in time"),
+        }
     }
 
     /// Marks the inbound message as fully handled (its replies are on their way).

@@ -149,24 +149,9 @@ impl Store {
     /// ([`RELEASE_WITHIN`]: the error path must still answer within the webhook's 3 s); if it
     /// fails too, the lease brings the message back.
     async fn release_own_claim(&self, pk: &str, owner: &str) {
-        let delete = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(pk))
-            .key("sk", s("IN"))
-            .condition_expression("#st = :claimed AND #owner = :owner")
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":claimed", s(CLAIMED))
-            .expression_attribute_values(":owner", s(owner))
-            .send();
-        match tokio::time::timeout(RELEASE_WITHIN, delete).await {
-            Ok(out) => {
-                if let Err(e) = applied(out) {
-                    tracing::debug!(error = %e, "a claim whose answer was lost was not taken back");
-                }
-            }
+        match tokio::time::timeout(RELEASE_WITHIN, self.delete_claim(pk, Some(owner))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "a claim whose answer was lost was not taken back"),
             Err(_) => tracing::debug!("a claim whose answer was lost was not taken back in time"),
         }
     }
@@ -199,17 +184,26 @@ impl Store {
     }
 
     pub async fn release_claim(&self, pk: &str) -> Result<(), StoreError> {
-        let out = self
+        self.delete_claim(pk, None).await
+    }
+
+    /// Deletes a claim that is still `claimed` (and held by `owner`, when given).
+    async fn delete_claim(&self, pk: &str, owner: Option<&str>) -> Result<(), StoreError> {
+        let mut delete = self
             .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", s(pk))
             .key("sk", s("IN"))
-            .condition_expression("#st = :claimed")
             .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":claimed", s(CLAIMED))
-            .send()
-            .await;
-        applied(out).map(|_| ())
+            .expression_attribute_values(":claimed", s(CLAIMED));
+        delete = match owner {
+            Some(owner) => delete
+                .condition_expression("#st = :claimed AND #owner = :owner")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", s(owner)),
+            None => delete.condition_expression("#st = :claimed"),
+        };
+        applied(delete.send().await).map(|_| ())
     }
 }

@@ -336,21 +336,31 @@ function renderFault(f) {
   }
 }
 
-async function send(content) {
+// Sends go out one after the other, in the order they were typed or tapped, and the composer
+// never blocks: a disabled send button would make the browser drop a message submitted with
+// Enter while the previous one is still on its way (implicit submission needs an enabled
+// default button), and the customer would not notice.
+let sending = Promise.resolve();
+
+function send(content) {
   const addr = address();
-  if (!addr) { setStatus("Enter the customer's address first.", true); return; }
+  if (!addr) { setStatus("Enter the customer's address first.", true); return Promise.resolve(); }
   const body = Object.assign({ channel: ui.channel, from: addr, name: ui.name }, content);
-  $("send").disabled = true;
+  const run = sending.then(() => deliver(body));
+  sending = run;
+  return run;
+}
+
+async function deliver(body) {
   try {
     const r = await api("POST", "/sandbox/chat", body);
     if (r.status >= 200 && r.status < 300) setStatus("Delivered to the webhook (" + r.status + ").");
+    else if (r.retrying) setStatus("The webhook answered " + r.status + "; retrying as Meta would.", true);
     else setStatus("The webhook answered " + r.status + ".", true);
-    await refresh();
   } catch (e) {
     setStatus(e.message, true);
-  } finally {
-    $("send").disabled = false;
   }
+  refresh().catch(() => {});
 }
 
 function applyChannel() {

@@ -139,6 +139,8 @@ async function journey(context, opts) {
     await tab("chat");
     await page.locator("#text").fill(text);
     await page.locator("#text").press("Enter");
+    // Submitted (the composer empties itself), not silently dropped.
+    await page.waitForFunction(() => document.getElementById("text").value === "", null, { timeout: WAIT });
   };
   const botCountAbove = async (n) => {
     await page.waitForFunction((n) => document.querySelectorAll("#log .msg:not(.me)").length > n, n, { timeout: WAIT });
@@ -190,6 +192,18 @@ async function journey(context, opts) {
   if ((await page.locator("#log img, #log b").count()) !== 0) throw new Error("customer markup became elements");
   bots = await botCountAbove(bots);
   step(`${name}: a customer's markup is shown as text`);
+
+  // 3b. Typed back to back: the second Enter comes while the first line is still on its way to
+  // the webhook; both go out, in the order typed, and each gets its answer.
+  const [firstLine, secondLine] = ["Erste Frage", "Zweite Frage"];
+  await say(firstLine);
+  await say(secondLine);
+  bots = await botCountAbove(bots + 1);
+  const mine = await page.locator("#log .msg.me .text").allTextContents();
+  if (mine.indexOf(firstLine) < 0 || mine.indexOf(secondLine) < mine.indexOf(firstLine)) {
+    throw new Error(`back-to-back lines: ${JSON.stringify(mine.slice(-3))}`);
+  }
+  step(`${name}: two lines typed back to back both reach the webhook, in order, and both are answered`);
 
   // 4. Double opt-in: START, then "Ja"; the panel shows both purposes confirmed and the audit trail.
   await say("START");

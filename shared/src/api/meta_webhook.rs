@@ -221,7 +221,9 @@ pub async fn process_within(
         }
     }
 
-    // Round trip 2: one batched enqueue, with the state writes (and the bridge's events) alongside.
+    // Round trip 2: one batched enqueue, with the writes that may land before it: the bridge's
+    // events, claims without replies finished, and consent — at once, so a STOP holds even while
+    // the queue is down (a retry of a consent word is answered from its step mark).
     let bridged = async {
         match &app.bridge {
             Some(bridge) => bridge.publish(&bridge_events).await,
@@ -235,12 +237,6 @@ pub async fn process_within(
             app.producer.send(&envelopes).await
         }
     };
-    let handovers = join_all(
-        claimed
-            .iter()
-            .filter_map(|h| h.set_handover.map(|on| limited(limit, 1, app.store.set_handover(&h.msg.contact, on)))),
-    );
-    let releases_done = join_all(releases.iter().map(|(c, _)| limited(limit, 1, app.store.set_handover(c, false))));
     // Claims without replies are finished now; those with replies are finished by the sender.
     let finished = join_all(
         claimed
@@ -263,39 +259,40 @@ pub async fn process_within(
             }
         }))
     }));
-    let (enqueued, handovers, releases_done, finished, consent_written, bridged) =
-        futures::join!(enqueue, handovers, releases_done, finished, consent_written, bridged);
-    let state_error = handovers
-        .into_iter()
-        .chain(releases_done)
-        .filter_map(Result::err)
-        .chain(finished.into_iter().filter_map(Result::err))
-        .map(ApiError::from)
-        .next();
+    let (enqueued, finished, consent_written, bridged) = futures::join!(enqueue, finished, consent_written, bridged);
     // A bridge event that was not queued fails the delivery like a reply that was not: Meta's
     // retry produces it again, under the same id.
     let failure = enqueued
         .err()
         .or(bridged.err())
         .map(ApiError::from)
-        .or(state_error)
+        .or(finished.into_iter().find_map(Result::err).map(ApiError::from))
         .or(consent_written.into_iter().find_map(Result::err));
     if let Some(err) = failure {
         give_back(app, limit, &claimed).await;
         return Err(err);
     }
-    // Held-back replies are dropped from the profile only once they are queued: cleared beside a
-    // failed enqueue, Meta's retry would find nothing left to deliver. (A round trip more, only
-    // for a message that delivers some.)
+
+    // Round trip 3, only for messages that change how their own retry would be decided: the
+    // handover flag (the bot falls silent during a handover) and the held-back replies they
+    // delivered. Written beside a failed enqueue, Meta's retry would find the handover's reply
+    // or the held-back replies gone; so they are written once the replies are queued, and if
+    // they fail the retry queues the same reply ids again (the sender sends each once).
+    let handovers = join_all(
+        claimed
+            .iter()
+            .filter_map(|h| h.set_handover.map(|on| limited(limit, 1, app.store.set_handover(&h.msg.contact, on)))),
+    );
+    let releases_done = join_all(releases.iter().map(|(c, _)| limited(limit, 1, app.store.set_handover(c, false))));
     let pending_cleared = join_all(
         claimed
             .iter()
             .filter(|h| h.delivered_pending > 0)
             .map(|h| limited(limit, 1, app.store.clear_pending_replies(&h.msg.contact, h.pending_seen))),
-    )
-    .await;
-    if let Some(err) = pending_cleared.into_iter().find_map(Result::err) {
-        // Queued already: the retry queues the same reply ids again and the sender sends each once.
+    );
+    let (handovers, releases_done, pending_cleared) = futures::join!(handovers, releases_done, pending_cleared);
+    let state_error = handovers.into_iter().chain(releases_done).find_map(Result::err);
+    if let Some(err) = state_error.or(pending_cleared.into_iter().find_map(Result::err)) {
         give_back(app, limit, &claimed).await;
         return Err(ApiError::from(err));
     }

@@ -279,42 +279,38 @@ impl Sandbox {
         Ok(resp.status().as_u16())
     }
 
-    /// Delivers `payload` again on [`REDELIVERY`]'s schedule until the webhook takes it or
-    /// answers something a retry cannot change; `answered` sees each answer.
-    async fn redeliver(&self, payload: &Value, mut answered: impl FnMut(u16)) {
-        for delay in REDELIVERY {
-            tokio::time::sleep(delay).await;
-            match self.deliver(payload).await {
-                Ok(status) => {
-                    answered(status);
-                    if !worth_retrying(status) {
-                        return;
+    /// Meta's retries (on [`REDELIVERY`]'s schedule) of a delivery whose first answer, `first`,
+    /// was a failure a retry can change, in the background; `answered` sees each later answer
+    /// and whether more retries follow.
+    fn redeliver_later(&self, payload: Value, first: u16, mut answered: impl FnMut(u16, bool) + Send + 'static) {
+        let sb = self.clone();
+        tokio::spawn(async move {
+            let mut last = first;
+            for delay in REDELIVERY {
+                tokio::time::sleep(delay).await;
+                match sb.deliver(&payload).await {
+                    Ok(status) if !worth_retrying(status) => return answered(status, false),
+                    Ok(status) => {
+                        last = status;
+                        answered(status, true);
                     }
+                    Err(e) => tracing::warn!(error = %e, "sandbox: redelivery failed"),
                 }
-                Err(e) => tracing::warn!(error = %e, "sandbox: redelivery failed"),
             }
-        }
-        tracing::warn!("sandbox: the webhook did not take a delivery after its retries");
+            tracing::warn!("sandbox: the webhook did not take a delivery after its retries");
+            answered(last, false);
+        });
     }
 
-    /// Delivers `payload` once and, when its answer was a failure a retry can change, goes on
-    /// in the background as Meta would; returns the first answer.
-    async fn deliver_retrying(
-        &self,
-        payload: Value,
-        answered: impl FnMut(u16) + Send + 'static,
-    ) -> Result<u16, String> {
-        let status = self.deliver(&payload).await?;
-        if worth_retrying(status) {
-            let sb = self.clone();
-            tokio::spawn(async move { sb.redeliver(&payload, answered).await });
-        }
-        Ok(status)
-    }
-
-    /// Posts a WhatsApp status webhook for a message the sandbox accepted.
+    /// Posts a WhatsApp status webhook for a message the sandbox accepted (retried like a
+    /// message); returns the first answer.
     async fn deliver_status(&self, msg: &SentMessage, status: &str, code: Option<i64>) -> Result<u16, String> {
-        self.deliver_retrying(self.status_payload(msg, status, code), |_| {}).await
+        let payload = self.status_payload(msg, status, code);
+        let answer = self.deliver(&payload).await?;
+        if worth_retrying(answer) {
+            self.redeliver_later(payload, answer, |_, _| {});
+        }
+        Ok(answer)
     }
 
     fn status_payload(&self, msg: &SentMessage, status: &str, code: Option<i64>) -> Value {
@@ -350,16 +346,10 @@ impl Sandbox {
     }
 
     /// Records a later answer of the webhook to the customer's line `id`.
-    fn chat_answered(&self, id: &str, status: u16) {
+    fn chat_answered(&self, id: &str, status: u16, retrying: bool) {
         if let Some(line) = self.log().chat.iter_mut().find(|l| l.id == id) {
             line.webhook_status = status;
-            line.retrying = worth_retrying(status);
-        }
-    }
-
-    fn chat_retries_over(&self, id: &str) {
-        if let Some(line) = self.log().chat.iter_mut().find(|l| l.id == id) {
-            line.retrying = false;
+            line.retrying = retrying;
         }
     }
 }
@@ -1309,11 +1299,9 @@ async fn chat(State(sb): State<Sandbox>, body: Bytes) -> Response {
         sent_at: now_rfc3339(),
     });
     if retrying {
-        let (sb, id) = (sb.clone(), id.clone());
-        tokio::spawn(async move {
-            sb.redeliver(&payload, |status| sb.chat_answered(&id, status)).await;
-            sb.chat_retries_over(&id);
-        });
+        // Recorded first: the retries update the line.
+        let (line_of, line) = (sb.clone(), id.clone());
+        sb.redeliver_later(payload, status, move |status, more| line_of.chat_answered(&line, status, more));
     }
     Json(json!({ "status": status, "message_id": id, "retrying": retrying })).into_response()
 }

@@ -200,11 +200,13 @@ mod tests {
         let chat = vec![
             json!({ "id": wamid, "text": "hi", "payload": null, "webhook_status": 200, "sent_at": "1970-01-01T00:01:40Z" }),
             json!({ "id": "wamid.late", "text": "refused", "payload": null, "webhook_status": 401,
-                    "sent_at": "1970-01-01T00:02:30Z" }),
+                    "retrying": false, "sent_at": "1970-01-01T00:02:30Z" }),
+            json!({ "id": "wamid.busy", "text": "refused for now", "payload": null, "webhook_status": 503,
+                    "retrying": true, "sent_at": "1970-01-01T00:03:30Z" }),
         ];
         let c = conversation(Channel::WhatsApp, &history, &sent, &chat);
         let ids: Vec<&str> = c.iter().map(|m| m["id"].as_str().unwrap()).collect();
-        assert_eq!(ids, [in_id.as_str(), "out-1", "wamid.late", "h-curl"]);
+        assert_eq!(ids, [in_id.as_str(), "out-1", "wamid.late", "h-curl", "wamid.busy"]);
         assert_eq!(c[0]["via"], "sandbox");
         assert_eq!(c[1]["shown"]["buttons"][0], "A");
         assert_eq!(c[1]["status"], "delivered");
@@ -213,5 +215,7 @@ mod tests {
         // Sent straight to the webhook (curl): only the store has it.
         assert_eq!(c[3]["via"], "webhook");
         assert_eq!(c[3]["source"], "store");
+        // Refused with a 5xx, its retries not over: shown as retrying, not as refused.
+        assert_eq!((c[4]["status"].as_str(), c[4]["webhook_status"].as_u64()), (Some("retrying"), Some(503)));
     }
 }

@@ -28,6 +28,10 @@ struct Harness {
     sandbox: Sandbox,
     /// Webhook deliveries the sandbox posted, each checked against the app secret.
     hooks: Arc<Mutex<Vec<Value>>>,
+    /// How many of the next deliveries the webhook refuses with a 503 (as under a store timeout),
+    /// and the deliveries it refused.
+    refuse: Arc<Mutex<usize>>,
+    refused: Arc<Mutex<Vec<Value>>>,
     hook_url: String,
     http: reqwest::Client,
 }
@@ -45,8 +49,9 @@ async fn start(status_webhooks: bool) -> Harness {
 
 async fn start_with(status_webhooks: bool, templates: Templates) -> Harness {
     let hooks = Arc::new(Mutex::new(Vec::new()));
+    let (refuse, refused) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(Vec::new())));
     let verifier = Verifier::new(Encoding::PrefixedHex, Secret::from(APP_SECRET), None);
-    let sink = Arc::clone(&hooks);
+    let (sink, refusals, refused_sink) = (Arc::clone(&hooks), Arc::clone(&refuse), Arc::clone(&refused));
     let webhook = Router::new().route(
         "/webhooks/meta",
         post(move |headers: HeaderMap, body: Bytes| async move {
@@ -54,7 +59,14 @@ async fn start_with(status_webhooks: bool, templates: Templates) -> Harness {
             if verifier.verify(&body, sig).is_err() {
                 return StatusCode::UNAUTHORIZED;
             }
-            sink.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+            let delivery: Value = serde_json::from_slice(&body).unwrap();
+            let mut left = refusals.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                refused_sink.lock().unwrap().push(delivery);
+                return StatusCode::SERVICE_UNAVAILABLE;
+            }
+            sink.lock().unwrap().push(delivery);
             StatusCode::OK
         }),
     );
@@ -69,7 +81,15 @@ async fn start_with(status_webhooks: bool, templates: Templates) -> Harness {
         status_webhooks,
     });
     let base = serve(Router::new().nest("/sandbox", sandbox.router())).await;
-    Harness { base, sandbox, hooks, hook_url: format!("{hook_base}/webhooks/meta"), http: reqwest::Client::new() }
+    Harness {
+        base,
+        sandbox,
+        hooks,
+        refuse,
+        refused,
+        hook_url: format!("{hook_base}/webhooks/meta"),
+        http: reqwest::Client::new(),
+    }
 }
 
 impl Harness {
@@ -770,50 +790,35 @@ async fn chat_reports_the_webhook_status_and_unreachable_webhooks() {
 }
 
 /// Like Meta, the sandbox retries a delivery the webhook refused in a way a retry can change
-/// (here two 503s, as from a store timeout): the same bytes again, at once and then after a
-/// second; the transcript follows the answers. A 401 is not retried (the secret stays wrong).
+/// (here 503s, as from a store timeout): the same delivery again, at once and then after a
+/// second, until the webhook takes it; the transcript follows the answers. Status webhooks
+/// alike. (A 401 is not retried: `chat_reports_the_webhook_status_and_unreachable_webhooks`.)
 #[tokio::test]
 async fn a_delivery_refused_with_a_5xx_is_retried_like_meta_and_the_transcript_follows() {
-    let seen = Arc::new(Mutex::new(Vec::<(u16, Bytes)>::new()));
-    let sink = Arc::clone(&seen);
-    let webhook = Router::new().route(
-        "/webhooks/meta",
-        post(move |body: Bytes| async move {
-            let mut seen = sink.lock().unwrap();
-            let status = if seen.len() < 2 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-            seen.push((status.as_u16(), body));
-            status
-        }),
-    );
-    let hook = serve(webhook).await;
-    let (_sandbox, base) = sandbox_posting_to(APP_SECRET, format!("{hook}/webhooks/meta")).await;
-    let http = reqwest::Client::new();
-    let answer: Value = chat_at(&base, "Lieferzeit").await.json().await.unwrap();
-    assert_eq!((answer["status"].as_u64(), answer["retrying"].as_bool()), (Some(503), Some(true)), "{answer}");
-    let transcript = || async {
-        let lines: Value = http
-            .get(format!("{base}/sandbox/chat?channel=whatsapp&from={WA}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        lines[0].clone()
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while seen.lock().unwrap().len() < 3 {
-        assert!(std::time::Instant::now() < deadline, "redelivered: {:?}", seen.lock().unwrap().len());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![503, 503, 200]);
-    assert!(seen.iter().all(|(_, body)| body == &seen[0].1), "each retry carries the same bytes (the same message id)");
-    let line = transcript().await;
+    let h = start(false).await;
+    *h.refuse.lock().unwrap() = 2;
+    let (status, answer) = h.post("/chat", json!({"channel":"whatsapp","from":WA,"text":"Lieferzeit"})).await;
+    assert_eq!((status, answer["status"].as_u64(), answer["retrying"].as_bool()), (200, Some(503), Some(true)));
+    let line = &h.get(&format!("/chat?channel=whatsapp&from={WA}")).await[0];
+    assert_eq!((line["webhook_status"].as_u64(), line["retrying"].as_bool()), (Some(503), Some(true)), "{line}");
+
+    let taken = h.wait_hooks(1).await;
+    let refused = h.refused.lock().unwrap().clone();
+    assert_eq!(refused.len(), 2, "refused twice, then taken");
+    assert!(refused.iter().all(|r| r == &taken[0]), "each retry carries the same delivery (the same message id)");
+    let line = &h.get(&format!("/chat?channel=whatsapp&from={WA}")).await[0];
     assert_eq!((line["webhook_status"].as_u64(), line["retrying"].as_bool()), (Some(200), Some(false)), "{line}");
-    // Nothing more once the webhook took it.
+
+    // A status webhook refused once arrives all the same.
+    let id = send(&h.client(), Channel::WhatsApp, PHONE_ID, WA, OutboundBody::text("Unterwegs")).await.unwrap();
+    *h.refuse.lock().unwrap() = 1;
+    let (_, answer) = h.post("/status", json!({"id": id, "status": "read"})).await;
+    assert_eq!(answer["status"], 503, "{answer}");
+    let hooks = h.wait_hooks(2).await;
+    assert_eq!(hooks[1]["entry"][0]["changes"][0]["value"]["statuses"][0]["status"], "read");
+    // Nothing more once the webhook took them.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(transcript().await["webhook_status"], 200);
+    assert_eq!(h.hooks().len(), 2);
 }
 
 #[tokio::test]

@@ -121,6 +121,15 @@ impl Store {
             Ok(_) => return Ok(Claim::Claimed),
             Err(e) => match e.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(c)) => c.item().cloned().unwrap_or_default(),
+                // Throttled: refused, nothing landed, and one more request would only add to it.
+                Some(se)
+                    if se.is_provisioned_throughput_exceeded_exception()
+                        || se.is_throttling_exception()
+                        || se.is_request_limit_exceeded() =>
+                {
+                    return Err(StoreError::sdk(e))
+                }
+                // The answer was lost (timeout, dropped connection, 500): the put may have landed.
                 _ => {
                     self.release_own_claim(pk, &owner).await;
                     return Err(StoreError::sdk(e));

@@ -91,6 +91,11 @@ impl Recorder {
 
 /// The longest chain of calls where each starts after the previous one finished.
 fn sequential_depth(calls: &[Call]) -> usize {
+    round_trips(calls).into_iter().max().unwrap_or(0)
+}
+
+/// Each call's place in that chain: 1 for a call that waited on none, n + 1 after one at n.
+fn round_trips(calls: &[Call]) -> Vec<usize> {
     let mut depth = vec![1usize; calls.len()];
     let mut order: Vec<usize> = (0..calls.len()).collect();
     order.sort_by_key(|&i| calls[i].start);
@@ -101,7 +106,7 @@ fn sequential_depth(calls: &[Call]) -> usize {
             }
         }
     }
-    depth.into_iter().max().unwrap_or(0)
+    depth
 }
 
 #[tokio::test]
@@ -400,12 +405,25 @@ async fn with_the_bridge_on_its_events_go_out_beside_the_replies_still_two_round
     let (mut app, recorder) = recorded_app(|_| {}).await;
     let bridge_queue = app.producer.queue_url().replace("-OutboundQueue.fifo", "-BridgeQueue");
     app.bridge = Some(parley::bridge::Publisher::new(app.producer.client().clone(), bridge_queue));
-    // "Hilfe": the reply, and two events (the message, the handover request) in one batch.
-    assert_eq!(post(&app, wa_text(&customer(), &wamid(), "Hilfe")).await, 200);
+    // A question: the reply and its event (the message) in round trip 2, two batches at once.
+    assert_eq!(post(&app, wa_text(&customer(), &wamid(), "Lieferzeit")).await, 200);
     let calls = recorder.take();
     let ops: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
     assert_eq!(count(&calls, "SendMessageBatch"), 2, "replies and bridge events: {ops:?}");
     assert_eq!(sequential_depth(&calls), 2, "the events travel in round trip 2: {ops:?}");
+
+    // "Hilfe": the reply and two events (the message, the handover request) in round trip 2; the
+    // handover flag is written once they are queued, a third round trip only a handover pays
+    // (written beside a failed enqueue, it would leave Meta's retry unanswered: the bot is
+    // silent during a handover).
+    assert_eq!(post(&app, wa_text(&customer(), &wamid(), "Hilfe")).await, 200);
+    let calls = recorder.take();
+    let ops: Vec<&str> = calls.iter().map(|c| c.operation.as_str()).collect();
+    let trips = round_trips(&calls);
+    let batches: Vec<usize> =
+        calls.iter().zip(&trips).filter(|(c, _)| c.operation == "SendMessageBatch").map(|(_, t)| *t).collect();
+    assert_eq!(batches, [2, 2], "replies and bridge events in round trip 2: {ops:?} {trips:?}");
+    assert_eq!((ops.last(), trips.iter().max()), (Some(&"UpdateItem"), Some(&3)), "{ops:?} {trips:?}");
 }
 
 /// Contacts who confirmed marketing (through the consent service, as the shop's double opt-in
